@@ -1,0 +1,356 @@
+"""Compile a parsed rule into a ``Rule``: one closure that answers "does this request match?".
+
+Requests are duck-typed; the closures read only these attributes:
+
+* http: ``host`` (lowercase, no port), ``path`` (no query), ``method`` (upper-case),
+  ``headers`` (mapping of lowercase name -> list of values), ``query`` (mapping of name -> list of
+  values; computed lazily by the caller, so only Query* matchers touch it), ``client_ip``.
+* tcp: ``sni`` (lowercase, or None / "" without SNI), ``client_ip``, ``alpn`` (list of protocols).
+
+Invariants:
+
+* All work that does not depend on the request happens here, once: arguments are case-folded,
+  regexes compiled, IPs parsed.  Equality and prefix checks never go through a regex.
+* Invalid argument values (bad regex, bad IP/CIDR, a path without '/', an empty host) raise
+  ``RuleSyntaxError`` at the column of the offending argument.
+* Matching never raises on odd input: an unparsable client IP or a missing SNI simply does not match.
+
+Semantics follow Traefik v3: PathPrefix is a plain string prefix (``/api`` matches ``/apiv2``),
+PathRegexp is anchored at the start only (``re.match``), the other *Regexp matchers must match the
+whole value.  IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``), in rules or from clients, are treated
+as the IPv4 address they carry.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .lexer import RuleSyntaxError
+from .parser import And, Arg, Matcher, Node, Not, Or, parse
+
+Predicate = Callable[[Any], bool]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Rule:
+    """A compiled router rule.
+
+    ``matches`` is the compiled closure itself (an instance attribute, not a method), so calling
+    ``rule.matches(req)`` costs one call.  ``hosts`` is the set of lowercase hosts the rule can only
+    match on, for indexing routers by host, or None when the rule is not restricted that way.
+    """
+
+    __slots__ = ("hosts", "kind", "length", "matches", "text")
+
+    def __init__(self, text: str, kind: str, hosts: frozenset[str] | None, matches: Predicate) -> None:
+        self.text = text
+        self.kind = kind
+        self.length = len(text)  # Traefik's default router priority
+        self.hosts = hosts
+        self.matches = matches
+
+    def __repr__(self) -> str:
+        return f"Rule({self.text!r}, kind={self.kind!r})"
+
+
+def parse_rule(text: str, kind: str = "http") -> Rule:
+    """Parse and compile ``text`` as an "http" or "tcp" rule; raise RuleSyntaxError if it is invalid."""
+    tree = parse(text, kind)
+    return Rule(text, kind, required_hosts(tree), compile_node(tree))
+
+
+def required_hosts(node: Node) -> frozenset[str] | None:
+    """The hosts a request must have for ``node`` to match, or None if any host could match.
+
+    A conjunction intersects the host sets of its operands (so ``Host(a) && Host(b)`` gives an empty
+    set: it can never match); a disjunction is restricted only if every branch is, to the union.
+    """
+    if isinstance(node, Matcher):
+        return frozenset(arg.value.lower() for arg in node.args) if node.name == "Host" else None
+    if isinstance(node, And):
+        result: frozenset[str] | None = None
+        for operand in node.operands:
+            hosts = required_hosts(operand)
+            if hosts is not None:
+                result = hosts if result is None else result & hosts
+        return result
+    if isinstance(node, Or):
+        union: set[str] = set()
+        for operand in node.operands:
+            hosts = required_hosts(operand)
+            if hosts is None:
+                return None
+            union |= hosts
+        return frozenset(union)
+    return None
+
+
+def compile_node(node: Node) -> Predicate:
+    """Turn a (validated) AST into a predicate over requests."""
+    if isinstance(node, Matcher):
+        return _COMPILERS[node.name](node)
+    if isinstance(node, Not):
+        inner = compile_node(node.operand)
+        return lambda req: not inner(req)
+    parts = tuple(compile_node(operand) for operand in node.operands)
+    if isinstance(node, And):
+        if len(parts) == 2:
+            first, second = parts
+            return lambda req: first(req) and second(req)
+
+        def all_of(req: Any) -> bool:
+            for part in parts:
+                if not part(req):
+                    return False
+            return True
+
+        return all_of
+    if len(parts) == 2:
+        first, second = parts
+        return lambda req: first(req) or second(req)
+
+    def any_of(req: Any) -> bool:
+        for part in parts:
+            if part(req):
+                return True
+        return False
+
+    return any_of
+
+
+# -- argument checks ------------------------------------------------------------------------------
+
+
+def _regex(arg: Arg, matcher: str, flags: int = 0) -> re.Pattern[str]:
+    try:
+        return re.compile(arg.value, flags)
+    except re.error as exc:
+        raise RuleSyntaxError(
+            f"invalid regular expression {arg.value!r} in {matcher}: {exc}; expected a valid regex",
+            arg.column,
+        ) from None
+
+
+def _host_name(arg: Arg, matcher: str) -> str:
+    if not arg.value:
+        raise RuleSyntaxError(f"expected a host name in {matcher}, got an empty string", arg.column)
+    return arg.value.lower()
+
+
+def _path(arg: Arg, matcher: str) -> str:
+    if not arg.value.startswith("/"):
+        raise RuleSyntaxError(
+            f"expected a path starting with '/' in {matcher}, got {arg.value!r}", arg.column
+        )
+    return arg.value
+
+
+# -- http matchers --------------------------------------------------------------------------------
+
+
+def _host(m: Matcher) -> Predicate:
+    names = [_host_name(arg, m.name) for arg in m.args]
+    if len(names) == 1:
+        (name,) = names
+        return lambda req: req.host == name
+    choices = frozenset(names)
+    return lambda req: req.host in choices
+
+
+def _host_regexp(m: Matcher) -> Predicate:
+    fullmatch = _regex(m.args[0], m.name, re.IGNORECASE).fullmatch
+    return lambda req: fullmatch(req.host) is not None
+
+
+def _path_exact(m: Matcher) -> Predicate:
+    paths = [_path(arg, m.name) for arg in m.args]
+    if len(paths) == 1:
+        (path,) = paths
+        return lambda req: req.path == path
+    choices = frozenset(paths)
+    return lambda req: req.path in choices
+
+
+def _path_prefix(m: Matcher) -> Predicate:
+    prefixes = tuple(_path(arg, m.name) for arg in m.args)
+    prefix = prefixes[0] if len(prefixes) == 1 else prefixes  # str.startswith takes either
+    return lambda req: req.path.startswith(prefix)
+
+
+def _path_regexp(m: Matcher) -> Predicate:
+    match = _regex(m.args[0], m.name).match
+    return lambda req: match(req.path) is not None
+
+
+def _method(m: Matcher) -> Predicate:
+    methods = [arg.value.upper() for arg in m.args]
+    if len(methods) == 1:
+        (method,) = methods
+        return lambda req: req.method == method
+    choices = frozenset(methods)
+    return lambda req: req.method in choices
+
+
+def _header(m: Matcher) -> Predicate:
+    name, value = m.args[0].value.lower(), m.args[1].value
+
+    def header(req: Any) -> bool:
+        values = req.headers.get(name)
+        return values is not None and value in values
+
+    return header
+
+
+def _header_regexp(m: Matcher) -> Predicate:
+    name, fullmatch = m.args[0].value.lower(), _regex(m.args[1], m.name).fullmatch
+
+    def header_regexp(req: Any) -> bool:
+        values = req.headers.get(name)
+        return values is not None and any(fullmatch(v) is not None for v in values)
+
+    return header_regexp
+
+
+def _query(m: Matcher) -> Predicate:
+    name = m.args[0].value
+    if len(m.args) == 1:
+        return lambda req: name in req.query
+    value = m.args[1].value
+
+    def query(req: Any) -> bool:
+        values = req.query.get(name)
+        return values is not None and value in values
+
+    return query
+
+
+def _query_regexp(m: Matcher) -> Predicate:
+    name, fullmatch = m.args[0].value, _regex(m.args[1], m.name).fullmatch
+
+    def query_regexp(req: Any) -> bool:
+        values = req.query.get(name)
+        return values is not None and any(fullmatch(v) is not None for v in values)
+
+    return query_regexp
+
+
+# -- ClientIP (http and tcp) ----------------------------------------------------------------------
+
+
+def _unmap(network: IPNetwork) -> IPNetwork:
+    """``::ffff:10.0.0.0/104`` -> ``10.0.0.0/8``, so mapped rules and mapped clients meet as IPv4."""
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_address(text: str) -> IPAddress | None:
+    """Parse a client address once per distinct value; clients repeat, so this is cached."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _client_ip(m: Matcher) -> Predicate:
+    # Networks are split by version: ``in`` across versions compares raw integers in CPython.
+    by_version: dict[int, list[IPNetwork]] = {4: [], 6: []}
+    for arg in m.args:
+        try:
+            network = _unmap(ipaddress.ip_network(arg.value.strip(), strict=False))
+        except ValueError:
+            raise RuleSyntaxError(
+                f"invalid IP address or CIDR {arg.value!r} in ClientIP: expected e.g. "
+                "`10.0.0.1`, `10.0.0.0/8` or `2001:db8::/32`",
+                arg.column,
+            ) from None
+        by_version[network.version].append(network)
+    v4, v6 = tuple(by_version[4]), tuple(by_version[6])
+
+    def client_ip(req: Any) -> bool:
+        address = _client_address(req.client_ip)
+        if address is None:
+            return False
+        for network in v4 if address.version == 4 else v6:
+            if address in network:
+                return True
+        return False
+
+    return client_ip
+
+
+# -- tcp matchers ---------------------------------------------------------------------------------
+
+
+def _host_sni(m: Matcher) -> Predicate:
+    exact: set[str] = set()
+    suffixes: list[str] = []
+    for arg in m.args:
+        name = _host_name(arg, m.name)
+        if name == "*":
+            return lambda req: True  # catch-all, including connections without SNI
+        if name.startswith("*.") and "*" not in name[2:] and len(name) > 2:
+            suffixes.append(name[1:])  # ".example.com": any subdomain, never the apex
+        elif "*" in name:
+            raise RuleSyntaxError(
+                f"expected '*', '*.domain' or a plain name in HostSNI, got {arg.value!r}", arg.column
+            )
+        else:
+            exact.add(name)
+    if not suffixes and len(exact) == 1:
+        (only,) = exact
+        return lambda req: req.sni == only
+    names, ends = frozenset(exact), tuple(suffixes)
+
+    def host_sni(req: Any) -> bool:
+        sni = req.sni
+        if not sni:
+            return False
+        if sni in names:
+            return True
+        for end in ends:
+            if len(sni) > len(end) and sni.endswith(end):
+                return True
+        return False
+
+    return host_sni
+
+
+def _host_sni_regexp(m: Matcher) -> Predicate:
+    fullmatch = _regex(m.args[0], m.name, re.IGNORECASE).fullmatch
+    return lambda req: bool(req.sni) and fullmatch(req.sni) is not None
+
+
+def _alpn(m: Matcher) -> Predicate:
+    protocol = m.args[0].value
+    return lambda req: protocol in req.alpn
+
+
+_COMPILERS: dict[str, Callable[[Matcher], Predicate]] = {
+    "Host": _host,
+    "HostRegexp": _host_regexp,
+    "Path": _path_exact,
+    "PathPrefix": _path_prefix,
+    "PathRegexp": _path_regexp,
+    "Method": _method,
+    "Header": _header,
+    "Headers": _header,
+    "HeaderRegexp": _header_regexp,
+    "Query": _query,
+    "QueryRegexp": _query_regexp,
+    "ClientIP": _client_ip,
+    "HostSNI": _host_sni,
+    "HostSNIRegexp": _host_sni_regexp,
+    "ALPN": _alpn,
+}
