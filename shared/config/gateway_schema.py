@@ -1,0 +1,199 @@
+"""The schema of the whole config: entrypoints, routers, services, providers and admin (middlewares come from
+``middleware_schema``), assembled into ``CONFIG``.
+
+Invariants of the normalized form (see README of the package API in ``__init__``):
+
+* every key of every table is present, with defaults filled; optional sub-tables (``tls``, ``health_check``,
+  ``sticky``, ``providers.file``, ``providers.discovery``) are None when not given;
+* listen addresses keep ``address`` as given and gain ``host`` (str) and ``port`` (int);
+* durations are float seconds; a router's ``priority`` is an int (default: the length of its rule);
+* server URLs lose a trailing '/'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .middleware_schema import MIDDLEWARE
+from .schema import (
+    Bool,
+    Duration,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    Nullable,
+    Reporter,
+    Str,
+    Table,
+    address_error,
+    header_name_error,
+    ip_network_error,
+    join,
+    parse_address,
+    path_error,
+    readable_file_error,
+    url_check,
+)
+
+PROTOCOLS = ("http", "tcp", "udp")
+STRATEGIES = ("round-robin", "weighted", "least-connections", "random")
+
+
+def _split_address(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if "address" in out:
+        out["host"], out["port"] = parse_address(out["address"])
+
+
+def _tls_needs_certificate(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if out.get("acme") or raw.get("certificates"):
+        return
+    for key in ("cert_file", "key_file"):
+        if raw.get(key) is None:
+            rep.add(join(path, key), "required unless acme = true or certificates are given")
+
+
+def _default_priority(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if out.get("priority") is None and "rule" in out:
+        out["priority"] = len(out["rule"])
+
+
+def _strip_trailing_slash(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if "url" in out:
+        out["url"] = out["url"].rstrip("/")
+
+
+_ADDRESS = Str(check=address_error)
+_FILE = Str(check=readable_file_error)
+
+TLS = Table(
+    {
+        "cert_file": Field(Nullable(_FILE)),
+        "key_file": Field(Nullable(_FILE)),
+        "min_version": Field(Str(choices=("1.2", "1.3")), "1.2"),
+        "acme": Field(Bool(), False),
+        "certificates": Field(
+            ListOf(Table({"cert_file": Field(_FILE, required=True), "key_file": Field(_FILE, required=True)})),
+            [],
+        ),
+        "client_ca_file": Field(Nullable(_FILE)),
+    },
+    post=_tls_needs_certificate,
+)
+
+ENTRYPOINT = Table(
+    {
+        "address": Field(_ADDRESS, required=True),
+        "protocol": Field(Str(choices=PROTOCOLS), "http"),
+        "tls": Field(Nullable(TLS)),
+        "max_connections": Field(Nullable(Int(minimum=0))),
+        "tcp_allowed_ips": Field(ListOf(Str(check=ip_network_error)), []),
+    },
+    post=_split_address,
+    derived=("host", "port"),
+)
+
+ROUTER = Table(
+    {
+        "rule": Field(Str(nonempty=True), required=True),
+        "service": Field(Str(nonempty=True), required=True),
+        "entrypoints": Field(ListOf(Str()), []),
+        "middlewares": Field(ListOf(Str()), []),
+        "priority": Field(Nullable(Int())),
+    },
+    post=_default_priority,
+)
+
+SERVER = Table(
+    {
+        "url": Field(
+            Str(check=url_check("http", "https", "h2c", "tcp", "udp", port_required=("tcp", "udp"))),
+            required=True,
+        ),
+        "weight": Field(Int(minimum=0), 1),
+    },
+    post=_strip_trailing_slash,
+)
+
+HEALTH_CHECK = Table(
+    {
+        "path": Field(Str(check=path_error), required=True),
+        "interval": Field(Duration(), 10.0),
+        "timeout": Field(Duration(), 5.0),
+        "unhealthy_threshold": Field(Int(minimum=1), 3),
+        "healthy_threshold": Field(Int(minimum=1), 1),
+    }
+)
+
+STICKY = Table(
+    {
+        "cookie": Field(Str(check=header_name_error), required=True),
+        "ttl": Field(Duration(), 3600.0),
+        "secure": Field(Bool(), False),
+        "http_only": Field(Bool(), True),
+        "same_site": Field(Str(choices=("lax", "strict", "none")), "lax"),
+    }
+)
+
+TIMEOUTS = Table(
+    {
+        "connect": Field(Duration(), 5.0),
+        "response_header": Field(Duration(), 60.0),
+        "idle": Field(Duration(), 90.0),
+    }
+)
+
+LOAD_BALANCER = Table(
+    {
+        "strategy": Field(Str(choices=STRATEGIES), "round-robin"),
+        "servers": Field(ListOf(SERVER, min_items=1, too_few="service has no servers"), required=True),
+        "health_check": Field(Nullable(HEALTH_CHECK)),
+        "sticky": Field(Nullable(STICKY)),
+        "pass_host_header": Field(Bool(), True),
+        "timeouts": Field(TIMEOUTS, {}),
+    }
+)
+
+SERVICE = Table({"load_balancer": Field(LOAD_BALANCER, required=True)})
+
+PROVIDERS = Table(
+    {
+        "file": Field(
+            Nullable(Table({"watch": Field(Bool(), True), "directory": Field(Nullable(Str(nonempty=True)))}))
+        ),
+        "discovery": Field(
+            Nullable(
+                Table(
+                    {
+                        "seeds": Field(
+                            ListOf(Table({"url": Field(Str(check=url_check("http", "https")), required=True)})),
+                            required=True,
+                        ),
+                        "poll_interval_secs": Field(Int(minimum=1), 30),
+                        "timeout_secs": Field(Int(minimum=1), 5),
+                    }
+                )
+            )
+        ),
+    }
+)
+
+ADMIN = Table(
+    {"enabled": Field(Bool(), True), "address": Field(_ADDRESS, "127.0.0.1:9090")},
+    post=_split_address,
+    derived=("host", "port"),
+)
+
+SECTIONS = ("entrypoints", "routers", "services", "middlewares")
+"""The named-definition tables (``<section>.<name>``); conf.d files may add to these."""
+
+CONFIG = Table(
+    {
+        "entrypoints": Field(MapOf(ENTRYPOINT), {}),
+        "routers": Field(MapOf(ROUTER), {}),
+        "services": Field(MapOf(SERVICE), {}),
+        "middlewares": Field(MapOf(MIDDLEWARE), {}),
+        "providers": Field(PROVIDERS, {}),
+        "admin": Field(ADMIN, {}),
+    }
+)
