@@ -1,0 +1,67 @@
+"""The admin API, served by the master with aiohttp on its own listener (default 127.0.0.1:9090).
+
+Endpoints (paths as in the original implementation):
+- ``GET /api/gateway/health``: lifecycle state, uptime, generation, workers, last reload result and errors.
+  Answers 200 while running or reloading, 503 otherwise, so it doubles as a readiness probe.
+- ``GET /api/gateway/config``: the current config as JSON, every secret redacted.
+- ``GET /api/gateway/metrics``: Prometheus text exposition.
+
+It runs in the master so it sees the whole node (all workers, the shared-memory plane) and keeps answering
+while workers restart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+
+from ..shared.errors import GatewayError
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
+                        content_type="application/json")
+
+
+class AdminServer:
+    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+        self.gateway = gateway
+        self.host = host
+        self.port = port
+        app = web.Application()
+        app.router.add_get("/api/gateway/health", self.health)
+        app.router.add_get("/api/gateway/config", self.config)
+        app.router.add_get("/api/gateway/metrics", self.metrics)
+        self.runner = web.AppRunner(app, access_log=None)
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await self.runner.cleanup()
+            raise GatewayError(f"cannot bind admin API on {self.host}:{self.port}: {e.strerror or e}") from e
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    async def health(self, request: web.Request) -> web.Response:
+        health = self.gateway.health()
+        return _json(health, 200 if self.gateway.is_running() else 503)
+
+    async def config(self, request: web.Request) -> web.Response:
+        return _json(self.gateway.config().redacted())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        lines = []
+        for name, value in self.gateway.metrics().items():
+            metric = f"a3s_gateway_{name}"
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

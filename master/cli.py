@@ -1,0 +1,101 @@
+"""The ``a3s-gateway`` command line: a thin user of ``Gateway`` (one lifecycle for binary and library).
+
+    a3s-gateway [--config FILE] [--listen ADDR] [--workers N] [--log-level LEVEL] [--log-format json|text]
+                [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
+    a3s-gateway validate --config FILE
+
+Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
+(``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
+Exit codes: 0 clean stop, 1 invalid config or failed start, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import uvloop
+
+from ..shared import log as gwlog
+from ..shared.config import GatewayConfig
+from ..shared.errors import ConfigError, GatewayError
+from .gateway import Gateway
+
+
+def _version() -> str:
+    try:
+        return version("a3s-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _load(path: str | None) -> GatewayConfig:
+    if path:
+        return GatewayConfig.from_file(path)
+    if os.path.exists("gateway.toml"):
+        return GatewayConfig.from_file("gateway.toml")
+    return GatewayConfig.default()
+
+
+def validate(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="a3s-gateway validate", description="Check a config file and exit.")
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    try:
+        cfg = GatewayConfig.from_file(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(cfg.summary())
+    return 0
+
+
+def serve(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.")
+    ap.add_argument("--config", help="TOML or YAML config file (default: ./gateway.toml or the embedded default)")
+    ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
+    ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ap.add_argument("--log-format", default="json", choices=["json", "text"])
+    ap.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to let requests finish on stop")
+    ap.add_argument("--user", help="drop privileges to this user after binding")
+    ap.add_argument("--group", help="drop privileges to this group after binding")
+    ap.add_argument("--version", action="version", version=f"a3s-gateway {_version()}")
+    args = ap.parse_args(argv)
+    log = gwlog.setup(args.log_level, args.log_format, proc="master")
+    if args.workers is not None and args.workers < 1:
+        ap.error("--workers must be at least 1")
+    try:
+        cfg = _load(args.config)
+        if args.config is None and not os.path.exists("gateway.toml"):
+            log.info("no config file: using the embedded default (web on 127.0.0.1:8080 → whoami@internal)")
+        gateway = Gateway(cfg, workers=args.workers, log_level=args.log_level, log_format=args.log_format,
+                          graceful_timeout=args.graceful_timeout, listen=args.listen, user=args.user,
+                          group=args.group)
+    except ConfigError as e:
+        for p in e.problems:
+            log.error(str(p))
+        return 1
+
+    async def run() -> None:
+        await gateway.start()
+        await gateway.wait_for_shutdown()
+
+    try:
+        uvloop.run(run())
+    except GatewayError as e:
+        log.error(f"start failed: {e}")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["validate"]:
+        return validate(argv[1:])
+    return serve(argv)

@@ -1,0 +1,255 @@
+"""The gateway's lifecycle, shared by the ``a3s-gateway`` binary and the embeddable API.
+
+States::
+
+    created ──start()──► starting ──► running ──reload()──► reloading ──► running
+                                         │                                   │
+                                         └────────── shutdown() ─────────────┴──► stopping ──► stopped
+
+``start()`` binds every socket, drops privileges, spawns one worker per slot and returns once every worker
+accepts. ``reload()`` validates and compiles the new config once, hands it to every worker, and keeps the old
+one (raising ``ConfigError``) if anything is wrong; connections are never closed by a reload. ``shutdown()``
+stops accepting, lets in-flight requests finish up to the graceful timeout, stops the workers and releases
+every socket. A method called in a state that does not allow it raises ``StateError``; ``shutdown()`` twice is
+harmless.
+
+The process that calls ``start()`` becomes the master. Workers are fork+exec'd (never bare forks), so they do
+not inherit the host program's event loop, threads or locks. Signal handling (SIGTERM/SIGINT graceful stop,
+SIGQUIT immediate stop, SIGHUP reload) needs the main thread; ``start()`` refuses to run anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from ..shared import log as gwlog
+from ..shared.compiled import check_implemented, compile_generation
+from ..shared.config import GatewayConfig
+from ..shared.errors import ConfigError, GatewayError, StateError
+from ..worker import middlewares
+from . import admin
+from .arbiter import Arbiter
+from .sockets import Listeners, drop_privileges
+
+log = gwlog.get("master")
+
+CREATED, STARTING, RUNNING, RELOADING, STOPPING, STOPPED = (
+    "created", "starting", "running", "reloading", "stopping", "stopped")
+
+
+class Gateway:
+    """A running gateway: the master side of one node. See the module docstring for the lifecycle."""
+
+    def __init__(self, config: GatewayConfig, *, workers: int | None = None, log_level: str = "info",
+                 log_format: str = "json", graceful_timeout: float = 30.0, listen: str | None = None,
+                 user: str | None = None, group: str | None = None, handle_signals: bool = True) -> None:
+        self._listen = listen
+        self._config = config.with_listen(listen) if listen else config
+        check_implemented(self._config, middlewares.implemented)
+        self.workers = workers or os.cpu_count() or 1
+        self.log_level = log_level
+        self.log_format = log_format
+        self.graceful_timeout = graceful_timeout
+        self.user, self.group = user, group
+        self.handle_signals = handle_signals
+        self._state = CREATED
+        self._generation = 0
+        self._compiled: dict[str, Any] = {}
+        self._started_at = 0.0
+        self._last_reload: dict[str, Any] = {"ok": None, "at": None, "errors": [], "generation": 0}
+        self._reloads = {"total": 0, "failed": 0}
+        self._listeners = Listeners()
+        self._arbiter: Arbiter | None = None
+        self._admin: admin.AdminServer | None = None
+        self._stopped = asyncio.Event()
+        self._shutdown_requested: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._signals: list[int] = []
+
+    # -- queries
+    def state(self) -> str:
+        return self._state
+
+    def is_running(self) -> bool:
+        return self._state in (RUNNING, RELOADING)
+
+    def config(self) -> GatewayConfig:
+        return self._config
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot for ``/api/gateway/health`` and library users."""
+        return {
+            "state": self._state,
+            "uptime_secs": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
+            "generation": self._generation,
+            "config_source": self._config.source,
+            "pid": os.getpid(),
+            "workers": self._arbiter.snapshot() if self._arbiter else [],
+            "last_reload": dict(self._last_reload),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot of the gateway's counters (a plain dict; the Prometheus text is at /api/gateway/metrics)."""
+        workers = self._arbiter.snapshot() if self._arbiter else []
+        return {
+            "config_reloads_total": self._reloads["total"],
+            "config_reloads_failed_total": self._reloads["failed"],
+            "worker_restarts_total": sum(w["restarts"] for w in workers),
+            "workers_alive": sum(1 for w in workers if w["alive"]),
+            "generation": self._generation,
+        }
+
+    # -- lifecycle
+    async def start(self) -> None:
+        if self._state != CREATED:
+            raise StateError(f"start() needs state 'created', the gateway is '{self._state}'")
+        if threading.current_thread() is not threading.main_thread() and self.handle_signals:
+            raise StateError("start() must run in the main thread (signal handlers need it); "
+                             "pass handle_signals=False to embed the gateway elsewhere")
+        self._state = STARTING
+        self._started_at = time.monotonic()
+        self._shutdown_requested = asyncio.Event()
+        try:
+            self._generation = 1
+            self._compiled = compile_generation(self._config, 1)
+            self._listeners.open(self._config.entrypoints, self.workers)
+            admin_cfg = self._config.data.get("admin", {})
+            if admin_cfg.get("enabled", True):
+                self._admin = admin.AdminServer(self, admin_cfg["host"], admin_cfg["port"])
+                await self._admin.start()
+            drop_privileges(self.user, self.group)
+            self._arbiter = Arbiter(self._listeners, self.workers, self.log_level, self.log_format,
+                                    self.graceful_timeout, lambda: self._compiled)
+            await self._arbiter.start()
+        except BaseException:
+            await self._release(graceful=False)
+            self._state = STOPPED
+            self._stopped.set()
+            raise
+        if self.handle_signals:
+            self._install_signals()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._supervise()))
+        self._state = RUNNING
+        self._last_reload.update(ok=True, at=time.time(), generation=1)
+        log.info("gateway running", extra={"fields": {
+            "workers": self.workers, "generation": 1,
+            "entrypoints": {n: ep["address"] for n, ep in self._config.entrypoints.items()}}})
+
+    async def wait_for_shutdown(self) -> None:
+        """Return once the gateway has stopped (after SIGINT/SIGTERM or ``shutdown()``)."""
+        if self._state == CREATED:
+            raise StateError("wait_for_shutdown() before start()")
+        if self._shutdown_requested is not None:
+            await self._shutdown_requested.wait()
+        await self._stopped.wait()
+
+    async def shutdown(self, graceful_timeout: float | None = None, *, graceful: bool = True) -> None:
+        """Stop accepting, let in-flight requests finish (up to the timeout), stop workers. Idempotent."""
+        if self._state in (STOPPING, STOPPED):
+            await self._stopped.wait()
+            return
+        if self._state == CREATED:
+            self._state = STOPPED
+            self._stopped.set()
+            return
+        self._state = STOPPING
+        if self._shutdown_requested is not None:
+            self._shutdown_requested.set()
+        timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
+        log.info("stopping", extra={"fields": {"graceful": graceful, "timeout_s": timeout}})
+        await self._release(graceful=graceful, timeout=timeout)
+        self._state = STOPPED
+        self._stopped.set()
+        log.info("stopped")
+
+    async def reload(self, new_config: GatewayConfig | None = None) -> None:
+        """Swap in a new config without closing connections; ``None`` re-reads the config file.
+
+        Raises ``ConfigError`` (and keeps serving the old config) when the new one is invalid.
+        """
+        if self._state not in (RUNNING,):
+            raise StateError(f"reload() needs state 'running', the gateway is '{self._state}'")
+        self._state = RELOADING
+        self._reloads["total"] += 1
+        try:
+            cfg = new_config if new_config is not None else GatewayConfig.from_file(self._config.source)
+            if self._listen:
+                cfg = cfg.with_listen(self._listen)
+            check_implemented(cfg, middlewares.implemented)
+            self._check_entrypoints_unchanged(cfg)
+            compiled = compile_generation(cfg, self._generation + 1)
+            errors = await self._arbiter.broadcast(compiled)
+            if errors:
+                # Workers that took the new generation go back to the old one, so all serve the same config.
+                await self._arbiter.broadcast(self._compiled)
+                raise GatewayError("reload failed in workers: " + "; ".join(errors))
+        except (ConfigError, GatewayError) as e:
+            self._reloads["failed"] += 1
+            errs = [str(p) for p in e.problems] if isinstance(e, ConfigError) else [str(e)]
+            self._last_reload = {"ok": False, "at": time.time(), "errors": errs, "generation": self._generation}
+            for err in errs:
+                log.error(f"reload rejected: {err}")
+            raise
+        finally:
+            if self._state == RELOADING:
+                self._state = RUNNING
+        self._config, self._compiled, self._generation = cfg, compiled, compiled["generation"]
+        self._last_reload = {"ok": True, "at": time.time(), "errors": [], "generation": self._generation}
+        log.info("config reloaded", extra={"fields": {"generation": self._generation}})
+
+    def _check_entrypoints_unchanged(self, cfg: GatewayConfig) -> None:
+        if cfg.entrypoints != self._config.entrypoints:
+            raise GatewayError("entrypoints changed: adding, removing or re-addressing an entrypoint "
+                               "needs a restart in this version (routers, services and middlewares reload live)")
+
+    # -- internals
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: lambda: self._spawn(self.shutdown()),
+            signal.SIGINT: lambda: self._spawn(self.shutdown()),
+            signal.SIGQUIT: lambda: self._spawn(self.shutdown(graceful=False)),
+            signal.SIGHUP: lambda: self._spawn(self._reload_quietly()),
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+            self._signals.append(sig)
+
+    def _spawn(self, coro: Any) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _reload_quietly(self) -> None:
+        """SIGHUP: reload from the file; errors are logged and kept in health(), never raised."""
+        if self._state != RUNNING:
+            log.warning(f"SIGHUP ignored in state '{self._state}'")
+            return
+        try:
+            await self.reload()
+        except GatewayError:
+            pass
+
+    async def _supervise(self) -> None:
+        while self._state not in (STOPPING, STOPPED):
+            await asyncio.sleep(1.0)
+            if self._arbiter is not None:
+                self._arbiter.check_heartbeats()
+
+    async def _release(self, graceful: bool, timeout: float = 0.0) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+        current = asyncio.current_task()
+        for t in self._tasks:
+            if t is not current and t.get_coro().__name__ == "_supervise":
+                t.cancel()
+        self._listeners.close()        # workers hold their own copies until they stop accepting
+        if self._arbiter is not None:
+            await self._arbiter.stop(graceful, timeout)
+        if self._admin is not None:
+            await self._admin.stop()

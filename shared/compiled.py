@@ -1,0 +1,29 @@
+"""The compiled generation: what the master hands to every worker after a config is accepted.
+
+A generation is a JSON-serializable dict: ``{"generation": N, "config": <normalized config data>}``. The
+master validates and normalizes once (rules parsed, every reference resolved, defaults filled); workers build
+their runtime objects from it and can rely on it being valid. Generations only grow; a worker answers each with
+``loaded`` or ``load_failed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import GatewayConfig
+from .errors import ConfigError, Problem
+
+
+def check_implemented(cfg: GatewayConfig, implemented: Any) -> None:
+    """Reject configs that use a middleware type this build has no implementation for."""
+    problems = [
+        Problem(cfg.source, f"middlewares.{name}.type", f"middleware type '{m['type']}' is not implemented yet")
+        for name, m in cfg.middlewares.items()
+        if not implemented(m["type"])
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def compile_generation(cfg: GatewayConfig, generation: int) -> dict[str, Any]:
+    return {"generation": generation, "config": cfg.to_dict()}

@@ -1,0 +1,58 @@
+"""Structured logging for master and workers: one JSON object per line (default) or key=value text.
+
+Every line carries ``ts``, ``level``, ``proc`` (``master`` or ``worker-<slot>``), ``msg`` and any extra fields
+passed as ``log.info("msg", extra={"fields": {...}})``. Both processes write to the same stderr, so the lines of
+a whole gateway interleave but each stays whole (one ``write`` per line).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import orjson
+
+LOGGER_NAME = "a3s_gateway"
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, proc: str, fmt: str) -> None:
+        super().__init__()
+        self.proc = proc
+        self.json = fmt == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "proc": self.proc,
+            "msg": record.getMessage(),
+        }
+        fields.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        if self.json:
+            return orjson.dumps(fields, default=str).decode()
+        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    return orjson.dumps(text).decode() if (not text or any(c in text for c in ' "=\n')) else text
+
+
+def setup(level: str = "info", fmt: str = "json", proc: str = "master") -> logging.Logger:
+    """Configure the gateway's logger for this process (idempotent: replaces earlier handlers)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(proc, fmt))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    return logger
+
+
+def get(name: str = "") -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)

@@ -1,0 +1,24 @@
+"""Header facts shared by the HTTP/1.1 server and client sides."""
+
+from __future__ import annotations
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus the non-standard ones proxies must not forward.
+HOP_BY_HOP = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+))
+
+# Identity headers the gateway sets itself; a client's copies are dropped so they cannot be spoofed.
+# (X-Forwarded-For is the exception: the client's value is kept and the peer address appended, as nginx's
+# $proxy_add_x_forwarded_for does.)
+GATEWAY_SET = frozenset((b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
+
+
+def connection_tokens(value: bytes, into: set[bytes] | None = None) -> set[bytes]:
+    """The lowercase option tokens of a Connection header value (added to ``into`` when given)."""
+    tokens = into if into is not None else set()
+    for t in value.split(b","):
+        t = t.strip().lower()
+        if t:
+            tokens.add(t)
+    return tokens

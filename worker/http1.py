@@ -1,0 +1,422 @@
+"""The HTTP/1.1 server side: one ``ClientProtocol`` per client connection, parsed with httptools.
+
+Invariants:
+- Requests on a connection are answered strictly in arrival order. ``queue`` holds the exchanges parsed so far;
+  only ``queue[0]`` is *active* (may own an upstream connection or write to the client). Pipelined requests
+  wait in the queue (reading pauses past ``MAX_PIPELINE``).
+- Request bodies stream to the upstream as they are parsed; bytes that arrive before an upstream is bound are
+  held in ``ex.pending`` (reading pauses past ``HIGH_WATER``). Response bodies stream back with write-buffer
+  back-pressure on both sides.
+- Every request gets exactly one response: proxied, answered by a middleware or the gateway (``ex.local``), or
+  an error from ``responses``. After a malformed request the connection is closed, never reused.
+- Identity headers (X-Real-IP, X-Forwarded-Proto/Host/Port) are always the gateway's own; a client's copies are
+  dropped. X-Forwarded-For keeps the client's list and appends the peer address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httptools
+import orjson
+
+from . import responses
+from .headers import GATEWAY_SET, HOP_BY_HOP, connection_tokens
+from .router import RequestView
+
+if TYPE_CHECKING:
+    from .process import Worker
+    from .runtime import Backend, Route, Service
+    from .upstream import UpstreamProtocol
+
+HIGH_WATER = 64 * 1024
+MAX_PIPELINE = 16
+MAX_URL = 8192
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class Exchange:
+    """One request/response pair on a client connection."""
+
+    __slots__ = ("keep_alive", "http11", "is_head", "method", "target", "host", "headers", "xff",
+                 "req_chunked", "req_has_body", "req_done", "pending", "pending_bytes", "upstream",
+                 "resp_started", "retried", "route", "service", "backend", "status", "local", "resp_bytes",
+                 "runtime")
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] | None = None
+        self.pending_bytes = 0
+        self.upstream: UpstreamProtocol | None = None
+        self.req_done = False
+        self.resp_started = False
+        self.retried = False
+        self.route: Route | None = None
+        self.service: Service | None = None
+        self.backend: Backend | None = None
+        self.status = 0
+        self.local: bytes | None = None     # a complete response the gateway answers with instead of proxying
+        self.resp_bytes = 0
+
+
+class ClientProtocol(asyncio.Protocol):
+    def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
+        self.worker = worker
+        self.entrypoint = entrypoint
+        self.scheme = scheme
+        self.port = port
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.error_status = 0
+        self.queue: deque[Exchange] = deque()
+        self.cur: Exchange | None = None
+        self.client_ip = ""
+        self.peer = b""
+        self.fwd_const = b""
+        self.closed = False
+        self.last_active = worker.now
+
+    # -- transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        ip = self.client_ip.encode()
+        self.peer = ip
+        self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
+            ip, self.scheme, self.port)
+        self.worker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        for ex in self.queue:
+            self._release_backend(ex)
+            up = ex.upstream
+            if up is not None and up.ex is ex:
+                up.client = up.ex = None
+                self.worker.waiting.discard(up)
+                up.close()
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.worker.now
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # the upgrade request was answered in on_headers_complete; the connection closes after it
+        except httptools.HttpParserError:
+            self.fail(self.error_status or 400)
+
+    def pause_writing(self) -> None:
+        if self.queue:
+            up = self.queue[0].upstream
+            if up is not None and up.ex is self.queue[0]:
+                up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.queue:
+            up = self.queue[0].upstream
+            if up is not None and up.ex is self.queue[0]:
+                up.resume_reading()
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_URL:
+            self.error_status = 414
+            raise ValueError("URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > MAX_HEADER_BYTES:
+            self.error_status = 431
+            raise ValueError("header fields too large")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        ex = Exchange()
+        method = p.get_method()
+        ex.method = method
+        ex.http11 = p.get_http_version() == "1.1"
+        ex.keep_alive = p.should_keep_alive() and not self.worker.draining
+        ex.is_head = method == b"HEAD"
+        self.cur = ex
+        self.queue.append(ex)
+
+        host = None
+        xff = None
+        chunked = False
+        has_body = False
+        drop = None
+        raw = self.headers
+        for name, value in raw:
+            if name.lower() == b"connection":
+                drop = connection_tokens(value, drop)
+        kept = []
+        for name, value in raw:
+            ln = name.lower()
+            if ln == b"host":
+                if host is not None:
+                    return self._reject(ex, 400, "Multiple Host headers")
+                host = value
+                continue
+            if ln in HOP_BY_HOP or (drop is not None and ln in drop):
+                if ln == b"transfer-encoding":
+                    chunked = True
+                continue
+            if ln in GATEWAY_SET:
+                continue
+            if ln == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if ln == b"content-length":
+                has_body = value != b"0"
+            kept.append((name, value))
+        if chunked:
+            has_body = True
+        ex.req_chunked = chunked
+        ex.req_has_body = has_body
+        ex.headers = kept
+        ex.xff = self.peer if xff is None else xff + b", " + self.peer
+
+        if host is None:
+            if ex.http11:
+                return self._reject(ex, 400, "Missing Host header")
+            host = b""
+        ex.host = host
+        url = self.url
+        if url[:1] != b"/":
+            if url[:7].lower() in (b"http://", b"https:/"):
+                parts = urlsplit(url)
+                url = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+            elif not (url == b"*" and method == b"OPTIONS"):
+                return self._reject(ex, 400, "Invalid request target")
+        ex.target = url
+        if p.should_upgrade():
+            ex.keep_alive = False
+            ex.local = responses.error(501, "Protocol upgrade is not supported on this entrypoint", close=True)
+            return self._started(ex)
+
+        runtime = self.worker.runtime
+        ex.runtime = runtime
+        table = runtime.tables.get(self.entrypoint)
+        path, _, query = url.partition(b"?")
+        hostname = host
+        if hostname[:1] == b"[":
+            hostname = hostname[: hostname.find(b"]") + 1]
+        else:
+            hostname = hostname.partition(b":")[0]
+        view = RequestView(hostname.decode("latin-1").lower(), path.decode("latin-1"), method.decode(),
+                           raw, query, self.client_ip)
+        route = table.match(view) if table is not None else None
+        if route is None:
+            ex.local = self._error(ex, 404)
+            return self._started(ex)
+        ex.route = route
+        ex.service = route.service
+        if route.chain:
+            reply = route.chain.on_request(ex)
+            if reply is not None:
+                ex.local = reply
+        return self._started(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.cur
+        if ex.local is not None:
+            return  # answered without a backend: the body is read and dropped
+        if ex.req_chunked:
+            body = b"%x\r\n%s\r\n" % (len(body), body)
+        up = ex.upstream
+        if up is not None:
+            if up.ex is ex:
+                up.transport.write(body)
+            return  # else: the response already finished (early response); drop the rest
+        if ex.pending is None:
+            ex.pending = [body]
+        else:
+            ex.pending.append(body)
+        ex.pending_bytes += len(body)
+        if ex.pending_bytes > HIGH_WATER:
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        ex = self.cur
+        ex.req_done = True
+        if ex.req_chunked and ex.local is None:
+            up = ex.upstream
+            if up is not None:
+                if up.ex is ex:
+                    up.transport.write(b"0\r\n\r\n")
+            elif ex.pending is None:
+                ex.pending = [b"0\r\n\r\n"]
+            else:
+                ex.pending.append(b"0\r\n\r\n")
+
+    # -- exchange management
+    def _started(self, ex: Exchange) -> None:
+        if len(self.queue) == 1:
+            self.start_exchange(ex)
+        elif len(self.queue) > MAX_PIPELINE:
+            self.transport.pause_reading()
+
+    def _reject(self, ex: Exchange, status: int, message: str) -> None:
+        ex.keep_alive = False
+        ex.local = responses.error(status, message, close=True)
+        self._started(ex)
+
+    def _error(self, ex: Exchange, status: int, message: str | None = None) -> bytes:
+        return responses.error(status, message, close=not ex.keep_alive, head=ex.is_head,
+                               keep_alive_header=not ex.http11 and ex.keep_alive)
+
+    def start_exchange(self, ex: Exchange) -> None:
+        if ex.local is not None:
+            return self._answer(ex, ex.local)
+        service = ex.service
+        if service.internal is not None:
+            return self._answer(ex, self._whoami(ex))
+        backend = service.balancer.pick()
+        if backend is None:
+            return self._answer(ex, self._error(ex, 503))
+        ex.backend = backend
+        backend.active += 1
+        self.connect_upstream(ex)
+
+    def _head(self, ex: Exchange) -> bytes:
+        """The request head sent upstream (built late: the backend decides Host when pass_host_header=false)."""
+        host = ex.host if ex.service.pass_host_header else ex.backend.host_header
+        parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        parts.extend(b"%s: %s\r\n" % h for h in ex.headers)
+        if ex.req_chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\n" % (ex.xff, ex.host))
+        parts.append(self.fwd_const)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def connect_upstream(self, ex: Exchange) -> None:
+        up = ex.backend.pool.get_idle()
+        if up is not None:
+            self._bind(ex, up)
+        else:
+            self.worker.loop.create_task(self._connect_and_bind(ex))
+
+    async def _connect_and_bind(self, ex: Exchange) -> None:
+        try:
+            up = await ex.backend.pool.connect(ex.service.connect_timeout)
+        except asyncio.TimeoutError:
+            return self.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
+        except OSError as e:
+            return self.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+        if self.closed or not self.queue or self.queue[0] is not ex:
+            ex.backend.pool.release(up)
+            return
+        self._bind(ex, up)
+
+    def _bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        ex.upstream = up
+        up.bind(self, ex, self._head(ex), ex.service.response_timeout)
+        if ex.pending is not None:
+            up.transport.writelines(ex.pending)
+            ex.pending = None
+            if ex.pending_bytes > HIGH_WATER:
+                self.transport.resume_reading()
+            ex.pending_bytes = 0
+
+    def _release_backend(self, ex: Exchange) -> None:
+        backend = ex.backend
+        if backend is not None:
+            ex.backend = None
+            backend.active -= 1
+
+    def _answer(self, ex: Exchange, data: bytes) -> None:
+        ex.resp_started = True
+        ex.status = int(data[9:12])
+        self.transport.write(data)
+        self.response_finished(ex, chunked_end=False)
+
+    def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
+        """The backend could not produce a response head: answer with a JSON error."""
+        if self.closed:
+            self._release_backend(ex)
+            return
+        ex.upstream = None
+        if not ex.req_done:
+            ex.keep_alive = False      # the rest of the request body would be misread as a new request
+        self._answer(ex, self._error(ex, status, message))
+
+    def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+        self._release_backend(ex)
+        if self.closed:
+            return
+        t = self.transport
+        if chunked_end:
+            t.write(b"0\r\n\r\n")
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        if not ex.keep_alive or (self.worker.draining and not self.queue):
+            self.closed = True
+            t.close()
+            return
+        if self.queue:
+            if len(self.queue) == MAX_PIPELINE:
+                t.resume_reading()
+            self.start_exchange(self.queue[0])
+
+    def fail(self, status: int) -> None:
+        """A malformed request: answer it (unless a response is already on the wire) and close."""
+        if self.closed:
+            return
+        self.closed = True
+        if not (self.queue and self.queue[0].resp_started):
+            self.transport.write(responses.error(status, close=True))
+        self.transport.close()
+
+    def abort(self, ex: Exchange) -> None:
+        """The backend died mid-response: the client can only learn it from a reset connection."""
+        self._release_backend(ex)
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def close_if_idle(self) -> bool:
+        if not self.queue and not self.closed:
+            self.closed = True
+            self.transport.close()
+            return True
+        return False
+
+    def _whoami(self, ex: Exchange) -> bytes:
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        peer = self.transport.get_extra_info("peername") or ("", 0)
+        body: dict[str, Any] = {
+            "hostname": os.uname().nodename,
+            "method": ex.method.decode(),
+            "path": ex.target.decode("latin-1"),
+            "proto": "HTTP/1.1" if ex.http11 else "HTTP/1.0",
+            "host": ex.host.decode("latin-1"),
+            "headers": headers,
+            "client": {"ip": peer[0], "port": peer[1]},
+            "entrypoint": self.entrypoint,
+            "router": ex.route.name if ex.route else None,
+            "worker": {"slot": self.worker.slot, "pid": os.getpid()},
+            "generation": ex.runtime.generation,
+        }
+        data = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+        reply = responses.build(200, data, b"application/json", close=not ex.keep_alive,
+                                keep_alive_header=not ex.http11 and ex.keep_alive)
+        return reply[: len(reply) - len(data)] if ex.is_head else reply

@@ -1,0 +1,161 @@
+"""A worker process: one uvloop event loop serving every entrypoint socket of its slot.
+
+Lifecycle: boot message from the master (sockets, entrypoints, first generation) → servers start on the
+inherited listening sockets → ``ready`` → serve; a ``generation`` message swaps the runtime between requests
+and is answered ``loaded`` or ``load_failed``; ``stop`` (or SIGTERM, or the master vanishing) drains: stop
+accepting, close idle keep-alive connections, let in-flight exchanges finish, exit when none is left or the
+graceful timeout passes.
+
+The listening sockets belong to the master; closing our copy never drops connections queued in them.
+A periodic sweep (every ``SWEEP_INTERVAL``) keeps the coarse clock, answers upstream response-header timeouts
+with 504, closes idle keep-alive clients and stale pooled connections, and sends the heartbeat the master
+uses to detect a stuck event loop — it runs on the loop, so a blocked loop stops beating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import uvloop
+
+from ..shared import log as gwlog
+from ..shared.channel import Channel
+from . import middlewares, runtime
+from .http1 import ClientProtocol
+from .runtime import PoolKey, Runtime
+from .services.upstream_pool import UpstreamPool
+from .upstream import UpstreamProtocol
+
+SWEEP_INTERVAL = 0.5
+CLIENT_IDLE_TIMEOUT = 60.0
+EXIT_BOOT_ERROR = 3
+
+log = gwlog.get("worker")
+
+
+class Worker:
+    def __init__(self, slot: int, loop: asyncio.AbstractEventLoop, channel: Channel) -> None:
+        self.slot = slot
+        self.loop = loop
+        self.channel = channel
+        self.runtime: Runtime = None  # type: ignore[assignment]
+        self.pools: dict[PoolKey, UpstreamPool] = {}
+        self.make_pool = runtime.make_pool_factory(loop)
+        self.connections: set[ClientProtocol] = set()
+        self.waiting: set[UpstreamProtocol] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.draining = False
+        self.now = time.monotonic()
+        self.stopped = asyncio.Event()
+        self.graceful_timeout = 30.0
+
+    def load(self, compiled: dict[str, Any]) -> None:
+        self.runtime = runtime.build(compiled, self.pools, self.make_pool, middlewares.build)
+
+    async def start_servers(self, listeners: list[dict[str, Any]], fds: dict[str, int]) -> None:
+        for ep in listeners:
+            sock = socket.socket(fileno=os.dup(fds[ep["name"]]))
+            sock.setblocking(False)
+            factory = _client_factory(self, ep["name"], b"https" if ep.get("tls") else b"http", ep["port"])
+            self.servers.append(await self.loop.create_server(factory, sock=sock, backlog=4096))
+
+    async def sweep(self) -> None:
+        while not self.stopped.is_set():
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.now = time.monotonic()
+            for up in [u for u in self.waiting if u.deadline < now]:
+                self.waiting.discard(up)
+                up.timed_out()
+            cutoff = now - CLIENT_IDLE_TIMEOUT
+            for conn in [c for c in self.connections if not c.queue and c.last_active < cutoff]:
+                conn.close_if_idle()
+            for pool in self.pools.values():
+                pool.sweep(now)
+            self.channel.send({"op": "heartbeat"})
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful stop: stop accepting, close idle connections, wait for in-flight exchanges."""
+        if self.draining:
+            return
+        self.draining = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.transport.abort()
+        for pool in self.pools.values():
+            pool.close()
+        self.stopped.set()
+
+    async def serve_channel(self) -> None:
+        while True:
+            msg = await self.channel.recv()
+            if msg is None:                      # the master is gone: finish what we have and leave
+                await self.drain(self.graceful_timeout)
+                return
+            op = msg.get("op")
+            if op == "generation":
+                try:
+                    self.load(msg["compiled"])
+                except Exception as e:           # noqa: BLE001 — reported to the master, old runtime kept
+                    log.exception("generation %s failed to load", msg["compiled"].get("generation"))
+                    self.channel.send({"op": "load_failed", "generation": msg["compiled"]["generation"],
+                                       "error": f"{type(e).__name__}: {e}"})
+                else:
+                    self.channel.send({"op": "loaded", "generation": self.runtime.generation})
+            elif op == "stop":
+                if msg.get("graceful", True):
+                    self.loop.create_task(self.drain(float(msg.get("timeout", self.graceful_timeout))))
+                else:
+                    self.stopped.set()
+
+
+def _client_factory(worker: Worker, name: str, scheme: bytes, port: int):  # type: ignore[no-untyped-def]
+    return lambda: ClientProtocol(worker, name, scheme, port)
+
+
+async def run(slot: int, channel_fd: int) -> int:
+    loop = asyncio.get_running_loop()
+    channel = await Channel.open(socket.socket(fileno=channel_fd))
+    boot = await channel.recv()
+    if boot is None or boot.get("op") != "boot":
+        return EXIT_BOOT_ERROR
+    worker = Worker(slot, loop, channel)
+    worker.graceful_timeout = float(boot.get("graceful_timeout", 30.0))
+    try:
+        worker.load(boot["compiled"])
+        await worker.start_servers(boot["listeners"], boot["fds"])
+    except Exception as e:  # noqa: BLE001 — a worker that cannot boot tells the master why, then exits
+        log.exception("worker failed to boot")
+        channel.send({"op": "boot_failed", "error": f"{type(e).__name__}: {e}"})
+        await asyncio.sleep(0.05)
+        return EXIT_BOOT_ERROR
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(worker.drain(worker.graceful_timeout)))
+    channel.send({"op": "ready", "pid": os.getpid(), "generation": worker.runtime.generation})
+    tasks = [loop.create_task(worker.sweep()), loop.create_task(worker.serve_channel())]
+    await worker.stopped.wait()
+    for t in tasks:
+        t.cancel()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="a3s-gateway-worker")
+    ap.add_argument("--slot", type=int, required=True)
+    ap.add_argument("--channel-fd", type=int, required=True)
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--log-format", default="json")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the master decides
+    gwlog.setup(args.log_level, args.log_format, proc=f"worker-{args.slot}")
+    return uvloop.run(run(args.slot, args.channel_fd))

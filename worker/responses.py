@@ -1,0 +1,64 @@
+"""Responses the gateway itself writes: every error body is built here and nowhere else.
+
+Error bodies are JSON objects ``{"error": "<message>"}`` serialized by orjson, so any text is escaped
+correctly. Messages for the common statuses keep the original implementation's wording (clients may match on
+them). Each builder returns the complete HTTP/1.1 message as one ``bytes`` so it goes out in one write.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+NO_ROUTE = "No route matched"
+NO_BACKEND = "No healthy backends"
+
+_DEFAULT_MESSAGES = {
+    400: "Bad request",
+    404: NO_ROUTE,
+    408: "Request timeout",
+    413: "Request body too large",
+    414: "URI too long",
+    431: "Request header fields too large",
+    500: "Internal server error",
+    501: "Not implemented",
+    502: "Bad gateway",
+    503: NO_BACKEND,
+    504: "Gateway timeout",
+}
+
+
+def reason(status: int) -> bytes:
+    return REASONS.get(status, b"Unknown")
+
+
+def build(status: int, body: bytes, content_type: bytes, *, close: bool,
+          extra_headers: list[tuple[bytes, bytes]] | None = None, keep_alive_header: bool = False) -> bytes:
+    """A complete response with a Content-Length body."""
+    parts = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+        status, reason(status), content_type, len(body))]
+    if extra_headers:
+        parts.extend(b"%s: %s\r\n" % (n, v) for n, v in extra_headers)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    elif keep_alive_header:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def error_body(status: int, message: str | None = None) -> bytes:
+    return orjson.dumps({"error": message or _DEFAULT_MESSAGES.get(status, reason(status).decode())})
+
+
+def error(status: int, message: str | None = None, *, close: bool = False, head: bool = False,
+          extra_headers: list[tuple[bytes, bytes]] | None = None, keep_alive_header: bool = False) -> bytes:
+    """A JSON error response; for HEAD requests the body is left out but Content-Length kept."""
+    body = error_body(status, message)
+    data = build(status, body, b"application/json", close=close, extra_headers=extra_headers,
+                 keep_alive_header=keep_alive_header)
+    return data[: len(data) - len(body)] if head else data

@@ -1,0 +1,144 @@
+"""A worker's runtime objects for one config generation: routes, services, backends and router tables.
+
+Built from the compiled generation the master sends (``shared/compiled.py``); never mutated afterwards. The
+worker swaps its single ``runtime`` reference between requests, and an exchange keeps the runtime (route,
+service, backend) it started with, so a reload never changes a request in flight. Upstream pools belong to the
+worker, not to a generation: a backend that survives a reload keeps its warm connections.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ..shared.rules import Rule, parse_rule
+from .chain import Chain
+from .router import RouterTable
+from .services import balancer
+from .services.upstream_pool import UpstreamPool
+from .upstream import UpstreamProtocol
+
+INTERNAL_WHOAMI = "whoami@internal"
+
+
+class Backend:
+    """One server of a service, as seen by this worker."""
+
+    __slots__ = ("url", "scheme", "host", "port", "weight", "pool", "healthy", "active", "host_header")
+
+    def __init__(self, url: str, weight: int, pool: UpstreamPool) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.scheme = parts.scheme
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.weight = weight
+        self.pool = pool
+        self.healthy = True
+        self.active = 0                     # requests in flight from this worker
+        default_port = self.port == (443 if self.scheme == "https" else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = (host if default_port else f"{host}:{self.port}").encode()
+
+    def is_healthy(self) -> bool:
+        return self.healthy
+
+    def inflight(self) -> int:
+        return self.active
+
+
+@dataclass
+class Service:
+    name: str
+    backends: list[Backend]
+    balancer: balancer.Balancer
+    pass_host_header: bool
+    connect_timeout: float
+    response_timeout: float
+    internal: str | None = None
+
+
+@dataclass
+class Route:
+    name: str
+    rule: Rule
+    priority: int
+    service: Service
+    chain: Chain
+    entrypoints: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    def __init__(self, generation: int, config: dict[str, Any], tables: dict[str, RouterTable],
+                 services: dict[str, Service]) -> None:
+        self.generation = generation
+        self.config = config
+        self.tables = tables
+        self.services = services
+
+
+PoolKey = tuple[str, str, int]
+
+
+def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
+          make_pool: Callable[[str, str, int], UpstreamPool],
+          build_middleware: Callable[[str, dict[str, Any]], Any] | None = None) -> Runtime:
+    """Build the runtime of one generation, reusing (and creating) upstream pools in ``pools``."""
+    config = compiled["config"]
+    services: dict[str, Service] = {
+        INTERNAL_WHOAMI: Service(INTERNAL_WHOAMI, [], balancer.RoundRobin([]), True, 0, 0, internal="whoami"),
+    }
+    for name, svc in config.get("services", {}).items():
+        lb = svc["load_balancer"]
+        backends = []
+        for server in lb["servers"]:
+            parts = urlsplit(server["url"])
+            key = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
+            pool = pools.get(key)
+            if pool is None:
+                pool = pools[key] = make_pool(*key)
+            pool.idle_timeout = lb["timeouts"]["idle"]
+            backends.append(Backend(server["url"], server.get("weight", 1), pool))
+        services[name] = Service(
+            name=name,
+            backends=backends,
+            balancer=balancer.make(lb["strategy"], backends),
+            pass_host_header=lb["pass_host_header"],
+            connect_timeout=lb["timeouts"]["connect"],
+            response_timeout=lb["timeouts"]["response_header"],
+        )
+    middlewares = {}
+    if build_middleware is not None:
+        middlewares = {name: build_middleware(name, params) for name, params in config.get("middlewares", {}).items()}
+    http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
+    routes: list[Route] = []
+    for name, r in config.get("routers", {}).items():
+        eps = r.get("entrypoints") or http_entrypoints
+        if not any(e in http_entrypoints for e in eps):
+            continue
+        chain = Chain([middlewares[m] for m in r.get("middlewares", []) if m in middlewares])
+        routes.append(Route(name, parse_rule(r["rule"], kind="http"), r["priority"], services[r["service"]],
+                            chain, list(eps)))
+    tables = {ep: RouterTable(r for r in routes if ep in r.entrypoints) for ep in http_entrypoints}
+    return Runtime(compiled["generation"], config, tables, services)
+
+
+def client_ssl_context() -> ssl.SSLContext:
+    """TLS settings for https:// backends (verification on, system CA store)."""
+    return ssl.create_default_context()
+
+
+def make_pool_factory(loop: Any) -> Callable[[str, str, int], UpstreamPool]:
+    tls: list[ssl.SSLContext] = []
+
+    def make_pool(scheme: str, host: str, port: int) -> UpstreamPool:
+        ctx = None
+        if scheme == "https":
+            if not tls:
+                tls.append(client_ssl_context())
+            ctx = tls[0]
+        return UpstreamPool(loop, host, port, ctx, host if ctx else None, UpstreamProtocol)
+
+    return make_pool

@@ -1,0 +1,76 @@
+"""Per-worker pools of idle keep-alive connections to one backend (scheme, host, port).
+
+Pools outlive config generations: a reload that keeps a backend keeps its warm connections. Idle connections
+are a LIFO stack (the most recently used one is the most likely to still be open); an idle connection that
+the backend closed is dropped when popped, and the worker's sweep closes those idle past ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ..upstream import UpstreamProtocol
+
+
+class UpstreamPool:
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, ssl: object | None,
+                 server_hostname: str | None, protocol_factory: Callable[[UpstreamPool], UpstreamProtocol],
+                 max_idle: int = 256) -> None:
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.max_idle = max_idle
+        self.idle_timeout = 90.0
+        self.idle: list[UpstreamProtocol] = []
+        self._factory = protocol_factory
+
+    def get_idle(self) -> UpstreamProtocol | None:
+        idle = self.idle
+        while idle:
+            up = idle.pop()
+            if up.alive:
+                return up
+        return None
+
+    def release(self, up: UpstreamProtocol) -> None:
+        if up.alive and len(self.idle) < self.max_idle:
+            up.idle_since = time.monotonic()
+            self.idle.append(up)
+        else:
+            up.close()
+
+    def discard(self, up: UpstreamProtocol) -> None:
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+
+    async def connect(self, timeout: float) -> UpstreamProtocol:
+        """A new connection; raises OSError or asyncio.TimeoutError."""
+        kwargs = {}
+        if self.ssl is not None:
+            kwargs = {"ssl": self.ssl, "server_hostname": self.server_hostname}
+        _, up = await asyncio.wait_for(
+            self.loop.create_connection(lambda: self._factory(self), self.host, self.port, **kwargs), timeout)
+        return up
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections older than the idle timeout (oldest are at the bottom of the stack)."""
+        idle = self.idle
+        cutoff = now - self.idle_timeout
+        stale = 0
+        while stale < len(idle) and idle[stale].idle_since < cutoff:
+            idle[stale].close()
+            stale += 1
+        if stale:
+            del idle[:stale]
+
+    def close(self) -> None:
+        for up in self.idle:
+            up.close()
+        self.idle.clear()

@@ -1,0 +1,262 @@
+"""The HTTP/1.1 client side of a proxied exchange: one ``UpstreamProtocol`` per connection to a backend.
+
+States of one connection (invariants the code keeps):
+- *idle*: in its pool's idle stack, ``client is None``; bytes or EOF from the backend just close it.
+- *bound*: ``client``/``ex`` set by ``bind()``; the request head is written at once, body bytes follow as the
+  client protocol parses them. ``waiting_head`` is True until the response head arrives; the worker's sweep
+  answers 504 if ``deadline`` passes first.
+- A connection goes back to the pool only when the response was read completely, the request was sent
+  completely and both sides allow keep-alive; anything else (parse error, early EOF, HEAD) closes it, so a
+  connection with unknown framing state is never reused.
+
+Response framing to the client: Content-Length is passed through; chunked or close-delimited upstream bodies
+are re-chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 clients. Hop-by-hop headers and those
+named in ``Connection`` are dropped. Response bytes are collected per ``data_received`` and written with one
+``writelines`` so head and body leave in one syscall when they arrive together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+
+from .headers import HOP_BY_HOP, connection_tokens
+
+if TYPE_CHECKING:
+    from .http1 import ClientProtocol, Exchange
+    from .services.upstream_pool import UpstreamPool
+
+NO_BODY_STATUS = frozenset((204, 304))
+
+MODE_NONE, MODE_LENGTH, MODE_RECHUNK, MODE_CLOSE = 0, 1, 2, 3
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    __slots__ = ("pool", "transport", "parser", "alive", "client", "ex", "reason", "headers", "mode",
+                 "reused", "got_bytes", "client_paused", "reading_paused", "client_chunked", "out",
+                 "waiting_head", "deadline", "idle_since")
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.alive = False
+        self.client: ClientProtocol | None = None
+        self.ex: Exchange | None = None
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.mode = MODE_NONE
+        self.reused = False
+        self.got_bytes = False
+        self.client_paused = False      # we paused the client's reading (request body back-pressure)
+        self.reading_paused = False     # the client paused our reading (response back-pressure)
+        self.client_chunked = False
+        self.out: list[bytes] = []
+        self.waiting_head = False
+        self.deadline = 0.0
+        self.idle_since = 0.0
+
+    # -- transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.alive = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        client, ex = self.client, self.ex
+        self.client = self.ex = None
+        if client is None:
+            self.pool.discard(self)
+            return
+        client.worker.waiting.discard(self)
+        if ex.resp_started:
+            self._flush(client)
+            if self.mode == MODE_CLOSE:        # close-delimited body: EOF ends it
+                client.response_finished(ex, chunked_end=self.client_chunked)
+            else:
+                client.abort(ex)
+            return
+        if self.reused and not self.got_bytes and not ex.req_has_body and not ex.retried:
+            # A pooled connection the backend closed just as we reused it: safe to retry once, the backend
+            # saw no complete request.
+            ex.retried = True
+            ex.upstream = None
+            client.connect_upstream(ex)
+            return
+        client.upstream_failed(ex, 502, "Bad gateway: backend closed the connection")
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.transport.pause_reading()
+            self.client_paused = True
+
+    def resume_writing(self) -> None:
+        if self.client_paused and self.client is not None:
+            self.client_paused = False
+            self.client.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.out = []
+            client, ex = self.client, self.ex
+            self.client = self.ex = None
+            self.close()
+            if client is not None:
+                client.worker.waiting.discard(self)
+                if ex.resp_started:
+                    client.abort(ex)
+                else:
+                    client.upstream_failed(ex, 502, "Bad gateway: invalid response from backend")
+            return
+        if self.out and self.client is not None:
+            self._flush(self.client)
+
+    def _flush(self, client: ClientProtocol) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            client.transport.writelines(out)
+
+    # -- binding
+    def bind(self, client: ClientProtocol, ex: Exchange, head: bytes, timeout: float) -> None:
+        self.client = client
+        self.ex = ex
+        self.got_bytes = False
+        self.waiting_head = True
+        self.deadline = time.monotonic() + timeout
+        client.worker.waiting.add(self)
+        self.transport.write(head)
+
+    def timed_out(self) -> None:
+        """Called by the worker's sweep when no response head arrived before the deadline."""
+        client, ex = self.client, self.ex
+        self.client = self.ex = None
+        self.close()
+        if client is not None:
+            client.upstream_failed(ex, 504, "Gateway timeout: backend did not answer in time")
+
+    def close(self) -> None:
+        self.alive = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        client, ex = self.client, self.ex
+        if client is None:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            if status != 101:
+                # interim response (100 Continue, 103 Early Hints): relay it and keep waiting
+                client.transport.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (
+                    status, self.reason, b"".join(b"%s: %s\r\n" % h for h in self.headers)))
+            return
+        self.waiting_head = False
+        client.worker.waiting.discard(self)
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.reason)]
+        append = parts.append
+        has_cl = False
+        up_chunked = False
+        drop = None
+        headers = self.headers
+        for name, value in headers:
+            if name.lower() == b"connection":
+                drop = connection_tokens(value, drop)
+        for name, value in headers:
+            ln = name.lower()
+            if ln in HOP_BY_HOP or (drop is not None and ln in drop):
+                if ln == b"transfer-encoding":
+                    up_chunked = True
+                continue
+            if ln == b"content-length":
+                has_cl = True
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        ex.resp_started = True
+        ex.status = status
+        if ex.route is not None and ex.route.chain:
+            ex.route.chain.on_response(ex, status, parts)
+        self.client_chunked = False
+        if ex.is_head or status in NO_BODY_STATUS:
+            self.mode = MODE_NONE
+        elif has_cl and not up_chunked:
+            self.mode = MODE_LENGTH
+        else:
+            self.mode = MODE_RECHUNK if up_chunked else MODE_CLOSE
+            if ex.http11:
+                self.client_chunked = True
+                append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                ex.keep_alive = False
+        if not ex.keep_alive:
+            append(b"Connection: close\r\n")
+        elif not ex.http11:
+            append(b"Connection: keep-alive\r\n")
+        append(b"\r\n")
+        self.out.append(b"".join(parts))
+        if ex.is_head:
+            # httptools cannot be told that a response to HEAD has no body, so finish here and do not reuse
+            # this connection (its framing state is unknown).
+            self._flush(client)
+            self.client = self.ex = None
+            self.close()
+            client.response_finished(ex, chunked_end=False)
+
+    def on_body(self, body: bytes) -> None:
+        if self.client is None:
+            return
+        self.ex.resp_bytes += len(body)
+        if self.client_chunked:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        client, ex = self.client, self.ex
+        if client is None or not ex.resp_started:
+            return  # interim (1xx) message, or detached
+        keep = self.parser.should_keep_alive() and ex.req_done
+        if self.client_chunked:
+            self.out.append(b"0\r\n\r\n")
+        self._flush(client)
+        self.client = self.ex = None
+        if self.client_paused:
+            self.client_paused = False
+            client.transport.resume_reading()
+        if self.reading_paused:
+            self.resume_reading()
+        if keep:
+            self.reused = True
+            self.pool.release(self)
+        else:
+            self.close()
+        client.response_finished(ex, chunked_end=False)
