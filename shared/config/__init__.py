@@ -21,7 +21,7 @@ from .redact import redact
 from .schema import Reporter
 from .validate import check
 
-__all__ = ["ConfigError", "DEFAULT_SERVICE_NAMES", "GatewayConfig"]
+__all__ = ["DEFAULT_SERVICE_NAMES", "ConfigError", "GatewayConfig"]
 
 
 class GatewayConfig:

@@ -73,7 +73,9 @@ TLS = Table(
         "min_version": Field(Str(choices=("1.2", "1.3")), "1.2"),
         "acme": Field(Bool(), False),
         "certificates": Field(
-            ListOf(Table({"cert_file": Field(_FILE, required=True), "key_file": Field(_FILE, required=True)})),
+            ListOf(
+                Table({"cert_file": Field(_FILE, required=True), "key_file": Field(_FILE, required=True)})
+            ),
             [],
         ),
         "client_ca_file": Field(Nullable(_FILE)),
@@ -166,7 +168,9 @@ PROVIDERS = Table(
                 Table(
                     {
                         "seeds": Field(
-                            ListOf(Table({"url": Field(Str(check=url_check("http", "https")), required=True)})),
+                            ListOf(
+                                Table({"url": Field(Str(check=url_check("http", "https")), required=True)})
+                            ),
                             required=True,
                         ),
                         "poll_interval_secs": Field(Int(minimum=1), 30),

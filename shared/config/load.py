@@ -29,7 +29,7 @@ YAML_EXTENSIONS = (".yaml", ".yml")
 CONFIG_EXTENSIONS = (".toml", *YAML_EXTENSIONS)
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.S)
+_VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
 def format_of(path: str) -> str:
@@ -86,7 +86,9 @@ def substitute_env(value: Any, path: str, rep: Reporter, environ: Mapping[str, s
             return match[0]
         variable = _VARIABLE.fullmatch(match[1])
         if variable is None:
-            rep.add(path, f"invalid variable reference '{match[0]}' (expected ${{NAME}} or ${{NAME:-default}})")
+            rep.add(
+                path, f"invalid variable reference '{match[0]}' (expected ${{NAME}} or ${{NAME:-default}})"
+            )
             return match[0]
         name, default = variable.groups()
         if environ.get(name):
@@ -95,7 +97,9 @@ def substitute_env(value: Any, path: str, rep: Reporter, environ: Mapping[str, s
             return default
         if name in environ:
             return ""
-        rep.add(path, f"environment variable '{name}' is not set (use ${{{name}:-default}} to give a default)")
+        rep.add(
+            path, f"environment variable '{name}' is not set (use ${{{name}:-default}} to give a default)"
+        )
         return match[0]
 
     return _REFERENCE.sub(replace, value)
@@ -106,7 +110,9 @@ def load_file(path: str, rep: Reporter) -> Any | None:
     document = read(path, rep)
     if not isinstance(document, dict):
         return document
-    file_provider = document.get("providers", {}).get("file") if isinstance(document.get("providers"), dict) else None
+    file_provider = (
+        document.get("providers", {}).get("file") if isinstance(document.get("providers"), dict) else None
+    )
     if isinstance(file_provider, dict) and isinstance(file_provider.get("directory"), str):
         directory = os.path.join(os.path.dirname(path), file_provider["directory"])
         file_provider["directory"] = directory

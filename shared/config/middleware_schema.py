@@ -93,12 +93,8 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
             "max_age": Field(Int(minimum=0), 86400),
         }
     ),
-    "headers": Table(
-        {"request_headers": Field(_HEADER_MAP, {}), "response_headers": Field(_HEADER_MAP, {})}
-    ),
-    "strip-prefix": Table(
-        {"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)}
-    ),
+    "headers": Table({"request_headers": Field(_HEADER_MAP, {}), "response_headers": Field(_HEADER_MAP, {})}),
+    "strip-prefix": Table({"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)}),
     "body-limit": Table({"max_body_bytes": Field(Int(minimum=1), required=True)}),
     "retry": Table(
         {

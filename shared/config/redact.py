@@ -31,7 +31,9 @@ _SECRET_NAMES = frozenset(
     }
 )
 _SECRET_SUFFIXES = ("_secret", "_token", "_password", "_key", "_keys")
-_URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<password>[^/@]*))?@")
+_URL_USERINFO = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<password>[^/@]*))?@"
+)
 
 
 def is_secret_key(name: str) -> bool:
@@ -66,7 +68,9 @@ def redact_url(text: str) -> str:
 def redact(value: Any) -> Any:
     """A deep copy of ``value`` with every secret replaced by ``"***"``."""
     if isinstance(value, dict):
-        return {k: _mask(v) if isinstance(k, str) and is_secret_key(k) else redact(v) for k, v in value.items()}
+        return {
+            k: _mask(v) if isinstance(k, str) and is_secret_key(k) else redact(v) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):

@@ -296,8 +296,10 @@ class MapOf(Spec):
             return INVALID
         out = {}
         for key, item in value.items():
-            message = "name must be a string" if not isinstance(key, str) else (
-                self.key_check(key) if self.key_check else None
+            message = (
+                "name must be a string"
+                if not isinstance(key, str)
+                else (self.key_check(key) if self.key_check else None)
             )
             if message:
                 rep.add(join(path, key), message)
@@ -373,7 +375,9 @@ class Table(Spec):
             self.post(out, value, path, rep)
         for key in self.derived:
             if key in value and key in out and value[key] != out[key]:
-                rep.add(join(path, key), f"is computed from the other keys (would be {out[key]!r}); leave it out")
+                rep.add(
+                    join(path, key), f"is computed from the other keys (would be {out[key]!r}); leave it out"
+                )
         return out
 
 

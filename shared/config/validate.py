@@ -65,7 +65,9 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
         for i, middleware in enumerate(router.get("middlewares", [])):
             _check_reference(rep, f"{path}.middlewares[{i}]", "middleware", middleware, middlewares)
         if check_rule is not None and "rule" in router:
-            protocols = [entrypoints[e].get("protocol") for e in router.get("entrypoints", []) if e in entrypoints]
+            protocols = [
+                entrypoints[e].get("protocol") for e in router.get("entrypoints", []) if e in entrypoints
+            ]
             kind = "tcp" if protocols and all(p == "tcp" for p in protocols) else "http"
             message = check_rule(router["rule"], kind)
             if message:

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from a3s_gateway.shared.config import DEFAULT_SERVICE_NAMES, ConfigError, GatewayConfig
 from a3s_gateway.shared.errors import Problem
 
 # The "Configuration Model" example from the seed README, verbatim.
-SEED_TOML = r'''
+SEED_TOML = r"""
 # gateway.toml
 
 [entrypoints.web]
@@ -81,7 +80,7 @@ url = "http://10.0.0.5:8080"
 
 [[providers.discovery.seeds]]
 url = "http://10.0.0.6:8080"
-'''
+"""
 
 JWT = "s3cr3t-jwt-value"
 
@@ -110,7 +109,9 @@ def test_seed_example_reports_exactly_the_missing_tls_files(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as excinfo:
         GatewayConfig.from_file(path)
     assert excinfo.value.problems == [
-        Problem(str(path), "entrypoints.websecure.tls.cert_file", "file '/etc/certs/cert.pem' does not exist"),
+        Problem(
+            str(path), "entrypoints.websecure.tls.cert_file", "file '/etc/certs/cert.pem' does not exist"
+        ),
         Problem(str(path), "entrypoints.websecure.tls.key_file", "file '/etc/certs/key.pem' does not exist"),
     ]
     assert str(excinfo.value).splitlines()[0] == (
@@ -126,24 +127,41 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
     assert cfg.source == str(path)
     assert cfg.summary() == f"{path}: OK (3 entrypoints, 1 router, 1 service, 5 middlewares)"
     assert cfg.entrypoints["web"] == {
-        "address": "0.0.0.0:80", "protocol": "http", "tls": None, "max_connections": None,
-        "tcp_allowed_ips": [], "host": "0.0.0.0", "port": 80,
+        "address": "0.0.0.0:80",
+        "protocol": "http",
+        "tls": None,
+        "max_connections": None,
+        "tcp_allowed_ips": [],
+        "host": "0.0.0.0",
+        "port": 80,
     }
     assert cfg.entrypoints["websecure"]["tls"] == {
-        "cert_file": f"{tmp_path}/cert.pem", "key_file": f"{tmp_path}/key.pem", "min_version": "1.2",
-        "acme": False, "certificates": [], "client_ca_file": None,
+        "cert_file": f"{tmp_path}/cert.pem",
+        "key_file": f"{tmp_path}/key.pem",
+        "min_version": "1.2",
+        "acme": False,
+        "certificates": [],
+        "client_ca_file": None,
     }
     assert cfg.entrypoints["tcp-db"]["max_connections"] == 100
     rule = "Host(`api.example.com`) && PathPrefix(`/v1`)"
     assert cfg.routers["api"] == {
-        "rule": rule, "service": "api-service", "entrypoints": ["websecure"],
-        "middlewares": ["auth-jwt", "rate-limit"], "priority": len(rule),
+        "rule": rule,
+        "service": "api-service",
+        "entrypoints": ["websecure"],
+        "middlewares": ["auth-jwt", "rate-limit"],
+        "priority": len(rule),
     }
     lb = cfg.services["api-service"]["load_balancer"]
     assert lb == {
         "strategy": "round-robin",
-        "servers": [{"url": "http://127.0.0.1:8001", "weight": 1}, {"url": "http://127.0.0.1:8002", "weight": 1}],
-        "health_check": None, "sticky": None, "pass_host_header": True,
+        "servers": [
+            {"url": "http://127.0.0.1:8001", "weight": 1},
+            {"url": "http://127.0.0.1:8002", "weight": 1},
+        ],
+        "health_check": None,
+        "sticky": None,
+        "pass_host_header": True,
         "timeouts": {"connect": 5.0, "response_header": 60.0, "idle": 90.0},
     }
     assert cfg.middlewares["auth-jwt"] == {"type": "jwt", "value": JWT, "header": "Authorization"}
@@ -153,10 +171,16 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "file": {"watch": True, "directory": "/etc/gateway/conf.d/"},
         "discovery": {
             "seeds": [{"url": "http://10.0.0.5:8080"}, {"url": "http://10.0.0.6:8080"}],
-            "poll_interval_secs": 30, "timeout_secs": 5,
+            "poll_interval_secs": 30,
+            "timeout_secs": 5,
         },
     }
-    assert cfg.data["admin"] == {"enabled": True, "address": "127.0.0.1:9090", "host": "127.0.0.1", "port": 9090}
+    assert cfg.data["admin"] == {
+        "enabled": True,
+        "address": "127.0.0.1:9090",
+        "host": "127.0.0.1",
+        "port": 9090,
+    }
     assert json.loads(json.dumps(cfg.data)) == cfg.data
     assert GatewayConfig.from_dict(cfg.to_dict()) == cfg  # normalization is idempotent
 
@@ -266,15 +290,21 @@ def test_env_substitution_with_default_literal_and_unset(monkeypatch: pytest.Mon
     )
     assert cfg.entrypoints["web"]["address"] == "127.0.0.1:8081"
     assert cfg.middlewares["h"]["request_headers"] == {
-        "X-Literal": "${NOT_A_VAR}", "X-Empty": "fallback", "X-Set": ""
+        "X-Literal": "${NOT_A_VAR}",
+        "X-Empty": "fallback",
+        "X-Set": "",
     }
 
     monkeypatch.delenv("JWT_SECRET")
     with pytest.raises(ConfigError) as excinfo:
-        GatewayConfig.from_toml('[middlewares.auth-jwt]\ntype = "jwt"\nvalue = "${JWT_SECRET}"\n', source="g.toml")
+        GatewayConfig.from_toml(
+            '[middlewares.auth-jwt]\ntype = "jwt"\nvalue = "${JWT_SECRET}"\n', source="g.toml"
+        )
     assert [str(p) for p in excinfo.value.problems] == [
-        "g.toml: middlewares.auth-jwt.value: environment variable 'JWT_SECRET' is not set "
-        "(use ${JWT_SECRET:-default} to give a default)"
+        (
+            "g.toml: middlewares.auth-jwt.value: environment variable 'JWT_SECRET' is not set "
+            "(use ${JWT_SECRET:-default} to give a default)"
+        )
     ]
 
 
@@ -284,8 +314,11 @@ def test_env_substitution_in_lists_and_malformed_references() -> None:
             "middlewares:\n  s: {type: strip-prefix, prefixes: ['/a', '${1BAD}', '/b${']}\n"
         )
     assert problems_of(excinfo) == {
-        ("middlewares.s.prefixes[1]", "invalid variable reference '${1BAD}' (expected ${NAME} or ${NAME:-default})",
-         None),
+        (
+            "middlewares.s.prefixes[1]",
+            "invalid variable reference '${1BAD}' (expected ${NAME} or ${NAME:-default})",
+            None,
+        ),
         ("middlewares.s.prefixes[1]", "'${1BAD}' must start with '/'", None),
         ("middlewares.s.prefixes[2]", "unterminated '${' (write '$${' for a literal '${')", None),
     }
@@ -344,41 +377,77 @@ def test_broken_file_reports_every_problem_with_path_and_suggestion(tmp_path: Pa
     assert {p.file for p in excinfo.value.problems} == {str(path)}
     found = problems_of(excinfo)
     expected = {
-        ("entrypoints.web.address", "invalid address '0.0.0.0:99999': port must be a number from 1 to 65535, "
-         "got '99999'", None),
+        (
+            "entrypoints.web.address",
+            "invalid address '0.0.0.0:99999': port must be a number from 1 to 65535, got '99999'",
+            None,
+        ),
         ("entrypoints.web.protocol", "must be one of 'http', 'tcp', 'udp', got 'htpp'", "http"),
         ("routers.api.priorty", "unknown key 'priorty'", "priority"),
         ("routers.api.service", "unknown service 'api-svc'", "api-service"),
         ("routers.api.entrypoints[0]", "unknown entrypoint 'webb'", "web"),
         ("routers.api.middlewares[0]", "unknown middleware 'auth-jwtt'", "auth-jwt"),
-        ("services.api-service.load_balancer.strategy",
-         "must be one of 'round-robin', 'weighted', 'least-connections', 'random', got 'round_robin'",
-         "round-robin"),
-        ("services.api-service.load_balancer.servers[1].url",
-         "URL 'ftp://127.0.0.1:21' must start with http:// or https:// or h2c:// or tcp:// or udp://", None),
+        (
+            "services.api-service.load_balancer.strategy",
+            "must be one of 'round-robin', 'weighted', 'least-connections', 'random', got 'round_robin'",
+            "round-robin",
+        ),
+        (
+            "services.api-service.load_balancer.servers[1].url",
+            "URL 'ftp://127.0.0.1:21' must start with http:// or https:// or h2c:// or tcp:// or udp://",
+            None,
+        ),
         ("services.api-service.load_balancer.servers[1].weight", "expected an integer, got string '5'", None),
         ("services.api-service.load_balancer.health_check.path", "'health' must start with '/'", None),
-        ("services.api-service.load_balancer.health_check.interval",
-         "expected a duration like '10s', '500ms', '1m' or a number of seconds, got string '10 seconds'", None),
+        (
+            "services.api-service.load_balancer.health_check.interval",
+            "expected a duration like '10s', '500ms', '1m' or a number of seconds, got string '10 seconds'",
+            None,
+        ),
         ("services.empty.load_balancer.servers", "service has no servers", None),
         ("middlewares.auth-jwt.value", "must not be empty", None),
         ("middlewares.cors.prefixes", "key 'prefixes' does not apply to middleware type 'cors'", None),
-        ("middlewares.limit.type", "must be one of " + ", ".join(
-            repr(t) for t in ("api-key", "basic-auth", "jwt", "forward-auth", "rate-limit", "rate-limit-redis",
-                              "cors", "headers", "strip-prefix", "body-limit", "retry", "ip-allow", "compress",
-                              "circuit-breaker")) + ", got 'rate-limt'", "rate-limit"),
+        (
+            "middlewares.limit.type",
+            "must be one of "
+            + ", ".join(
+                repr(t)
+                for t in (
+                    "api-key",
+                    "basic-auth",
+                    "jwt",
+                    "forward-auth",
+                    "rate-limit",
+                    "rate-limit-redis",
+                    "cors",
+                    "headers",
+                    "strip-prefix",
+                    "body-limit",
+                    "retry",
+                    "ip-allow",
+                    "compress",
+                    "circuit-breaker",
+                )
+            )
+            + ", got 'rate-limt'",
+            "rate-limit",
+        ),
         ("middlewares.strip.prefixes", "required key is missing", None),
     }
     rule_problems = found - expected
     assert expected <= found
     # The rule grammar reports the column of the error.
     assert rule_problems == {
-        ("routers.api.rule", "invalid http rule: column 21: expected a matcher, '!' or '(' after '&&', "
-         "got end of rule", None)
+        (
+            "routers.api.rule",
+            "invalid http rule: column 21: expected a matcher, '!' or '(' after '&&', got end of rule",
+            None,
+        )
     }
-    assert f"{path}: routers.api.service: unknown service 'api-svc' (did you mean 'api-service'?)" in str(
-        excinfo.value
-    ).splitlines()
+    assert (
+        f"{path}: routers.api.service: unknown service 'api-svc' (did you mean 'api-service'?)"
+        in str(excinfo.value).splitlines()
+    )
 
 
 def test_unknown_keys_at_every_level() -> None:
@@ -386,9 +455,15 @@ def test_unknown_keys_at_every_level() -> None:
         GatewayConfig.from_dict(
             {
                 "entrypointz": {},
-                "entrypoints": {"web": {"address": ":80", "adress": "x", "tls": {"acme": True, "min_versoin": "1.3"}}},
-                "services": {"s": {"load_balancer": {"servers": [{"url": "http://a:1", "wieght": 2}]},
-                                   "loadbalancer": {}}},
+                "entrypoints": {
+                    "web": {"address": ":80", "adress": "x", "tls": {"acme": True, "min_versoin": "1.3"}}
+                },
+                "services": {
+                    "s": {
+                        "load_balancer": {"servers": [{"url": "http://a:1", "wieght": 2}]},
+                        "loadbalancer": {},
+                    }
+                },
                 "providers": {"file": {"watch": True, "directroy": "x"}, "dns": {}},
                 "admin": {"enabeld": False},
                 "middlewares": {"k": {"type": "api-key", "keys": ["a"], "headr": "X"}},
@@ -430,10 +505,16 @@ def test_required_keys_and_cross_checks() -> None:
         ("entrypoints.a.tls.key_file", "required unless acme = true or certificates are given", None),
         ("entrypoints.b.address", "address ':80' is already used by entrypoints.a.address", None),
         ("entrypoints.u.tcp_allowed_ips[0]", "'10.0.0.0/33' is not an IP address or CIDR range", None),
-        ("entrypoints.v6.address", "invalid address '[::1]:70000': port must be a number from 1 to 65535, "
-         "got '70000'", None),
-        ("entrypoints.name.address", "invalid address 'example.com:80': host must be an IP address or "
-         "'localhost', got 'example.com'", None),
+        (
+            "entrypoints.v6.address",
+            "invalid address '[::1]:70000': port must be a number from 1 to 65535, got '70000'",
+            None,
+        ),
+        (
+            "entrypoints.name.address",
+            "invalid address 'example.com:80': host must be an IP address or 'localhost', got 'example.com'",
+            None,
+        ),
         ("routers.r.rule", "required key is missing", None),
         ("services.s.load_balancer", "required key is missing", None),
         ("middlewares.m.type", "required key is missing", None),
@@ -448,19 +529,23 @@ def test_tcp_router_rules_are_checked_as_tcp_rules() -> None:
         "entrypoints": {"db": {"address": ":5432", "protocol": "tcp"}, "web": {"address": ":80"}},
         "services": {"pg": {"load_balancer": {"servers": [{"url": "tcp://10.0.0.1:5432"}]}}},
     }
-    cfg = GatewayConfig.from_dict(base | {"routers": {"pg": {"rule": "HostSNI(`*`)", "service": "pg",
-                                                              "entrypoints": ["db"]}}})
+    cfg = GatewayConfig.from_dict(
+        base | {"routers": {"pg": {"rule": "HostSNI(`*`)", "service": "pg", "entrypoints": ["db"]}}}
+    )
     assert cfg.routers["pg"]["priority"] == len("HostSNI(`*`)")
     with pytest.raises(ConfigError) as excinfo:
-        GatewayConfig.from_dict(base | {"routers": {"pg": {"rule": "PathPrefix(`/`)", "service": "pg",
-                                                            "entrypoints": ["db"]}}})
+        GatewayConfig.from_dict(
+            base | {"routers": {"pg": {"rule": "PathPrefix(`/`)", "service": "pg", "entrypoints": ["db"]}}}
+        )
     ((path, message, _),) = problems_of(excinfo)
     assert path == "routers.pg.rule"
     assert message.startswith("invalid tcp rule: column 1: PathPrefix is not allowed in tcp rules")
     # a router on any http entrypoint uses the http grammar
     with pytest.raises(ConfigError):
-        GatewayConfig.from_dict(base | {"routers": {"pg": {"rule": "HostSNI(`*`)", "service": "pg",
-                                                            "entrypoints": ["db", "web"]}}})
+        GatewayConfig.from_dict(
+            base
+            | {"routers": {"pg": {"rule": "HostSNI(`*`)", "service": "pg", "entrypoints": ["db", "web"]}}}
+        )
 
 
 # ----------------------------------------------------------------------------------------- normalization
@@ -468,18 +553,39 @@ def test_tcp_router_rules_are_checked_as_tcp_rules() -> None:
 
 @pytest.mark.parametrize(
     ("given", "seconds"),
-    [("10s", 10.0), ("500ms", 0.5), ("1m", 60.0), ("1.5s", 1.5), ("2h", 7200.0), ("1m30s", 90.0), (3, 3.0),
-     (0.25, 0.25)],
+    [
+        ("10s", 10.0),
+        ("500ms", 0.5),
+        ("1m", 60.0),
+        ("1.5s", 1.5),
+        ("2h", 7200.0),
+        ("1m30s", 90.0),
+        (3, 3.0),
+        (0.25, 0.25),
+    ],
 )
 def test_durations_are_float_seconds(given: object, seconds: float) -> None:
     cfg = GatewayConfig.from_dict(
-        {"services": {"s": {"load_balancer": {"servers": [{"url": "http://a:1/"}],
-                                              "health_check": {"path": "/h", "interval": given},
-                                              "timeouts": {"idle": given}}}}}
+        {
+            "services": {
+                "s": {
+                    "load_balancer": {
+                        "servers": [{"url": "http://a:1/"}],
+                        "health_check": {"path": "/h", "interval": given},
+                        "timeouts": {"idle": given},
+                    }
+                }
+            }
+        }
     )
     lb = cfg.services["s"]["load_balancer"]
-    assert lb["health_check"] == {"path": "/h", "interval": seconds, "timeout": 5.0, "unhealthy_threshold": 3,
-                                  "healthy_threshold": 1}
+    assert lb["health_check"] == {
+        "path": "/h",
+        "interval": seconds,
+        "timeout": 5.0,
+        "unhealthy_threshold": 3,
+        "healthy_threshold": 1,
+    }
     assert lb["timeouts"] == {"connect": 5.0, "response_header": 60.0, "idle": seconds}
     assert lb["servers"] == [{"url": "http://a:1", "weight": 1}]
 
@@ -488,7 +594,13 @@ def test_durations_are_float_seconds(given: object, seconds: float) -> None:
 def test_invalid_durations_are_problems(given: object) -> None:
     with pytest.raises(ConfigError) as excinfo:
         GatewayConfig.from_dict(
-            {"services": {"s": {"load_balancer": {"servers": [{"url": "http://a:1"}], "timeouts": {"connect": given}}}}}
+            {
+                "services": {
+                    "s": {
+                        "load_balancer": {"servers": [{"url": "http://a:1"}], "timeouts": {"connect": given}}
+                    }
+                }
+            }
         )
     ((path, message, _),) = problems_of(excinfo)
     assert path == "services.s.load_balancer.timeouts.connect"
@@ -513,12 +625,21 @@ def test_middleware_defaults_and_addresses() -> None:
     assert (cfg.entrypoints["lo"]["host"], cfg.entrypoints["lo"]["port"]) == ("localhost", 8080)
     assert cfg.middlewares == {
         "rl": {"type": "rate-limit", "rate": 7.0, "burst": 7.0},
-        "cors": {"type": "cors", "allowed_origins": ["*"],
-                 "allowed_methods": ["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-                 "allowed_headers": ["Content-Type", "Authorization"], "max_age": 86400},
+        "cors": {
+            "type": "cors",
+            "allowed_origins": ["*"],
+            "allowed_methods": ["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            "allowed_headers": ["Content-Type", "Authorization"],
+            "max_age": 86400,
+        },
         "retry": {"type": "retry", "max_retries": 3, "retry_interval_ms": 100},
-        "cb": {"type": "circuit-breaker", "failure_threshold": 5, "success_threshold": 1, "cooldown_secs": 60.0,
-               "failure_statuses": [500, 502, 503, 504]},
+        "cb": {
+            "type": "circuit-breaker",
+            "failure_threshold": 5,
+            "success_threshold": 1,
+            "cooldown_secs": 60.0,
+            "failure_statuses": [500, 502, 503, 504],
+        },
         "zip": {"type": "compress"},
         "key": {"type": "api-key", "header": "X-API-Key", "keys": ["k1"]},
     }
@@ -541,14 +662,26 @@ def test_redaction_hides_every_secret(tmp_path: Path) -> None:
     secrets = [JWT, "hunter2", "api-key-one", "api-key-two", "redispw", "webhook-secret", "bearer-xyz"]
     cfg = GatewayConfig.from_dict(
         {
-            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "whoami@internal",
-                              "middlewares": ["jwt", "basic", "keys", "redis", "hdr"]}},
+            "routers": {
+                "r": {
+                    "rule": "PathPrefix(`/`)",
+                    "service": "whoami@internal",
+                    "middlewares": ["jwt", "basic", "keys", "redis", "hdr"],
+                }
+            },
             "middlewares": {
                 "jwt": {"type": "jwt", "value": JWT},
                 "basic": {"type": "basic-auth", "username": "admin", "password": "hunter2"},
                 "keys": {"type": "api-key", "keys": ["api-key-one", "api-key-two"]},
-                "redis": {"type": "rate-limit-redis", "rate": 1, "redis_url": "redis://:redispw@cache:6379/0"},
-                "hdr": {"type": "headers", "request_headers": {"Authorization": "bearer-xyz", "X-Plain": "ok"}},
+                "redis": {
+                    "type": "rate-limit-redis",
+                    "rate": 1,
+                    "redis_url": "redis://:redispw@cache:6379/0",
+                },
+                "hdr": {
+                    "type": "headers",
+                    "request_headers": {"Authorization": "bearer-xyz", "X-Plain": "ok"},
+                },
             },
         }
     )
@@ -591,7 +724,9 @@ def test_conf_d_fragments_are_merged(tmp_path: Path) -> None:
         '[routers.api]\nrule = "PathPrefix(`/api`)"\nservice = "api"\n'
         '[services.api.load_balancer]\nservers = [{url = "http://127.0.0.1:9001"}]\n'
     )
-    (conf_d / "20-auth.yaml").write_text("middlewares:\n  auth: {type: basic-auth, username: u, password: p}\n")
+    (conf_d / "20-auth.yaml").write_text(
+        "middlewares:\n  auth: {type: basic-auth, username: u, password: p}\n"
+    )
     (conf_d / "notes.txt").write_text("not a config")
     cfg = GatewayConfig.from_file(main)
     assert sorted(cfg.routers) == ["api", "home"]
@@ -605,9 +740,13 @@ def test_conf_d_duplicates_and_fragment_errors_name_their_files(tmp_path: Path) 
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir()
     a, b = conf_d / "a.toml", conf_d / "b.yml"
-    a.write_text('[routers.home]\nrule = "Path(`/x`)"\nservice = "whoami@internal"\n'
-                 '[routers.shared]\nrule = "Path(`/s`)"\nservice = "nope"\n')
-    b.write_text("routers:\n  shared: {rule: 'Path(`/t`)', service: whoami@internal}\nadmin: {enabled: false}\n")
+    a.write_text(
+        '[routers.home]\nrule = "Path(`/x`)"\nservice = "whoami@internal"\n'
+        '[routers.shared]\nrule = "Path(`/s`)"\nservice = "nope"\n'
+    )
+    b.write_text(
+        "routers:\n  shared: {rule: 'Path(`/t`)', service: whoami@internal}\nadmin: {enabled: false}\n"
+    )
     with pytest.raises(ConfigError) as excinfo:
         GatewayConfig.from_file(main)
     assert {(p.file, p.path, p.message, p.suggestion) for p in excinfo.value.problems} == {
@@ -637,8 +776,13 @@ def test_with_listen_overrides_or_creates_web() -> None:
     no_web = GatewayConfig.from_dict({"entrypoints": {"db": {"address": ":5432", "protocol": "tcp"}}})
     created = no_web.with_listen(":8080")
     assert created.entrypoints["web"] == {
-        "address": ":8080", "protocol": "http", "tls": None, "max_connections": None, "tcp_allowed_ips": [],
-        "host": "0.0.0.0", "port": 8080,
+        "address": ":8080",
+        "protocol": "http",
+        "tls": None,
+        "max_connections": None,
+        "tcp_allowed_ips": [],
+        "host": "0.0.0.0",
+        "port": 8080,
     }
     with pytest.raises(ConfigError) as excinfo:
         cfg.with_listen("nonsense")
@@ -650,8 +794,15 @@ def test_default_config() -> None:
     assert cfg.source == "<default>"
     assert cfg.entrypoints["web"]["address"] == "127.0.0.1:8080"
     assert cfg.entrypoints["web"]["protocol"] == "http"
-    assert cfg.routers == {"default": {"rule": "PathPrefix(`/`)", "service": "whoami@internal",
-                                       "entrypoints": [], "middlewares": [], "priority": 15}}
+    assert cfg.routers == {
+        "default": {
+            "rule": "PathPrefix(`/`)",
+            "service": "whoami@internal",
+            "entrypoints": [],
+            "middlewares": [],
+            "priority": 15,
+        }
+    }
     assert cfg.services == {} and cfg.middlewares == {}
     assert cfg.data["admin"]["address"] == "127.0.0.1:9090"
     assert "whoami@internal" in DEFAULT_SERVICE_NAMES
