@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable
@@ -199,6 +200,11 @@ class _Numeric(Spec):
         return out
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (bool is not a number here; inf and nan are not JSON)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class Int(_Numeric):
     expected = "an integer"
 
@@ -212,7 +218,7 @@ class Number(_Numeric):
     expected = "a number"
 
     def coerce(self, value: Any) -> Any:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else INVALID
+        return float(value) if _is_number(value) else INVALID
 
 
 class Bool(Spec):
@@ -240,7 +246,7 @@ class Duration(Spec):
     expected = "a duration like '10s', '500ms', '1m' or a number of seconds"
 
     def coerce(self, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_number(value):
             return float(value) if value >= 0 else INVALID
         if isinstance(value, str):
             seconds = parse_duration(value)

@@ -590,7 +590,7 @@ def test_durations_are_float_seconds(given: object, seconds: float) -> None:
     assert lb["servers"] == [{"url": "http://a:1", "weight": 1}]
 
 
-@pytest.mark.parametrize("given", ["10", "10 s", "-1s", "s", "", True, -2])
+@pytest.mark.parametrize("given", ["10", "10 s", "-1s", "s", "", True, -2, float("inf")])
 def test_invalid_durations_are_problems(given: object) -> None:
     with pytest.raises(ConfigError) as excinfo:
         GatewayConfig.from_dict(
