@@ -1,0 +1,41 @@
+"""Fixtures: real backends and real gateways, cleaned up after each test."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import Backend, Gateway  # noqa: E402
+
+
+@pytest.fixture
+def backends() -> Iterator[Callable[..., Backend]]:
+    started: list[Backend] = []
+
+    def start(name: str = "backend", port: int | None = None) -> Backend:
+        b = Backend(name, port)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def start(config: str, **kwargs: object) -> Gateway:
+        g = Gateway(config, tmp_path, **kwargs)  # type: ignore[arg-type]
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
