@@ -78,10 +78,10 @@ class HealthTable:
         f, W1 = self.f, self.W1
         col = slot + 1
         for b, v in enumerate(f[col::W1].tolist()):
-            if v:
+            if v:  # zero first: a racing reader undercounts for a moment (no spurious trip)
                 i = b * W1
-                f[i] = f[i] + v
                 f[i + col] = 0
+                f[i] = f[i] + v
 
     def reset(self, b: int, rows: int) -> None:
         q, r = self.q, b * REC
