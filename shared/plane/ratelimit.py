@@ -18,9 +18,11 @@ The bucket, without a shared read-modify-write:
     C      = sum of the entry's counts                    (admissions since the entry slot was created)
     tokens = burst + rate * now + ANCHOR - C              (a token bucket whose refill is rate * now)
 The cap ("a bucket holds at most ``burst``") is applied by re-anchoring: when ``tokens > burst`` the taker
-treats it as ``burst`` and, if it admits, stores ANCHOR = C - rate * now (a full bucket at ``now``). That is
-one aligned 8-byte store; concurrent re-anchors store nearly equal values, and re-anchoring only happens
-when the bucket is full, i.e. not during a flood.
+treats it as ``burst`` and, if it admits, stores ANCHOR = (C' - 1) - rate * now with C' the sum re-read after
+its own claim (a full bucket at ``now`` minus its token). That is one aligned 8-byte store, and it is made
+only if it *lowers* ANCHOR: a re-anchor removes surplus tokens, so a stale one (a taker preempted between
+its read and its store) or one racing another taker can only make the bucket stricter, never refill it.
+Re-anchoring happens only when the bucket is full, i.e. never during a flood.
 
 Admission is claim-then-verify: a taker that sees ``tokens >= 1`` bumps its own count, re-sums, and if the
 bucket went negative (another worker took the same last token at the same moment) it undoes its bump and
@@ -39,8 +41,8 @@ An evicted key that comes back starts with a full bucket, so eviction can only b
 wrongly reject; memory is fixed at ``ratelimit_entries`` regardless of how many keys are seen. Size the
 table to the number of keys active within a refill period (burst / rate) to keep that rare.
 
-Known, accepted races: a re-anchor store that lands just after another worker evicted the entry for a new
-key gives that new key a full bucket (it had one a moment ago anyway). ``fold`` (dead worker) adds a row
+Known, accepted races: two re-anchors that both read ANCHOR before either stores can leave the larger
+(by the refill of the microseconds between them). ``fold`` (dead worker) adds a row
 into ``retired`` before zeroing it, so a racing reader over-counts for a moment (rejects, never admits
 extra). On aarch64, stores are not ordered as on x86-64; the seqlock then relies on the C call boundaries
 between Python-level stores (see anchors.md §5.3).
@@ -127,10 +129,12 @@ class RateLimitTable:
         c2 = sum(cnt[s : s + 1 + rows])
         r = e * REC
         if full:
-            anchor = c - rate * now
-            d[r + ANCHOR] = anchor
-        else:
-            anchor = d[r + ANCHOR]
+            # re-anchor to "full at now, minus our token", from the fresh sum; only ever lower ANCHOR
+            # (remove tokens), so a stale or racing re-anchor can never add tokens
+            new = (c2 - 1) - rate * now
+            if new < d[r + ANCHOR]:
+                d[r + ANCHOR] = new
+        anchor = d[r + ANCHOR]
         after = burst + rate * now + anchor - c2
         if after < 0.0:
             cnt[i] = cnt[i] - 1
