@@ -32,6 +32,8 @@ def _headers(request: web.Request) -> dict[str, list[str]]:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    if request.path == "/stats":
+        return web.json_response(STATS)
     STATS["requests"] += 1
     STATS["inflight"] += 1
     try:
@@ -44,8 +46,6 @@ async def _route(request: web.Request) -> web.StreamResponse:
     name = request.app["name"]
     parts = request.path.strip("/").split("/")
     head = parts[0]
-    if head == "stats":
-        return web.json_response(STATS)
     if head == "delay":
         await asyncio.sleep(float(parts[1]))
     elif head == "status":
