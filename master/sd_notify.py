@@ -20,7 +20,7 @@ import os
 import socket
 import time
 
-__all__ = ["notify", "enabled"]
+__all__ = ["enabled", "notify"]
 
 
 def enabled() -> bool:
