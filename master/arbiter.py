@@ -25,6 +25,7 @@ from typing import Any, Callable
 from ..shared import log as gwlog
 from ..shared.channel import Channel
 from ..shared.errors import GatewayError
+from ..shared.plane import Plane
 from .sockets import Listeners
 
 log = gwlog.get("arbiter")
@@ -43,7 +44,6 @@ class WorkerHandle:
     started_at: float
     restarts: int = 0
     generation: int = 0
-    last_heartbeat: float = field(default_factory=time.monotonic)
     ready: asyncio.Future = None  # type: ignore[assignment]
     acks: dict[int, asyncio.Future] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
@@ -55,9 +55,10 @@ class WorkerHandle:
 
 
 class Arbiter:
-    def __init__(self, listeners: Listeners, workers: int, log_level: str, log_format: str,
+    def __init__(self, listeners: Listeners, plane: Plane, workers: int, log_level: str, log_format: str,
                  graceful_timeout: float, compiled: Callable[[], dict[str, Any]]) -> None:
         self.listeners = listeners
+        self.plane = plane
         self.count = workers
         self.log_level = log_level
         self.log_format = log_format
@@ -85,12 +86,13 @@ class Arbiter:
                str(child.fileno()), "--log-level", self.log_level, "--log-format", self.log_format]
         proc = subprocess.Popen(cmd, pass_fds=[child.fileno(), *fds.values()], close_fds=True)
         child.close()
+        self.plane.set_worker(slot, proc.pid)
         handle = WorkerHandle(slot, proc, await Channel.open(parent), time.monotonic(),
                               restarts=self.restarts.get(slot, 0))
         handle.ready = loop.create_future()
         self.handles[slot] = handle
         compiled = self.compiled()
-        handle.channel.send({"op": "boot", "compiled": compiled, "fds": fds,
+        handle.channel.send({"op": "boot", "compiled": compiled, "fds": fds, "plane": self.plane.name,
                              "listeners": [{"name": n, **ep} for n, ep in self.listeners.specs.items()],
                              "graceful_timeout": self.graceful_timeout})
         self._track(self._watch(handle))
@@ -117,7 +119,6 @@ class Arbiter:
             if msg is None:
                 break
             op = msg.get("op")
-            handle.last_heartbeat = time.monotonic()
             if op == "ready" and not handle.ready.done():
                 handle.ready.set_result(True)
             elif op == "boot_failed" and not handle.ready.done():
@@ -138,6 +139,9 @@ class Arbiter:
         os.close(pidfd)
         handle.returncode = handle.proc.wait()
         handle.channel.close()
+        if self.handles.get(handle.slot) is handle:
+            # its counters join the retired totals; its in-flight counts stop skewing least-connections
+            self.plane.fold_worker(handle.slot)
         handle.exited.set()
         for fut in handle.acks.values():
             if not fut.done():
@@ -169,11 +173,14 @@ class Arbiter:
                 delay = min(MAX_BACKOFF, max(delay * 2, 0.2))
 
     def check_heartbeats(self) -> None:
-        now = time.monotonic()
+        """Kill workers whose event loop stopped beating (the beat is written on the plane by the loop itself)."""
+        now = time.monotonic_ns()
         for h in list(self.handles.values()):
-            if h.returncode is None and h.ready.done() and now - h.last_heartbeat > HEARTBEAT_TIMEOUT:
+            if h.returncode is not None or not h.ready.done():
+                continue
+            beat = self.plane.last_heartbeat(h.slot)
+            if now - beat > HEARTBEAT_TIMEOUT * 1e9:
                 log.error("worker missed its heartbeat: killing it", extra={"fields": {"slot": h.slot, "pid": h.pid}})
-                h.last_heartbeat = now
                 h.proc.kill()
 
     # -- generations
@@ -227,6 +234,7 @@ class Arbiter:
         return [
             {"slot": h.slot, "pid": h.pid, "alive": h.returncode is None, "restarts": h.restarts,
              "generation": h.generation, "uptime_secs": round(now - h.started_at, 3),
-             "heartbeat_age_secs": round(now - h.last_heartbeat, 3)}
+             "heartbeat_age_secs": round(now - self.plane.last_heartbeat(h.slot) / 1e9, 3)
+             if h.returncode is None else None}
             for h in sorted(self.handles.values(), key=lambda h: h.slot)
         ]

@@ -28,12 +28,14 @@ import time
 from typing import Any
 
 from ..shared import log as gwlog
-from ..shared.compiled import check_implemented, compile_generation
+from ..shared.compiled import check_implemented
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError, StateError
+from ..shared.plane import Plane, PlaneLayout
 from ..worker import middlewares
-from . import admin
+from . import admin, sd_notify
 from .arbiter import Arbiter
+from .generations import Generations
 from .sockets import Listeners, drop_privileges
 
 log = gwlog.get("master")
@@ -64,6 +66,8 @@ class Gateway:
         self._last_reload: dict[str, Any] = {"ok": None, "at": None, "errors": [], "generation": 0}
         self._reloads = {"total": 0, "failed": 0}
         self._listeners = Listeners()
+        self._plane: Plane | None = None
+        self._generations: Generations | None = None
         self._arbiter: Arbiter | None = None
         self._admin: admin.AdminServer | None = None
         self._stopped = asyncio.Event()
@@ -93,6 +97,10 @@ class Gateway:
             "last_reload": dict(self._last_reload),
         }
 
+    def plane(self) -> Plane | None:
+        """The node's shared-memory plane (None before start and after stop)."""
+        return self._plane
+
     def metrics(self) -> dict[str, Any]:
         """A snapshot of the gateway's counters (a plain dict; the Prometheus text is at /api/gateway/metrics)."""
         workers = self._arbiter.snapshot() if self._arbiter else []
@@ -115,17 +123,22 @@ class Gateway:
         self._started_at = time.monotonic()
         self._shutdown_requested = asyncio.Event()
         try:
-            self._generation = 1
-            self._compiled = compile_generation(self._config, 1)
+            for name in Plane.cleanup_stale():
+                log.info(f"removed a stale shared-memory segment of a dead gateway: {name}")
+            self._plane = Plane.create(PlaneLayout(max_workers=self.workers))
+            self._generations = Generations(self._plane)
+            self._compiled = self._generations.compile(self._config)
+            self._generation = self._compiled["generation"]
             self._listeners.open(self._config.entrypoints, self.workers)
             admin_cfg = self._config.data.get("admin", {})
             if admin_cfg.get("enabled", True):
                 self._admin = admin.AdminServer(self, admin_cfg["host"], admin_cfg["port"])
                 await self._admin.start()
             drop_privileges(self.user, self.group)
-            self._arbiter = Arbiter(self._listeners, self.workers, self.log_level, self.log_format,
+            self._arbiter = Arbiter(self._listeners, self._plane, self.workers, self.log_level, self.log_format,
                                     self.graceful_timeout, lambda: self._compiled)
             await self._arbiter.start()
+            self._generations.published(self._generation)
         except BaseException:
             await self._release(graceful=False)
             self._state = STOPPED
@@ -136,6 +149,7 @@ class Gateway:
         self._tasks.append(asyncio.get_running_loop().create_task(self._supervise()))
         self._state = RUNNING
         self._last_reload.update(ok=True, at=time.time(), generation=1)
+        sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running, generation 1")
         log.info("gateway running", extra={"fields": {
             "workers": self.workers, "generation": 1,
             "entrypoints": {n: ep["address"] for n, ep in self._config.entrypoints.items()}}})
@@ -158,6 +172,7 @@ class Gateway:
             self._stopped.set()
             return
         self._state = STOPPING
+        sd_notify.notify("STOPPING=1")
         if self._shutdown_requested is not None:
             self._shutdown_requested.set()
         timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
@@ -176,13 +191,14 @@ class Gateway:
             raise StateError(f"reload() needs state 'running', the gateway is '{self._state}'")
         self._state = RELOADING
         self._reloads["total"] += 1
+        sd_notify.notify("RELOADING=1")
         try:
             cfg = new_config if new_config is not None else GatewayConfig.from_file(self._config.source)
             if self._listen:
                 cfg = cfg.with_listen(self._listen)
             check_implemented(cfg, middlewares.implemented)
             self._check_entrypoints_unchanged(cfg)
-            compiled = compile_generation(cfg, self._generation + 1)
+            compiled = self._generations.compile(cfg)
             errors = await self._arbiter.broadcast(compiled)
             if errors:
                 # Workers that took the new generation go back to the old one, so all serve the same config.
@@ -198,7 +214,9 @@ class Gateway:
         finally:
             if self._state == RELOADING:
                 self._state = RUNNING
+            sd_notify.notify(f"READY=1\nSTATUS=running, generation {self._generation}")
         self._config, self._compiled, self._generation = cfg, compiled, compiled["generation"]
+        self._generations.published(self._generation)
         self._last_reload = {"ok": True, "at": time.time(), "errors": [], "generation": self._generation}
         log.info("config reloaded", extra={"fields": {"generation": self._generation}})
 
@@ -253,3 +271,6 @@ class Gateway:
             await self._arbiter.stop(graceful, timeout)
         if self._admin is not None:
             await self._admin.stop()
+        if self._plane is not None:
+            self._plane.close()
+            self._plane.unlink()

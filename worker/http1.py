@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 from urllib.parse import urlsplit
 
 import httptools
 import orjson
 
+from ..shared import log as gwlog
 from . import responses
 from .headers import GATEWAY_SET, HOP_BY_HOP, connection_tokens
 from .router import RequestView
 
 if TYPE_CHECKING:
+    from .chain import BodyFilter
+    from .middlewares.retry import Retry
     from .process import Worker
     from .runtime import Backend, Route, Service
     from .upstream import UpstreamProtocol
@@ -38,6 +41,8 @@ MAX_PIPELINE = 16
 MAX_URL = 8192
 MAX_HEADER_BYTES = 32 * 1024
 
+log = gwlog.get("worker")
+
 
 class Exchange:
     """One request/response pair on a client connection."""
@@ -45,7 +50,8 @@ class Exchange:
     __slots__ = ("keep_alive", "http11", "is_head", "method", "target", "host", "headers", "xff",
                  "req_chunked", "req_has_body", "req_done", "pending", "pending_bytes", "upstream",
                  "resp_started", "retried", "route", "service", "backend", "status", "local", "resp_bytes",
-                 "runtime")
+                 "runtime", "conn", "suspended", "filter", "req_limit", "req_bytes", "retry", "attempts", "replay",
+                 "counted")
 
     def __init__(self) -> None:
         self.pending: list[bytes] | None = None
@@ -60,6 +66,16 @@ class Exchange:
         self.status = 0
         self.local: bytes | None = None     # a complete response the gateway answers with instead of proxying
         self.resp_bytes = 0
+        # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
+        # transformation; a streamed request body limit; retry state and the replayable request body so far
+        self.suspended = False
+        self.filter: BodyFilter | None = None
+        self.req_limit = 0
+        self.req_bytes = 0
+        self.counted = False
+        self.retry: Retry | None = None
+        self.attempts = 0
+        self.replay: bytearray | None = None
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -97,6 +113,7 @@ class ClientProtocol(asyncio.Protocol):
         self.closed = True
         self.worker.connections.discard(self)
         for ex in self.queue:
+            self._account(ex)
             self._release_backend(ex)
             up = ex.upstream
             if up is not None and up.ex is ex:
@@ -150,6 +167,7 @@ class ClientProtocol(asyncio.Protocol):
         ex = Exchange()
         method = p.get_method()
         ex.method = method
+        ex.conn = self
         ex.http11 = p.get_http_version() == "1.1"
         ex.keep_alive = p.should_keep_alive() and not self.worker.draining
         ex.is_head = method == b"HEAD"
@@ -230,15 +248,24 @@ class ClientProtocol(asyncio.Protocol):
         if route.chain:
             reply = route.chain.on_request(ex)
             if reply is not None:
-                ex.local = reply
+                if reply.__class__ is bytes:
+                    ex.local = reply  # type: ignore[assignment]
+                else:
+                    ex.suspended = True
+                    self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
         return self._started(ex)
 
     def on_body(self, body: bytes) -> None:
         ex = self.cur
+        ex.req_bytes += len(body)
         if ex.local is not None:
             return  # answered without a backend: the body is read and dropped
+        if ex.req_limit and self._over_limit(ex, len(body)):
+            return
         if ex.req_chunked:
             body = b"%x\r\n%s\r\n" % (len(body), body)
+        if ex.replay is not None:
+            ex.retry.keep(ex, body)  # type: ignore[union-attr]
         up = ex.upstream
         if up is not None:
             if up.ex is ex:
@@ -256,6 +283,8 @@ class ClientProtocol(asyncio.Protocol):
         ex = self.cur
         ex.req_done = True
         if ex.req_chunked and ex.local is None:
+            if ex.replay is not None:
+                ex.retry.keep(ex, b"0\r\n\r\n")  # type: ignore[union-attr]
             up = ex.upstream
             if up is not None:
                 if up.ex is ex:
@@ -282,6 +311,8 @@ class ClientProtocol(asyncio.Protocol):
                                keep_alive_header=not ex.http11 and ex.keep_alive)
 
     def start_exchange(self, ex: Exchange) -> None:
+        if ex.suspended:
+            return  # _resume_chain starts it
         if ex.local is not None:
             return self._answer(ex, ex.local)
         service = ex.service
@@ -291,7 +322,7 @@ class ClientProtocol(asyncio.Protocol):
         if backend is None:
             return self._answer(ex, self._error(ex, 503))
         ex.backend = backend
-        backend.active += 1
+        backend.acquire()
         self.connect_upstream(ex)
 
     def _head(self, ex: Exchange) -> bytes:
@@ -328,18 +359,31 @@ class ClientProtocol(asyncio.Protocol):
     def _bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
         ex.upstream = up
         up.bind(self, ex, self._head(ex), ex.service.response_timeout)
-        if ex.pending is not None:
+        if ex.attempts and ex.replay:
+            up.transport.write(bytes(ex.replay))  # a retry: the whole body so far (pending is its tail)
+            ex.pending = None
+            ex.pending_bytes = 0
+        elif ex.pending is not None:
             up.transport.writelines(ex.pending)
             ex.pending = None
             if ex.pending_bytes > HIGH_WATER:
                 self.transport.resume_reading()
             ex.pending_bytes = 0
 
+    def _account(self, ex: Exchange) -> None:
+        """Count a finished exchange on the plane, exactly once (status 0: the client left before a response)."""
+        if ex.counted:
+            return
+        ex.counted = True
+        route, service, backend = ex.route, ex.service, ex.backend
+        self.worker.plane.record(route.idx if route is not None else -1, service.idx if service is not None else -1,
+                                 backend.idx if backend is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)
+
     def _release_backend(self, ex: Exchange) -> None:
         backend = ex.backend
         if backend is not None:
             ex.backend = None
-            backend.active -= 1
+            backend.release()
 
     def _answer(self, ex: Exchange, data: bytes) -> None:
         ex.resp_started = True
@@ -349,15 +393,84 @@ class ClientProtocol(asyncio.Protocol):
 
     def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
         """The backend could not produce a response head: answer with a JSON error."""
+        service, backend = ex.service, ex.backend
+        if service.passive_failures and backend is not None:
+            backend.plane.passive_failure(backend.idx, self.worker.now, service.passive_failures,
+                                          service.passive_cooldown)
         if self.closed:
             self._release_backend(ex)
             return
+        reached = ex.upstream is not None     # the request (or part of it) went out before the failure
         ex.upstream = None
+        if ex.retry is not None and ex.retry.again(ex, reached):
+            return self.retry_later(ex)
         if not ex.req_done:
             ex.keep_alive = False      # the rest of the request body would be misread as a new request
         self._answer(ex, self._error(ex, status, message))
 
+    def retry_later(self, ex: Exchange) -> None:
+        """Send the exchange again after the retry middleware's delay, to another backend when there is one."""
+        failed = ex.backend
+        self._release_backend(ex)
+        self.worker.loop.call_later(ex.retry.delay(ex), self._redispatch, ex, failed)  # type: ignore[union-attr]
+
+    def _redispatch(self, ex: Exchange, failed: Backend | None) -> None:
+        if self.closed or not self.queue or self.queue[0] is not ex:
+            return
+        balancer = ex.service.balancer
+        backend = balancer.pick()
+        for _ in range(len(ex.service.backends)):
+            if backend is not failed:
+                break
+            backend = balancer.pick()
+        if backend is None:
+            return self._answer(ex, self._error(ex, 503))
+        ex.backend = backend
+        backend.acquire()
+        self.connect_upstream(ex)
+
+    async def _resume_chain(self, ex: Exchange, pending: Awaitable[bytes | None]) -> None:
+        """The end of an async request phase: answer with its reply, or proxy, once the exchange is first."""
+        try:
+            reply = await pending
+        except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
+            log.exception("middleware failed on %s %s", ex.method, ex.target)
+            reply = self._error(ex, 500)
+        ex.suspended = False
+        if reply is not None:
+            ex.local = reply
+            if ex.pending_bytes > HIGH_WATER and not self.closed:
+                self.transport.resume_reading()
+            ex.pending = None
+            ex.pending_bytes = 0
+        if not self.closed and self.queue and self.queue[0] is ex:
+            self.start_exchange(ex)
+
+    def _over_limit(self, ex: Exchange, size: int) -> bool:
+        """Check the streamed request body (``ex.req_bytes``, counted in on_body) against ``ex.req_limit``;
+        past it, answer 413 and stop forwarding."""
+        if ex.req_bytes <= ex.req_limit:
+            return False
+        body = responses.error_body(413, None, max_bytes=ex.req_limit)
+        ex.req_limit = 0
+        ex.keep_alive = False
+        ex.local = reply = responses.build(413, body, b"application/json", close=True)
+        ex.pending = None
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            up.client = up.ex = None     # abort the upstream request: it never gets the rest of the body
+            self.worker.waiting.discard(up)
+            up.close()
+        ex.upstream = None
+        if ex.resp_started:
+            self.abort(ex)
+        elif self.queue and self.queue[0] is ex and not ex.suspended:
+            self._release_backend(ex)
+            self._answer(ex, reply)
+        return True
+
     def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+        self._account(ex)
         self._release_backend(ex)
         if self.closed:
             return
@@ -386,6 +499,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def abort(self, ex: Exchange) -> None:
         """The backend died mid-response: the client can only learn it from a reset connection."""
+        self._account(ex)
         self._release_backend(ex)
         if not self.closed:
             self.closed = True

@@ -8,8 +8,8 @@ graceful timeout passes.
 
 The listening sockets belong to the master; closing our copy never drops connections queued in them.
 A periodic sweep (every ``SWEEP_INTERVAL``) keeps the coarse clock, answers upstream response-header timeouts
-with 504, closes idle keep-alive clients and stale pooled connections, and sends the heartbeat the master
-uses to detect a stuck event loop — it runs on the loop, so a blocked loop stops beating.
+with 504, closes idle keep-alive clients and stale pooled connections, and writes the heartbeat (on the shared-memory plane)
+the master uses to detect a stuck event loop — it runs on the loop, so a blocked loop stops beating.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ import uvloop
 
 from ..shared import log as gwlog
 from ..shared.channel import Channel
+from ..shared.plane import Plane
 from . import middlewares, runtime
+from . import tls
 from .http1 import ClientProtocol
+from .http2 import Handover
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol
@@ -54,16 +57,28 @@ class Worker:
         self.now = time.monotonic()
         self.stopped = asyncio.Event()
         self.graceful_timeout = 30.0
+        self.plane: Plane = None  # type: ignore[assignment]
+        self.slots: dict[str, dict[str, int]] = {}
+        self.build_middlewares = middlewares.Builder(self)
+        self.cert_stores: dict[str, tls.CertStore] = {}   # TLS entrypoints: certificates chosen by SNI
 
     def load(self, compiled: dict[str, Any]) -> None:
-        self.runtime = runtime.build(compiled, self.pools, self.make_pool, middlewares.build)
+        self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
+        self.runtime = runtime.build(compiled, self.pools, self.make_pool, self.plane, self.build_middlewares)
+        self.plane.report_generation(self.runtime.generation)
+        for store in self.cert_stores.values():   # a reload (SIGHUP) re-reads certificate files too
+            store.reload(only_if_changed=False)
 
     async def start_servers(self, listeners: list[dict[str, Any]], fds: dict[str, int]) -> None:
         for ep in listeners:
             sock = socket.socket(fileno=os.dup(fds[ep["name"]]))
             sock.setblocking(False)
-            factory = _client_factory(self, ep["name"], b"https" if ep.get("tls") else b"http", ep["port"])
-            self.servers.append(await self.loop.create_server(factory, sock=sock, backlog=4096))
+            store = None
+            if ep.get("tls"):
+                store = self.cert_stores[ep["name"]] = tls.CertStore(ep["name"], ep["tls"], tls.HTTP_ALPN)
+            factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
+            self.servers.append(await self.loop.create_server(factory, sock=sock, backlog=4096,
+                                                              ssl=store.front if store else None))
 
     async def sweep(self) -> None:
         while not self.stopped.is_set():
@@ -77,7 +92,9 @@ class Worker:
                 conn.close_if_idle()
             for pool in self.pools.values():
                 pool.sweep(now)
-            self.channel.send({"op": "heartbeat"})
+            for store in self.cert_stores.values():
+                store.reload(only_if_changed=True)
+            self.plane.heartbeat()
 
     async def drain(self, timeout: float) -> None:
         """Graceful stop: stop accepting, close idle connections, wait for in-flight exchanges."""
@@ -120,8 +137,8 @@ class Worker:
                     self.stopped.set()
 
 
-def _client_factory(worker: Worker, name: str, scheme: bytes, port: int):  # type: ignore[no-untyped-def]
-    return lambda: ClientProtocol(worker, name, scheme, port)
+def _client_factory(worker: Worker, name: str, scheme: bytes, port: int, tls: bool):  # type: ignore[no-untyped-def]
+    return lambda: Handover(worker, name, scheme, port, tls)
 
 
 async def run(slot: int, channel_fd: int) -> int:
@@ -133,6 +150,8 @@ async def run(slot: int, channel_fd: int) -> int:
     worker = Worker(slot, loop, channel)
     worker.graceful_timeout = float(boot.get("graceful_timeout", 30.0))
     try:
+        worker.plane = Plane.attach(boot["plane"], worker_slot=slot)
+        worker.plane.heartbeat()
         worker.load(boot["compiled"])
         await worker.start_servers(boot["listeners"], boot["fds"])
     except Exception as e:  # noqa: BLE001 — a worker that cannot boot tells the master why, then exits
@@ -146,6 +165,7 @@ async def run(slot: int, channel_fd: int) -> int:
     await worker.stopped.wait()
     for t in tasks:
         t.cancel()
+    worker.plane.close()
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from ..shared.plane import Plane
 from ..shared.rules import Rule, parse_rule
 from .chain import Chain
 from .router import RouterTable
@@ -24,11 +25,12 @@ INTERNAL_WHOAMI = "whoami@internal"
 
 
 class Backend:
-    """One server of a service, as seen by this worker."""
+    """One server of a service, as seen by this worker. Health and in-flight counts live on the shared-memory
+    plane (slot ``idx``), so every worker sees the same values."""
 
-    __slots__ = ("url", "scheme", "host", "port", "weight", "pool", "healthy", "active", "host_header")
+    __slots__ = ("url", "scheme", "host", "port", "weight", "pool", "idx", "plane", "host_header")
 
-    def __init__(self, url: str, weight: int, pool: UpstreamPool) -> None:
+    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane) -> None:
         parts = urlsplit(url)
         self.url = url
         self.scheme = parts.scheme
@@ -36,17 +38,23 @@ class Backend:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.weight = weight
         self.pool = pool
-        self.healthy = True
-        self.active = 0                     # requests in flight from this worker
+        self.idx = idx
+        self.plane = plane
         default_port = self.port == (443 if self.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if default_port else f"{host}:{self.port}").encode()
 
     def is_healthy(self) -> bool:
-        return self.healthy
+        return self.plane.is_healthy(self.idx)
 
     def inflight(self) -> int:
-        return self.active
+        return self.plane.inflight(self.idx)
+
+    def acquire(self) -> None:
+        self.plane.inflight_inc(self.idx)
+
+    def release(self) -> None:
+        self.plane.inflight_dec(self.idx)
 
 
 @dataclass
@@ -57,7 +65,11 @@ class Service:
     pass_host_header: bool
     connect_timeout: float
     response_timeout: float
+    idx: int = -1
     internal: str | None = None
+    passive_failures: int = 0               # consecutive failures that take a backend out; 0 = off
+    passive_cooldown: float = 10.0
+    passive_statuses: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -68,6 +80,7 @@ class Route:
     service: Service
     chain: Chain
     entrypoints: list[str] = field(default_factory=list)
+    idx: int = -1
 
 
 class Runtime:
@@ -83,10 +96,14 @@ PoolKey = tuple[str, str, int]
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
-          make_pool: Callable[[str, str, int], UpstreamPool],
-          build_middleware: Callable[[str, dict[str, Any]], Any] | None = None) -> Runtime:
-    """Build the runtime of one generation, reusing (and creating) upstream pools in ``pools``."""
+          make_pool: Callable[[str, str, int], UpstreamPool], plane: Plane,
+          build_middlewares: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Runtime:
+    """Build the runtime of one generation, reusing (and creating) upstream pools in ``pools``.
+
+    ``compiled["slots"]`` gives each backend, router, service, limiter and breaker its plane index
+    (see ``master/generations.py`` for the keys)."""
     config = compiled["config"]
+    slots = compiled["slots"]
     services: dict[str, Service] = {
         INTERNAL_WHOAMI: Service(INTERNAL_WHOAMI, [], balancer.RoundRobin([]), True, 0, 0, internal="whoami"),
     }
@@ -100,7 +117,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             if pool is None:
                 pool = pools[key] = make_pool(*key)
             pool.idle_timeout = lb["timeouts"]["idle"]
-            backends.append(Backend(server["url"], server.get("weight", 1), pool))
+            backends.append(Backend(server["url"], server.get("weight", 1), pool,
+                                    slots["backends"][f"{name}|{server['url']}"], plane))
         services[name] = Service(
             name=name,
             backends=backends,
@@ -108,10 +126,12 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             pass_host_header=lb["pass_host_header"],
             connect_timeout=lb["timeouts"]["connect"],
             response_timeout=lb["timeouts"]["response_header"],
+            idx=slots["services"][name],
+            passive_failures=lb["passive_health"]["max_failures"],
+            passive_cooldown=lb["passive_health"]["cooldown"],
+            passive_statuses=frozenset(lb["passive_health"]["statuses"]),
         )
-    middlewares = {}
-    if build_middleware is not None:
-        middlewares = {name: build_middleware(name, params) for name, params in config.get("middlewares", {}).items()}
+    middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []
     for name, r in config.get("routers", {}).items():
@@ -120,7 +140,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             continue
         chain = Chain([middlewares[m] for m in r.get("middlewares", []) if m in middlewares])
         routes.append(Route(name, parse_rule(r["rule"], kind="http"), r["priority"], services[r["service"]],
-                            chain, list(eps)))
+                            chain, list(eps), slots["routers"][name]))
     tables = {ep: RouterTable(r for r in routes if ep in r.entrypoints) for ep in http_entrypoints}
     return Runtime(compiled["generation"], config, tables, services)
 

@@ -73,6 +73,8 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         client.worker.waiting.discard(self)
         if ex.resp_started:
+            if self.mode == MODE_CLOSE and ex.filter is not None:
+                self._filter_tail(ex)
             self._flush(client)
             if self.mode == MODE_CLOSE:        # close-delimited body: EOF ends it
                 client.response_finished(ex, chunked_end=self.client_chunked)
@@ -116,6 +118,13 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         if self.out and self.client is not None:
             self._flush(self.client)
+
+    def _filter_tail(self, ex: Exchange) -> None:
+        """The transformed body's last bytes, framed like the rest."""
+        tail = ex.filter.finish()  # type: ignore[union-attr]
+        ex.filter = None
+        if tail:
+            self.out += (b"%x\r\n" % len(tail), tail, b"\r\n") if self.client_chunked else (tail,)
 
     def _flush(self, client: ClientProtocol) -> None:
         out = self.out
@@ -180,12 +189,32 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         self.waiting_head = False
         client.worker.waiting.discard(self)
+        retry = ex.retry
+        if retry is not None and status in retry.statuses and retry.again(ex, True):
+            self.client = self.ex = None       # this response is dropped unread, so is the connection
+            self.close()
+            ex.upstream = None
+            client.retry_later(ex)
+            return
+        ex.resp_started = True
+        ex.status = status
+        service = ex.service
+        if service.passive_failures:
+            backend = ex.backend
+            if status in service.passive_statuses:
+                backend.plane.passive_failure(backend.idx, client.worker.now, service.passive_failures,
+                                              service.passive_cooldown)
+            else:
+                backend.plane.passive_success(backend.idx)
+        headers = self.headers
+        if ex.route is not None and ex.route.chain:
+            headers = list(headers)
+            ex.route.chain.on_response(ex, status, headers)
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.reason)]
         append = parts.append
         has_cl = False
         up_chunked = False
         drop = None
-        headers = self.headers
         for name, value in headers:
             if name.lower() == b"connection":
                 drop = connection_tokens(value, drop)
@@ -197,21 +226,20 @@ class UpstreamProtocol(asyncio.Protocol):
                 continue
             if ln == b"content-length":
                 has_cl = True
+                if ex.filter is not None:
+                    continue                  # the body is transformed: its length is not known
             append(name)
             append(b": ")
             append(value)
             append(b"\r\n")
-        ex.resp_started = True
-        ex.status = status
-        if ex.route is not None and ex.route.chain:
-            ex.route.chain.on_response(ex, status, parts)
         self.client_chunked = False
         if ex.is_head or status in NO_BODY_STATUS:
             self.mode = MODE_NONE
-        elif has_cl and not up_chunked:
+            ex.filter = None
+        elif has_cl and not up_chunked and ex.filter is None:
             self.mode = MODE_LENGTH
         else:
-            self.mode = MODE_RECHUNK if up_chunked else MODE_CLOSE
+            self.mode = MODE_LENGTH if has_cl and not up_chunked else MODE_RECHUNK if up_chunked else MODE_CLOSE
             if ex.http11:
                 self.client_chunked = True
                 append(b"Transfer-Encoding: chunked\r\n")
@@ -235,6 +263,10 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.client is None:
             return
         self.ex.resp_bytes += len(body)
+        if self.ex.filter is not None:
+            body = self.ex.filter.feed(body)
+            if not body:
+                return
         if self.client_chunked:
             self.out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
@@ -245,6 +277,8 @@ class UpstreamProtocol(asyncio.Protocol):
         if client is None or not ex.resp_started:
             return  # interim (1xx) message, or detached
         keep = self.parser.should_keep_alive() and ex.req_done
+        if ex.filter is not None:
+            self._filter_tail(ex)
         if self.client_chunked:
             self.out.append(b"0\r\n\r\n")
         self._flush(client)

@@ -12,6 +12,7 @@ Invariants of the normalized form (see README of the package API in ``__init__``
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from .middleware_schema import MIDDLEWARE
@@ -45,12 +46,54 @@ def _split_address(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Rep
         out["host"], out["port"] = parse_address(out["address"])
 
 
+def _certificate_error(cert_file: str, key_file: str) -> str | None:
+    """Why a certificate/key pair cannot serve TLS (unparsable PEM, key not matching), or None."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as e:
+        return f"cannot use certificate '{cert_file}' with key '{key_file}': {e.reason or e}"
+    except OSError as e:
+        return f"cannot read certificate '{cert_file}' or key '{key_file}': {e.strerror or e}"
+    return None
+
+
+def _ca_error(ca_file: str) -> str | None:
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as e:
+        return f"cannot load CA certificates from '{ca_file}': {getattr(e, 'reason', None) or e}"
+    return None
+
+
+def _check_pair(out: dict[str, Any], path: str, rep: Reporter) -> None:
+    if out.get("cert_file") and out.get("key_file"):
+        message = _certificate_error(out["cert_file"], out["key_file"])
+        if message:
+            rep.add(join(path, "cert_file"), message)
+
+
+def _check_certificate(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    _check_pair(out, path, rep)
+
+
 def _tls_needs_certificate(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    _check_pair(out, path, rep)
+    if out.get("client_ca_file"):
+        message = _ca_error(out["client_ca_file"])
+        if message:
+            rep.add(join(path, "client_ca_file"), message)
     if out.get("acme") or raw.get("certificates"):
         return
     for key in ("cert_file", "key_file"):
         if raw.get(key) is None:
             rep.add(join(path, key), "required unless acme = true or certificates are given")
+
+
+def _check_service_tls(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if out.get("ca_file"):
+        message = _ca_error(out["ca_file"])
+        if message:
+            rep.add(join(path, "ca_file"), message)
 
 
 def _default_priority(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
@@ -74,7 +117,10 @@ TLS = Table(
         "acme": Field(Bool(), False),
         "certificates": Field(
             ListOf(
-                Table({"cert_file": Field(_FILE, required=True), "key_file": Field(_FILE, required=True)})
+                Table(
+                    {"cert_file": Field(_FILE, required=True), "key_file": Field(_FILE, required=True)},
+                    post=_check_certificate,
+                )
             ),
             [],
         ),
@@ -90,6 +136,9 @@ ENTRYPOINT = Table(
         "tls": Field(Nullable(TLS)),
         "max_connections": Field(Nullable(Int(minimum=0))),
         "tcp_allowed_ips": Field(ListOf(Str(check=ip_network_error)), []),
+        "udp": Field(
+            Table({"idle_timeout": Field(Duration(), 30.0), "max_sessions": Field(Int(minimum=1), 10000)}), {}
+        ),
     },
     post=_split_address,
     derived=("host", "port"),
@@ -102,6 +151,9 @@ ROUTER = Table(
         "entrypoints": Field(ListOf(Str()), []),
         "middlewares": Field(ListOf(Str()), []),
         "priority": Field(Nullable(Int())),
+        # TCP routers only: absent = plain TCP, {passthrough = true} = route by SNI and relay the TLS bytes,
+        # {} = terminate TLS with the entrypoint's certificates and relay the plaintext.
+        "tls": Field(Nullable(Table({"passthrough": Field(Bool(), False)}))),
     },
     post=_default_priority,
 )
@@ -137,6 +189,16 @@ STICKY = Table(
     }
 )
 
+# Passive health: failures seen on real traffic (counted across all workers on the shared-memory plane) take a
+# backend out for ``cooldown`` seconds, after which it gets traffic again (the original never recovered).
+PASSIVE_HEALTH = Table(
+    {
+        "max_failures": Field(Int(minimum=0), 5),       # consecutive failures that trip it; 0 = off
+        "cooldown": Field(Duration(), 10.0),
+        "statuses": Field(ListOf(Int(minimum=500, maximum=599)), []),  # 5xx that count, besides connect errors
+    }
+)
+
 TIMEOUTS = Table(
     {
         "connect": Field(Duration(), 5.0),
@@ -153,6 +215,14 @@ LOAD_BALANCER = Table(
         "sticky": Field(Nullable(STICKY)),
         "pass_host_header": Field(Bool(), True),
         "timeouts": Field(TIMEOUTS, {}),
+        "passive_health": Field(PASSIVE_HEALTH, {}),
+        "tls": Field(
+            Table(
+                {"ca_file": Field(Nullable(_FILE)), "insecure_skip_verify": Field(Bool(), False)},
+                post=_check_service_tls,
+            ),
+            {},
+        ),
     }
 )
 
