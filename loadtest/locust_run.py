@@ -258,6 +258,7 @@ def summarize(out: Path, meta: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     classes = PROFILES[args.profile]
     out = Path(args.out or HERE / "out" / f"{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     origin_port, port = free_port(), free_port()
     procs: list[subprocess.Popen] = []
@@ -347,6 +348,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _run_reporting_start_failures(args: argparse.Namespace) -> int:
+    try:
+        return run(args)
+    except RuntimeError as e:
+        # A process that did not come up: say which, and show the end of its log (e.g. a config the gateway
+        # rejects because a middleware this profile uses is not implemented yet).
+        print(f"locust_run.py: {e}", file=sys.stderr)
+        out = Path(args.out) if args.out else None
+        for name in ("gateway.log", "origin.log"):
+            if out is not None and (out / name).exists():
+                print(f"--- {name} (end) ---\n{(out / name).read_text()[-2000:]}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["origin"]:
@@ -362,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="gateway worker processes")
     ap.add_argument("--out", help="output folder (default loadtest/out/<profile>-<timestamp>)")
     ap.add_argument("--gateway", help="gateway command (default: a3s-gateway beside this python, or on PATH)")
-    return run(ap.parse_args(argv))
+    return _run_reporting_start_failures(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
