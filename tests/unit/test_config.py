@@ -90,8 +90,24 @@ def problems_of(excinfo: pytest.ExceptionInfo[ConfigError]) -> set[tuple[str, st
 
 
 def with_certs(text: str, folder: Path) -> str:
-    (folder / "cert.pem").write_text("CERT")
-    (folder / "key.pem").write_text("KEY")
+    """Write a real self-signed pair (validation loads it) and point the config at it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
     return text.replace("/etc/certs/", f"{folder}/")
 
 
@@ -132,6 +148,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "tls": None,
         "max_connections": None,
         "tcp_allowed_ips": [],
+        "udp": {"idle_timeout": 30.0, "max_sessions": 10000},
         "host": "0.0.0.0",
         "port": 80,
     }
@@ -151,6 +168,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "entrypoints": ["websecure"],
         "middlewares": ["auth-jwt", "rate-limit"],
         "priority": len(rule),
+        "tls": None,
     }
     lb = cfg.services["api-service"]["load_balancer"]
     assert lb == {
@@ -163,6 +181,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "sticky": None,
         "pass_host_header": True,
         "timeouts": {"connect": 5.0, "response_header": 60.0, "idle": 90.0},
+        "tls": {"ca_file": None, "insecure_skip_verify": False},
     }
     assert cfg.middlewares["auth-jwt"] == {"type": "jwt", "value": JWT, "header": "Authorization"}
     assert cfg.middlewares["rate-limit"] == {"type": "rate-limit", "rate": 100.0, "burst": 50.0}

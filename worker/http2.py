@@ -1,0 +1,579 @@
+"""The HTTP/2 server side (``h2`` library), and ``Handover``: the first protocol of every HTTP entrypoint
+connection, which picks HTTP/1.1 or HTTP/2 and then steps aside.
+
+Negotiation: over TLS, ALPN ``h2`` selects HTTP/2 (anything else, HTTP/1.1); in cleartext the first bytes are
+compared with the HTTP/2 connection preface (h2c with prior knowledge). ``Handover`` then installs the real
+protocol with ``transport.set_protocol`` and replays the bytes it read, so HTTP/1.1 keeps its fast path
+(one extra object per connection, nothing per request).
+
+One ``H2Server`` per connection; one ``Stream`` per request. A stream carries an ``http1.Exchange`` so
+routing, the middleware chain and the balancers see exactly what they see for HTTP/1.1. Backends:
+- HTTP/1.1 backends (``http://``, ``https://``) go through the regular ``UpstreamProtocol`` and pool; the
+  stream stands in for the client connection (``transport``, ``response_finished``, ``upstream_failed``...).
+  The exchange is marked HTTP/1.0-style (``http11=False``) so the upstream side passes bodies through
+  unchanged instead of re-chunking them, and the stream turns the head it is handed back into HEADERS.
+- HTTP/2 backends (``h2c://``, and gRPC to ``https://``) go through ``upstream_h2`` stream by stream, with
+  trailers passed through.
+
+Invariants:
+- A slow stream stalls only itself: response bytes beyond the client's window wait in the stream's outbox,
+  which pauses that stream's upstream (``h2base``); request bytes are acknowledged to the client only after
+  they were handed to the upstream, and not while the upstream pushes back.
+- Every stream gets exactly one response or one RST_STREAM. gRPC requests that fail in the gateway get a
+  gRPC answer (HTTP 200, ``grpc-status``), see ``proxy/grpc.py``.
+- Limits: ``MAX_CONCURRENT_STREAMS`` and ``MAX_HEADER_LIST_SIZE`` are advertised and enforced by ``h2``; a
+  client that resets more than ``RESET_LIMIT`` streams within ``RESET_WINDOW`` seconds (rapid reset,
+  CVE-2023-44487) gets GOAWAY(ENHANCE_YOUR_CALM) and is disconnected.
+- No input crashes the worker: protocol errors end the connection with GOAWAY, anything unexpected is
+  logged and the connection aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..shared import log as gwlog
+from . import responses
+from .h2base import H2Endpoint
+from .headers import GATEWAY_SET
+from .http1 import ClientProtocol, Exchange
+from .proxy import grpc
+from .router import RequestView
+
+if TYPE_CHECKING:
+    from .process import Worker
+    from .upstream import UpstreamProtocol
+    from .upstream_h2 import UpstreamStream
+
+log = gwlog.get("worker.http2")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_CONCURRENT_STREAMS = 256
+MAX_HEADER_LIST_SIZE = 64 * 1024
+STREAM_WINDOW = 1 << 20
+CONNECTION_WINDOW = 16 << 20
+RESET_LIMIT = 200
+RESET_WINDOW = 10.0
+
+# Connection-specific fields an HTTP/1.1 response head may carry; they have no place in HTTP/2 (RFC 9113 §8.2.2).
+_NOT_IN_H2 = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
+                        b"te"))
+
+
+class Handover(asyncio.Protocol):
+    """Chooses HTTP/1.1 or HTTP/2 for a new connection, installs that protocol and replays what it read."""
+
+    __slots__ = ("worker", "entrypoint", "scheme", "port", "tls", "transport", "buf", "last_active", "queue")
+
+    def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int, tls: bool) -> None:
+        self.worker = worker
+        self.entrypoint = entrypoint
+        self.scheme = scheme
+        self.port = port
+        self.tls = tls
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.buf = b""
+        self.last_active = worker.now
+        self.queue = ()                        # the worker's sweep reads it: nothing in flight here
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            self._switch(ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2", b"")
+        else:
+            self.worker.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        n = min(len(buf), len(PREFACE))
+        if buf[:n] != PREFACE[:n]:
+            self._switch(False, buf)
+        elif n == len(PREFACE):
+            self._switch(True, buf)
+        else:
+            self.buf = buf
+
+    def _switch(self, http2: bool, data: bytes) -> None:
+        self.worker.connections.discard(self)
+        proto: asyncio.Protocol
+        if http2:
+            proto = H2Server(self.worker, self.entrypoint, self.scheme, self.port)
+        else:
+            proto = ClientProtocol(self.worker, self.entrypoint, self.scheme, self.port)
+        self.transport.set_protocol(proto)
+        proto.connection_made(self.transport)
+        if data:
+            proto.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.connections.discard(self)
+
+    def close_if_idle(self) -> bool:
+        self.transport.close()
+        return True
+
+
+class Stream:
+    """One request on an HTTP/2 connection; towards an HTTP/1.1 upstream it plays the client connection."""
+
+    __slots__ = ("server", "id", "ex", "grpc", "raw_headers", "head_sent", "hold", "held", "unacked",
+                 "h2up", "fwd_const")
+
+    def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool,
+                 raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.server = server
+        self.id = stream_id
+        self.ex = ex
+        self.grpc = grpc_request
+        self.raw_headers = raw_headers
+        self.head_sent = False
+        self.hold = False                      # the upstream pushes back: do not open the client's window
+        self.held = 0
+        self.unacked = 0                       # request bytes buffered before an upstream was bound
+        self.h2up: UpstreamStream | None = None
+        self.fwd_const = server.fwd_const
+
+    # -- what UpstreamProtocol and ClientProtocol._head/_whoami read from a client connection
+    @property
+    def transport(self) -> Stream:
+        return self
+
+    @property
+    def worker(self) -> Worker:
+        return self.server.worker
+
+    @property
+    def entrypoint(self) -> str:
+        return self.server.entrypoint
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return self.raw_headers
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.server.transport.get_extra_info(name, default)
+
+    def write(self, data: bytes) -> None:
+        """HTTP/1.1 response bytes from the upstream side: the first block is a head, the rest body."""
+        if not self.head_sent:
+            end = data.find(b"\r\n\r\n")
+            status = data[9:12]
+            if status[:1] == b"1":
+                return                         # interim responses are not relayed over HTTP/2
+            headers = [(b":status", status)]
+            for line in data[data.find(b"\r\n") + 2: end].split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name and name not in _NOT_IN_H2:
+                    headers.append((name, value.strip()))
+            self.send_headers(headers)
+            data = data[end + 4:]
+        if data:
+            self.ex.resp_bytes += len(data)
+            self.server.send_data(self.id, data)
+        self.server.flush()
+
+    def writelines(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.write(part)
+
+    def pause_reading(self) -> None:
+        self.hold = True
+
+    def resume_reading(self) -> None:
+        self.hold = False
+        held, self.held = self.held, 0
+        self.server.ack(self.id, held)
+        self.server.flush()
+
+    def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+        self.server.release_backend(ex)
+        self.server.end_stream(self.id)
+        self.server.stream_done(self)
+
+    def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
+        ex.upstream = None
+        self.server.release_backend(ex)
+        self.answer_error(status, message)
+
+    def abort(self, ex: Exchange) -> None:
+        self.server.release_backend(ex)
+        self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
+        self.server.stream_done(self)
+
+    def connect_upstream(self, ex: Exchange) -> None:
+        self.server.connect_upstream(self)
+
+    # -- responses
+    def send_headers(self, headers: list[tuple[bytes, bytes]], end_stream: bool = False) -> None:
+        self.head_sent = True
+        self.ex.resp_started = True
+        self.ex.status = int(headers[0][1])
+        try:
+            self.server.conn.send_headers(self.id, headers, end_stream=end_stream)
+        except h2.exceptions.ProtocolError:
+            self.server.drop_outbox(self.id)   # the client reset the stream meanwhile
+        if end_stream:
+            self.server.drop_outbox(self.id)
+
+    def answer_local(self, data: bytes) -> None:
+        """Answer with a complete HTTP/1.1 response the gateway built (an error, a middleware's reply)."""
+        if self.grpc:
+            self.answer_grpc(*grpc.from_http_status(int(data[9:12])))
+            return
+        self.write(data)
+        self.server.end_stream(self.id)
+        self.server.stream_done(self)
+
+    def answer_error(self, status: int, message: str | None = None) -> None:
+        if self.head_sent:                     # too late for a status: the client learns it from a reset
+            self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
+            self.server.stream_done(self)
+            return
+        self.answer_local(responses.error(status, message, head=self.ex.is_head))
+
+    def answer_grpc(self, code: int, message: str) -> None:
+        self.send_headers(grpc.trailers_only(code, message), end_stream=True)
+        self.server.stream_done(self)
+
+    # -- request body
+    def request_data(self, data: bytes, flow_length: int) -> None:
+        ex = self.ex
+        if self.h2up is not None:
+            self.h2up.send_body(data)
+            self.ack(flow_length)
+            return
+        if ex.req_chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        up = ex.upstream
+        if up is not None:
+            if up.ex is ex:
+                up.transport.write(data)
+            self.ack(flow_length)
+            return
+        if ex.pending is None:
+            ex.pending = [data]
+        else:
+            ex.pending.append(data)
+        self.unacked += flow_length
+
+    def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        ex = self.ex
+        ex.req_done = True
+        if self.h2up is not None:
+            self.h2up.end_body(trailers)
+        elif ex.req_chunked and ex.local is None:
+            up = ex.upstream
+            if up is not None:
+                if up.ex is ex:
+                    up.transport.write(b"0\r\n\r\n")
+            elif ex.pending is None:
+                ex.pending = [b"0\r\n\r\n"]
+            else:
+                ex.pending.append(b"0\r\n\r\n")
+
+    def ack(self, size: int) -> None:
+        if self.hold:
+            self.held += size
+        else:
+            self.server.ack(self.id, size)
+
+    def cancel(self) -> None:
+        """The client reset the stream or went away: stop the upstream side now."""
+        ex = self.ex
+        if self.h2up is not None:
+            self.h2up.cancel()
+            self.h2up = None
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            up.client = up.ex = None
+            self.server.worker.waiting.discard(up)
+            up.close()
+        self.server.release_backend(ex)
+
+
+class H2Server(H2Endpoint):
+    """The server side of one HTTP/2 connection."""
+
+    def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
+        super().__init__()
+        self.worker = worker
+        self.entrypoint = entrypoint
+        self.scheme = scheme
+        self.port = port
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        })
+        self.streams: dict[int, Stream] = {}
+        self.queue = self.streams              # the worker's sweep: a connection with open streams is busy
+        self.last_active = worker.now
+        self.client_ip = ""
+        self.peer = b""
+        self.fwd_const = b""
+        self.resets = 0
+        self.reset_window = worker.now
+        self.goaway = False
+
+    # -- transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self.peer = self.client_ip.encode()
+        self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
+            self.peer, self.scheme, self.port)
+        self.worker.connections.add(self)
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.worker.now
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            code = getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
+            self._close(code)
+            return
+        try:
+            for event in events:
+                self._event(event)
+        except Exception:  # noqa: BLE001 — a bug must cost one connection, never the worker
+            log.exception("HTTP/2 connection aborted")
+            self.transport.abort()
+            return
+        self.flush()
+
+    def _event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is None or stream.ex.local is not None:
+                self.ack(event.stream_id, event.flow_controlled_length)
+            else:
+                stream.request_data(event.data, event.flow_controlled_length)
+        elif isinstance(event, h2.events.RequestReceived):
+            self._request(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.request_ended()
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.request_ended(list(event.headers))
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                box = self.outboxes.get(event.stream_id)
+                if box is not None:
+                    self.pump(event.stream_id, box)
+            else:
+                self.pump_all()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self.pump_all()
+        elif isinstance(event, h2.events.StreamReset):
+            self._client_reset(event.stream_id)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = True
+            self.flush()
+            self.transport.close()
+
+    def _close(self, code: int) -> None:
+        try:
+            self.conn.close_connection(code)
+            self.flush()
+        except h2.exceptions.ProtocolError:
+            pass
+        self.transport.close()
+
+    def _client_reset(self, stream_id: int) -> None:
+        now = self.worker.now
+        if now - self.reset_window > RESET_WINDOW:
+            self.reset_window = now
+            self.resets = 0
+        self.resets += 1
+        self.drop_outbox(stream_id)
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.cancel()
+        if self.resets > RESET_LIMIT:
+            log.warning(f"client {self.client_ip} reset {self.resets} streams: GOAWAY (rapid reset)")
+            self._close(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    # -- requests
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.worker.draining:
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        method = path = authority = None
+        kept: list[tuple[bytes, bytes]] = []
+        xff = None
+        cookies: list[bytes] = []
+        content_length = None
+        is_grpc = False
+        raw = list(event.headers)
+        for name, value in raw:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            if name == b"host":
+                authority = authority or value
+                continue
+            if name in GATEWAY_SET:
+                continue
+            if name == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if name == b"cookie":              # HTTP/2 may split cookies; HTTP/1.1 needs one field
+                cookies.append(value)
+                continue
+            if name == b"content-length":
+                content_length = value
+            elif name == b"content-type" and value[:16] == b"application/grpc":
+                is_grpc = True
+            kept.append((name, value))
+        if cookies:
+            kept.append((b"cookie", b"; ".join(cookies)))
+        ex = Exchange()
+        ex.method = method or b"GET"
+        ex.http11 = False                      # bodies pass through unchanged (see the module docstring)
+        ex.keep_alive = True
+        ex.is_head = method == b"HEAD"
+        ex.host = authority or b""
+        ex.target = path or b"/"
+        ex.headers = kept
+        ex.xff = self.peer if xff is None else xff + b", " + self.peer
+        ex.req_has_body = event.stream_ended is None
+        ex.req_chunked = ex.req_has_body and content_length is None
+        runtime = self.worker.runtime
+        ex.runtime = runtime
+        stream = self.streams[stream_id] = Stream(self, stream_id, ex, is_grpc, raw)
+        if event.stream_ended is not None:
+            ex.req_done = True
+
+        table = runtime.tables.get(self.entrypoint)
+        target, _, query = ex.target.partition(b"?")
+        host = ex.host
+        host = host[: host.find(b"]") + 1] if host[:1] == b"[" else host.partition(b":")[0]
+        view = RequestView(host.decode("latin-1").lower(), target.decode("latin-1"), ex.method.decode("latin-1"),
+                           kept, query, self.client_ip)
+        route = table.match(view) if table is not None else None
+        if route is None:
+            ex.local = responses.error(404, head=ex.is_head)
+            return stream.answer_local(ex.local)
+        ex.route = route
+        ex.service = route.service
+        if route.chain:
+            reply = route.chain.on_request(ex)
+            if reply is not None:
+                ex.local = reply
+                return stream.answer_local(reply)
+        service = route.service
+        if service.internal is not None:
+            ex.local = ClientProtocol._whoami(stream, ex)  # type: ignore[arg-type]
+            return stream.answer_local(ex.local)
+        backend = service.balancer.pick()
+        if backend is None:
+            ex.local = responses.error(503, head=ex.is_head)
+            return stream.answer_local(ex.local)
+        ex.backend = backend
+        backend.active += 1
+        self.connect_upstream(stream)
+
+    def connect_upstream(self, stream: Stream) -> None:
+        ex = stream.ex
+        backend = ex.backend
+        if backend.scheme == "h2c" or (stream.grpc and backend.scheme == "https"):
+            from .upstream_h2 import open_stream
+            open_stream(self, stream)
+            return
+        up = backend.pool.get_idle()
+        if up is not None:
+            self._bind(stream, up)
+        else:
+            self.worker.loop.create_task(self._connect_and_bind(stream))
+
+    async def _connect_and_bind(self, stream: Stream) -> None:
+        ex = stream.ex
+        try:
+            up = await ex.backend.pool.connect(ex.service.connect_timeout)
+        except asyncio.TimeoutError:
+            return stream.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
+        except OSError as e:
+            return stream.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+        if self.closed or self.streams.get(stream.id) is not stream:
+            ex.backend.pool.release(up)
+            return
+        self._bind(stream, up)
+
+    def _bind(self, stream: Stream, up: UpstreamProtocol) -> None:
+        ex = stream.ex
+        ex.upstream = up
+        self.outbox(stream.id).source = up
+        up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]
+        if ex.pending is not None:
+            up.transport.writelines(ex.pending)
+            ex.pending = None
+            unacked, stream.unacked = stream.unacked, 0
+            stream.ack(unacked)
+            self.flush()
+
+    def release_backend(self, ex: Exchange) -> None:
+        backend = ex.backend
+        if backend is not None:
+            ex.backend = None
+            backend.active -= 1
+
+    def stream_done(self, stream: Stream) -> None:
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+        self.flush()
+        if self.goaway and not self.streams and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def close_if_idle(self) -> bool:
+        if self.closed:
+            return False
+        if not self.goaway:
+            # A GOAWAY written beside the state machine: h2's close_connection() would forbid finishing the
+            # streams in flight, which is the point of a graceful drain.
+            self.goaway = True
+            self.flush()
+            frame = GoAwayFrame(0)
+            frame.last_stream_id = self.conn.highest_inbound_stream_id
+            frame.error_code = ErrorCodes.NO_ERROR
+            self.transport.write(frame.serialize())
+        if self.streams:
+            return False
+        self.closed = True
+        self.transport.close()
+        return True
