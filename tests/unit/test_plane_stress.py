@@ -60,7 +60,11 @@ def _hold_inflight(name, slot, go, ready, stop, picks):
         p.record(0, 0, 0, 200, 10, 100)
     p.heartbeat()
     ready.release()
-    stop.wait(20)
+    # poll a plain shared byte: a multiprocessing.Event (a POSIX-semaphore condition) wedges its set()
+    # for good when a waiter is SIGKILLed, which is exactly what this test does to worker 3
+    deadline = time.monotonic() + 20
+    while not stop.value and time.monotonic() < deadline:
+        time.sleep(0.005)
     # while the others hold requests on backend 0, least-connections picks backend 1
     picks[slot] = p.least_connections([0, 1])
     for _ in range(slot + 1):
@@ -69,7 +73,7 @@ def _hold_inflight(name, slot, go, ready, stop, picks):
 
 
 def test_inflight_sums_across_processes_and_fold_drops_dead_share(plane):
-    ready, stop = CTX.Semaphore(0), CTX.Event()
+    ready, stop = CTX.Semaphore(0), CTX.RawValue("b", 0)
     picks = CTX.Array("q", [-1] * 4)
     procs = start_workers(plane, _hold_inflight, 4, ready, stop, picks)
     for _ in range(4):
@@ -88,7 +92,7 @@ def test_inflight_sums_across_processes_and_fold_drops_dead_share(plane):
     assert after["backends"] == before["backends"] and after["routers"] == before["routers"]
     assert after["inflight"] == {0: 6}
 
-    stop.set()
+    stop.value = 1
     join_all(procs[:3])
     assert list(picks[:3]) == [1, 1, 1]
     assert plane.inflight(0) == 0
