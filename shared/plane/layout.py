@@ -54,7 +54,7 @@ class PlaneLayout:
         return tuple(getattr(self, f.name) for f in fields(self))
 
     @classmethod
-    def from_tuple(cls, values: tuple[int, ...] | list[int]) -> "PlaneLayout":
+    def from_tuple(cls, values: tuple[int, ...] | list[int]) -> PlaneLayout:
         names = [f.name for f in fields(cls)]
         if len(values) != len(names):
             raise PlaneError(f"layout record has {len(values)} fields, expected {len(names)}")

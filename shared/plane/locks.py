@@ -44,12 +44,12 @@ class RangeLocks:
     def release(self, k: int) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, k, os.SEEK_SET)
 
-    def held(self, k: int) -> "_Held":
+    def held(self, k: int) -> _Held:
         return _Held(self, k)
 
 
 class _Held:
-    __slots__ = ("locks", "k")
+    __slots__ = ("k", "locks")
 
     def __init__(self, locks: RangeLocks, k: int) -> None:
         self.locks = locks

@@ -32,8 +32,8 @@ import atexit
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Sequence
 
 from . import header as H
 from .breaker import BreakerTable
@@ -148,7 +148,7 @@ class Plane:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, layout: PlaneLayout | None = None, tag: str | None = None) -> "Plane":
+    def create(cls, layout: PlaneLayout | None = None, tag: str | None = None) -> Plane:
         layout = layout or PlaneLayout()
         prefix = _make_prefix(tag)
         if prefix in _LIVE:
@@ -179,7 +179,7 @@ class Plane:
         return cls(prefix, segs, layout, None, writable=True, creator=True)
 
     @classmethod
-    def attach(cls, name: str, worker_slot: int | None = None, readonly: bool | None = None) -> "Plane":
+    def attach(cls, name: str, worker_slot: int | None = None, readonly: bool | None = None) -> Plane:
         """Attach by prefix. ``worker_slot=None`` attaches read-only unless ``readonly=False`` is given
         (a non-worker writer, e.g. a health-check helper: its writes go to the retired column)."""
         prefix = name.lstrip("/")
@@ -223,7 +223,7 @@ class Plane:
         """Remove the plane's segments from /dev/shm (mapped processes keep working until they close)."""
         return _unlink_prefix(self.name)
 
-    def __enter__(self) -> "Plane":
+    def __enter__(self) -> Plane:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -366,7 +366,7 @@ class Plane:
             raise PlaneError(f"worker slot {slot} out of range [0, {self._W})")
         if self.workers.pid(slot):
             self.fold_worker(slot)
-        if slot + 1 > self._hdr[H.ROWS]:
+        if slot + 1 > self._hdr[H.ROWS]:  # noqa: PLR1730 (the hint only grows; store only then)
             self._hdr[H.ROWS] = slot + 1
         self.workers.set_worker(slot, pid)
 

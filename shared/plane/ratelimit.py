@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import struct
 
-from .hashing import fingerprint
+from .hashing import Fingerprinter
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
@@ -85,7 +85,7 @@ class RateLimitTable:
         self.cnt = seg.view(off, self.E * self.W1 * 8, "q")
         self.locks = locks
         self.lock_base = lock_base
-        self.secret = secret
+        self._fp = Fingerprinter(secret).fp
 
     def _lookup(self, fp: int, b0: int) -> tuple[int, float, float]:
         """Entry index, RATE, ANCHOR of ``fp`` in bucket b0 (first entry index), read seqlock-consistent."""
@@ -110,7 +110,7 @@ class RateLimitTable:
 
     def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float, col: int,
              rows: int) -> tuple[bool, int, float]:
-        fp = fingerprint(key, _PERSON.pack(limiter, self.gen[limiter]), self.secret)
+        fp = self._fp(_PERSON.pack(limiter, self.gen[limiter]), key)
         b0 = (fp >> 16) % self.nbuckets * BUCKET
         e, erate, anchor = self._lookup(fp, b0)
         if e < 0 or erate != rate:
@@ -132,7 +132,7 @@ class RateLimitTable:
             # re-anchor to "full at now, minus our token", from the fresh sum; only ever lower ANCHOR
             # (remove tokens), so a stale or racing re-anchor can never add tokens
             new = (c2 - 1) - rate * now
-            if new < d[r + ANCHOR]:
+            if new < d[r + ANCHOR]:  # noqa: PLR1730 (store only when lowering)
                 d[r + ANCHOR] = new
         anchor = d[r + ANCHOR]
         after = burst + rate * now + anchor - c2

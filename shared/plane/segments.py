@@ -73,7 +73,7 @@ class Segment:
             shm.close_fd()
 
     @classmethod
-    def create(cls, name: str, size: int, keep_fd: bool = False) -> "Segment":
+    def create(cls, name: str, size: int, keep_fd: bool = False) -> Segment:
         try:
             shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=0)
         except posix_ipc.ExistentialError as e:
@@ -94,7 +94,7 @@ class Segment:
         return cls(name, shm, size, readonly=False, keep_fd=keep_fd)
 
     @classmethod
-    def attach(cls, name: str, size: int | None = None, readonly: bool = False, keep_fd: bool = False) -> "Segment":
+    def attach(cls, name: str, size: int | None = None, readonly: bool = False, keep_fd: bool = False) -> Segment:
         try:
             shm = posix_ipc.SharedMemory(name, 0)
         except posix_ipc.ExistentialError as e:

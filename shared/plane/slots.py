@@ -20,8 +20,8 @@ survives reloads:
 from __future__ import annotations
 
 import heapq
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Hashable, Iterable
 
 from .errors import PlaneError
 

@@ -21,7 +21,7 @@ Whether a bound backend is still healthy or still exists is the caller's check (
 
 from __future__ import annotations
 
-from .hashing import fingerprint
+from .hashing import Fingerprinter
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
@@ -29,7 +29,7 @@ from .segments import Segment
 REC = 4
 SEQ, FP, BACKEND, EXPIRES = range(4)
 SPIN = 64
-_PERSON = b"a3s-sticky"
+_PREFIX = b"a3s-sticky-v1\0\0\0"
 
 
 class StickyTable:
@@ -47,7 +47,7 @@ class StickyTable:
         self.d = seg.view(0, self.E * REC * 8, "d")
         self.locks = locks
         self.lock_base = lock_base
-        self.secret = secret
+        self._fp = Fingerprinter(secret).fp
 
     def _lookup(self, fp: int, b0: int) -> tuple[int, int, float, int]:
         q, d = self.q, self.d
@@ -70,7 +70,7 @@ class StickyTable:
         return -1, -1, 0.0, 0
 
     def _where(self, key: bytes) -> tuple[int, int]:
-        fp = fingerprint(key, _PERSON, self.secret)
+        fp = self._fp(_PREFIX, key)
         return fp, (fp >> 16) % self.nbuckets * BUCKET
 
     def get(self, key: bytes, now: float) -> int | None:

@@ -9,7 +9,6 @@ import os
 
 import posix_ipc
 import pytest
-
 from a3s_gateway.shared.errors import GatewayError
 from a3s_gateway.shared.plane import Plane, PlaneError, PlaneLayout, SlotAllocator, segment_sizes
 from a3s_gateway.shared.plane import segments as segmod
@@ -288,7 +287,7 @@ def test_ratelimit_bucket_single_process(plane):
         res = [w.ratelimit_take(0, b"1.2.3.4", 10.0, 5.0, 100.0) for _ in range(7)]
         assert [r[0] for r in res] == [True] * 5 + [False] * 2
         assert [r[1] for r in res[:5]] == [4, 3, 2, 1, 0]
-        ok, rem, retry = res[-1]
+        _, rem, retry = res[-1]
         assert rem == 0 and retry == pytest.approx(0.1)
         assert w.ratelimit_take(0, b"1.2.3.4", 10.0, 5.0, 100.1)[0]  # one token refilled
         assert not w.ratelimit_take(0, b"1.2.3.4", 10.0, 5.0, 100.1)[0]
@@ -401,5 +400,23 @@ def test_sticky_table_full_evicts_soonest_expiring(plane):
         assert w.sticky_get(keys[-1], 1.0) == 199 % 7
         occ = plane.snapshot(now=1.0)["sticky"]
         assert occ["used"] <= 16
+    finally:
+        w.close()
+
+
+def test_record_left_odd_by_a_killed_writer_is_skipped_then_repaired(plane):
+    from a3s_gateway.shared.plane import sticky as st_mod
+
+    w = worker(plane, 0)
+    try:
+        w.sticky_bind(b"k", 4, 0.0, 10.0)
+        fp, b0 = w.sticky._where(b"k")
+        e = b0 + w.sticky.q[b0 * st_mod.REC + st_mod.FP : (b0 + 8) * st_mod.REC : st_mod.REC].tolist().index(fp)
+        q = w.sticky.q
+        q[e * st_mod.REC + st_mod.SEQ] += 1  # a writer died between its two SEQ stores
+        assert w.sticky_get(b"k", 1.0) is None  # readers give up after a bounded spin, never hang
+        w.sticky_bind(b"k", 5, 1.0, 10.0)  # the next lock holder takes the odd entry over
+        assert w.sticky_get(b"k", 2.0) == 5
+        assert q[e * st_mod.REC + st_mod.SEQ] % 2 == 0
     finally:
         w.close()

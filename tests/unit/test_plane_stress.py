@@ -12,7 +12,6 @@ import signal
 import time
 
 import pytest
-
 from a3s_gateway.shared.plane import Plane, PlaneLayout
 
 CTX = mp.get_context("fork")
