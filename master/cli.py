@@ -3,6 +3,7 @@
     a3s-gateway [--config FILE] [--listen ADDR] [--workers N] [--log-level LEVEL] [--log-format json|text]
                 [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
+    a3s-gateway status [--pid PID] [--json]
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
@@ -22,6 +23,7 @@ import uvloop
 from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError
+from . import status
 from .gateway import Gateway
 
 
@@ -98,4 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["validate"]:
         return validate(argv[1:])
+    if argv[:1] == ["status"]:
+        return status.main(argv[1:])
     return serve(argv)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Awaitable
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ import orjson
 from ..shared import log as gwlog
 from . import responses
 from .headers import GATEWAY_SET, HOP_BY_HOP, connection_tokens
+from .proxy import websocket
 from .router import RequestView
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ class Exchange:
                  "req_chunked", "req_has_body", "req_done", "pending", "pending_bytes", "upstream",
                  "resp_started", "retried", "route", "service", "backend", "status", "local", "resp_bytes",
                  "runtime", "conn", "suspended", "filter", "req_limit", "req_bytes", "retry", "attempts", "replay",
-                 "counted")
+                 "counted", "set_cookie", "t0", "t_up", "span", "upgrade")
 
     def __init__(self) -> None:
         self.pending: list[bytes] | None = None
@@ -73,9 +75,14 @@ class Exchange:
         self.req_limit = 0
         self.req_bytes = 0
         self.counted = False
+        self.upgrade = False                # a WebSocket upgrade: proxied by proxy/websocket.py
+        self.set_cookie: bytes | None = None    # a sticky-session cookie to add to the response head
         self.retry: Retry | None = None
         self.attempts = 0
         self.replay: bytearray | None = None
+        self.t0 = perf_counter()     # observability (worker/observability): start, upstream bind, trace
+        self.t_up = 0.0
+        self.span = None
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -126,8 +133,13 @@ class ClientProtocol(asyncio.Protocol):
         self.last_active = self.worker.now
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # the upgrade request was answered in on_headers_complete; the connection closes after it
+        except httptools.HttpParserUpgrade as e:
+            # Past an upgrade request nothing more is parsed: bytes after its head wait for the tunnel.
+            self.transport.pause_reading()
+            ex = self.cur
+            rest = data[e.args[0]:]
+            if rest and ex is not None and ex.upgrade:
+                ex.pending = (ex.pending or []) + [rest]
         except httptools.HttpParserError:
             self.fail(self.error_status or 400)
 
@@ -223,10 +235,14 @@ class ClientProtocol(asyncio.Protocol):
             elif not (url == b"*" and method == b"OPTIONS"):
                 return self._reject(ex, 400, "Invalid request target")
         ex.target = url
+        if self.worker.obs.tracer is not None:
+            self.worker.obs.tracer.start(ex)
         if p.should_upgrade():
             ex.keep_alive = False
-            ex.local = responses.error(501, "Protocol upgrade is not supported on this entrypoint", close=True)
-            return self._started(ex)
+            if not websocket.is_websocket(raw):
+                ex.local = responses.error(501, "Only WebSocket upgrades are supported", close=True)
+                return self._started(ex)
+            ex.upgrade = True
 
         runtime = self.worker.runtime
         ex.runtime = runtime
@@ -317,8 +333,11 @@ class ClientProtocol(asyncio.Protocol):
             return self._answer(ex, ex.local)
         service = ex.service
         if service.internal is not None:
-            return self._answer(ex, self._whoami(ex))
-        backend = service.balancer.pick()
+            return self._answer(ex, self._acme_http01(ex) if service.internal == "acme" else self._whoami(ex))
+        if service.sticky is None:
+            backend = service.balancer.pick()
+        else:
+            backend, ex.set_cookie = service.sticky.pick(ex.headers, self.worker.now)
         if backend is None:
             return self._answer(ex, self._error(ex, 503))
         ex.backend = backend
@@ -338,6 +357,8 @@ class ClientProtocol(asyncio.Protocol):
         return b"".join(parts)
 
     def connect_upstream(self, ex: Exchange) -> None:
+        if ex.upgrade:
+            return websocket.connect(self, ex)
         up = ex.backend.pool.get_idle()
         if up is not None:
             self._bind(ex, up)
@@ -358,6 +379,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
         ex.upstream = up
+        ex.t_up = perf_counter()
         up.bind(self, ex, self._head(ex), ex.service.response_timeout)
         if ex.attempts and ex.replay:
             up.transport.write(bytes(ex.replay))  # a retry: the whole body so far (pending is its tail)
@@ -378,6 +400,7 @@ class ClientProtocol(asyncio.Protocol):
         route, service, backend = ex.route, ex.service, ex.backend
         self.worker.plane.record(route.idx if route is not None else -1, service.idx if service is not None else -1,
                                  backend.idx if backend is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)
+        self.worker.obs.finish(ex, self)
 
     def _release_backend(self, ex: Exchange) -> None:
         backend = ex.backend
@@ -388,6 +411,7 @@ class ClientProtocol(asyncio.Protocol):
     def _answer(self, ex: Exchange, data: bytes) -> None:
         ex.resp_started = True
         ex.status = int(data[9:12])
+        ex.local = data
         self.transport.write(data)
         self.response_finished(ex, chunked_end=False)
 
@@ -511,6 +535,17 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
             return True
         return False
+
+    def _acme_http01(self, ex: Exchange) -> bytes:
+        """ACME HTTP-01: the key authorization of a pending challenge (tokens come from the master)."""
+        token = ex.target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
+        answer = self.worker.acme_tokens.get(token)
+        if answer is None:
+            return self._error(ex, 404)
+        data = answer.encode()
+        reply = responses.build(200, data, b"text/plain", close=not ex.keep_alive,
+                                keep_alive_header=not ex.http11 and ex.keep_alive)
+        return reply[: len(reply) - len(data)] if ex.is_head else reply
 
     def _whoami(self, ex: Exchange) -> bytes:
         headers: dict[str, list[str]] = {}

@@ -18,10 +18,12 @@ from ..shared.rules import Rule, parse_rule
 from .chain import Chain
 from .router import RouterTable
 from .services import balancer
+from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol
 
 INTERNAL_WHOAMI = "whoami@internal"
+INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)
 
 
 class Backend:
@@ -70,6 +72,7 @@ class Service:
     passive_failures: int = 0               # consecutive failures that take a backend out; 0 = off
     passive_cooldown: float = 10.0
     passive_statuses: frozenset[int] = frozenset()
+    sticky: Sticky | None = None
 
 
 @dataclass
@@ -106,6 +109,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
     slots = compiled["slots"]
     services: dict[str, Service] = {
         INTERNAL_WHOAMI: Service(INTERNAL_WHOAMI, [], balancer.RoundRobin([]), True, 0, 0, internal="whoami"),
+        INTERNAL_ACME: Service(INTERNAL_ACME, [], balancer.RoundRobin([]), True, 0, 0, internal="acme"),
     }
     for name, svc in config.get("services", {}).items():
         lb = svc["load_balancer"]
@@ -119,7 +123,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             pool.idle_timeout = lb["timeouts"]["idle"]
             backends.append(Backend(server["url"], server.get("weight", 1), pool,
                                     slots["backends"][f"{name}|{server['url']}"], plane))
-        services[name] = Service(
+        service = services[name] = Service(
             name=name,
             backends=backends,
             balancer=balancer.make(lb["strategy"], backends),
@@ -131,6 +135,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             passive_cooldown=lb["passive_health"]["cooldown"],
             passive_statuses=frozenset(lb["passive_health"]["statuses"]),
         )
+        if lb["sticky"] is not None:
+            service.sticky = Sticky(lb["sticky"], service.idx, backends, service.balancer, plane)
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []

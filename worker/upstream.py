@@ -232,6 +232,8 @@ class UpstreamProtocol(asyncio.Protocol):
             append(b": ")
             append(value)
             append(b"\r\n")
+        if ex.set_cookie is not None:
+            append(ex.set_cookie)
         self.client_chunked = False
         if ex.is_head or status in NO_BODY_STATUS:
             self.mode = MODE_NONE

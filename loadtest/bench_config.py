@@ -1,0 +1,66 @@
+"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain`` or ``full``).
+
+The gateway listens on 127.0.0.1:8090 and proxies to the reference origin on 127.0.0.1:9001, as
+``shared/bench/run_anchors.sh`` expects. The admin API moves to 127.0.0.1:9190 to stay clear of other tools.
+"""
+
+from __future__ import annotations
+
+import sys
+
+HEAD = """
+[entrypoints.web]
+address = "127.0.0.1:8090"
+[admin]
+address = "127.0.0.1:9190"
+[services.origin.load_balancer]
+servers = [{url = "http://127.0.0.1:9001"}]
+"""
+
+PLAIN = HEAD + """
+[routers.all]
+rule = "PathPrefix(`/`)"
+service = "origin"
+"""
+
+
+def full() -> str:
+    """50 routers with host and path rules; the benchmark's requests match the last-defined catch-all."""
+    parts = [HEAD]
+    for i in range(49):
+        parts.append(f"""
+[routers.r{i}]
+rule = "Host(`svc{i}.example.com`) && PathPrefix(`/api/v{i}`)"
+service = "origin"
+""")
+    parts.append("""
+[routers.main]
+rule = "Host(`127.0.0.1`) && (PathPrefix(`/small`) || PathPrefix(`/big`))"
+service = "origin"
+middlewares = ["set-headers", "limit"]
+
+[middlewares.set-headers]
+type = "headers"
+request_headers = {X-Gateway = "a3s"}
+response_headers = {X-Served-By = "a3s-gateway"}
+
+[middlewares.limit]
+type = "rate-limit"
+rate = 10000000
+burst = 10000000
+""")
+    return "".join(parts)
+
+
+PROFILES = {"plain": lambda: PLAIN, "full": full}
+
+
+def main() -> None:
+    profile = sys.argv[1] if len(sys.argv) > 1 else "plain"
+    if profile not in PROFILES:
+        sys.exit(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    print(PROFILES[profile]())
+
+
+if __name__ == "__main__":
+    main()
