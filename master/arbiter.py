@@ -48,6 +48,8 @@ class WorkerHandle:
     acks: dict[int, asyncio.Future] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     returncode: int | None = None
+    fdsock: socket.socket | None = None     # listening sockets for new entrypoints travel here (SCM_RIGHTS)
+    lids: set[int] = field(default_factory=set)   # listener sets the worker holds (see sockets.Listeners)
 
     @property
     def pid(self) -> int:
@@ -69,6 +71,7 @@ class Arbiter:
         self.fast_failures: dict[int, int] = {}
         self.stopping = False
         self._tasks: set[asyncio.Task] = set()
+        self.extra_boot: Callable[[], dict[str, Any]] = dict   # control-plane state a new worker needs
 
     # -- spawning
     async def start(self) -> None:
@@ -81,20 +84,24 @@ class Arbiter:
     async def spawn(self, slot: int) -> WorkerHandle:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
+        fd_parent, fd_child = socket.socketpair()
         fds = self.listeners.fds_for(slot)
+        specs = self.listeners.worker_specs()
         cmd = [sys.executable, "-m", "a3s_gateway.worker", "--slot", str(slot), "--channel-fd",
                str(child.fileno()), "--log-level", self.log_level, "--log-format", self.log_format]
-        proc = subprocess.Popen(cmd, pass_fds=[child.fileno(), *fds.values()], close_fds=True)
+        proc = subprocess.Popen(cmd, pass_fds=[child.fileno(), fd_child.fileno(), *fds.values()], close_fds=True)
         child.close()
+        fd_child_no = fd_child.fileno()
+        fd_child.close()
         self.plane.set_worker(slot, proc.pid)
         handle = WorkerHandle(slot, proc, await Channel.open(parent), time.monotonic(),
-                              restarts=self.restarts.get(slot, 0))
+                              restarts=self.restarts.get(slot, 0), fdsock=fd_parent, lids=set(fds))
         handle.ready = loop.create_future()
         self.handles[slot] = handle
         compiled = self.compiled()
-        handle.channel.send({"op": "boot", "compiled": compiled, "fds": fds, "plane": self.plane.name,
-                             "listeners": [{"name": n, **ep} for n, ep in self.listeners.specs.items()],
-                             "graceful_timeout": self.graceful_timeout})
+        handle.channel.send({"op": "boot", "compiled": compiled, "plane": self.plane.name,
+                             "fds": {str(lid): fd for lid, fd in fds.items()}, "fdsock": fd_child_no,
+                             "listeners": specs, "graceful_timeout": self.graceful_timeout, **self.extra_boot()})
         self._track(self._watch(handle))
         pidfd = os.pidfd_open(proc.pid)
         loop.add_reader(pidfd, self._on_exit, handle, pidfd)
@@ -127,6 +134,8 @@ class Arbiter:
                 fut = handle.acks.pop(msg["generation"], None)
                 if op == "loaded":
                     handle.generation = msg["generation"]
+                if "lids" in msg:
+                    handle.lids = set(msg["lids"])
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
         if not handle.ready.done():
@@ -139,6 +148,8 @@ class Arbiter:
         os.close(pidfd)
         handle.returncode = handle.proc.wait()
         handle.channel.close()
+        if handle.fdsock is not None:
+            handle.fdsock.close()
         if self.handles.get(handle.slot) is handle:
             # its counters join the retired totals; its in-flight counts stop skewing least-connections
             self.plane.fold_worker(handle.slot)
@@ -172,6 +183,15 @@ class Arbiter:
                 log.error(f"respawn failed: {e}", extra={"fields": {"slot": slot}})
                 delay = min(MAX_BACKOFF, max(delay * 2, 0.2))
 
+    def send_all(self, message: dict[str, Any]) -> None:
+        """Send a control message (no answer expected) to every live worker."""
+        for h in self.handles.values():
+            if h.returncode is None:
+                try:
+                    h.channel.send(message)
+                except Exception:  # noqa: BLE001 — a dead channel only means the worker is going away
+                    pass
+
     def check_heartbeats(self) -> None:
         """Kill workers whose event loop stopped beating (the beat is written on the plane by the loop itself)."""
         now = time.monotonic_ns()
@@ -184,8 +204,13 @@ class Arbiter:
                 h.proc.kill()
 
     # -- generations
-    async def broadcast(self, compiled: dict[str, Any], timeout: float = 15.0) -> list[str]:
-        """Send a generation to every live worker and wait for their answers; return the errors."""
+    async def broadcast(self, compiled: dict[str, Any], specs: dict[str, dict] | None = None,
+                        timeout: float = 15.0) -> list[str]:
+        """Send a generation to every live worker and wait for their answers; return the errors.
+
+        With ``specs`` (the entrypoints' listener specs, see ``sockets.Listeners``) the workers also start
+        serving new entrypoints and stop serving removed ones; the listening sockets a worker does not hold
+        yet are passed to it over its fd socket (SCM_RIGHTS) just before the message that names them."""
         loop = asyncio.get_running_loop()
         gen = compiled["generation"]
         waits = []
@@ -193,7 +218,20 @@ class Arbiter:
             if h.returncode is None:
                 fut = loop.create_future()
                 h.acks[gen] = fut
-                h.channel.send({"op": "generation", "compiled": compiled})
+                msg: dict[str, Any] = {"op": "generation", "compiled": compiled}
+                if specs is not None:
+                    missing = sorted({s["lid"] for s in specs.values()} - h.lids)
+                    if missing:
+                        try:
+                            socket.send_fds(h.fdsock, [b"%d" % len(missing)],
+                                            [self.listeners.fd(lid, h.slot) for lid in missing])
+                        except OSError as e:
+                            fut.set_result({"op": "load_failed", "error": f"cannot pass sockets: {e}"})
+                            waits.append((h, fut))
+                            continue
+                    msg["listeners"] = self.listeners.worker_specs(specs)
+                    msg["fd_lids"] = missing
+                h.channel.send(msg)
                 waits.append((h, fut))
         errors = []
         for h, fut in waits:

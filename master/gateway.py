@@ -35,6 +35,7 @@ from ..shared.plane import Plane, PlaneLayout
 from ..worker import middlewares
 from . import admin, sd_notify
 from .arbiter import Arbiter
+from .control import ControlPlane
 from .generations import Generations
 from .sockets import Listeners, drop_privileges
 
@@ -70,6 +71,7 @@ class Gateway:
         self._generations: Generations | None = None
         self._arbiter: Arbiter | None = None
         self._admin: admin.AdminServer | None = None
+        self._control = ControlPlane(self)     # file watch, providers, health checks, ACME
         self._stopped = asyncio.Event()
         self._shutdown_requested: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
@@ -95,6 +97,7 @@ class Gateway:
             "pid": os.getpid(),
             "workers": self._arbiter.snapshot() if self._arbiter else [],
             "last_reload": dict(self._last_reload),
+            "control": self._control.snapshot(),    # health checks, providers' last sync, ACME status
         }
 
     def plane(self) -> Plane | None:
@@ -127,9 +130,11 @@ class Gateway:
                 log.info(f"removed a stale shared-memory segment of a dead gateway: {name}")
             self._plane = Plane.create(PlaneLayout(max_workers=self.workers))
             self._generations = Generations(self._plane)
-            self._compiled = self._generations.compile(self._config)
+            await self._control.prepare(self._config)
+            effective = self._control.compile_input(self._config)
+            self._compiled = self._generations.compile(effective)
             self._generation = self._compiled["generation"]
-            self._listeners.open(self._config.entrypoints, self.workers)
+            self._listeners.open(effective.entrypoints, self.workers)
             admin_cfg = self._config.data.get("admin", {})
             if admin_cfg.get("enabled", True):
                 self._admin = admin.AdminServer(self, admin_cfg["host"], admin_cfg["port"])
@@ -137,8 +142,10 @@ class Gateway:
             drop_privileges(self.user, self.group)
             self._arbiter = Arbiter(self._listeners, self._plane, self.workers, self.log_level, self.log_format,
                                     self.graceful_timeout, lambda: self._compiled)
+            self._arbiter.extra_boot = self._control.boot_state
             await self._arbiter.start()
             self._generations.published(self._generation)
+            await self._control.start(self._config, self._compiled)
         except BaseException:
             await self._release(graceful=False)
             self._state = STOPPED
@@ -197,13 +204,21 @@ class Gateway:
             if self._listen:
                 cfg = cfg.with_listen(self._listen)
             check_implemented(cfg, middlewares.implemented)
-            self._check_entrypoints_unchanged(cfg)
-            compiled = self._generations.compile(cfg)
-            errors = await self._arbiter.broadcast(compiled)
-            if errors:
-                # Workers that took the new generation go back to the old one, so all serve the same config.
-                await self._arbiter.broadcast(self._compiled)
-                raise GatewayError("reload failed in workers: " + "; ".join(errors))
+            effective = self._control.compile_input(cfg)     # + providers' services, ACME certificates
+            # New entrypoint addresses are bound now (a bind error rejects the reload, nothing changed);
+            # unchanged addresses keep their sockets and queued connections.
+            specs, fresh = self._listeners.stage(effective.entrypoints, self.workers)
+            try:
+                compiled = self._generations.compile(effective)
+                errors = await self._arbiter.broadcast(compiled, specs)
+                if errors:
+                    # Workers that took the new generation go back to the old one, so all serve the same config.
+                    await self._arbiter.broadcast(self._compiled, self._listeners.specs)
+                    raise GatewayError("reload failed in workers: " + "; ".join(errors))
+            except BaseException:
+                self._listeners.abort(fresh)
+                raise
+            self._listeners.commit(specs)     # closes the sockets of removed entrypoints
         except (ConfigError, GatewayError) as e:
             self._reloads["failed"] += 1
             errs = [str(p) for p in e.problems] if isinstance(e, ConfigError) else [str(e)]
@@ -218,12 +233,8 @@ class Gateway:
         self._config, self._compiled, self._generation = cfg, compiled, compiled["generation"]
         self._generations.published(self._generation)
         self._last_reload = {"ok": True, "at": time.time(), "errors": [], "generation": self._generation}
+        self._control.applied(cfg, compiled)
         log.info("config reloaded", extra={"fields": {"generation": self._generation}})
-
-    def _check_entrypoints_unchanged(self, cfg: GatewayConfig) -> None:
-        if cfg.entrypoints != self._config.entrypoints:
-            raise GatewayError("entrypoints changed: adding, removing or re-addressing an entrypoint "
-                               "needs a restart in this version (routers, services and middlewares reload live)")
 
     # -- internals
     def _install_signals(self) -> None:
@@ -242,14 +253,12 @@ class Gateway:
         self._tasks.append(asyncio.get_running_loop().create_task(coro))
 
     async def _reload_quietly(self) -> None:
-        """SIGHUP: reload from the file; errors are logged and kept in health(), never raised."""
-        if self._state != RUNNING:
+        """SIGHUP: reload from the file; errors are logged and kept in health(), never raised. Reloads are
+        serialized with the ones the file watcher and providers ask for (none is dropped)."""
+        if self._state not in (RUNNING, RELOADING):
             log.warning(f"SIGHUP ignored in state '{self._state}'")
             return
-        try:
-            await self.reload()
-        except GatewayError:
-            pass
+        await self._control.reload("SIGHUP")
 
     async def _supervise(self) -> None:
         while self._state not in (STOPPING, STOPPED):
@@ -262,6 +271,7 @@ class Gateway:
         for sig in self._signals:
             loop.remove_signal_handler(sig)
         self._signals.clear()
+        await self._control.stop()
         current = asyncio.current_task()
         for t in self._tasks:
             if t is not current and t.get_coro().__name__ == "_supervise":

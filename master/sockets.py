@@ -45,29 +45,91 @@ def bind(host: str, port: int, protocol: str) -> socket.socket:
 
 
 class Listeners:
-    """Every listening socket of the gateway: ``sockets[entrypoint][slot]``."""
+    """Every listening socket of the gateway, grouped in *listener sets*: one bound address, one socket per
+    worker slot, named by a listener id (``lid``) that never changes while the set lives.
+
+    ``specs[entrypoint]`` is the entrypoint's config plus the ``lid`` of the set it listens on. A reload
+    ``stage``s the new entrypoints: a set whose address (host, port, transport) is unchanged is kept — its
+    sockets, and the connections queued in them, are never touched — and new addresses are bound before
+    anything else changes. ``commit`` then closes the sets no entrypoint uses any more; ``abort`` closes the
+    ones a failed reload bound.
+    """
 
     def __init__(self) -> None:
-        self.sockets: dict[str, list[socket.socket]] = {}
+        self.sets: dict[int, list[socket.socket]] = {}
+        self.addresses: dict[int, tuple[str, int, str]] = {}
         self.specs: dict[str, dict] = {}
+        self._next_lid = 1
+
+    @staticmethod
+    def _address(ep: dict) -> tuple[str, int, str]:
+        return (ep["host"], ep["port"], "udp" if ep.get("protocol", "http") == "udp" else "tcp")
 
     def open(self, entrypoints: dict[str, dict], slots: int) -> None:
         try:
-            for name, ep in entrypoints.items():
-                self.sockets[name] = [bind(ep["host"], ep["port"], ep.get("protocol", "http")) for _ in range(slots)]
-                self.specs[name] = ep
+            self.specs, _ = self.stage(entrypoints, slots)
         except GatewayError:
             self.close()
             raise
 
-    def fds_for(self, slot: int) -> dict[str, int]:
-        return {name: socks[slot].fileno() for name, socks in self.sockets.items()}
+    def stage(self, entrypoints: dict[str, dict], slots: int) -> tuple[dict[str, dict], list[int]]:
+        """Specs for ``entrypoints``, binding the addresses no current set has; returns (specs, new lids)."""
+        by_address = {addr: lid for lid, addr in self.addresses.items()}
+        specs: dict[str, dict] = {}
+        fresh: list[int] = []
+        try:
+            for name, ep in entrypoints.items():
+                addr = self._address(ep)
+                lid = by_address.get(addr)
+                if lid is None:
+                    socks = []
+                    try:
+                        for _ in range(slots):
+                            socks.append(bind(ep["host"], ep["port"], ep.get("protocol", "http")))
+                    except GatewayError:
+                        for s in socks:
+                            s.close()
+                        raise
+                    lid = self._next_lid
+                    self._next_lid += 1
+                    self.sets[lid], self.addresses[lid] = socks, addr
+                    by_address[addr] = lid
+                    fresh.append(lid)
+                specs[name] = {**ep, "lid": lid}
+        except GatewayError:
+            self.abort(fresh)
+            raise
+        return specs, fresh
+
+    def commit(self, specs: dict[str, dict]) -> list[int]:
+        """Make ``specs`` current and close every set no entrypoint listens on any more; returns those lids."""
+        self.specs = specs
+        used = {spec["lid"] for spec in specs.values()}
+        closed = [lid for lid in self.sets if lid not in used]
+        self.abort(closed)
+        return closed
+
+    def abort(self, lids: list[int]) -> None:
+        for lid in lids:
+            for s in self.sets.pop(lid, []):
+                s.close()
+            self.addresses.pop(lid, None)
+
+    def fd(self, lid: int, slot: int) -> int:
+        return self.sets[lid][slot].fileno()
+
+    def fds_for(self, slot: int, specs: dict[str, dict] | None = None) -> dict[int, int]:
+        """``{lid: fd}`` of one worker slot for the current (or the given) specs."""
+        specs = self.specs if specs is None else specs
+        return {spec["lid"]: self.fd(spec["lid"], slot) for spec in specs.values()}
+
+    def worker_specs(self, specs: dict[str, dict] | None = None) -> list[dict]:
+        specs = self.specs if specs is None else specs
+        return [{"name": n, **spec} for n, spec in specs.items()]
 
     def close(self) -> None:
-        for socks in self.sockets.values():
-            for s in socks:
-                s.close()
-        self.sockets.clear()
+        self.abort(list(self.sets))
+        self.specs = {}
 
 
 def drop_privileges(user: str | None, group: str | None) -> None:

@@ -61,6 +61,13 @@ class Worker:
         self.slots: dict[str, dict[str, int]] = {}
         self.build_middlewares = middlewares.Builder(self)
         self.cert_stores: dict[str, tls.CertStore] = {}   # TLS entrypoints: certificates chosen by SNI
+        # Entrypoint servers. ``listen_socks`` keeps one copy of each listening socket this worker serves
+        # (by listener id, see master/sockets.py), so a server can be rebuilt on the same socket without the
+        # master's help; ``listening[name]`` is (spec, server) of each entrypoint being served.
+        self.listen_socks: dict[int, socket.socket] = {}
+        self.listening: dict[str, tuple[dict[str, Any], asyncio.AbstractServer]] = {}
+        self.fdsock: socket.socket | None = None
+        self.acme_tokens: dict[str, str] = {}            # HTTP-01 token -> key authorization (from the master)
 
     def load(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
@@ -70,15 +77,90 @@ class Worker:
             store.reload(only_if_changed=False)
 
     async def start_servers(self, listeners: list[dict[str, Any]], fds: dict[str, int]) -> None:
-        for ep in listeners:
-            sock = socket.socket(fileno=os.dup(fds[ep["name"]]))
-            sock.setblocking(False)
-            store = None
-            if ep.get("tls"):
-                store = self.cert_stores[ep["name"]] = tls.CertStore(ep["name"], ep["tls"], tls.HTTP_ALPN)
-            factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
-            self.servers.append(await self.loop.create_server(factory, sock=sock, backlog=4096,
-                                                              ssl=store.front if store else None))
+        """Boot: serve every entrypoint on the sockets inherited from the master (``fds``: lid -> fd)."""
+        for lid, fd in fds.items():
+            self.listen_socks[int(lid)] = socket.socket(fileno=fd)
+        await self.apply_listeners(listeners)
+
+    async def _serve(self, ep: dict[str, Any]) -> asyncio.AbstractServer:
+        sock = self.listen_socks[ep["lid"]].dup()
+        sock.setblocking(False)
+        store = None
+        if ep.get("tls"):
+            store = tls.CertStore(ep["name"], ep["tls"], tls.HTTP_ALPN)
+        factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
+        try:
+            server = await self.loop.create_server(factory, sock=sock, backlog=4096,
+                                                   ssl=store.front if store else None)
+        except BaseException:
+            sock.close()
+            raise
+        if store is not None:
+            self.cert_stores[ep["name"]] = store
+        return server
+
+    async def apply_listeners(self, specs: list[dict[str, Any]]) -> None:
+        """Serve exactly the entrypoints in ``specs``: start servers for new or changed ones first (all or
+        nothing), then stop the servers of removed or replaced ones. A stopped server only stops accepting:
+        its connections finish what they are doing (idle keep-alive ones of a removed entrypoint are closed).
+        """
+        wanted = {ep["name"]: ep for ep in specs}
+        started: dict[str, tuple[dict[str, Any], asyncio.AbstractServer]] = {}
+        try:
+            for name, ep in wanted.items():
+                current = self.listening.get(name)
+                if current is None or current[0] != ep:
+                    started[name] = (ep, await self._serve(ep))
+        except BaseException:
+            for _ep, server in started.values():
+                server.close()
+            raise
+        gone = [n for n in self.listening if n not in wanted]
+        for name in gone + list(started):
+            old = self.listening.pop(name, None)
+            if old is not None:
+                old[1].close()
+        for name in gone + [n for n, (ep, _s) in started.items() if not ep.get("tls")]:
+            self.cert_stores.pop(name, None)
+        for name in gone:
+            for conn in list(self.connections):
+                if getattr(conn, "entrypoint", None) == name:
+                    conn.close_if_idle()
+        self.listening.update(started)
+        self.servers = [server for _ep, server in self.listening.values()]
+        used = {ep["lid"] for ep in specs}
+        for lid in [lid for lid in self.listen_socks if lid not in used]:
+            self.listen_socks.pop(lid).close()
+
+    def _receive_sockets(self, lids: list[int]) -> None:
+        """Take the listening sockets the master sent (SCM_RIGHTS) just before this generation message."""
+        assert self.fdsock is not None
+        self.fdsock.settimeout(5.0)
+        _msg, fds, _flags, _addr = socket.recv_fds(self.fdsock, 64, len(lids))
+        if len(fds) != len(lids):
+            for fd in fds:
+                os.close(fd)
+            raise RuntimeError(f"expected {len(lids)} listening sockets from the master, got {len(fds)}")
+        for lid, fd in zip(lids, fds):
+            old = self.listen_socks.pop(lid, None)
+            if old is not None:
+                old.close()
+            self.listen_socks[lid] = socket.socket(fileno=fd)
+
+    async def load_generation(self, msg: dict[str, Any]) -> None:
+        """A ``generation`` message: new runtime, and (when the message names them) new entrypoint servers.
+        Either everything is applied or the previous runtime and servers stay."""
+        if msg.get("fd_lids"):
+            self._receive_sockets(msg["fd_lids"])
+        previous = (self.slots, self.runtime)
+        self.load(msg["compiled"])
+        if msg.get("listeners") is not None:
+            try:
+                await self.apply_listeners(msg["listeners"])
+            except BaseException:
+                self.slots, self.runtime = previous
+                self.plane.report_generation(self.runtime.generation)
+                raise
 
     async def sweep(self) -> None:
         while not self.stopped.is_set():
@@ -123,13 +205,16 @@ class Worker:
             op = msg.get("op")
             if op == "generation":
                 try:
-                    self.load(msg["compiled"])
+                    await self.load_generation(msg)
                 except Exception as e:           # noqa: BLE001 — reported to the master, old runtime kept
                     log.exception("generation %s failed to load", msg["compiled"].get("generation"))
                     self.channel.send({"op": "load_failed", "generation": msg["compiled"]["generation"],
-                                       "error": f"{type(e).__name__}: {e}"})
+                                       "error": f"{type(e).__name__}: {e}", "lids": sorted(self.listen_socks)})
                 else:
-                    self.channel.send({"op": "loaded", "generation": self.runtime.generation})
+                    self.channel.send({"op": "loaded", "generation": self.runtime.generation,
+                                       "lids": sorted(self.listen_socks)})
+            elif op == "acme_tokens":
+                self.acme_tokens = dict(msg.get("tokens") or {})
             elif op == "stop":
                 if msg.get("graceful", True):
                     self.loop.create_task(self.drain(float(msg.get("timeout", self.graceful_timeout))))
@@ -152,6 +237,9 @@ async def run(slot: int, channel_fd: int) -> int:
     try:
         worker.plane = Plane.attach(boot["plane"], worker_slot=slot)
         worker.plane.heartbeat()
+        if boot.get("fdsock") is not None:
+            worker.fdsock = socket.socket(fileno=boot["fdsock"])
+        worker.acme_tokens = dict(boot.get("acme_tokens") or {})
         worker.load(boot["compiled"])
         await worker.start_servers(boot["listeners"], boot["fds"])
     except Exception as e:  # noqa: BLE001 — a worker that cannot boot tells the master why, then exits

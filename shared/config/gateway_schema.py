@@ -169,6 +169,17 @@ SERVER = Table(
     post=_strip_trailing_slash,
 )
 
+def _status_range_error(text: str) -> str | None:
+    lo, sep, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi if sep else lo)
+    except ValueError:
+        return f"expected a status or a range like '200-399', got {text!r}"
+    if not 100 <= low <= high <= 599:
+        return f"expected statuses between 100 and 599 (low first), got {text!r}"
+    return None
+
+
 HEALTH_CHECK = Table(
     {
         "path": Field(Str(check=path_error), required=True),
@@ -176,6 +187,10 @@ HEALTH_CHECK = Table(
         "timeout": Field(Duration(), 5.0),
         "unhealthy_threshold": Field(Int(minimum=1), 3),
         "healthy_threshold": Field(Int(minimum=1), 1),
+        "method": Field(Str(choices=("GET", "HEAD", "POST", "OPTIONS")), "GET"),
+        "expected_status": Field(Str(check=_status_range_error), "200-399"),
+        "headers": Field(MapOf(Str(), key_check=header_name_error), {}),
+        "hostname": Field(Nullable(Str(nonempty=True))),
     }
 )
 
@@ -245,10 +260,45 @@ PROVIDERS = Table(
                         ),
                         "poll_interval_secs": Field(Int(minimum=1), 30),
                         "timeout_secs": Field(Int(minimum=1), 5),
+                        # failed polls (document or health) in a row before a seed's services are removed
+                        "failure_threshold": Field(Int(minimum=1), 3),
                     }
                 )
             )
         ),
+        # Resolve hostname servers (A/AAAA; SRV for _service._proto.name) in the master; see master/providers/dns.py
+        "dns": Field(
+            Nullable(
+                Table(
+                    {
+                        "refresh_secs": Field(Int(minimum=1), 30),
+                        "nameservers": Field(ListOf(Str(check=address_error)), []),
+                        "timeout": Field(Duration(), 2.0),
+                    }
+                )
+            )
+        ),
+    }
+)
+
+# Certificates from an ACME CA (Let's Encrypt or any RFC 8555 CA) for entrypoints with tls.acme = true.
+ACME = Table(
+    {
+        "email": Field(Nullable(Str())),
+        "domains": Field(ListOf(Str(nonempty=True)), []),
+        "directory_url": Field(Nullable(Str(check=url_check("https", "http")))),
+        "staging": Field(Bool(), False),
+        "storage_path": Field(Str(nonempty=True), "/var/lib/a3s-gateway/acme"),
+        "renewal_days": Field(Int(minimum=0), 30),
+        "ca_bundle": Field(Nullable(_FILE)),
+        "challenge": Field(Str(choices=("http-01", "dns-01")), "http-01"),
+        "dns_hook": Field(
+            Nullable(Table({"command": Field(Nullable(Str(nonempty=True))),
+                            "webhook": Field(Nullable(Str(check=url_check("http", "https")))),
+                            "propagation_wait": Field(Duration(), 0.0)}))
+        ),
+        "retry_interval": Field(Duration(), 60.0),
+        "check_interval": Field(Duration(), 43200.0),
     }
 )
 
@@ -258,6 +308,7 @@ ADMIN = Table(
     derived=("host", "port"),
 )
 
+# Access log (worker/observability/access_log.py): one line per request, off by default.
 SECTIONS = ("entrypoints", "routers", "services", "middlewares")
 """The named-definition tables (``<section>.<name>``); conf.d files may add to these."""
 
@@ -268,6 +319,7 @@ CONFIG = Table(
         "services": Field(MapOf(SERVICE), {}),
         "middlewares": Field(MapOf(MIDDLEWARE), {}),
         "providers": Field(PROVIDERS, {}),
+        "acme": Field(Nullable(ACME)),
         "admin": Field(ADMIN, {}),
     }
 )

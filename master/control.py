@@ -1,0 +1,212 @@
+"""The master's control plane around reloads: file watching, providers, active health checks and ACME.
+
+``Gateway`` owns the lifecycle; this object owns what changes the config *between* reloads and what runs
+once per node beside it:
+
+* ``compile_input(cfg)`` turns a validated static config into what gets compiled: the discovery provider's
+  routers/services merged in (static names win; the merge is validated again), hostname servers replaced by
+  their DNS answers, ACME certificates added to ``tls.acme`` entrypoints and the internal HTTP-01 router
+  added. The static config itself is never modified (the admin API shows it as written).
+* ``reload(reason)`` serializes every reload trigger — SIGHUP, the file watcher, providers, ACME — through
+  one lock, so none is dropped while another runs. ``reread=False`` (providers, DNS, ACME) republishes the
+  last good static config with fresh provider data instead of re-reading files.
+* ``applied(cfg, compiled)`` is called after every successful generation: health checks, watcher,
+  discovery, DNS and ACME are reconfigured to match (tasks of removed things are cancelled and awaited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import TYPE_CHECKING, Any
+
+from ..shared import log as gwlog
+from ..shared.config import GatewayConfig
+from ..shared.errors import ConfigError, GatewayError
+from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager
+from .healthcheck import HealthChecker
+from .providers.discovery import Discovery, Seed, contribution
+from .providers.dns import DnsResolver, names_in
+from .watch import FileWatcher
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+log = gwlog.get("master.control")
+
+
+class ControlPlane:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.static: GatewayConfig | None = None
+        self.health: HealthChecker | None = None
+        self.watcher: FileWatcher | None = None
+        self.discovery: Discovery | None = None
+        self.dns: DnsResolver | None = None
+        self.acme: AcmeManager | None = None
+        self._lock: asyncio.Lock | None = None
+        self._pending: asyncio.Task | None = None
+        self.started = False
+
+    # -- what gets compiled
+    def _merge_discovered(self, data: dict[str, Any], seeds: list[Seed], warn: bool) -> bool:
+        extra = contribution(seeds, set(data["routers"]), set(data["services"]), warn=warn)
+        data["routers"].update(extra["routers"])
+        data["services"].update(extra["services"])
+        return bool(extra["routers"] or extra["services"])
+
+    def compile_input(self, cfg: GatewayConfig) -> GatewayConfig:
+        data = cfg.to_dict()
+        if self.discovery is not None and self._merge_discovered(data, self.discovery.seeds, warn=True):
+            data = GatewayConfig.from_dict(data, source=cfg.source).data   # same validation as files
+        if self.dns is not None:
+            self.dns.expand(data["services"])
+        if self.acme is not None:
+            certs = self.acme.certificates()
+            plain = []
+            for name, ep in data["entrypoints"].items():
+                tls = ep.get("tls")
+                if tls and tls.get("acme"):
+                    tls["certificates"] = [*tls.get("certificates", []), *copy.deepcopy(certs)]
+                elif not tls and ep.get("protocol", "http") == "http":
+                    plain.append(name)
+            if self.acme.settings["challenge"] == "http-01" and plain:
+                data["routers"][CHALLENGE_ROUTER] = {
+                    "rule": f"PathPrefix(`{CHALLENGE_PREFIX}`)", "service": CHALLENGE_ROUTER,
+                    "entrypoints": plain, "middlewares": [], "priority": 1 << 30, "tls": None}
+        return GatewayConfig(data, cfg.source)
+
+    def _discovery_rejects(self, seeds: list[Seed]) -> str | None:
+        if self.static is None:
+            return None
+        data = self.static.to_dict()
+        self._merge_discovered(data, seeds, warn=False)
+        try:
+            GatewayConfig.from_dict(data, source="<discovery>")
+        except ConfigError as e:
+            return "; ".join(str(p) for p in e.problems[:3])
+        return None
+
+    def boot_state(self) -> dict[str, Any]:
+        return {"acme_tokens": dict(self.acme.tokens) if self.acme else {}}
+
+    def _publish_tokens(self, tokens: dict[str, str]) -> None:
+        arbiter = self.gateway._arbiter
+        if arbiter is not None:
+            arbiter.send_all({"op": "acme_tokens", "tokens": tokens})
+
+    # -- lifecycle
+    async def prepare(self, cfg: GatewayConfig) -> None:
+        """Before the first generation: first DNS answers and the ACME files, so it can be compiled."""
+        self.static = cfg
+        self._configure_sync(cfg)
+        if self.dns is not None:
+            await self.dns.refresh()
+
+    async def start(self, cfg: GatewayConfig, compiled: dict[str, Any]) -> None:
+        self.started = True
+        self.applied(cfg, compiled)
+
+    def _configure_sync(self, cfg: GatewayConfig) -> None:
+        providers = cfg.data.get("providers", {})
+        dns_settings = providers.get("dns")
+        if dns_settings is None:
+            if self.dns is not None:
+                self._spawn_stop(self.dns)
+                self.dns = None
+        elif self.dns is None or self.dns.settings != dns_settings:
+            if self.dns is not None:
+                self._spawn_stop(self.dns)
+            self.dns = DnsResolver(dns_settings, self._republish)
+        if self.dns is not None:
+            self.dns.set_names(names_in(cfg.services))
+        acme = cfg.data.get("acme")
+        if acme is None:
+            if self.acme is not None:
+                self._spawn_stop(self.acme)
+                self.acme = None
+        elif self.acme is None or self.acme.settings != acme:
+            if self.acme is not None:
+                self._spawn_stop(self.acme)
+            self.acme = AcmeManager(acme, self._publish_tokens, self._republish)
+            self.acme.prepare()
+
+    def applied(self, cfg: GatewayConfig, compiled: dict[str, Any]) -> None:
+        """A generation is live: make every component match it."""
+        self.static = cfg
+        if not self.started:
+            return
+        plane = self.gateway.plane()
+        if plane is not None:
+            if self.health is None:
+                self.health = HealthChecker(plane)
+            self.health.update(compiled)
+        self._configure_sync(cfg)
+        if self.dns is not None and self.dns.task is None:
+            self.dns.start()
+        if self.acme is not None and self.acme.task is None:
+            self.acme.start()
+        # file provider
+        file_settings = cfg.data.get("providers", {}).get("file")
+        source = cfg.source
+        want_watch = bool(file_settings and file_settings.get("watch") and not source.startswith("<"))
+        key = (source, file_settings.get("directory") if file_settings else None)
+        if self.watcher is not None and (not want_watch or self.watcher.key != FileWatcher(*key, None).key):
+            self._spawn_stop(self.watcher)
+            self.watcher = None
+        if want_watch and self.watcher is None:
+            self.watcher = FileWatcher(key[0], key[1], lambda reason: self.reload(reason))
+            self.watcher.start()
+        # discovery provider
+        disc = cfg.data.get("providers", {}).get("discovery")
+        if self.discovery is not None and self.discovery.settings != disc:
+            self._spawn_stop(self.discovery)
+            self.discovery = None
+        if disc is not None and self.discovery is None:
+            self.discovery = Discovery(disc, self._republish, self._discovery_rejects)
+            self.discovery.start()
+
+    def _spawn_stop(self, component: Any) -> None:
+        task = asyncio.get_running_loop().create_task(component.stop())
+        self._stopping = getattr(self, "_stopping", set())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def stop(self) -> None:
+        self.started = False
+        if self._pending is not None:
+            self._pending.cancel()
+        for component in (self.watcher, self.discovery, self.dns, self.acme, self.health):
+            if component is not None:
+                await component.stop()
+        await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
+        self.watcher = self.discovery = self.dns = self.acme = self.health = None
+
+    # -- reload triggers
+    async def reload(self, reason: str, reread: bool = True) -> None:
+        """Run one reload (serialized with every other trigger); errors are logged and kept in health()."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self.gateway.is_running():
+                return
+            log.info(f"reload requested: {reason}")
+            try:
+                await self.gateway.reload(None if reread else self.static)
+            except GatewayError:
+                pass
+
+    async def _republish(self, reason: str) -> None:
+        """Provider data changed: publish a generation from the last good static config."""
+        if self.started:
+            await self.reload(reason, reread=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "health_checks": self.health.snapshot() if self.health else {},
+            "watch": {"config": self.watcher.config_path, "directory": self.watcher.directory}
+            if self.watcher else None,
+            "discovery": self.discovery.snapshot() if self.discovery else None,
+            "dns": self.dns.snapshot() if self.dns else None,
+            "acme": self.acme.snapshot() if self.acme else None,
+        }
