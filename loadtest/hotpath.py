@@ -1,0 +1,130 @@
+"""Python cost of one proxied request on the worker's hot path, without sockets or the kernel.
+
+Drives the real ``ClientProtocol``/``UpstreamProtocol`` pair with in-memory transports: each iteration feeds
+one request to the client side and one response to the bound upstream connection, with the real router,
+middleware chain, balancer, shared-memory plane and observability of a generation compiled from a config.
+The kernel's share (~10 µs per proxied request on loopback, see shared/bench/RESULTS.md) is not included, so
+this isolates what our code adds; compare variants and commits with it, not with wall-clock benchmarks.
+
+    python loadtest/hotpath.py [plain|full|CONFIG.toml] [--requests N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from a3s_gateway.master.generations import Generations
+from a3s_gateway.shared.config import GatewayConfig
+from a3s_gateway.shared.plane import Plane, PlaneLayout
+from a3s_gateway.worker.http1 import ClientProtocol
+from a3s_gateway.worker.process import Worker
+from a3s_gateway.worker.upstream import UpstreamProtocol
+
+REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 04:00:00 GMT\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"
+            + b"x" * 100)
+
+
+class Transport(asyncio.Transport):
+    """Swallows writes (counting bytes); never closes on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        for d in lines:
+            self.written += len(d)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def load_config(which: str) -> GatewayConfig:
+    if which in ("plain", "full"):
+        here = Path(__file__).parent
+        text = subprocess.run([sys.executable, str(here / "bench_config.py"), which], capture_output=True,
+                              text=True, check=True).stdout
+        return GatewayConfig.from_toml(text, source=f"<{which}>")
+    return GatewayConfig.from_file(which)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", default="plain")
+    ap.add_argument("--requests", type=int, default=50000)
+    ap.add_argument("--profile", action="store_true", help="print the top functions by own time (cProfile)")
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    master_plane = Plane.create(PlaneLayout(max_workers=1), tag="hotpath")
+    try:
+        compiled = Generations(master_plane).compile(cfg)
+        master_plane.set_worker(0, 1)
+        worker = Worker(0, loop, channel=None)  # type: ignore[arg-type]
+        worker.plane = Plane.attach(master_plane.name, worker_slot=0)
+        worker.load(compiled)
+        ep = next(iter(cfg.entrypoints))
+        client = ClientProtocol(worker, ep, b"http", 8090)
+        client.connection_made(Transport())
+        for backend in (b for s in worker.runtime.services.values() for b in s.backends):
+            up = UpstreamProtocol(backend.pool)
+            up.connection_made(Transport())
+            backend.pool.release(up)
+
+        def one() -> None:
+            client.data_received(REQUEST)
+            ex = client.queue[0] if client.queue else None
+            up = ex.upstream if ex is not None else None
+            if up is None:
+                raise SystemExit(f"request was not proxied (answered locally: {ex and ex.local!r})")
+            up.data_received(RESPONSE)
+
+        for _ in range(2000):
+            one()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        t0 = time.perf_counter()
+        for _ in range(args.requests):
+            one()
+        elapsed = time.perf_counter() - t0
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        print(f"{args.config}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
+              f"({args.requests} requests{', under cProfile' if profiler else ''})")
+        worker.plane.close()
+    finally:
+        master_plane.close()
+        master_plane.unlink()
+
+
+if __name__ == "__main__":
+    main()
