@@ -1,49 +1,165 @@
-"""The middleware chain of one router, built once per generation.
+"""The middleware chain of one router, built once per generation, and the base every middleware extends.
 
 A middleware has two phases:
 - ``on_request(ex)`` runs in router order before a backend is picked. It may edit the request (``ex.headers``,
-  a list of ``(name, value)`` bytes pairs, and ``ex.target``) or answer it by returning a complete response
-  (``bytes``), which ends the exchange without touching a backend.
-- ``on_response(ex, status, parts)`` runs in reverse order when the backend's response head arrives; ``parts``
-  is the serialized head being built (status line, then ``name: value\\r\\n`` pieces) and a middleware appends
-  its own header lines to it.
+  a list of ``(name, value)`` bytes pairs, ``ex.target``, ``ex.host``) and returns one of:
+  ``None`` (go on), a ``Reply`` (answer now, without a backend), or an awaitable resolving to either (the
+  exchange is suspended until it resolves; the event loop keeps serving everything else).
+- ``on_response(ex, status, headers)`` runs in reverse router order when a response head is ready; ``headers``
+  is the list of ``(name, value)`` pairs about to be sent (hop-by-hop fields already removed), edited in place.
+  Setting ``ex.filter`` (a ``BodyFilter``) transforms the body; the proxy then drops Content-Length and frames
+  the body itself.
 
-An empty chain is falsy, so the proxy's fast path skips it with one truth test.
+Invariants:
+- A ``Reply`` from middleware *i* goes through the response phase of middlewares ``0..i-1`` only (they ran
+  their request phase; a CORS middleware listed before an auth middleware decorates the 401).
+- An empty chain is falsy, so the proxy's fast path skips it with one truth test; only middlewares that define
+  ``on_response`` are called in the response phase.
+- Middleware instances outlive requests (and reloads with an unchanged config, see ``middlewares.Builder``);
+  per-request state lives on the ``Exchange``, never on the instance.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import responses
 
 if TYPE_CHECKING:
     from .http1 import Exchange
+    from .process import Worker
+
+JSON = b"application/json"
+NO_BODY_STATUS = frozenset((204, 304))
 
 
-class Middleware(Protocol):
-    name: str
+class Reply:
+    """A response a middleware answers with instead of the backend. Content-Length is added when sent."""
 
-    def on_request(self, ex: Exchange) -> bytes | None: ...
+    __slots__ = ("body", "headers", "status")
 
-    def on_response(self, ex: Exchange, status: int, parts: list[bytes]) -> None: ...
+    def __init__(self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else []
+
+
+def error_reply(status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None,
+                **fields: object) -> Reply:
+    """A JSON error ``{"error": message, **fields}`` (body built by ``responses``), with extra headers."""
+    return Reply(status, responses.error_body(status, message, **fields),
+                 [(b"Content-Type", JSON), *(headers or ())])
+
+
+RequestResult = Reply | Awaitable[Reply | None] | None
+
+
+class BodyFilter(Protocol):
+    """Transforms a response body as it streams (compression). ``feed`` may return b"" to hold bytes back."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Middleware:
+    """Base of every built-in middleware: built from validated params, once per (name, config)."""
+
+    def __init__(self, name: str, params: dict[str, Any], worker: Worker | None) -> None:
+        self.name = name
+        self.worker = worker
+
+    def on_request(self, ex: Exchange) -> RequestResult:
+        return None
+
+    def on_response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        return None
+
+    def close(self) -> None:
+        """Release what the instance holds (connections); it may be used again afterwards and reopen them."""
+
+
+def close_soon(closer: Callable[[], Awaitable[Any]]) -> None:
+    """Run an async close on the running loop (none running: the process is exiting, nothing to do)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.create_task(closer())
+
+
+def responds(m: Middleware) -> bool:
+    return type(m).on_response is not Middleware.on_response
 
 
 class Chain:
-    __slots__ = ("middlewares", "reversed")
+    __slots__ = ("middlewares", "responders")
 
     def __init__(self, middlewares: Sequence[Middleware]) -> None:
         self.middlewares = tuple(middlewares)
-        self.reversed = tuple(reversed(self.middlewares))
+        self.responders = tuple(m for m in reversed(self.middlewares) if responds(m))
 
     def __bool__(self) -> bool:
         return bool(self.middlewares)
 
-    def on_request(self, ex: Exchange) -> bytes | None:
-        for m in self.middlewares:
-            reply = m.on_request(ex)
-            if reply is not None:
-                return reply
+    def on_request(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
+        """None to proxy, the complete response to answer with, or an awaitable of either."""
+        return self._run(ex, 0)
+
+    def _run(self, ex: Exchange, start: int) -> bytes | Awaitable[bytes | None] | None:
+        middlewares = self.middlewares
+        for i in range(start, len(middlewares)):
+            result = middlewares[i].on_request(ex)
+            if result is None:
+                continue
+            if result.__class__ is Reply:
+                return self.render(ex, result, i)  # type: ignore[arg-type]
+            return self._resume(ex, result, i)  # type: ignore[arg-type]
         return None
 
-    def on_response(self, ex: Exchange, status: int, parts: list[bytes]) -> None:
-        for m in self.reversed:
-            m.on_response(ex, status, parts)
+    async def _resume(self, ex: Exchange, pending: Awaitable[Reply | None], i: int) -> bytes | None:
+        reply = await pending
+        if reply is not None:
+            return self.render(ex, reply, i)
+        rest = self._run(ex, i + 1)
+        if rest is None or rest.__class__ is bytes:
+            return rest  # type: ignore[return-value]
+        return await rest  # type: ignore[misc]
+
+    def on_response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        for m in self.responders:
+            m.on_response(ex, status, headers)
+
+    def render(self, ex: Exchange, reply: Reply, index: int) -> bytes:
+        """The bytes of middleware ``index``'s reply, after the response phase of the middlewares before it."""
+        headers = list(reply.headers)
+        if reply.status not in NO_BODY_STATUS:
+            headers.append((b"Content-Length", b"%d" % len(reply.body)))
+        before = self.middlewares[:index]
+        for m in self.responders:
+            if m in before:
+                m.on_response(ex, reply.status, headers)
+        body = reply.body
+        body_filter = ex.filter
+        if body_filter is not None:
+            ex.filter = None
+            body = body_filter.feed(body) + body_filter.finish()
+            headers = [h for h in headers if h[0].lower() != b"content-length"]
+            headers.append((b"Content-Length", b"%d" % len(body)))
+        return responses.compose(reply.status, headers, body, close=not ex.keep_alive, head=ex.is_head,
+                                 keep_alive_header=not ex.http11 and ex.keep_alive)
+
+
+def header_value(headers: list[tuple[bytes, bytes]], lname: bytes) -> bytes | None:
+    """The first value of the header whose lowercase name is ``lname``."""
+    for name, value in headers:
+        if name.lower() == lname:
+            return value
+    return None
+
+
+def remove_headers(headers: list[tuple[bytes, bytes]], lnames: frozenset[bytes] | set[bytes]) -> None:
+    """Delete, in place, every header whose lowercase name is in ``lnames``."""
+    headers[:] = [h for h in headers if h[0].lower() not in lnames]

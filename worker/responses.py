@@ -51,8 +51,24 @@ def build(status: int, body: bytes, content_type: bytes, *, close: bool,
     return b"".join(parts)
 
 
-def error_body(status: int, message: str | None = None) -> bytes:
-    return orjson.dumps({"error": message or _DEFAULT_MESSAGES.get(status, reason(status).decode())})
+def compose(status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, close: bool, head: bool = False,
+            keep_alive_header: bool = False) -> bytes:
+    """A complete response with exactly ``headers`` (framing included by the caller); no body for HEAD."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
+    parts.extend(b"%s: %s\r\n" % h for h in headers)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    elif keep_alive_header:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    if not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def error_body(status: int, message: str | None = None, **fields: object) -> bytes:
+    """``{"error": message, **fields}``; the message defaults to the status's usual wording."""
+    return orjson.dumps({"error": message or _DEFAULT_MESSAGES.get(status, reason(status).decode()), **fields})
 
 
 def error(status: int, message: str | None = None, *, close: bool = False, head: bool = False,

@@ -14,10 +14,12 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .schema import (
     INVALID,
+    Bool,
     Duration,
     Field,
     Int,
@@ -43,69 +45,246 @@ def _burst_defaults_to_rate(out: dict[str, Any], raw: dict[Any, Any], path: str,
         out["burst"] = out["rate"]
 
 
+def _regex_error(text: str) -> str | None:
+    try:
+        re.compile(text)
+    except re.error as e:
+        return f"invalid regular expression {text!r}: {e}"
+    return None
+
+
+def _rate_limit_key_error(text: str) -> str | None:
+    if text in RATE_LIMIT_KEYS or (text.startswith("header:") and not header_name_error(text[7:])):
+        return None
+    return f"must be one of {', '.join(repr(k) for k in RATE_LIMIT_KEYS)} or 'header:<Header-Name>', got {text!r}"
+
+
+def _htpasswd_error(line: str) -> str | None:
+    user, sep, hashed = line.partition(":")
+    if not sep or not user:
+        return "htpasswd lines look like 'user:hash'"
+    if not hashed.startswith(HTPASSWD_PREFIXES):
+        return (f"user '{user}': unsupported hash (expected bcrypt '$2y$'/'$2a$'/'$2b$', '{{SHA}}' or "
+                "'$apr1$'; plain-text passwords belong in 'username'/'password')")
+    return None
+
+
+def _realm_error(realm: str) -> str | None:
+    return "must not contain '\"' or line breaks" if re.search(r'["\r\n]', realm) else None
+
+
+def _basic_auth_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    has_user, has_password = out.get("username") is not None, out.get("password") is not None
+    if has_user != has_password:
+        missing = "password" if has_user else "username"
+        rep.add(join(path, missing), f"'username' and 'password' go together: '{missing}' is missing")
+    elif not has_user and not out.get("users") and "users" not in raw:
+        rep.add(path, "basic-auth needs 'username' and 'password', or 'users' (htpasswd lines)")
+    names = [line.partition(":")[0] for line in out.get("users", [])] + ([out["username"]] if has_user else [])
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        rep.add(join(path, "users"), f"user '{dup}' is defined twice")
+
+
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "Ed25519 or Ed448"}
+
+
+def _public_key_kind(pem: str) -> str | None:
+    """'RSA', 'EC', 'Ed25519 or Ed448' for a PEM public key (or certificate); None when it does not parse."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    data = pem.encode()
+    try:
+        key: Any = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
+                    else load_pem_public_key(data))
+    except ValueError:
+        return None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC"
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return "Ed25519 or Ed448"
+    return None
+
+
+def _jwt_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    sources = [k for k in ("value", "public_key", "jwks_url") if out.get(k) is not None or k in raw]
+    if len(sources) != 1:
+        rep.add(path, "jwt needs exactly one of 'value' (HMAC secret), 'public_key' (PEM) or 'jwks_url'"
+                + (f", got {', '.join(sources)}" if sources else ""))
+        return
+    source, alg = sources[0], out.get("alg")
+    if alg is None:
+        if source == "value":
+            out["alg"] = "HS256"
+        else:
+            rep.add(join(path, "alg"), f"required with '{source}': pin the algorithm (e.g. 'RS256', 'ES256', "
+                    "'EdDSA'); the token's own 'alg' is never trusted")
+        return
+    if (source == "value") != alg.startswith("HS"):
+        rep.add(join(path, "alg"), f"'{alg}' does not fit '{source}' ("
+                + ("HMAC secrets need HS256/HS384/HS512)" if source == "value" else "HS* algorithms need 'value')"))
+        return
+    if source == "public_key" and "public_key" in out:
+        kind = _public_key_kind(out["public_key"])
+        if kind is None:
+            rep.add(join(path, "public_key"), "not a PEM public key or certificate")
+        elif kind != _KEY_TYPES[alg[:2]]:
+            rep.add(join(path, "public_key"), f"is an {kind} key, but alg '{alg}' needs {_KEY_TYPES[alg[:2]]}")
+
+
 _HEADER_NAME = Str(check=header_name_error)
+_HEADER_LIST = ListOf(_HEADER_NAME)
 _HEADER_MAP = MapOf(Str(check=header_value_error), key_check=header_name_error)
 _POSITIVE_RATE = Number(minimum=0, exclusive_minimum=True)
 _OPTIONAL_BURST = Field(Nullable(_POSITIVE_RATE))  # default: the rate
+_PERIOD = Field(Duration(check=lambda s: None if s > 0 else "must be greater than 0"), 1.0)
+_IP_LIST = ListOf(Str(check=ip_network_error))
+_PERMANENT = Field(Bool(), False)
+
+RATE_LIMIT_KEYS = ("global", "router", "client-ip")
+"""Rate-limit bucket keys: one bucket per middleware, per router, per client IP; or ``header:<Name>``."""
+
+HTPASSWD_PREFIXES = ("$2y$", "$2a$", "$2b$", "{SHA}", "$apr1$")
+
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                  "ES256", "ES384", "ES512", "EdDSA")
+
+
+def _ip_filter(list_key: str) -> Table:
+    return Table(
+        {
+            list_key: Field(ListOf(Str(check=ip_network_error), min_items=1), required=True),
+            "trusted_proxies": Field(_IP_LIST, []),
+            "depth": Field(Int(minimum=0), 0),
+        }
+    )
+
 
 MIDDLEWARE_TYPES: dict[str, Table] = {
     "api-key": Table(
         {
             "header": Field(_HEADER_NAME, "X-API-Key"),
             "keys": Field(ListOf(Str(nonempty=True), min_items=1), required=True),
+            "query_param": Field(Nullable(Str(nonempty=True))),
+            "forward_key": Field(Bool(), False),
         }
     ),
     "basic-auth": Table(
         {
-            "username": Field(Str(nonempty=True), required=True),
-            "password": Field(Str(nonempty=True), required=True),
-        }
+            "username": Field(Nullable(Str(nonempty=True))),
+            "password": Field(Nullable(Str(nonempty=True))),
+            "users": Field(ListOf(Str(check=_htpasswd_error)), []),
+            "realm": Field(Str(nonempty=True, check=_realm_error), "a3s-gateway"),
+            "header_field": Field(Nullable(_HEADER_NAME)),
+            "remove_header": Field(Bool(), True),
+        },
+        post=_basic_auth_post,
     ),
     "jwt": Table(
         {
-            "value": Field(Str(nonempty=True), required=True),
+            "value": Field(Nullable(Str(nonempty=True))),
+            "public_key": Field(Nullable(Str(nonempty=True))),
+            "jwks_url": Field(Nullable(Str(check=url_check("http", "https")))),
+            "jwks_refresh": Field(Duration(check=lambda s: None if s >= 1 else "must be at least 1s"), 300.0),
+            "alg": Field(Nullable(Str(choices=JWT_ALGORITHMS))),
             "header": Field(_HEADER_NAME, "Authorization"),
-        }
+            "cookie": Field(Nullable(_HEADER_NAME)),
+            "query_param": Field(Nullable(Str(nonempty=True))),
+            "leeway": Field(Duration(), 60.0),
+            "require_exp": Field(Bool(), True),
+            "issuer": Field(Nullable(Str(nonempty=True))),
+            "audience": Field(Nullable(Str(nonempty=True))),
+            "claims_to_headers": Field(MapOf(_HEADER_NAME), {"sub": "X-JWT-Subject"}),
+        },
+        post=_jwt_post,
     ),
     "forward-auth": Table(
         {
             "forward_auth_url": Field(Str(check=url_check("http", "https")), required=True),
-            "forward_auth_response_headers": Field(ListOf(_HEADER_NAME), []),
+            "forward_auth_response_headers": Field(_HEADER_LIST, []),
+            "forward_auth_request_headers": Field(Nullable(_HEADER_LIST)),  # null: every request header
+            "timeout": Field(Duration(check=lambda s: None if s > 0 else "must be greater than 0"), 5.0),
         }
     ),
     "rate-limit": Table(
-        {"rate": Field(_POSITIVE_RATE, required=True), "burst": _OPTIONAL_BURST},
+        {
+            "rate": Field(_POSITIVE_RATE, required=True),
+            "burst": _OPTIONAL_BURST,
+            "period": _PERIOD,
+            "key": Field(Str(check=_rate_limit_key_error), "global"),
+        },
         post=_burst_defaults_to_rate,
     ),
     "rate-limit-redis": Table(
         {
             "rate": Field(_POSITIVE_RATE, required=True),
             "burst": _OPTIONAL_BURST,
+            "period": _PERIOD,
+            "key": Field(Str(check=_rate_limit_key_error), "router"),
             "redis_url": Field(Str(check=url_check("redis", "rediss")), required=True),
+            "timeout_ms": Field(Int(minimum=1), 50),
         },
         post=_burst_defaults_to_rate,
     ),
     "cors": Table(
         {
             "allowed_origins": Field(ListOf(Str(nonempty=True)), ["*"]),
-            "allowed_methods": Field(ListOf(_HEADER_NAME), ["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
-            "allowed_headers": Field(ListOf(_HEADER_NAME), ["Content-Type", "Authorization"]),
+            "allowed_methods": Field(_HEADER_LIST, ["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+            "allowed_headers": Field(_HEADER_LIST, ["Content-Type", "Authorization"]),
+            "expose_headers": Field(_HEADER_LIST, []),
+            "allow_credentials": Field(Bool(), False),
             "max_age": Field(Int(minimum=0), 86400),
         }
     ),
-    "headers": Table({"request_headers": Field(_HEADER_MAP, {}), "response_headers": Field(_HEADER_MAP, {})}),
+    "headers": Table(
+        {
+            "request_headers": Field(_HEADER_MAP, {}),    # set (replace); "" removes, as Traefik does
+            "response_headers": Field(_HEADER_MAP, {}),
+            "add_request_headers": Field(_HEADER_MAP, {}),   # append
+            "add_response_headers": Field(_HEADER_MAP, {}),
+            "remove_request_headers": Field(_HEADER_LIST, []),
+            "remove_response_headers": Field(_HEADER_LIST, []),
+        }
+    ),
     "strip-prefix": Table({"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)}),
+    "strip-prefix-regex": Table({"regex": Field(ListOf(Str(check=_regex_error), min_items=1), required=True)}),
+    "add-prefix": Table({"prefix": Field(Str(check=path_error), required=True)}),
+    "replace-path": Table({"path": Field(Str(check=path_error), required=True)}),
+    "redirect-scheme": Table(
+        {
+            "scheme": Field(Str(choices=("http", "https")), "https"),
+            "port": Field(Nullable(Int(minimum=1, maximum=65535))),
+            "permanent": _PERMANENT,
+        }
+    ),
+    "redirect-regex": Table(
+        {
+            "regex": Field(Str(check=_regex_error), required=True),
+            "replacement": Field(Str(nonempty=True), required=True),
+            "permanent": _PERMANENT,
+        }
+    ),
     "body-limit": Table({"max_body_bytes": Field(Int(minimum=1), required=True)}),
     "retry": Table(
         {
             "max_retries": Field(Int(minimum=1), 3),
             "retry_interval_ms": Field(Int(minimum=0), 100),
+            "backoff": Field(Str(choices=("constant", "exponential")), "constant"),
+            "retry_on_statuses": Field(ListOf(Int(minimum=500, maximum=599)), [502, 503, 504]),
+            "replay_buffer_bytes": Field(Int(minimum=0), 65536),
         }
     ),
-    "ip-allow": Table(
-        {"allowed_ips": Field(ListOf(Str(check=ip_network_error), min_items=1), required=True)}
+    "ip-allow": _ip_filter("allowed_ips"),
+    "ip-block": _ip_filter("blocked_ips"),
+    "compress": Table(
+        {
+            "min_bytes": Field(Int(minimum=0), 1024),
+            "level": Field(Int(minimum=1, maximum=9), 6),
+        }
     ),
-    "compress": Table({}),
     "circuit-breaker": Table(
         {
             "failure_threshold": Field(Int(minimum=1), 5),
@@ -115,6 +294,7 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
         }
     ),
 }
+
 
 
 class MiddlewareSpec(Spec):

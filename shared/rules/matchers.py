@@ -23,17 +23,15 @@ as the IPv4 address they carry.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
 
+from ..ipmatch import IPSet, parse_network
 from .lexer import RuleSyntaxError
 from .parser import And, Arg, Matcher, Node, Not, Or, parse
 
 Predicate = Callable[[Any], bool]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Rule:
@@ -241,52 +239,20 @@ def _query_regexp(m: Matcher) -> Predicate:
 # -- ClientIP (http and tcp) ----------------------------------------------------------------------
 
 
-def _unmap(network: IPNetwork) -> IPNetwork:
-    """``::ffff:10.0.0.0/104`` -> ``10.0.0.0/8``, so mapped rules and mapped clients meet as IPv4."""
-    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
-
-
-@functools.lru_cache(maxsize=4096)
-def _client_address(text: str) -> tuple[int, int] | None:
-    """(IP version, address as int) for a client address; clients repeat, so parsing is cached."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.version, int(address)
-
-
 def _client_ip(m: Matcher) -> Predicate:
-    # (network, netmask) integer pairs per IP version: a mask-and-compare is far cheaper than
-    # ``address in network``, and keeping versions apart stops an IPv6 integer matching an IPv4 range.
-    ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
     for arg in m.args:
         try:
-            network = _unmap(ipaddress.ip_network(arg.value.strip(), strict=False))
+            parse_network(arg.value)
         except ValueError:
             raise RuleSyntaxError(
                 f"invalid IP address or CIDR {arg.value!r} in ClientIP: expected e.g. "
                 "`10.0.0.1`, `10.0.0.0/8` or `2001:db8::/32`",
                 arg.column,
             ) from None
-        ranges[network.version].append((int(network.network_address), int(network.netmask)))
-    by_version = {version: tuple(pairs) for version, pairs in ranges.items()}
+    networks = IPSet(arg.value for arg in m.args)
 
     def client_ip(req: Any) -> bool:
-        parsed = _client_address(req.client_ip)
-        if parsed is None:
-            return False
-        version, value = parsed
-        for network, mask in by_version[version]:
-            if value & mask == network:
-                return True
-        return False
+        return req.client_ip in networks
 
     return client_ip
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from a3s_gateway.shared.config import DEFAULT_SERVICE_NAMES, ConfigError, GatewayConfig
+from a3s_gateway.shared.config.middleware_schema import MIDDLEWARE_TYPES
 from a3s_gateway.shared.errors import Problem
 
 # The "Configuration Model" example from the seed README, verbatim.
@@ -179,12 +180,16 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         ],
         "health_check": None,
         "sticky": None,
+        "affinity": None,
+        "agent_health": None,
         "pass_host_header": True,
         "timeouts": {"connect": 5.0, "response_header": 60.0, "idle": 90.0},
         "tls": {"ca_file": None, "insecure_skip_verify": False},
     }
-    assert cfg.middlewares["auth-jwt"] == {"type": "jwt", "value": JWT, "header": "Authorization"}
-    assert cfg.middlewares["rate-limit"] == {"type": "rate-limit", "rate": 100.0, "burst": 50.0}
+    jwt = cfg.middlewares["auth-jwt"]
+    assert (jwt["value"], jwt["alg"], jwt["header"]) == (JWT, "HS256", "Authorization")
+    assert cfg.middlewares["rate-limit"] == {"type": "rate-limit", "rate": 100.0, "burst": 50.0, "period": 1.0,
+                                             "key": "global"}
     assert cfg.middlewares["rate-limit-redis"]["redis_url"] == "redis://127.0.0.1:6379"
     assert cfg.data["providers"] == {
         "file": {"watch": True, "directory": "/etc/gateway/conf.d/"},
@@ -429,25 +434,7 @@ def test_broken_file_reports_every_problem_with_path_and_suggestion(tmp_path: Pa
         (
             "middlewares.limit.type",
             "must be one of "
-            + ", ".join(
-                repr(t)
-                for t in (
-                    "api-key",
-                    "basic-auth",
-                    "jwt",
-                    "forward-auth",
-                    "rate-limit",
-                    "rate-limit-redis",
-                    "cors",
-                    "headers",
-                    "strip-prefix",
-                    "body-limit",
-                    "retry",
-                    "ip-allow",
-                    "compress",
-                    "circuit-breaker",
-                )
-            )
+            + ", ".join(repr(t) for t in MIDDLEWARE_TYPES)
             + ", got 'rate-limt'",
             "rate-limit",
         ),
@@ -643,15 +630,18 @@ def test_middleware_defaults_and_addresses() -> None:
     assert (cfg.entrypoints["v6"]["host"], cfg.entrypoints["v6"]["port"]) == ("::1", 8443)
     assert (cfg.entrypoints["lo"]["host"], cfg.entrypoints["lo"]["port"]) == ("localhost", 8080)
     assert cfg.middlewares == {
-        "rl": {"type": "rate-limit", "rate": 7.0, "burst": 7.0},
+        "rl": {"type": "rate-limit", "rate": 7.0, "burst": 7.0, "period": 1.0, "key": "global"},
         "cors": {
             "type": "cors",
             "allowed_origins": ["*"],
             "allowed_methods": ["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             "allowed_headers": ["Content-Type", "Authorization"],
+            "expose_headers": [],
+            "allow_credentials": False,
             "max_age": 86400,
         },
-        "retry": {"type": "retry", "max_retries": 3, "retry_interval_ms": 100},
+        "retry": {"type": "retry", "max_retries": 3, "retry_interval_ms": 100, "backoff": "constant",
+                  "retry_on_statuses": [502, 503, 504], "replay_buffer_bytes": 65536},
         "cb": {
             "type": "circuit-breaker",
             "failure_threshold": 5,
@@ -659,8 +649,9 @@ def test_middleware_defaults_and_addresses() -> None:
             "cooldown_secs": 60.0,
             "failure_statuses": [500, 502, 503, 504],
         },
-        "zip": {"type": "compress"},
-        "key": {"type": "api-key", "header": "X-API-Key", "keys": ["k1"]},
+        "zip": {"type": "compress", "min_bytes": 1024, "level": 6},
+        "key": {"type": "api-key", "header": "X-API-Key", "keys": ["k1"], "query_param": None,
+                "forward_key": False},
     }
 
 
@@ -711,7 +702,8 @@ def test_redaction_hides_every_secret(tmp_path: Path) -> None:
     assert not [s for s in secrets if s in dumped]
     assert redacted["middlewares"]["redis"]["redis_url"] == "redis://:***@cache:6379/0"
     assert redacted["middlewares"]["keys"]["keys"] == ["***", "***"]
-    assert redacted["middlewares"]["basic"] == {"type": "basic-auth", "username": "admin", "password": "***"}
+    basic = redacted["middlewares"]["basic"]
+    assert (basic["username"], basic["password"], basic["users"]) == ("admin", "***", [])
     assert redacted["middlewares"]["hdr"]["request_headers"] == {"Authorization": "***", "X-Plain": "ok"}
     assert cfg.middlewares["jwt"]["value"] == JWT  # the config itself is untouched
 

@@ -1,0 +1,37 @@
+"""``body-limit``: refuse request bodies larger than ``max_body_bytes`` with 413 JSON.
+
+A ``Content-Length`` over the limit is refused before any backend is contacted (the body is read and
+dropped, so the connection stays usable). A chunked body is counted as
+it streams (``ex.req_limit``, enforced by the HTTP/1.1 protocol): once past the limit the upstream request is
+aborted and the client gets 413 (``Connection: close``) if no response has started, else its connection is
+reset. Nothing is added to the forwarded request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..chain import Middleware, Reply, error_reply
+
+if TYPE_CHECKING:
+    from ..http1 import Exchange
+    from ..process import Worker
+
+TOO_LARGE = "Request body too large"
+
+
+class BodyLimit(Middleware):
+    def __init__(self, name: str, params: dict[str, Any], worker: Worker | None) -> None:
+        super().__init__(name, params, worker)
+        self.limit = params["max_body_bytes"]
+
+    def on_request(self, ex: Exchange) -> Reply | None:
+        if ex.req_chunked:
+            ex.req_limit = min(ex.req_limit or self.limit, self.limit)
+            return None
+        for name, value in ex.headers:
+            if name.lower() == b"content-length":
+                if int(value) > self.limit:   # httptools rejected malformed lengths already
+                    return error_reply(413, TOO_LARGE, max_bytes=self.limit)
+                break
+        return None

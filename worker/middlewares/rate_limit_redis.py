@@ -1,0 +1,113 @@
+"""``rate-limit-redis``: one token bucket shared by every gateway node, kept in Redis.
+
+A Lua script (run with EVALSHA, reloaded by redis-py on NOSCRIPT) refills and takes a token atomically, using
+Redis ``TIME`` so the nodes' clocks do not matter. Buckets are hashes ``a3s:ratelimit:<router>`` (``key =
+"router"``, the default and the original's key: a per-router kind), ``a3s:ratelimit:<middleware>`` (``global``)
+or ``a3s:ratelimit:<middleware>:<client ip | header value>``, expiring once they would be full again.
+
+Fail-open: when Redis is unreachable, errors, or does not answer within ``timeout_ms``, the request is allowed,
+``fail_open_total`` counts it, and a warning is logged at most once per ``WARN_EVERY`` seconds. For
+``RETRY_AFTER_FAILURE`` seconds after a failure requests skip Redis (no pile-up of doomed connects), then the
+next request tries again: limiting resumes by itself when Redis is back.
+
+The client (a connection pool) is created once per worker on first use and reused by every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ...shared import log as gwlog
+from ..chain import Middleware, Reply, close_soon, error_reply
+from .limit_key import key_func
+
+if TYPE_CHECKING:
+    from ..http1 import Exchange
+    from ..process import Worker
+
+WARN_EVERY = 10.0
+RETRY_AFTER_FAILURE = 1.0
+POOL_SIZE = 64
+REJECTED = "Rate limit exceeded (distributed)"
+
+# KEYS[1]: bucket; ARGV: refill rate (tokens/s), burst. Returns {admitted 0|1, seconds until a token (string)}.
+TOKEN_BUCKET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(b[1]), tonumber(b[2])
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local admitted, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  admitted = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return {admitted, tostring(wait)}
+"""
+
+log = gwlog.get("worker")
+
+
+class RateLimitRedis(Middleware):
+    def __init__(self, name: str, params: dict[str, Any], worker: Worker | None) -> None:
+        super().__init__(name, params, worker)
+        self.url = params["redis_url"]
+        self.rate = params["rate"] / params["period"]
+        self.burst = params["burst"]
+        self.timeout = params["timeout_ms"] / 1000
+        self.key = key_func(params["key"])
+        self.prefix = b"a3s:ratelimit:" if params["key"] == "router" else b"a3s:ratelimit:%s:" % name.encode()
+        self.client: aioredis.Redis | None = None
+        self.script: Any = None
+        self.skip_until = 0.0
+        self.warned_at = -WARN_EVERY
+        self.fail_open_total = 0
+
+    def on_request(self, ex: Exchange) -> Any:
+        if time.monotonic() < self.skip_until:
+            self.fail_open_total += 1
+            return None
+        return self.take(ex)
+
+    async def take(self, ex: Exchange) -> Reply | None:
+        if self.client is None:
+            self.client = aioredis.Redis.from_url(self.url, max_connections=POOL_SIZE,
+                                                  socket_connect_timeout=self.timeout)
+            self.script = self.client.register_script(TOKEN_BUCKET)
+        try:
+            admitted, wait = await asyncio.wait_for(
+                self.script(keys=[self.prefix + self.key(ex)], args=[repr(self.rate), repr(self.burst)]),
+                self.timeout)
+        except (TimeoutError, RedisError, OSError) as e:
+            self.failed(e)
+            return None
+        if admitted:
+            return None
+        retry_after = max(1, math.ceil(float(wait)))
+        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % retry_after)])
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        self.fail_open_total += 1
+        self.skip_until = now + RETRY_AFTER_FAILURE
+        if now - self.warned_at >= WARN_EVERY:
+            self.warned_at = now
+            log.warning("rate-limit-redis %s: Redis at %s unavailable (%s); allowing requests (fail-open, "
+                        "%d so far)", self.name, self.url, type(error).__name__, self.fail_open_total)
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            close_soon(client.aclose)
