@@ -31,7 +31,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 import h2.config
 import h2.connection
@@ -197,6 +197,7 @@ class Stream:
         self.server.flush()
 
     def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+        ClientProtocol._account(self, ex)  # type: ignore[arg-type]
         self.server.release_backend(ex)
         self.server.end_stream(self.id)
         self.server.stream_done(self)
@@ -207,6 +208,7 @@ class Stream:
         self.answer_error(status, message)
 
     def abort(self, ex: Exchange) -> None:
+        ClientProtocol._account(self, ex)  # type: ignore[arg-type]
         self.server.release_backend(ex)
         self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
         self.server.stream_done(self)
@@ -232,6 +234,7 @@ class Stream:
             self.answer_grpc(*grpc.from_http_status(int(data[9:12])))
             return
         self.write(data)
+        ClientProtocol._account(self, self.ex)  # type: ignore[arg-type]
         self.server.end_stream(self.id)
         self.server.stream_done(self)
 
@@ -244,11 +247,17 @@ class Stream:
 
     def answer_grpc(self, code: int, message: str) -> None:
         self.send_headers(grpc.trailers_only(code, message), end_stream=True)
+        ClientProtocol._account(self, self.ex)  # type: ignore[arg-type]
         self.server.stream_done(self)
 
     # -- request body
     def request_data(self, data: bytes, flow_length: int) -> None:
         ex = self.ex
+        ex.req_bytes += len(data)
+        if ex.sink is not None:        # a middleware reads the whole body first (middlewares/body_buffer.py)
+            ex.sink.feed(data)
+            self.ack(flow_length)
+            return
         if self.h2up is not None:
             self.h2up.send_body(data)
             self.ack(flow_length)
@@ -270,6 +279,8 @@ class Stream:
     def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         ex = self.ex
         ex.req_done = True
+        if ex.sink is not None:
+            return ex.sink.complete()
         if self.h2up is not None:
             self.h2up.end_body(trailers)
         elif ex.req_chunked and ex.local is None:
@@ -494,9 +505,32 @@ class H2Server(H2Endpoint):
         if route.chain:
             reply = route.chain.on_request(ex)
             if reply is not None:
-                ex.local = reply
-                return stream.answer_local(reply)
-        service = route.service
+                if reply.__class__ is bytes:
+                    ex.local = reply  # type: ignore[assignment]
+                    return stream.answer_local(reply)  # type: ignore[arg-type]
+                self.worker.loop.create_task(self._resume_chain(stream, reply))  # type: ignore[arg-type]
+                return
+        self._dispatch(stream)
+
+    async def _resume_chain(self, stream: Stream, pending: Awaitable[bytes | None]) -> None:
+        """The end of an asynchronous request phase (forward-auth...): answer with its reply, or proxy."""
+        try:
+            reply = await pending
+        except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
+            log.exception("middleware failed on %r", stream.ex.target)
+            reply = responses.error(500)
+        if self.streams.get(stream.id) is not stream:
+            return                             # the client reset the stream meanwhile
+        if reply is not None:
+            stream.ex.local = reply
+            stream.answer_local(reply)
+        else:
+            self._dispatch(stream)
+        self.flush()
+
+    def _dispatch(self, stream: Stream) -> None:
+        ex = stream.ex
+        service = ex.service
         if service.internal is not None:
             ex.local = ClientProtocol._whoami(stream, ex)  # type: ignore[arg-type]
             return stream.answer_local(ex.local)
@@ -505,7 +539,7 @@ class H2Server(H2Endpoint):
             ex.local = responses.error(503, head=ex.is_head)
             return stream.answer_local(ex.local)
         ex.backend = backend
-        backend.active += 1
+        backend.acquire()
         self.connect_upstream(stream)
 
     def connect_upstream(self, stream: Stream) -> None:
@@ -550,7 +584,7 @@ class H2Server(H2Endpoint):
         backend = ex.backend
         if backend is not None:
             ex.backend = None
-            backend.active -= 1
+            backend.release()
 
     def stream_done(self, stream: Stream) -> None:
         if self.streams.get(stream.id) is stream:

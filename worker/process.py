@@ -31,6 +31,7 @@ from . import middlewares, runtime
 from . import tls
 from .http1 import ClientProtocol
 from .http2 import Handover
+from .proxy import tcp, udp
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol
@@ -85,6 +86,8 @@ class Worker:
     async def _serve(self, ep: dict[str, Any]) -> asyncio.AbstractServer:
         sock = self.listen_socks[ep["lid"]].dup()
         sock.setblocking(False)
+        if ep.get("protocol") in ("tcp", "udp"):
+            return await self._serve_proxy(ep, sock)  # type: ignore[return-value]
         store = None
         if ep.get("tls"):
             store = tls.CertStore(ep["name"], ep["tls"], tls.HTTP_ALPN)
@@ -98,6 +101,15 @@ class Worker:
         if store is not None:
             self.cert_stores[ep["name"]] = store
         return server
+
+    async def _serve_proxy(self, ep: dict[str, Any], sock: socket.socket) -> tcp.TcpEntrypoint | udp.UdpEntrypoint:
+        """TCP and UDP entrypoints (``proxy/tcp.py``, ``proxy/udp.py``); both stop accepting on ``close()``."""
+        if ep["protocol"] == "udp":
+            return await udp.UdpEntrypoint.start(self, ep, sock)
+        entry = tcp.TcpEntrypoint(self, ep, sock)
+        if entry.store is not None:
+            self.cert_stores[ep["name"]] = entry.store
+        return entry
 
     async def apply_listeners(self, specs: list[dict[str, Any]]) -> None:
         """Serve exactly the entrypoints in ``specs``: start servers for new or changed ones first (all or

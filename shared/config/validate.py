@@ -1,7 +1,8 @@
 """Checks a raw config: schema normalization (``gateway_schema.CONFIG``) followed by cross-reference checks.
 
 Cross-references: a router's service, entrypoints and middlewares must exist (closest name suggested), its rule
-must parse (as a TCP rule when every entrypoint it names is tcp), and no two listeners may claim the same port.
+must parse (as a TCP rule when every entrypoint it names is tcp or udp), and no two listeners may claim the same
+port.
 
 Invariant: ``check`` reports every problem to the Reporter and never raises on bad input; its result is only
 meaningful when no problem was reported.
@@ -68,7 +69,7 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
             protocols = [
                 entrypoints[e].get("protocol") for e in router.get("entrypoints", []) if e in entrypoints
             ]
-            kind = "tcp" if protocols and all(p == "tcp" for p in protocols) else "http"
+            kind = "tcp" if protocols and all(p in ("tcp", "udp") for p in protocols) else "http"
             message = check_rule(router["rule"], kind)
             if message:
                 rep.add(join(path, "rule"), message)

@@ -792,6 +792,7 @@ def test_with_listen_overrides_or_creates_web() -> None:
         "tls": None,
         "max_connections": None,
         "tcp_allowed_ips": [],
+        "udp": {"idle_timeout": 30.0, "max_sessions": 10000},
         "host": "0.0.0.0",
         "port": 8080,
     }
@@ -812,6 +813,7 @@ def test_default_config() -> None:
             "entrypoints": [],
             "middlewares": [],
             "priority": 15,
+            "tls": None,
         }
     }
     assert cfg.services == {} and cfg.middlewares == {}

@@ -1,0 +1,166 @@
+"""Protocol backends for end-to-end tests, each on its own event loop in a background thread of the test
+process (the gateway is a separate process, so the traffic is real): a ``websockets`` echo server, an SSE /
+NDJSON server, TLS echo servers that name themselves, and a UDP echo server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+from typing import Any, Coroutine
+
+from aiohttp import web
+from harness import free_port
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``start(coro_factory)`` runs a server setup on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.state: dict[str, Any] = {}
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class WebSocketEcho(LoopThread):
+    """``websockets`` server: echoes every message; ``/close/<code>`` closes with that code; ``/reject`` answers
+    403; ``/headers`` sends the request headers as JSON first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import websockets
+        from websockets.http11 import Response
+        from websockets.datastructures import Headers
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.open = 0
+
+        def process_request(conn: Any, request: Any) -> Any:
+            if request.path == "/reject":
+                return Response(403, "Forbidden", Headers([("Content-Length", "6")]), b"denied")
+            return None
+
+        async def handler(ws: Any) -> None:
+            self.open += 1
+            try:
+                path = ws.request.path
+                if path.startswith("/close/"):
+                    await ws.close(int(path.rsplit("/", 1)[1]), "bye")
+                    return
+                if path == "/headers":
+                    await ws.send(json.dumps({k.lower(): v for k, v in ws.request.headers.raw_items()}))
+                async for message in ws:
+                    await ws.send(message)
+            finally:
+                self.open -= 1
+
+        async def start() -> None:
+            self.server = await websockets.serve(handler, "127.0.0.1", self.port, max_size=None,
+                                                 process_request=process_request)
+
+        self.run(start())
+
+
+class StreamServer(LoopThread):
+    """aiohttp server: ``/sse/<n>/<interval>`` sends n events ``interval`` s apart, each stamped with the
+    server's clock; ``/ndjson/<n>/<interval>`` the same as NDJSON; ``/forever`` streams until the client goes
+    (``state["cancelled"]`` counts requests whose client went away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state["cancelled"] = 0
+        self.state["active"] = 0
+
+        async def events(request: web.Request) -> web.StreamResponse:
+            kind = request.match_info["kind"]
+            n, interval = int(request.match_info["n"]), float(request.match_info["interval"])
+            ctype = "text/event-stream" if kind == "sse" else "application/x-ndjson"
+            resp = web.StreamResponse(headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            for i in range(n):
+                stamp = json.dumps({"i": i, "t": time.time()})
+                await resp.write((f"data: {stamp}\n\n" if kind == "sse" else stamp + "\n").encode())
+                await asyncio.sleep(interval)
+            await resp.write_eof()
+            return resp
+
+        async def forever(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            self.state["active"] += 1
+            try:
+                while True:
+                    await resp.write(b"data: tick\n\n")
+                    await asyncio.sleep(0.05)
+            except (asyncio.CancelledError, ConnectionResetError):
+                self.state["cancelled"] += 1
+                raise
+            finally:
+                self.state["active"] -= 1
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_get("/{kind:sse|ndjson}/{n}/{interval}", events)
+            app.router.add_get("/forever", forever)
+            self.runner = web.AppRunner(app, handler_cancellation=True)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+        self.run(start())
+
+
+class TLSEcho(LoopThread):
+    """A TLS server that answers every line with ``<name>:<line>`` (for SNI passthrough tests)."""
+
+    def __init__(self, name: str, cert: str, key: str) -> None:
+        super().__init__()
+        self.port = free_port()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                writer.write(f"{name}:".encode() + line)
+                await writer.drain()
+            writer.close()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(handle, "127.0.0.1", self.port, ssl=ctx)
+
+        self.run(start())
+
+
+class UDPEcho(LoopThread):
+    """Answers each datagram with ``<name>:<datagram>``; ``state["peers"]`` records the source addresses."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.state["peers"] = set()
+        owner = self
+
+        class Proto(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                owner.state["peers"].add(addr)
+                self.transport.sendto(name.encode() + b":" + data, addr)
+
+        async def start() -> None:
+            self.transport, _ = await self.loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", self.port))
+
+        self.run(start())
