@@ -72,9 +72,17 @@ async def _route(request: web.Request) -> web.StreamResponse:
         digest.update(chunk)
         size += len(chunk)
     return web.json_response(
-        {"name": name, "method": request.method, "path": request.path, "query": request.query_string,
-         "raw_path": request.raw_path, "headers": _headers(request), "body_len": size,
-         "body_sha256": digest.hexdigest(), "version": f"{request.version.major}.{request.version.minor}"},
+        {
+            "name": name,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string,
+            "raw_path": request.raw_path,
+            "headers": _headers(request),
+            "body_len": size,
+            "body_sha256": digest.hexdigest(),
+            "version": f"{request.version.major}.{request.version.minor}",
+        },
         headers={"X-Backend": name},
     )
 

@@ -22,13 +22,37 @@ HERE = Path(__file__).parent
 BINARY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise SystemExit(main())"]
 
 
+def one_service(
+    *urls: str, strategy: str = "round-robin", weights: list[int] | None = None, extra: str = ""
+) -> str:
+    """A config (harness placeholders for the ports) with one catch-all router to one service ``svc``."""
+    servers = ", ".join(
+        f'{{url = "{u}"' + (f", weight = {weights[i]}" if weights else "") + "}" for i, u in enumerate(urls)
+    )
+    return f"""
+[entrypoints.web]
+address = "127.0.0.1:{{web}}"
+[admin]
+address = "127.0.0.1:{{admin}}"
+[routers.all]
+rule = "PathPrefix(`/`)"
+service = "svc"
+[services.svc.load_balancer]
+strategy = "{strategy}"
+servers = [{servers}]
+{extra}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_until(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+def wait_until(
+    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -55,8 +79,9 @@ class Backend:
         self.name = name
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "backend.py"), "--port", str(self.port),
-                                      "--name", name])
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "backend.py"), "--port", str(self.port), "--name", name]
+        )
         wait_until(lambda: port_open(self.port), what=f"backend {name} on {self.port}")
 
     def stop(self) -> None:
@@ -72,9 +97,17 @@ class Backend:
 class Gateway:
     """The real binary with a config written from text; ``{web}`` and ``{admin}`` in the text become ports."""
 
-    def __init__(self, config: str, tmp: Path, workers: int = 2, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, suffix: str = ".toml", wait: bool = True,
-                 **ports: int) -> None:
+    def __init__(
+        self,
+        config: str,
+        tmp: Path,
+        workers: int = 2,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        suffix: str = ".toml",
+        wait: bool = True,
+        **ports: int,
+    ) -> None:
         self.port = ports.pop("web", None) or free_port()
         self.admin_port = ports.pop("admin", None) or free_port()
         self.ports = ports
@@ -87,7 +120,11 @@ class Gateway:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [*BINARY, "--config", str(self.config_path), "--workers", str(workers), *(extra_args or [])],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp)
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=tmp,
+        )
         if wait:
             self.wait_running()
 
@@ -114,6 +151,7 @@ class Gateway:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
             return self.health()["state"] == "running"
+
         wait_until(running, timeout, what="gateway running")
 
     def worker_pids(self) -> list[int]:

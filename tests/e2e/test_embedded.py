@@ -24,15 +24,22 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_program(code: str, tmp_path: Path, **env: str) -> dict:
     script = tmp_path / "host.py"
     script.write_text(textwrap.dedent(code))
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**os.environ, **env})
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, **env},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_embedded_lifecycle_reload_health_metrics_and_cleanup(tmp_path, backends):
     b = backends("embedded")
-    out = run_program('''
+    out = run_program(
+        '''
         import asyncio, json, os, httpx
         from a3s_gateway import Gateway, GatewayConfig, ConfigError, StateError
 
@@ -109,7 +116,11 @@ def test_embedded_lifecycle_reload_health_metrics_and_cleanup(tmp_path, backends
             print(json.dumps(res))
 
         asyncio.run(main())
-    ''', tmp_path, WEB_PORT=str(free_port()), BACKEND=b.url)
+    ''',
+        tmp_path,
+        WEB_PORT=str(free_port()),
+        BACKEND=b.url,
+    )
     assert out["created"] == "created"
     assert out["reload_before_start"] == "StateError"
     assert out["running"] == "running" and out["is_running"] is True
@@ -125,7 +136,8 @@ def test_embedded_lifecycle_reload_health_metrics_and_cleanup(tmp_path, backends
 
 
 def test_start_refuses_outside_the_main_thread(tmp_path):
-    out = run_program('''
+    out = run_program(
+        """
         import asyncio, json, threading
         from a3s_gateway import Gateway, GatewayConfig, StateError
         res = {}
@@ -139,7 +151,9 @@ def test_start_refuses_outside_the_main_thread(tmp_path):
             asyncio.run(go())
         t = threading.Thread(target=in_thread); t.start(); t.join()
         print(json.dumps(res))
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     assert "main thread" in out["error"]
 
 
@@ -162,13 +176,21 @@ servers = [{{url = "{b.url}"}}]
 """)
     script = tmp_path / "example.py"
     script.write_text(match.group(1))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     import httpx
 
     from harness import wait_until
+
     try:
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/x").status_code == 200, 30, what="example serving")
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/x").status_code == 200, 30, what="example serving"
+        )
     finally:
         proc.send_signal(2)  # Ctrl+C, as the example says
         out, _ = proc.communicate(timeout=30)

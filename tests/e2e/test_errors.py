@@ -6,26 +6,11 @@ import socket
 
 import httpx
 
-from harness import free_port
-
-
-def config(url: str, timeouts: str = "") -> str:
-    return f"""
-[entrypoints.web]
-address = "127.0.0.1:{{web}}"
-[admin]
-address = "127.0.0.1:{{admin}}"
-[routers.all]
-rule = "PathPrefix(`/`)"
-service = "svc"
-[services.svc.load_balancer]
-servers = [{{url = "{url}"}}]
-{timeouts}
-"""
+from harness import free_port, one_service
 
 
 def test_connection_refused_is_502_json(gateway):
-    g = gateway(config(f"http://127.0.0.1:{free_port()}"))
+    g = gateway(one_service(f"http://127.0.0.1:{free_port()}"))
     r = httpx.get(g.url + "/x")
     assert r.status_code == 502
     assert r.headers["content-type"] == "application/json"
@@ -34,7 +19,7 @@ def test_connection_refused_is_502_json(gateway):
 
 def test_response_header_timeout_is_504_json(gateway, backends):
     b = backends()
-    g = gateway(config(b.url, '[services.svc.load_balancer.timeouts]\nresponse_header = "300ms"'))
+    g = gateway(one_service(b.url, extra='[services.svc.load_balancer.timeouts]\nresponse_header = "300ms"'))
     r = httpx.get(g.url + "/delay/3")
     assert r.status_code == 504
     assert r.json() == {"error": "Gateway timeout: backend did not answer in time"}
@@ -60,7 +45,7 @@ def test_backend_closing_mid_request_is_502(gateway):
             c.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    g = gateway(config(f"http://127.0.0.1:{port}"))
+    g = gateway(one_service(f"http://127.0.0.1:{port}"))
     r = httpx.get(g.url + "/")
     srv.close()
     assert r.status_code == 502
@@ -81,7 +66,7 @@ def test_invalid_backend_response_is_502(gateway):
         c.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    g = gateway(config(f"http://127.0.0.1:{port}"))
+    g = gateway(one_service(f"http://127.0.0.1:{port}"))
     r = httpx.get(g.url + "/")
     srv.close()
     assert r.status_code == 502
@@ -104,21 +89,21 @@ def raw(port: int, data: bytes) -> bytes:
 
 
 def test_malformed_request_is_400_and_closed(gateway, backends):
-    g = gateway(config(backends().url))
+    g = gateway(one_service(backends().url))
     resp = raw(g.port, b"GARBAGE\x00 / HTTP/1.1\r\n\r\n")
     assert resp.startswith(b"HTTP/1.1 400 ")
     assert b"Connection: close" in resp
 
 
 def test_missing_host_on_http11_is_400(gateway, backends):
-    g = gateway(config(backends().url))
+    g = gateway(one_service(backends().url))
     resp = raw(g.port, b"GET / HTTP/1.1\r\n\r\n")
     assert resp.startswith(b"HTTP/1.1 400 ")
     assert b'{"error":"Missing Host header"}' in resp
 
 
 def test_uri_too_long_is_414_and_headers_too_large_is_431(gateway, backends):
-    g = gateway(config(backends().url))
+    g = gateway(one_service(backends().url))
     resp = raw(g.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert resp.startswith(b"HTTP/1.1 414 ")
     resp = raw(g.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 40000 + b"\r\n\r\n")
@@ -126,10 +111,14 @@ def test_uri_too_long_is_414_and_headers_too_large_is_431(gateway, backends):
 
 
 def test_workers_survive_bad_input(gateway, backends):
-    g = gateway(config(backends().url))
+    g = gateway(one_service(backends().url))
     pids = g.worker_pids()
-    for data in (b"\xff\xfe\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+    for data in (
+        b"\xff\xfe\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ):
         raw(g.port, data)
     assert g.worker_pids() == pids
     assert httpx.get(g.url + "/").status_code == 200

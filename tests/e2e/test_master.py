@@ -25,11 +25,14 @@ service = "svc"
 servers = [{url = "BACKEND"}]
 """
 
-WITH_TWO = BASE + """
+WITH_TWO = (
+    BASE
+    + """
 [routers.two]
 rule = "PathPrefix(`/two`)"
 service = "svc"
 """
+)
 
 
 def test_kill_9_worker_under_load_is_replaced_and_traffic_continues(gateway, backends):
@@ -79,7 +82,7 @@ def test_sighup_valid_change_adds_route_and_keeps_keepalive_connection(gateway, 
     conn.request("GET", "/two")
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read()
-    assert conn.sock is sock_before          # the same keep-alive connection, now on the new generation
+    assert conn.sock is sock_before  # the same keep-alive connection, now on the new generation
     conn.close()
 
 
@@ -105,7 +108,9 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(gateway, backends):
 
     t = threading.Thread(target=slow)
     t.start()
-    wait_until(lambda: httpx.get(b.url + "/stats").json()["inflight"] == 1, what="slow request at the backend")
+    wait_until(
+        lambda: httpx.get(b.url + "/stats").json()["inflight"] == 1, what="slow request at the backend"
+    )
     g.signal(signal.SIGTERM)
     t.join()
     assert result["r"].status_code == 200
@@ -131,13 +136,21 @@ type = "rate-limt"
     r = subprocess.run([*BINARY, "validate", "--config", str(bad)], capture_output=True, text=True)
     assert r.returncode == 1
     err = r.stderr
-    for needle in ("entrypoints.web.address", "routers.api.rule", "did you mean 'PathPrefix'",
-                   "routers.api.service: unknown service 'api-svc' (did you mean 'api-service'?)",
-                   "routers.api.middlewares", "services.api-service.load_balancer.strategy",
-                   "services.api-service.load_balancer.servers", "middlewares.m.type"):
+    for needle in (
+        "entrypoints.web.address",
+        "routers.api.rule",
+        "did you mean 'PathPrefix'",
+        "routers.api.service: unknown service 'api-svc' (did you mean 'api-service'?)",
+        "routers.api.middlewares",
+        "services.api-service.load_balancer.strategy",
+        "services.api-service.load_balancer.servers",
+        "middlewares.m.type",
+    ):
         assert needle in err, needle
     good = tmp_path / "good.toml"
-    good.write_text(BASE.replace("BACKEND", "http://127.0.0.1:1").replace("{web}", "1").replace("{admin}", "2"))
+    good.write_text(
+        BASE.replace("BACKEND", "http://127.0.0.1:1").replace("{web}", "1").replace("{admin}", "2")
+    )
     r = subprocess.run([*BINARY, "validate", "--config", str(good)], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout and r.stdout.count("\n") == 1
 
@@ -145,12 +158,16 @@ type = "rate-limt"
 def test_default_config_serves_whoami(tmp_path):
     if port_open(8080) or port_open(9090):
         import pytest
+
         pytest.skip("127.0.0.1:8080 or :9090 is busy on this machine")
-    proc = subprocess.Popen([*BINARY, "--workers", "2"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*BINARY, "--workers", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
-        wait_until(lambda: httpx.get("http://127.0.0.1:9090/api/gateway/health").json()["state"] == "running",
-                   what="default gateway")
+        wait_until(
+            lambda: httpx.get("http://127.0.0.1:9090/api/gateway/health").json()["state"] == "running",
+            what="default gateway",
+        )
         body = httpx.get("http://127.0.0.1:8080/anything", headers={"X-Hi": "1"}).json()
         assert body["path"] == "/anything" and body["headers"]["X-Hi"] == ["1"]
         assert body["worker"]["slot"] in (0, 1)
@@ -177,7 +194,9 @@ def test_version_flag():
 
 def test_unknown_middleware_type_in_bad_config_fails_start(tmp_path):
     cfg = tmp_path / "g.toml"
-    cfg.write_text("[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[routers.x]\nrule = \"Path(`/`)\"\nservice = \"missing\"\n")
+    cfg.write_text(
+        '[entrypoints.web]\naddress = "127.0.0.1:1"\n[routers.x]\nrule = "Path(`/`)"\nservice = "missing"\n'
+    )
     r = subprocess.run([*BINARY, "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "routers.x.service: unknown service 'missing'" in r.stderr

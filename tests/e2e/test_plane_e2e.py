@@ -10,23 +10,7 @@ from collections import Counter
 
 import httpx
 
-from harness import BINARY, Gateway, wait_until
-
-
-def config(strategy: str, servers: str, extra: str = "") -> str:
-    return f"""
-[entrypoints.web]
-address = "127.0.0.1:{{web}}"
-[admin]
-address = "127.0.0.1:{{admin}}"
-[routers.all]
-rule = "PathPrefix(`/`)"
-service = "svc"
-[services.svc.load_balancer]
-strategy = "{strategy}"
-servers = [{servers}]
-{extra}
-"""
+from harness import BINARY, Gateway, one_service, wait_until
 
 
 def fresh_get(g: Gateway, path: str, **kw) -> httpx.Response:
@@ -41,12 +25,14 @@ def segments(plane: str) -> list[str]:
 
 def test_least_connections_counts_in_flight_requests_of_every_worker(gateway, backends):
     a, b = backends("a"), backends("b")
-    g = gateway(config("least-connections", f'{{url = "{a.url}"}}, {{url = "{b.url}"}}'), workers=4)
+    g = gateway(one_service(a.url, b.url, strategy="least-connections"), workers=4)
     held = []
     t = threading.Thread(target=lambda: held.append(fresh_get(g, "/delay/4", timeout=15)))
     t.start()
-    busy = wait_until(lambda: next((x.name for x in (a, b) if httpx.get(x.url + "/stats").json()["inflight"]), None),
-                      what="the slow request at a backend")
+    busy = wait_until(
+        lambda: next((x.name for x in (a, b) if httpx.get(x.url + "/stats").json()["inflight"]), None),
+        what="the slow request at a backend",
+    )
     free = "b" if busy == "a" else "a"
     seen = Counter()
     workers = set()
@@ -61,15 +47,21 @@ def test_least_connections_counts_in_flight_requests_of_every_worker(gateway, ba
 
 def test_sticky_cookie_is_honoured_by_every_worker(gateway, backends):
     a, b, c = backends("a"), backends("b"), backends("c")
-    g = gateway(config("round-robin", f'{{url = "{a.url}"}}, {{url = "{b.url}"}}, {{url = "{c.url}"}}',
-                       '[services.svc.load_balancer.sticky]\ncookie = "gw_sticky"\nttl = "1h"'), workers=4)
+    g = gateway(
+        one_service(
+            a.url, b.url, c.url, extra='[services.svc.load_balancer.sticky]\ncookie = "gw_sticky"\nttl = "1h"'
+        ),
+        workers=4,
+    )
     first = fresh_get(g, "/")
     cookie = first.cookies.get("gw_sticky")
     assert cookie
     set_cookie = first.headers["set-cookie"]
     assert "Path=/" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
     pinned = first.headers["x-backend"]
-    got = {fresh_get(g, "/", headers={"Cookie": f"gw_sticky={cookie}"}).headers["x-backend"] for _ in range(50)}
+    got = {
+        fresh_get(g, "/", headers={"Cookie": f"gw_sticky={cookie}"}).headers["x-backend"] for _ in range(50)
+    }
     assert got == {pinned}
     # without the cookie, round-robin spreads requests again
     spread = {fresh_get(g, "/").headers["x-backend"] for _ in range(30)}
@@ -78,23 +70,34 @@ def test_sticky_cookie_is_honoured_by_every_worker(gateway, backends):
 
 def test_sticky_binding_to_a_dead_backend_is_repicked(gateway, backends):
     a, b = backends("a"), backends("b")
-    g = gateway(config("round-robin", f'{{url = "{a.url}"}}, {{url = "{b.url}"}}',
-                       '[services.svc.load_balancer.sticky]\ncookie = "s"\n'
-                       '[services.svc.load_balancer.passive_health]\nmax_failures = 1\ncooldown = "60s"'), workers=4)
+    g = gateway(
+        one_service(
+            a.url,
+            b.url,
+            extra='[services.svc.load_balancer.sticky]\ncookie = "s"\n'
+            '[services.svc.load_balancer.passive_health]\nmax_failures = 1\ncooldown = "60s"',
+        ),
+        workers=4,
+    )
     first = fresh_get(g, "/")
     cookie, pinned = first.cookies["s"], first.headers["x-backend"]
     (a if pinned == "a" else b).stop()
     other = "b" if pinned == "a" else "a"
     # the first request after the death may fail (502) and marks the backend down for every worker
-    wait_until(lambda: fresh_get(g, "/", headers={"Cookie": f"s={cookie}"}).headers.get("x-backend") == other,
-               what="the sticky client moved to the live backend")
-    assert {fresh_get(g, "/", headers={"Cookie": f"s={cookie}"}).headers["x-backend"] for _ in range(20)} == {other}
+    wait_until(
+        lambda: fresh_get(g, "/", headers={"Cookie": f"s={cookie}"}).headers.get("x-backend") == other,
+        what="the sticky client moved to the live backend",
+    )
+    assert {fresh_get(g, "/", headers={"Cookie": f"s={cookie}"}).headers["x-backend"] for _ in range(20)} == {
+        other
+    }
 
 
 def test_killed_worker_in_flight_counts_are_dropped(gateway, backends):
     from a3s_gateway.shared.plane import Plane
+
     b = backends("slow")
-    g = gateway(config("least-connections", f'{{url = "{b.url}"}}'), workers=4)
+    g = gateway(one_service(b.url, strategy="least-connections"), workers=4)
     plane = Plane.attach(g.health()["plane"])
     results: list[object] = []
 
@@ -108,11 +111,15 @@ def test_killed_worker_in_flight_counts_are_dropped(gateway, backends):
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: httpx.get(b.url + "/stats").json()["inflight"] == 8, what="8 requests at the backend")
+        wait_until(
+            lambda: httpx.get(b.url + "/stats").json()["inflight"] == 8, what="8 requests at the backend"
+        )
         assert plane.inflight(0) == 8
         victim = g.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: victim not in g.worker_pids() and len(g.worker_pids()) == 4, what="worker replaced")
+        wait_until(
+            lambda: victim not in g.worker_pids() and len(g.worker_pids()) == 4, what="worker replaced"
+        )
         for t in threads:
             t.join()
         failed = sum(1 for r in results if not isinstance(r, int))
@@ -125,7 +132,7 @@ def test_killed_worker_in_flight_counts_are_dropped(gateway, backends):
 
 
 def test_segments_are_removed_on_sigterm(gateway, backends):
-    g = gateway(config("round-robin", f'{{url = "{backends().url}"}}'), workers=2)
+    g = gateway(one_service(backends().url), workers=2)
     name = g.health()["plane"]
     assert len(segments(name)) >= 8
     assert g.stop() == 0
@@ -134,7 +141,7 @@ def test_segments_are_removed_on_sigterm(gateway, backends):
 
 def test_segments_of_a_kill9ed_master_are_cleaned_by_the_next_start(tmp_path, backends):
     b = backends()
-    g1 = Gateway(config("round-robin", f'{{url = "{b.url}"}}'), tmp_path, workers=2)
+    g1 = Gateway(one_service(b.url), tmp_path, workers=2)
     name = g1.health()["plane"]
     workers = g1.worker_pids()
     g1.proc.kill()
@@ -142,7 +149,7 @@ def test_segments_of_a_kill9ed_master_are_cleaned_by_the_next_start(tmp_path, ba
     for pid in workers:  # orphaned workers notice the master is gone and leave
         wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 35, what=f"orphan worker {pid} gone")
     assert segments(name) != []
-    g2 = Gateway(config("round-robin", f'{{url = "{b.url}"}}'), tmp_path, workers=2)
+    g2 = Gateway(one_service(b.url), tmp_path, workers=2)
     try:
         assert segments(name) == []
         assert httpx.get(g2.url + "/").status_code == 200
@@ -152,10 +159,12 @@ def test_segments_of_a_kill9ed_master_are_cleaned_by_the_next_start(tmp_path, ba
 
 def test_status_subcommand_prints_workers_and_backends(gateway, backends):
     b = backends("statusb")
-    g = gateway(config("round-robin", f'{{url = "{b.url}"}}'), workers=2)
+    g = gateway(one_service(b.url), workers=2)
     for _ in range(5):
         assert fresh_get(g, "/").status_code == 200
-    r = subprocess.run([*BINARY, "status", "--pid", str(g.proc.pid)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [*BINARY, "status", "--pid", str(g.proc.pid)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     assert f"master pid {g.proc.pid}" in r.stdout
     assert r.stdout.count("slot ") == 2

@@ -36,16 +36,24 @@ def proxied(gateway, backends):
 
 
 def test_x_forwarded_headers_are_set_and_spoofing_is_dropped(proxied):
-    r = httpx.get(proxied.url + "/p?q=1", headers={
-        "Host": "site.example:8443", "X-Forwarded-For": "203.0.113.9", "X-Real-IP": "6.6.6.6",
-        "X-Forwarded-Proto": "gopher", "X-Forwarded-Host": "evil", "X-Forwarded-Port": "1"})
+    r = httpx.get(
+        proxied.url + "/p?q=1",
+        headers={
+            "Host": "site.example:8443",
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Real-IP": "6.6.6.6",
+            "X-Forwarded-Proto": "gopher",
+            "X-Forwarded-Host": "evil",
+            "X-Forwarded-Port": "1",
+        },
+    )
     h = r.json()["headers"]
     assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
     assert h["x-real-ip"] == ["127.0.0.1"]
     assert h["x-forwarded-proto"] == ["http"]
     assert h["x-forwarded-host"] == ["site.example:8443"]
     assert h["x-forwarded-port"] == [str(proxied.port)]
-    assert h["host"] == ["site.example:8443"]          # pass_host_header defaults to true
+    assert h["host"] == ["site.example:8443"]  # pass_host_header defaults to true
     assert r.json()["path"] == "/p" and r.json()["query"] == "q=1"
 
 
@@ -55,9 +63,17 @@ def test_pass_host_header_false_sends_the_backend_host(proxied):
 
 
 def test_hop_by_hop_headers_are_stripped_both_ways(proxied):
-    r = httpx.get(proxied.url + "/", headers={"Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "1",
-                                              "Keep-Alive": "timeout=5", "TE": "trailers",
-                                              "Proxy-Authorization": "Basic x", "X-Normal": "yes"})
+    r = httpx.get(
+        proxied.url + "/",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic x",
+            "X-Normal": "yes",
+        },
+    )
     h = r.json()["headers"]
     for name in ("x-secret-hop", "keep-alive", "te", "proxy-authorization"):
         assert name not in h
@@ -69,6 +85,7 @@ def test_chunked_request_and_response(proxied):
     def gen():
         for i in range(50):
             yield bytes([65 + i % 26]) * 1000
+
     body = b"".join(gen())
     r = httpx.post(proxied.url + "/upload", content=gen())
     assert r.json()["body_len"] == len(body)
@@ -93,6 +110,7 @@ def test_50mb_each_way_streams_with_bounded_memory(proxied):
     def upload():
         for _ in range(size // len(block)):
             yield block
+
     r = httpx.post(proxied.url + "/upload", content=upload(), timeout=60)
     assert r.json()["body_len"] == size
     peak_up = _gateway_rss(proxied)
@@ -142,8 +160,12 @@ def test_head_request_gets_headers_only(proxied):
 
 
 def test_connections_spread_over_all_workers(gateway):
-    g = gateway(CONFIG.replace("BACKEND", "http://127.0.0.1:9").replace('service = "svc"', 'service = "whoami@internal"', 1),
-                workers=3)
+    g = gateway(
+        CONFIG.replace("BACKEND", "http://127.0.0.1:9").replace(
+            'service = "svc"', 'service = "whoami@internal"', 1
+        ),
+        workers=3,
+    )
     seen = set()
     for _ in range(60):
         seen.add(httpx.get(g.url + "/").json()["worker"]["slot"])

@@ -84,6 +84,7 @@ servers = [{url = "{b}"}]
 @pytest.fixture
 def routed(gateway, backends):
     from harness import free_port
+
     a, b = backends("a"), backends("b")
     other = free_port()
     g = gateway(CONFIG.replace("{a}", a.url).replace("{b}", b.url), other=other)
