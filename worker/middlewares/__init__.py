@@ -21,6 +21,7 @@ from .api_key import ApiKey
 from .basic_auth import BasicAuth
 from .body_limit import BodyLimit
 from .channel_webhook import ChannelWebhook
+from .circuit_breaker import CircuitBreaker
 from .compress import Compress
 from .cors import Cors
 from .forward_auth import ForwardAuth
@@ -29,6 +30,7 @@ from .ip_allow import IpAllow, IpBlock
 from .jwt import Jwt
 from .priority import Priority
 from .privacy_router import PrivacyRouter
+from .rate_limit import RateLimit
 from .rate_limit_redis import RateLimitRedis
 from .redirect_regex import RedirectRegex
 from .redirect_scheme import RedirectScheme
@@ -46,6 +48,7 @@ REGISTRY: dict[str, type[Middleware]] = {
     "basic-auth": BasicAuth,
     "jwt": Jwt,
     "forward-auth": ForwardAuth,
+    "rate-limit": RateLimit,
     "rate-limit-redis": RateLimitRedis,
     "cors": Cors,
     "headers": Headers,
@@ -60,6 +63,7 @@ REGISTRY: dict[str, type[Middleware]] = {
     "ip-allow": IpAllow,
     "ip-block": IpBlock,
     "compress": Compress,
+    "circuit-breaker": CircuitBreaker,
     # AI-agent extensions
     "channel-webhook": ChannelWebhook,
     "privacy-router": PrivacyRouter,

@@ -1,0 +1,40 @@
+"""``rate-limit``: a node-wide token bucket on the shared-memory plane, so N workers enforce one limit.
+
+``rate`` tokens per ``period`` refill a bucket of ``burst`` (default: ``rate``); each request takes one. The
+bucket is per ``key`` (``global``: the whole middleware, as the original; ``router``, ``client-ip`` or
+``header:<Name>``). The take is lock-free on the hot path (``Plane.ratelimit_take``). Rejections are 429 JSON
+with ``Retry-After`` (whole seconds until a token is back, at least 1).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..chain import Middleware, Reply, error_reply
+from .limit_key import key_func
+from .plane_slot import slot_index
+
+if TYPE_CHECKING:
+    from ..http1 import Exchange
+    from ..process import Worker
+
+REJECTED = "Rate limit exceeded"
+
+
+class RateLimit(Middleware):
+    def __init__(self, name: str, params: dict[str, Any], worker: Worker | None) -> None:
+        super().__init__(name, params, worker)
+        assert worker is not None, "rate-limit lives on the worker's shared-memory plane"
+        self.take = worker.plane.ratelimit_take
+        self.idx = slot_index(worker, "limiters", name)
+        self.rate = params["rate"] / params["period"]
+        self.burst = params["burst"]
+        self.key = key_func(params["key"])
+
+    def on_request(self, ex: Exchange) -> Reply | None:
+        admitted, _, retry_after = self.take(self.idx, self.key(ex), self.rate, self.burst, time.monotonic())
+        if admitted:
+            return None
+        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % max(1, math.ceil(retry_after)))])
