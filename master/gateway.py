@@ -37,7 +37,7 @@ from . import admin, sd_notify
 from .arbiter import Arbiter
 from .control import ControlPlane
 from .generations import Generations
-from .sockets import Listeners, drop_privileges
+from .sockets import Listeners, drop_privileges, target_ids
 
 log = gwlog.get("master")
 
@@ -95,6 +95,7 @@ class Gateway:
             "generation": self._generation,
             "config_source": self._config.source,
             "pid": os.getpid(),
+            "plane": self._plane.name if self._plane is not None else None,
             "workers": self._arbiter.snapshot() if self._arbiter else [],
             "last_reload": dict(self._last_reload),
             "control": self._control.snapshot(),    # health checks, providers' last sync, ACME status
@@ -139,6 +140,9 @@ class Gateway:
             if admin_cfg.get("enabled", True):
                 self._admin = admin.AdminServer(self, admin_cfg["host"], admin_cfg["port"])
                 await self._admin.start()
+            ids = target_ids(self.user, self.group)
+            if ids is not None:
+                self._plane.chown(*ids)      # workers run as that user and must attach to the plane
             drop_privileges(self.user, self.group)
             self._arbiter = Arbiter(self._listeners, self._plane, self.workers, self.log_level, self.log_format,
                                     self.graceful_timeout, lambda: self._compiled)

@@ -132,13 +132,25 @@ class Listeners:
         self.specs = {}
 
 
+def target_ids(user: str | None, group: str | None) -> tuple[int, int] | None:
+    """(uid, gid) that ``--user``/``--group`` ask for, or None when neither is given. Unknown names are errors."""
+    if not user and not group:
+        return None
+    try:
+        pw = pwd.getpwnam(user) if user else None
+        gid = grp.getgrnam(group).gr_gid if group else (pw.pw_gid if pw else os.getgid())
+    except KeyError as e:
+        raise GatewayError(f"unknown user or group: {e.args[0]}") from None
+    return (pw.pw_uid if pw else os.getuid()), gid
+
+
 def drop_privileges(user: str | None, group: str | None) -> None:
     """Switch to ``user``/``group`` after binding (no-op when neither is given)."""
-    if group:
-        os.setgid(grp.getgrnam(group).gr_gid)
+    ids = target_ids(user, group)
+    if ids is None:
+        return
+    uid, gid = ids
+    os.setgid(gid)
     if user:
-        pw = pwd.getpwnam(user)
-        if not group:
-            os.setgid(pw.pw_gid)
-        os.initgroups(user, os.getgid())
-        os.setuid(pw.pw_uid)
+        os.initgroups(user, gid)
+        os.setuid(uid)

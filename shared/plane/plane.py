@@ -241,6 +241,11 @@ class Plane:
         """
         groups: dict[str, list[str]] = {}
         for fname in list_ours():
+    def chown(self, uid: int, gid: int) -> None:
+        """Give the segments to the user the gateway drops privileges to (its workers attach as that user)."""
+        for seg in self._segs.values():
+            os.chown(f"{SHM_DIR}/{seg.name.lstrip('/')}", uid, gid)
+
             prefix, _, _seg = fname.rpartition(".")
             groups.setdefault(prefix, []).append(fname)
         removed = []

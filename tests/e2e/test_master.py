@@ -201,3 +201,27 @@ def test_unknown_middleware_type_in_bad_config_fails_start(tmp_path):
     assert r.returncode == 1
     assert "routers.x.service: unknown service 'missing'" in r.stderr
     assert sys.executable
+
+
+def test_user_flag_drops_privileges_of_master_and_workers(gateway, backends):
+    import pwd
+
+    import pytest
+
+    if os.getuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    nobody = pwd.getpwnam("nobody")
+    try:
+        subprocess.run([sys.executable, "-c", "import a3s_gateway.worker"], user="nobody", check=True,
+                       capture_output=True, timeout=30)
+    except (subprocess.CalledProcessError, PermissionError) as e:
+        pytest.skip(f"user 'nobody' cannot run this Python (installed under a private home?): {e}")
+    g = gateway(BASE.replace("BACKEND", backends().url), workers=2, extra_args=["--user", "nobody"])
+    assert httpx.get(g.url + "/one").status_code == 200
+
+    def uid(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line for line in f if line.startswith("Uid:")).split()[1])
+
+    assert uid(g.proc.pid) == nobody.pw_uid
+    assert all(uid(p) == nobody.pw_uid for p in g.worker_pids())
