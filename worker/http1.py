@@ -518,6 +518,8 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.closed = True
         if not (self.queue and self.queue[0].resp_started):
+        self._account(ex)              # before the client sees it (see UpstreamProtocol.on_message_complete)
+        self._release_backend(ex)
             self.transport.write(responses.error(status, close=True))
         self.transport.close()
 

@@ -296,3 +296,7 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self.close()
         client.response_finished(ex, chunked_end=False)
+        # Count the exchange and free its backend before the client can see the end of the response, so the
+        # client's next request already sees its effects (breaker and passive-health state, in-flight sums).
+        client._account(ex)
+        client._release_backend(ex)

@@ -214,7 +214,8 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
             "rate": Field(_POSITIVE_RATE, required=True),
             "burst": _OPTIONAL_BURST,
             "period": _PERIOD,
-            "key": Field(Str(check=_rate_limit_key_error), "global"),
+            # per client by default (as nginx's limit_req by $binary_remote_addr); "global" is the original's
+            "key": Field(Str(check=_rate_limit_key_error), "client-ip"),
         },
         post=_burst_defaults_to_rate,
     ),

@@ -189,7 +189,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
     jwt = cfg.middlewares["auth-jwt"]
     assert (jwt["value"], jwt["alg"], jwt["header"]) == (JWT, "HS256", "Authorization")
     assert cfg.middlewares["rate-limit"] == {"type": "rate-limit", "rate": 100.0, "burst": 50.0, "period": 1.0,
-                                             "key": "global"}
+                                             "key": "client-ip"}
     assert cfg.middlewares["rate-limit-redis"]["redis_url"] == "redis://127.0.0.1:6379"
     assert cfg.data["providers"] == {
         "file": {"watch": True, "directory": "/etc/gateway/conf.d/"},
@@ -630,7 +630,7 @@ def test_middleware_defaults_and_addresses() -> None:
     assert (cfg.entrypoints["v6"]["host"], cfg.entrypoints["v6"]["port"]) == ("::1", 8443)
     assert (cfg.entrypoints["lo"]["host"], cfg.entrypoints["lo"]["port"]) == ("localhost", 8080)
     assert cfg.middlewares == {
-        "rl": {"type": "rate-limit", "rate": 7.0, "burst": 7.0, "period": 1.0, "key": "global"},
+        "rl": {"type": "rate-limit", "rate": 7.0, "burst": 7.0, "period": 1.0, "key": "client-ip"},
         "cors": {
             "type": "cors",
             "allowed_origins": ["*"],

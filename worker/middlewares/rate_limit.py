@@ -2,8 +2,9 @@
 
 ``rate`` tokens per ``period`` refill a bucket of ``burst`` (default: ``rate``); each request takes one. The
 bucket is per ``key`` (``global``: the whole middleware, as the original; ``router``, ``client-ip`` or
-``header:<Name>``). The take is lock-free on the hot path (``Plane.ratelimit_take``). Rejections are 429 JSON
-with ``Retry-After`` (whole seconds until a token is back, at least 1).
+``header:<Name>``; default ``client-ip``). The take is lock-free on the hot path (``Plane.ratelimit_take``).
+Rejections are 429 JSON with ``Retry-After`` (whole seconds until a token is back, at least 1),
+``X-RateLimit-Limit`` (the burst) and ``X-RateLimit-Remaining`` (0).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ class RateLimit(Middleware):
         self.rate = params["rate"] / params["period"]
         self.burst = params["burst"]
         self.key = key_func(params["key"])
+        self.limit_header = (b"X-RateLimit-Limit", b"%d" % self.burst)
 
     def on_request(self, ex: Exchange) -> Reply | None:
-        admitted, _, retry_after = self.take(self.idx, self.key(ex), self.rate, self.burst, time.monotonic())
+        admitted, remaining, retry_after = self.take(self.idx, self.key(ex), self.rate, self.burst, time.monotonic())
         if admitted:
             return None
-        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % max(1, math.ceil(retry_after)))])
+        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % max(1, math.ceil(retry_after))),
+                                           self.limit_header, (b"X-RateLimit-Remaining", b"%d" % max(0, remaining))])
