@@ -223,6 +223,11 @@ class Plane:
         """Remove the plane's segments from /dev/shm (mapped processes keep working until they close)."""
         return _unlink_prefix(self.name)
 
+    def chown(self, uid: int, gid: int) -> None:
+        """Give the segments to the user the gateway drops privileges to (its workers attach as that user)."""
+        for seg in self._segs.values():
+            os.chown(f"{SHM_DIR}/{seg.name.lstrip('/')}", uid, gid)
+
     def __enter__(self) -> Plane:  # noqa: PYI034
         return self
 
@@ -241,11 +246,6 @@ class Plane:
         """
         groups: dict[str, list[str]] = {}
         for fname in list_ours():
-    def chown(self, uid: int, gid: int) -> None:
-        """Give the segments to the user the gateway drops privileges to (its workers attach as that user)."""
-        for seg in self._segs.values():
-            os.chown(f"{SHM_DIR}/{seg.name.lstrip('/')}", uid, gid)
-
             prefix, _, _seg = fname.rpartition(".")
             groups.setdefault(prefix, []).append(fname)
         removed = []
