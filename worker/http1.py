@@ -412,6 +412,8 @@ class ClientProtocol(asyncio.Protocol):
         ex.resp_started = True
         ex.status = int(data[9:12])
         ex.local = data
+        self._account(ex)              # before the client sees it (see UpstreamProtocol.on_message_complete)
+        self._release_backend(ex)
         self.transport.write(data)
         self.response_finished(ex, chunked_end=False)
 
@@ -518,8 +520,6 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.closed = True
         if not (self.queue and self.queue[0].resp_started):
-        self._account(ex)              # before the client sees it (see UpstreamProtocol.on_message_complete)
-        self._release_backend(ex)
             self.transport.write(responses.error(status, close=True))
         self.transport.close()
 

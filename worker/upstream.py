@@ -283,6 +283,10 @@ class UpstreamProtocol(asyncio.Protocol):
             self._filter_tail(ex)
         if self.client_chunked:
             self.out.append(b"0\r\n\r\n")
+        # Count the exchange and free its backend before the client can see the end of the response, so the
+        # client's next request already sees its effects (breaker and passive-health state, in-flight sums).
+        client._account(ex)
+        client._release_backend(ex)
         self._flush(client)
         self.client = self.ex = None
         if self.client_paused:
@@ -296,7 +300,3 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self.close()
         client.response_finished(ex, chunked_end=False)
-        # Count the exchange and free its backend before the client can see the end of the response, so the
-        # client's next request already sees its effects (breaker and passive-health state, in-flight sums).
-        client._account(ex)
-        client._release_backend(ex)
