@@ -31,7 +31,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Awaitable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 import h2.config
 import h2.connection
@@ -42,7 +43,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..shared import log as gwlog
-from . import responses
+from . import responses, upstream_h2
 from .h2base import H2Endpoint
 from .headers import GATEWAY_SET
 from .http1 import ClientProtocol, Exchange
@@ -127,7 +128,7 @@ class Stream:
     """One request on an HTTP/2 connection; towards an HTTP/1.1 upstream it plays the client connection."""
 
     __slots__ = ("server", "id", "ex", "grpc", "raw_headers", "head_sent", "hold", "held", "unacked",
-                 "h2up", "fwd_const")
+                 "h2up", "fwd_const", "request_trailers")
 
     def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool,
                  raw_headers: list[tuple[bytes, bytes]]) -> None:
@@ -142,6 +143,7 @@ class Stream:
         self.unacked = 0                       # request bytes buffered before an upstream was bound
         self.h2up: UpstreamStream | None = None
         self.fwd_const = server.fwd_const
+        self.request_trailers: list[tuple[bytes, bytes]] | None = None
 
     # -- what UpstreamProtocol and ClientProtocol._head/_whoami read from a client connection
     @property
@@ -155,6 +157,14 @@ class Stream:
     @property
     def entrypoint(self) -> str:
         return self.server.entrypoint
+
+    @property
+    def client_ip(self) -> str:
+        return self.server.client_ip
+
+    @property
+    def scheme(self) -> bytes:
+        return self.server.scheme
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -196,9 +206,15 @@ class Stream:
         self.server.ack(self.id, held)
         self.server.flush()
 
-    def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+    def _account(self, ex: Exchange) -> None:
         ClientProtocol._account(self, ex)  # type: ignore[arg-type]
+
+    def _release_backend(self, ex: Exchange) -> None:
         self.server.release_backend(ex)
+
+    def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
+        self._account(ex)
+        self._release_backend(ex)
         self.server.end_stream(self.id)
         self.server.stream_done(self)
 
@@ -208,8 +224,8 @@ class Stream:
         self.answer_error(status, message)
 
     def abort(self, ex: Exchange) -> None:
-        ClientProtocol._account(self, ex)  # type: ignore[arg-type]
-        self.server.release_backend(ex)
+        self._account(ex)
+        self._release_backend(ex)
         self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
         self.server.stream_done(self)
 
@@ -234,7 +250,7 @@ class Stream:
             self.answer_grpc(*grpc.from_http_status(int(data[9:12])))
             return
         self.write(data)
-        ClientProtocol._account(self, self.ex)  # type: ignore[arg-type]
+        self._account(self.ex)
         self.server.end_stream(self.id)
         self.server.stream_done(self)
 
@@ -247,7 +263,7 @@ class Stream:
 
     def answer_grpc(self, code: int, message: str) -> None:
         self.send_headers(grpc.trailers_only(code, message), end_stream=True)
-        ClientProtocol._account(self, self.ex)  # type: ignore[arg-type]
+        self._account(self.ex)
         self.server.stream_done(self)
 
     # -- request body
@@ -262,14 +278,13 @@ class Stream:
             self.h2up.send_body(data)
             self.ack(flow_length)
             return
-        if ex.req_chunked:
-            data = b"%x\r\n%s\r\n" % (len(data), data)
         up = ex.upstream
         if up is not None:
             if up.ex is ex:
-                up.transport.write(data)
+                up.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if ex.req_chunked else data)
             self.ack(flow_length)
             return
+        # held raw until an upstream is bound: HTTP/1.1 upstreams get it chunk-framed, HTTP/2 ones as DATA
         if ex.pending is None:
             ex.pending = [data]
         else:
@@ -281,17 +296,21 @@ class Stream:
         ex.req_done = True
         if ex.sink is not None:
             return ex.sink.complete()
+        self.request_trailers = trailers
         if self.h2up is not None:
             self.h2up.end_body(trailers)
         elif ex.req_chunked and ex.local is None:
             up = ex.upstream
-            if up is not None:
-                if up.ex is ex:
-                    up.transport.write(b"0\r\n\r\n")
-            elif ex.pending is None:
-                ex.pending = [b"0\r\n\r\n"]
-            else:
-                ex.pending.append(b"0\r\n\r\n")
+            if up is not None and up.ex is ex:
+                up.transport.write(b"0\r\n\r\n")
+
+    def response_trailers(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        """An HTTP/2 upstream finished the response (with its trailers, if any)."""
+        ex = self.ex
+        self._account(ex)
+        self._release_backend(ex)
+        self.server.end_stream(self.id, trailers)
+        self.server.stream_done(self)
 
     def ack(self, size: int) -> None:
         if self.hold:
@@ -443,7 +462,6 @@ class H2Server(H2Endpoint):
         kept: list[tuple[bytes, bytes]] = []
         xff = None
         cookies: list[bytes] = []
-        content_length = None
         is_grpc = False
         raw = list(event.headers)
         for name, value in raw:
@@ -466,9 +484,7 @@ class H2Server(H2Endpoint):
             if name == b"cookie":              # HTTP/2 may split cookies; HTTP/1.1 needs one field
                 cookies.append(value)
                 continue
-            if name == b"content-length":
-                content_length = value
-            elif name == b"content-type" and value[:16] == b"application/grpc":
+            if name == b"content-type" and value[:16] == b"application/grpc":
                 is_grpc = True
             kept.append((name, value))
         if cookies:
@@ -483,10 +499,11 @@ class H2Server(H2Endpoint):
         ex.headers = kept
         ex.xff = self.peer if xff is None else xff + b", " + self.peer
         ex.req_has_body = event.stream_ended is None
-        ex.req_chunked = ex.req_has_body and content_length is None
+        ex.req_chunked = False                 # the body is held raw; chunked only towards HTTP/1.1 (``_bind``)
         runtime = self.worker.runtime
         ex.runtime = runtime
         stream = self.streams[stream_id] = Stream(self, stream_id, ex, is_grpc, raw)
+        ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
         if event.stream_ended is not None:
             ex.req_done = True
 
@@ -546,8 +563,7 @@ class H2Server(H2Endpoint):
         ex = stream.ex
         backend = ex.backend
         if backend.scheme == "h2c" or (stream.grpc and backend.scheme == "https"):
-            from .upstream_h2 import open_stream
-            open_stream(self, stream)
+            upstream_h2.open_stream(self, stream)
             return
         up = backend.pool.get_idle()
         if up is not None:
@@ -559,7 +575,7 @@ class H2Server(H2Endpoint):
         ex = stream.ex
         try:
             up = await ex.backend.pool.connect(ex.service.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return stream.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
         except OSError as e:
             return stream.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
@@ -572,9 +588,15 @@ class H2Server(H2Endpoint):
         ex = stream.ex
         ex.upstream = up
         self.outbox(stream.id).source = up
+        ex.req_chunked = ex.req_has_body and not any(n.lower() == b"content-length" for n, _ in ex.headers)
         up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]
-        if ex.pending is not None:
-            up.transport.writelines(ex.pending)
+        if ex.pending is not None or (ex.req_done and ex.req_chunked):
+            body = ex.pending or []
+            if ex.req_chunked:
+                body = [b"%x\r\n%s\r\n" % (len(d), d) for d in body]
+                if ex.req_done:
+                    body.append(b"0\r\n\r\n")
+            up.transport.writelines(body)
             ex.pending = None
             unacked, stream.unacked = stream.unacked, 0
             stream.ack(unacked)

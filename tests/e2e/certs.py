@@ -31,7 +31,7 @@ class CA:
         folder.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.name = subject
         self.cert = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
@@ -46,7 +46,7 @@ class CA:
     def issue(self, *names: str, file: str | None = None, client: bool = False) -> Pair:
         """A leaf certificate for DNS ``names`` (first one is the CN), written to ``<file>.pem``/``-key.pem``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         cert = (
             x509.CertificateBuilder()

@@ -9,7 +9,8 @@ import json
 import ssl
 import threading
 import time
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 from harness import free_port
@@ -39,8 +40,8 @@ class WebSocketEcho(LoopThread):
     def __init__(self) -> None:
         super().__init__()
         import websockets
-        from websockets.http11 import Response
         from websockets.datastructures import Headers
+        from websockets.http11 import Response
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -9,7 +9,7 @@ import hashlib
 import socket
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import h2.config
 import h2.connection
@@ -59,8 +59,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory, pki: CA) -> Iterator[Gateway]:
 
 
 def test_curl_http2_prior_knowledge_and_alpn(gw: Gateway, pki: CA) -> None:
-    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
-                          f"{gw.url}/hello"], capture_output=True, text=True, timeout=10)
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null",
+                          "-w", "%{http_version} %{http_code}", f"{gw.url}/hello"],
+                         capture_output=True, text=True, timeout=10)
     assert out.stdout == "2 200"
     port = gw.ports["secure"]
     out = subprocess.run(["curl", "-s", "--http2", "--cacert", str(pki.path), "--resolve", f"h2.test:{port}:127.0.0.1",
@@ -132,7 +133,7 @@ class RawH2:
         self.sock.settimeout(max(0.05, until - time.monotonic()))
         try:
             data = self.sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             return []
         if not data:
             raise ConnectionError("closed")

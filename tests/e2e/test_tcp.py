@@ -9,7 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -138,7 +138,7 @@ def test_redis_through_the_gateway(env: dict) -> None:
     r.set("k", b"v" * 100_000)
     assert r.get("k") == b"v" * 100_000
     pipe = r.pipeline()
-    for i in range(1000):
+    for _ in range(1000):
         pipe.incr("counter")
     assert pipe.execute()[-1] == 1000
     out = subprocess.run(["redis-cli", "-p", str(env["ports"]["redis"]), "PING"], capture_output=True, text=True,
@@ -146,7 +146,7 @@ def test_redis_through_the_gateway(env: dict) -> None:
     assert out.stdout.strip() == "PONG"
 
 
-def tls_line(env: dict, server_name: str, verify_as: str | None = None) -> bytes:
+def tls_line(env: dict, server_name: str) -> bytes:
     ctx = ssl.create_default_context(cafile=str(env["ca"].path))
     with socket.create_connection(("127.0.0.1", env["ports"]["sni"]), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname=server_name) as s:

@@ -4,7 +4,7 @@ sessions balanced over backends and pinned per client, idle eviction, and the se
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from harness import Gateway, free_port, wait_until
@@ -92,7 +92,7 @@ def test_session_cap_drops_new_clients(env: dict) -> None:
             try:
                 c.recvfrom(100)
                 answered += 1
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert 50 <= answered <= 100                               # 50 sessions per worker, 2 workers
     finally:

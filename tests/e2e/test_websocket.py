@@ -5,16 +5,15 @@ surviving a reload (SIGHUP) that changes an unrelated route."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from a3s_gateway.worker import middlewares
 from harness import Gateway
 from proto_backends import WebSocketEcho
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
-
-from a3s_gateway.worker import middlewares
 
 CONFIG = """
 [entrypoints.web]

@@ -7,7 +7,6 @@ import random
 import ssl
 
 import pytest
-
 from a3s_gateway.worker.proxy import clienthello
 
 

@@ -162,7 +162,7 @@ class TcpEntrypoint:
                 ssl_args = {"ssl": self.store.front, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}  # type: ignore[union-attr]
             await loop.connect_accepted_socket(lambda: tunnel.a, conn, **ssl_args)
             tunnel.register()
-        except (OSError, asyncio.TimeoutError, ConnectionError) as e:
+        except (TimeoutError, OSError, ConnectionError) as e:
             log.debug(f"tcp entrypoint {self.name}: connection from {client_ip} dropped: {e}")
             conn.close()
             tunnel.close(abort=True)         # runs ``ended`` once
@@ -198,5 +198,5 @@ class TcpEntrypoint:
             # for the rest instead of spinning.
             await asyncio.sleep(PEEK_RETRY)
             if loop.time() > deadline:
-                raise asyncio.TimeoutError
+                raise TimeoutError
 

@@ -15,7 +15,8 @@ Each side gets a ``Pipe`` protocol that writes what it receives into the other s
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..process import Worker

@@ -58,7 +58,7 @@ class Session:
         try:
             transport, _ = await asyncio.wait_for(loop.create_datagram_endpoint(
                 lambda: _Upstream(self), remote_addr=(self.backend.host, self.backend.port)), timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             log.debug(f"udp entrypoint {self.entry.name}: upstream {self.backend.url} unreachable: {e}")
             self.close()
             return

@@ -56,7 +56,7 @@ async def _connect(client: ClientProtocol, ex: Exchange) -> None:
     try:
         _, up = await asyncio.wait_for(loop.create_connection(lambda: UpgradeUpstream(client, ex), pool.host,
                                                               pool.port, **kwargs), ex.service.connect_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return client.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
     except OSError as e:
         return client.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")

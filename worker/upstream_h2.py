@@ -1,0 +1,269 @@
+"""The HTTP/2 client side: streams of ``http2.H2Server`` proxied to HTTP/2 backends (``h2c://`` servers, and
+gRPC calls to ``https://`` servers, which must then offer ALPN ``h2``).
+
+One multiplexed connection per backend (scheme, host, port) per worker, opened on first use and shared by
+every stream; a new one is opened when it is gone or has received GOAWAY. A proxied stream is an
+``UpstreamStream`` joining a client ``Stream`` to a stream on that connection:
+
+- request: HEADERS built from the client's (``:authority`` per ``pass_host_header``, forwarding headers
+  added, ``te: trailers`` kept), DATA and trailers relayed as they come, END_STREAM when the client ended.
+- response: HEADERS, DATA and *trailers* (``grpc-status``...) relayed unchanged; DATA is acknowledged to the
+  backend only once it is queued for the client, and not while the client's outbox is over its high water mark
+  (the client stream pauses this stream as its source), so flow control holds end to end.
+- a reset or lost backend becomes a reset of the client stream, or — before any response head — a gateway
+  answer (502, or gRPC UNAVAILABLE); a client reset cancels the backend stream (RST_STREAM CANCEL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from ..shared import log as gwlog
+from .h2base import H2Endpoint
+from .tls import client_context
+
+if TYPE_CHECKING:
+    from .http2 import H2Server, Stream
+    from .process import Worker
+
+log = gwlog.get("worker.upstream_h2")
+
+CONNECTION_WINDOW = 16 << 20
+_NOT_FORWARDED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                            b"upgrade", b"host"))
+
+Key = tuple[str, str, int]
+
+
+class H2Upstream(H2Endpoint):
+    """One HTTP/2 connection to a backend."""
+
+    def __init__(self, key: Key, registry: dict[Key, H2Upstream]) -> None:
+        super().__init__()
+        self.key = key
+        self.registry = registry
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.streams: dict[int, UpstreamStream] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.usable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.flush()
+        self.ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.usable = False
+        if self.registry.get(self.key) is self:
+            del self.registry[self.key]
+        for us in list(self.streams.values()):
+            us.upstream_gone()
+        self.streams.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self.usable = False
+            self.transport.close()
+            return
+        touched: set[H2Server] = set()
+        for event in events:
+            us = self.streams.get(getattr(event, "stream_id", 0) or 0)
+            if isinstance(event, h2.events.DataReceived):
+                if us is None:
+                    self.ack(event.stream_id, event.flow_controlled_length)
+                else:
+                    us.response_data(event.data, event.flow_controlled_length)
+            elif isinstance(event, h2.events.ResponseReceived) and us is not None:
+                us.response_head(event.headers, event.stream_ended is not None)
+            elif isinstance(event, h2.events.TrailersReceived) and us is not None:
+                us.trailers = list(event.headers)
+            elif isinstance(event, h2.events.StreamEnded) and us is not None:
+                us.response_end()
+            elif isinstance(event, h2.events.StreamReset) and us is not None:
+                us.upstream_gone()
+            elif isinstance(event, h2.events.WindowUpdated):
+                if event.stream_id:
+                    box = self.outboxes.get(event.stream_id)
+                    if box is not None:
+                        self.pump(event.stream_id, box)
+                else:
+                    self.pump_all()
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                self.pump_all()
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.usable = False            # finish what runs, open new streams elsewhere
+            if us is not None:
+                touched.add(us.front.server)
+        self.flush()
+        for server in touched:
+            server.flush()
+
+
+class UpstreamStream:
+    """A client stream's counterpart on a backend connection; also the source that feeds its outbox."""
+
+    __slots__ = ("up", "id", "front", "hold", "held", "trailers", "done", "timer")
+
+    def __init__(self, up: H2Upstream, stream_id: int, front: Stream) -> None:
+        self.up = up
+        self.id = stream_id
+        self.front = front
+        self.hold = False
+        self.held = 0
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None   # the response-header timeout
+
+    def timed_out(self) -> None:
+        """No response head within the service's ``timeouts.response_header``: 504 (gRPC DEADLINE_EXCEEDED)."""
+        self.timer = None
+        if self.done:
+            return
+        self.cancel()
+        front = self.front
+        front.h2up = None
+        front.upstream_failed(front.ex, 504, "Gateway timeout: backend did not answer in time")
+        front.server.flush()
+
+    # -- request side (called by the client stream)
+    def send_body(self, data: bytes) -> None:
+        self.up.send_data(self.id, data)
+        self.up.flush()
+
+    def end_body(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        self.up.end_stream(self.id, trailers)
+        self.up.flush()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.done:
+            self.done = True
+            self.up.streams.pop(self.id, None)
+            self.up.reset(self.id, ErrorCodes.CANCEL)
+            self.up.flush()
+
+    # -- the client's outbox pushes back on us
+    def pause_reading(self) -> None:
+        self.hold = True
+
+    def resume_reading(self) -> None:
+        self.hold = False
+        held, self.held = self.held, 0
+        self.up.ack(self.id, held)
+        self.up.flush()
+
+    # -- response side (events from the backend)
+    def response_head(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+        """The response HEADERS; ``ended``: a trailers-only response (gRPC errors), complete in this block."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        front = self.front
+        front.ex.upstream = None
+        front.send_headers([(n, v) for n, v in headers if n not in _NOT_FORWARDED], end_stream=ended)
+
+    def response_data(self, data: bytes, flow_length: int) -> None:
+        self.front.ex.resp_bytes += len(data)
+        self.front.server.send_data(self.front.id, data)
+        if self.hold:
+            self.held += flow_length
+        else:
+            self.up.ack(self.id, flow_length)
+
+    def response_end(self) -> None:
+        self.done = True
+        self.up.streams.pop(self.id, None)
+        front = self.front
+        front.h2up = None
+        front.response_trailers(self.trailers)
+
+    def upstream_gone(self) -> None:
+        if self.done:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.done = True
+        self.up.streams.pop(self.id, None)
+        front = self.front
+        front.h2up = None
+        front.upstream_failed(front.ex, 502, "Bad gateway: backend reset the stream")
+        front.server.flush()
+
+
+def open_stream(server: H2Server, front: Stream) -> None:
+    server.worker.loop.create_task(_open(server, front))
+
+
+_connections: dict[Key, H2Upstream] = {}
+"""This process's backend connections (a worker process runs exactly one ``Worker``)."""
+
+
+async def _connection(worker: Worker, scheme: str, host: str, port: int, timeout: float) -> H2Upstream:
+    registry = _connections
+    key = (scheme, host, port)
+    up = registry.get(key)
+    if up is None or not up.usable:
+        up = registry[key] = H2Upstream(key, registry)
+        kwargs = {}
+        if scheme == "https":
+            kwargs = {"ssl": client_context(alpn=["h2"]), "server_hostname": host}
+        try:
+            await asyncio.wait_for(worker.loop.create_connection(lambda: up, host, port, **kwargs), timeout)
+        except BaseException:
+            if registry.get(key) is up:
+                del registry[key]
+            raise
+    await asyncio.wait_for(asyncio.shield(up.ready), timeout)
+    return up
+
+
+async def _open(server: H2Server, front: Stream) -> None:
+    ex = front.ex
+    backend, service = ex.backend, ex.service
+    try:
+        up = await _connection(server.worker, backend.scheme, backend.host, backend.port, service.connect_timeout)
+    except TimeoutError:
+        front.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
+        return server.flush()
+    except OSError as e:
+        front.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+        return server.flush()
+    if server.streams.get(front.id) is not front:
+        return                                  # the client reset the stream meanwhile
+    authority = ex.host if service.pass_host_header else backend.host_header
+    headers = [(b":method", ex.method), (b":scheme", b"https" if backend.scheme == "https" else b"http"),
+               (b":authority", authority), (b":path", ex.target)]
+    headers += [(n, v) for n, v in ex.headers if n not in _NOT_FORWARDED]
+    headers += [(b"x-forwarded-for", ex.xff), (b"x-forwarded-host", ex.host), (b"x-real-ip", server.peer),
+                (b"x-forwarded-proto", server.scheme), (b"x-forwarded-port", b"%d" % server.port)]
+    stream_id = up.conn.get_next_available_stream_id()
+    no_body = ex.req_done and not ex.pending
+    up.conn.send_headers(stream_id, headers, end_stream=no_body)
+    us = up.streams[stream_id] = UpstreamStream(up, stream_id, front)
+    us.timer = server.worker.loop.call_later(service.response_timeout, us.timed_out)
+    front.h2up = us
+    server.outbox(front.id).source = us
+    for chunk in ex.pending or ():
+        up.send_data(stream_id, chunk)
+    ex.pending = None
+    unacked, front.unacked = front.unacked, 0
+    front.ack(unacked)
+    if ex.req_done and not no_body:
+        up.end_stream(stream_id, front.request_trailers)
+    up.flush()
+    server.flush()
