@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ..shared.plane import Plane
 from ..shared.rules import Rule, parse_rule
+from . import tls
 from .chain import Chain
 from .router import RouterTable
 from .services import balancer
@@ -95,11 +96,12 @@ class Runtime:
         self.services = services
 
 
-PoolKey = tuple[str, str, int]
+PoolKey = tuple[Any, ...]
+"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers."""
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
-          make_pool: Callable[[str, str, int], UpstreamPool], plane: Plane,
+          make_pool: Callable[..., UpstreamPool], plane: Plane,
           build_middlewares: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Runtime:
     """Build the runtime of one generation, reusing (and creating) upstream pools in ``pools``.
 
@@ -116,7 +118,10 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         backends = []
         for server in lb["servers"]:
             parts = urlsplit(server["url"])
-            key = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
+            key: PoolKey = (parts.scheme, parts.hostname or "127.0.0.1",
+                            parts.port or (443 if parts.scheme == "https" else 80))
+            if parts.scheme == "https":      # the service's TLS options are part of what a pooled connection is
+                key += (lb["tls"]["ca_file"], lb["tls"]["insecure_skip_verify"])
             pool = pools.get(key)
             if pool is None:
                 pool = pools[key] = make_pool(*key)
@@ -151,20 +156,17 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
     return Runtime(compiled["generation"], config, tables, services)
 
 
-def client_ssl_context() -> ssl.SSLContext:
-    """TLS settings for https:// backends (verification on, system CA store)."""
-    return ssl.create_default_context()
+def make_pool_factory(loop: Any) -> Callable[..., UpstreamPool]:
+    contexts: dict[tuple[str | None, bool], ssl.SSLContext] = {}
 
-
-def make_pool_factory(loop: Any) -> Callable[[str, str, int], UpstreamPool]:
-    tls: list[ssl.SSLContext] = []
-
-    def make_pool(scheme: str, host: str, port: int) -> UpstreamPool:
+    def make_pool(scheme: str, host: str, port: int, ca_file: str | None = None,
+                  insecure_skip_verify: bool = False) -> UpstreamPool:
+        """A pool; https:// ones verify with the system store or ``ca_file`` (one context per setting)."""
         ctx = None
         if scheme == "https":
-            if not tls:
-                tls.append(client_ssl_context())
-            ctx = tls[0]
+            ctx = contexts.get((ca_file, insecure_skip_verify))
+            if ctx is None:
+                ctx = contexts[(ca_file, insecure_skip_verify)] = tls.client_context(ca_file, insecure_skip_verify)
         return UpstreamPool(loop, host, port, ctx, host if ctx else None, UpstreamProtocol)
 
     return make_pool

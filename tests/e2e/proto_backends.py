@@ -165,3 +165,25 @@ class UDPEcho(LoopThread):
             self.transport, _ = await self.loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", self.port))
 
         self.run(start())
+
+
+class HTTPSApp(LoopThread):
+    """An aiohttp server over TLS (certificate ``cert``/``key``) answering every path with ``{"tls": true}``."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        super().__init__()
+        self.port = free_port()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+
+        async def handle(request: web.Request) -> web.Response:
+            return web.json_response({"tls": request.secure, "path": request.path})
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=ctx).start()
+
+        self.run(start())

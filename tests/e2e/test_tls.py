@@ -13,6 +13,7 @@ import httpx
 import pytest
 from certs import CA, names_of, serial_of
 from harness import BINARY, Backend, Gateway, free_port, wait_until
+from proto_backends import HTTPSApp
 
 CONFIG = """
 [entrypoints.web]
@@ -44,8 +45,25 @@ address = "127.0.0.1:{admin}"
 [routers.all]
 rule = "PathPrefix(`/`)"
 service = "app"
+[routers.verified]
+rule = "PathPrefix(`/upstream-tls/verified`)"
+service = "tls-verified"
+[routers.unverifiable]
+rule = "PathPrefix(`/upstream-tls/system-store`)"
+service = "tls-system-store"
+[routers.insecure]
+rule = "PathPrefix(`/upstream-tls/insecure`)"
+service = "tls-insecure"
 [services.app.load_balancer]
 servers = [{url = "{backend}"}]
+[services.tls-verified.load_balancer]
+servers = [{url = "https://localhost:{tls_backend}"}]
+tls = {ca_file = "{ca}"}
+[services.tls-system-store.load_balancer]
+servers = [{url = "https://localhost:{tls_backend}"}]
+[services.tls-insecure.load_balancer]
+servers = [{url = "https://127.0.0.1:{tls_backend}"}]
+tls = {insecure_skip_verify = true}
 """
 
 
@@ -55,18 +73,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> CA:
     ca.issue("default.test")
     ca.issue("a.test")
     ca.issue("b.test", "*.b.test")
+    ca.issue("localhost")
     return ca
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, pki: CA) -> Iterator[Gateway]:
     backend = Backend("tls-app")
+    tls_backend = HTTPSApp(str(pki.folder / "localhost.pem"), str(pki.folder / "localhost-key.pem"))
     config = CONFIG.replace("{pki}", str(pki.folder)).replace("{ca}", str(pki.path)).replace(
-        "{backend}", backend.url)
+        "{backend}", backend.url).replace("{tls_backend}", str(tls_backend.port))
     g = Gateway(config, tmp_path_factory.mktemp("gw"), secure=free_port(), modern=free_port(), mtls=free_port())
     yield g
     g.stop()
     backend.stop()
+    tls_backend.stop()
 
 
 def client_context(pki: CA, **kwargs: object) -> ssl.SSLContext:
@@ -181,3 +202,10 @@ certificates = [{{cert_file = "{pki.folder}/a.test.pem", key_file = "{wrong_key.
     assert f"entrypoints.secure.tls.cert_file: cannot use certificate '{tmp_path}/bad.pem'" in text
     assert "entrypoints.secure.tls.certificates[0].cert_file: cannot use certificate" in text
     assert "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text.lower()
+
+
+def test_https_backends_verify_with_the_service_ca_or_skip_when_told(gw: Gateway) -> None:
+    assert httpx.get(f"{gw.url}/upstream-tls/verified").json() == {"tls": True, "path": "/upstream-tls/verified"}
+    assert httpx.get(f"{gw.url}/upstream-tls/insecure").json()["tls"] is True
+    r = httpx.get(f"{gw.url}/upstream-tls/system-store")      # the test CA is not in the system store
+    assert r.status_code == 502
