@@ -1,7 +1,7 @@
 """Built-in middlewares, one module per config ``type`` (``rate-limit`` → ``rate_limit.py`` → ``RateLimit``).
 
-``REGISTRY`` maps a type string to its class. A class is constructed from already-validated params
-(``shared/config/middleware_schema.py`` checks them at load), so construction cannot fail on user input.
+``REGISTRY`` maps a type string to its module and class (imported on first use). A class is constructed from
+already-validated params (``shared/config/middleware_schema.py`` checks them at load), so construction cannot fail on user input.
 
 ``Builder`` is the one place a worker turns ``[middlewares.*]`` into instances. An instance whose name and
 params are unchanged by a reload is reused, so its state (connection pools, JWKS cache) survives; a middleware
@@ -11,65 +11,50 @@ referenced by several routers is one instance. Kinds that keep per-router state 
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..chain import Middleware
-from .add_prefix import AddPrefix
-from .api_key import ApiKey
-from .basic_auth import BasicAuth
-from .body_limit import BodyLimit
-from .channel_webhook import ChannelWebhook
-from .circuit_breaker import CircuitBreaker
-from .compress import Compress
-from .cors import Cors
-from .forward_auth import ForwardAuth
-from .headers import Headers
-from .ip_allow import IpAllow, IpBlock
-from .jwt import Jwt
-from .priority import Priority
-from .privacy_router import PrivacyRouter
-from .rate_limit import RateLimit
-from .rate_limit_redis import RateLimitRedis
-from .redirect_regex import RedirectRegex
-from .redirect_scheme import RedirectScheme
-from .replace_path import ReplacePath
-from .retry import Retry
-from .strip_prefix import StripPrefix
-from .strip_prefix_regex import StripPrefixRegex
-from .token_meter import TokenMeter
 
 if TYPE_CHECKING:
     from ..process import Worker
 
-REGISTRY: dict[str, type[Middleware]] = {
-    "api-key": ApiKey,
-    "basic-auth": BasicAuth,
-    "jwt": Jwt,
-    "forward-auth": ForwardAuth,
-    "rate-limit": RateLimit,
-    "rate-limit-redis": RateLimitRedis,
-    "cors": Cors,
-    "headers": Headers,
-    "strip-prefix": StripPrefix,
-    "strip-prefix-regex": StripPrefixRegex,
-    "add-prefix": AddPrefix,
-    "replace-path": ReplacePath,
-    "redirect-scheme": RedirectScheme,
-    "redirect-regex": RedirectRegex,
-    "body-limit": BodyLimit,
-    "retry": Retry,
-    "ip-allow": IpAllow,
-    "ip-block": IpBlock,
-    "compress": Compress,
-    "circuit-breaker": CircuitBreaker,
+# type → (module, class). Modules are imported on first use: a worker only pays for the middlewares its
+# config uses (aiohttp, redis, PyJWT, cryptography… are heavy imports and slow every worker start otherwise).
+REGISTRY: dict[str, tuple[str, str]] = {
+    "api-key": ("api_key", "ApiKey"),
+    "basic-auth": ("basic_auth", "BasicAuth"),
+    "jwt": ("jwt", "Jwt"),
+    "forward-auth": ("forward_auth", "ForwardAuth"),
+    "rate-limit": ("rate_limit", "RateLimit"),
+    "rate-limit-redis": ("rate_limit_redis", "RateLimitRedis"),
+    "cors": ("cors", "Cors"),
+    "headers": ("headers", "Headers"),
+    "strip-prefix": ("strip_prefix", "StripPrefix"),
+    "strip-prefix-regex": ("strip_prefix_regex", "StripPrefixRegex"),
+    "add-prefix": ("add_prefix", "AddPrefix"),
+    "replace-path": ("replace_path", "ReplacePath"),
+    "redirect-scheme": ("redirect_scheme", "RedirectScheme"),
+    "redirect-regex": ("redirect_regex", "RedirectRegex"),
+    "body-limit": ("body_limit", "BodyLimit"),
+    "retry": ("retry", "Retry"),
+    "ip-allow": ("ip_allow", "IpAllow"),
+    "ip-block": ("ip_allow", "IpBlock"),
+    "compress": ("compress", "Compress"),
+    "circuit-breaker": ("circuit_breaker", "CircuitBreaker"),
     # AI-agent extensions
-    "channel-webhook": ChannelWebhook,
-    "privacy-router": PrivacyRouter,
-    "token-meter": TokenMeter,
-    "priority": Priority,
+    "channel-webhook": ("channel_webhook", "ChannelWebhook"),
+    "privacy-router": ("privacy_router", "PrivacyRouter"),
+    "token-meter": ("token_meter", "TokenMeter"),
+    "priority": ("priority", "Priority"),
 }
+
+
+def middleware_class(type_name: str) -> type[Middleware]:
+    module, cls = REGISTRY[type_name]
+    return getattr(import_module(f"{__name__}.{module}"), cls)
 
 
 def implemented(type_name: str) -> bool:
@@ -77,7 +62,7 @@ def implemented(type_name: str) -> bool:
 
 
 def build(name: str, params: dict[str, Any], worker: Worker | None = None) -> Middleware:
-    return REGISTRY[params["type"]](name, params, worker)
+    return middleware_class(params["type"])(name, params, worker)
 
 
 class Builder:
