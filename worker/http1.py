@@ -26,7 +26,7 @@ import httptools
 import orjson
 
 from ..shared import log as gwlog
-from . import responses
+from . import framing, responses
 from .headers import GATEWAY_SET, HOP_BY_HOP, connection_tokens
 from .proxy import websocket
 from .router import RequestView
@@ -86,8 +86,19 @@ class Exchange:
 
 
 class ClientProtocol(asyncio.Protocol):
+    # limits (worker/limits.py): the head in progress must complete by ``head_deadline`` (0: no head in
+    # progress); ``unparsed`` counts bytes fed since the parser last completed an element (a head, a chunk-size
+    # line, a body piece), bounding what llhttp/httptools hold for a line that never ends; ``halted``: a request
+    # was refused, nothing after it is parsed
+    head_deadline = 0.0
+    unparsed = 0
+    halted = False
+    write_paused = False
+
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
+        self.limits = limits = worker.limits
+        self.max_pipeline = limits.max_pipeline
         self.entrypoint = entrypoint
         self.scheme = scheme
         self.port = port
@@ -114,6 +125,7 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = ip
         self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
             ip, self.scheme, self.port)
+        self.head_deadline = self.worker.now + self.limits.header_timeout
         self.worker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -131,8 +143,12 @@ class ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.worker.now
+        self.unparsed += len(data)
         try:
             self.parser.feed_data(data)
+            if self.unparsed > self.limits.max_unparsed:
+                self.error_status = 431 if self.head_deadline else 400
+                raise httptools.HttpParserError("line too long")
         except httptools.HttpParserUpgrade as e:
             # Past an upgrade request nothing more is parsed: bytes after its head wait for the tunnel.
             self.transport.pause_reading()
@@ -141,46 +157,84 @@ class ClientProtocol(asyncio.Protocol):
             if rest and ex is not None and ex.upgrade:
                 ex.pending = (ex.pending or []) + [rest]
         except httptools.HttpParserError:
+            ex = self.cur
+            if ex is not None and ex.req_done and not ex.keep_alive and not self.error_status:
+                # bytes after a request that ends the connection (Connection: close, HTTP/1.0, a refused one)
+                # are never processed (RFC 9112 §9.6); that request's own response still goes out, then close
+                self.transport.pause_reading()
+                return
             self.fail(self.error_status or 400)
 
     def pause_writing(self) -> None:
+        # a client that does not read its responses gets no more requests parsed (local answers would pile up
+        # in the write buffer otherwise); proxied responses also stop reading their upstream
+        self.write_paused = True
+        self.transport.pause_reading()
         if self.queue:
             up = self.queue[0].upstream
             if up is not None and up.ex is self.queue[0]:
                 up.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.queue:
             up = self.queue[0].upstream
             if up is not None and up.ex is self.queue[0]:
                 up.resume_reading()
+        if not self.closed and self._may_read():
+            self.transport.resume_reading()
+
+    def _may_read(self) -> bool:
+        """No other reason to keep the client's reading paused (pipeline depth, request body back-pressure)."""
+        if self.halted or len(self.queue) > self.max_pipeline:
+            return False
+        ex = self.cur
+        if ex is not None and not ex.req_done:
+            if ex.upgrade or ex.pending_bytes > HIGH_WATER:
+                return False
+            up = ex.upstream
+            if up is not None and up.client_paused:
+                return False
+        return True
 
     # -- httptools callbacks
     def on_message_begin(self) -> None:
+        if self.halted:
+            raise ValueError("request after a refused one")
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.unparsed = 0
+        if not self.head_deadline:
+            self.head_deadline = self.worker.now + self.limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > MAX_URL:
+        if len(self.url) > self.limits.max_uri_bytes:
             self.error_status = 414
             raise ValueError("URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > MAX_HEADER_BYTES:
+        headers = self.headers
+        if self.header_bytes > self.limits.max_header_bytes or len(headers) >= self.limits.max_header_count:
             self.error_status = 431
             raise ValueError("header fields too large")
-        self.headers.append((name, value))
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         p = self.parser
+        self.head_deadline = 0.0
+        self.unparsed = 0
         ex = Exchange()
         method = p.get_method()
         ex.method = method
         ex.conn = self
         ex.http11 = p.get_http_version() == "1.1"
+        if not ex.http11 and p.get_http_version() != "1.0":
+            self.queue.append(ex)
+            self.cur = ex
+            return self._reject(ex, 505, "HTTP version not supported")
         ex.keep_alive = p.should_keep_alive() and not self.worker.draining
         ex.is_head = method == b"HEAD"
         self.cur = ex
@@ -189,12 +243,15 @@ class ClientProtocol(asyncio.Protocol):
         host = None
         xff = None
         chunked = False
+        cl = None
         has_body = False
         drop = None
         raw = self.headers
         for name, value in raw:
             if name.lower() == b"connection":
                 drop = connection_tokens(value, drop)
+        if drop is not None:
+            drop.discard(b"content-length")     # never: the body would be read as the next request
         kept = []
         for name, value in raw:
             ln = name.lower()
@@ -203,8 +260,17 @@ class ClientProtocol(asyncio.Protocol):
                     return self._reject(ex, 400, "Multiple Host headers")
                 host = value
                 continue
+            if ln == b"content-length":     # llhttp refused duplicates and non-digits; forward it canonical
+                cl = framing.content_length(value)
+                if cl is None:
+                    return self._reject(ex, 400, "Invalid Content-Length")
+                has_body = cl != b"0"
+                kept.append((b"Content-Length", cl))
+                continue
             if ln in HOP_BY_HOP or (drop is not None and ln in drop):
                 if ln == b"transfer-encoding":
+                    if chunked or not framing.is_chunked(value):
+                        return self._reject(ex, 400, "Unsupported Transfer-Encoding")
                     chunked = True
                 continue
             if ln in GATEWAY_SET:
@@ -212,20 +278,28 @@ class ClientProtocol(asyncio.Protocol):
             if ln == b"x-forwarded-for":
                 xff = value if xff is None else xff + b", " + value
                 continue
-            if ln == b"content-length":
-                has_body = value != b"0"
+            if ln in framing.UNDERSCORE_ALIASES:
+                return self._reject(ex, 400, "Invalid header name")
             kept.append((name, value))
         if chunked:
+            if not ex.http11 or cl is not None:     # TE on HTTP/1.0, or TE with CL: the framing is ambiguous
+                return self._reject(ex, 400, "Invalid Transfer-Encoding")
             has_body = True
         ex.req_chunked = chunked
         ex.req_has_body = has_body
         ex.headers = kept
+        if has_body and self.limits.max_body_bytes:
+            if cl is not None and int(cl) > self.limits.max_body_bytes:    # int() of checked digits only
+                return self._reject(ex, 413, "Request body too large")
+            ex.req_limit = self.limits.max_body_bytes      # streamed: counted in on_body (middlewares may lower it)
         ex.xff = self.peer if xff is None else xff + b", " + self.peer
 
         if host is None:
             if ex.http11:
                 return self._reject(ex, 400, "Missing Host header")
             host = b""
+        elif host not in framing.VALID_HOSTS and not framing.valid_host(host):
+            return self._reject(ex, 400, "Invalid Host header")
         ex.host = host
         url = self.url
         if url[:1] != b"/":
@@ -274,6 +348,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.cur
         ex.req_bytes += len(body)
+        self.unparsed -= len(body)
         if ex.local is not None:
             return  # answered without a backend: the body is read and dropped
         if ex.req_limit and self._over_limit(ex, len(body)):
@@ -295,9 +370,15 @@ class ClientProtocol(asyncio.Protocol):
         if ex.pending_bytes > HIGH_WATER:
             self.transport.pause_reading()
 
+    def on_chunk_header(self) -> None:
+        self.unparsed = 0
+
+    on_chunk_complete = on_chunk_header
+
     def on_message_complete(self) -> None:
         ex = self.cur
         ex.req_done = True
+        self.unparsed = 0
         if ex.req_chunked and ex.local is None:
             if ex.replay is not None:
                 ex.retry.keep(ex, b"0\r\n\r\n")  # type: ignore[union-attr]
@@ -314,10 +395,11 @@ class ClientProtocol(asyncio.Protocol):
     def _started(self, ex: Exchange) -> None:
         if len(self.queue) == 1:
             self.start_exchange(ex)
-        elif len(self.queue) > MAX_PIPELINE:
+        elif len(self.queue) > self.max_pipeline or self.write_paused:
             self.transport.pause_reading()
 
     def _reject(self, ex: Exchange, status: int, message: str) -> None:
+        self.halted = True                 # what follows a refused request is never parsed or forwarded
         ex.keep_alive = False
         ex.local = responses.error(status, message, close=True)
         self._started(ex)
@@ -366,14 +448,15 @@ class ClientProtocol(asyncio.Protocol):
             self.worker.loop.create_task(self._connect_and_bind(ex))
 
     async def _connect_and_bind(self, ex: Exchange) -> None:
+        pool = ex.backend.pool     # the client may leave meanwhile, and connection_lost clears ex.backend
         try:
-            up = await ex.backend.pool.connect(ex.service.connect_timeout)
+            up = await pool.connect(ex.service.connect_timeout)
         except asyncio.TimeoutError:
             return self.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
         except OSError as e:
             return self.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
         if self.closed or not self.queue or self.queue[0] is not ex:
-            ex.backend.pool.release(up)
+            pool.release(up)
             return
         self._bind(ex, up)
 
@@ -510,9 +593,32 @@ class ClientProtocol(asyncio.Protocol):
             t.close()
             return
         if self.queue:
-            if len(self.queue) == MAX_PIPELINE:
+            if len(self.queue) == self.max_pipeline and not self.write_paused:
                 t.resume_reading()
             self.start_exchange(self.queue[0])
+
+    def head_timed_out(self) -> None:
+        """The worker's sweep: the request head did not complete within the header timeout (slowloris)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.url or self.headers:           # a request was started: tell the client why
+            self.transport.write(responses.error(408, close=True))
+        self.transport.close()
+
+    def body_timed_out(self, ex: Exchange) -> None:
+        """The worker's sweep: no request body bytes for the body timeout while the gateway was reading."""
+        if self.closed:
+            return
+        if ex.resp_started or self.queue[0] is not ex:
+            return self.abort(ex)
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            up.client = up.ex = None           # the upstream request is incomplete: never reuse that connection
+            self.worker.waiting.discard(up)
+            up.close()
+        ex.upstream = None
+        self.fail(408)
 
     def fail(self, status: int) -> None:
         """A malformed request: answer it (unless a response is already on the wire) and close."""

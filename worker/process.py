@@ -28,7 +28,7 @@ from ..shared import log as gwlog
 from ..shared.channel import Channel
 from ..shared.plane import Plane
 from . import middlewares, runtime
-from . import tls
+from . import limits, tls
 from .http1 import ClientProtocol
 from .http2 import Handover
 from .proxy import tcp, udp
@@ -51,7 +51,8 @@ class Worker:
         self.runtime: Runtime = None  # type: ignore[assignment]
         self.pools: dict[PoolKey, UpstreamPool] = {}
         self.make_pool = runtime.make_pool_factory(loop)
-        self.connections: set[ClientProtocol] = set()
+        self.connections: set[ClientProtocol] = limits.ConnectionSet()   # counted per entrypoint
+        self.limits = limits.Limits()                                    # [limits] of the current generation
         self.waiting: set[UpstreamProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.draining = False
@@ -72,6 +73,7 @@ class Worker:
 
     def load(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
+        self.limits = limits.Limits(compiled["config"].get("limits"))
         self.runtime = runtime.build(compiled, self.pools, self.make_pool, self.plane, self.build_middlewares)
         self.plane.report_generation(self.runtime.generation)
         for store in self.cert_stores.values():   # a reload (SIGHUP) re-reads certificate files too
@@ -181,9 +183,7 @@ class Worker:
             for up in [u for u in self.waiting if u.deadline < now]:
                 self.waiting.discard(up)
                 up.timed_out()
-            cutoff = now - CLIENT_IDLE_TIMEOUT
-            for conn in [c for c in self.connections if not c.queue and c.last_active < cutoff]:
-                conn.close_if_idle()
+            limits.sweep_clients(self, now)     # header, idle and body timeouts
             for pool in self.pools.values():
                 pool.sweep(now)
             for store in self.cert_stores.values():
@@ -235,7 +235,11 @@ class Worker:
 
 
 def _client_factory(worker: Worker, name: str, scheme: bytes, port: int, tls: bool):  # type: ignore[no-untyped-def]
-    return lambda: Handover(worker, name, scheme, port, tls)
+    def factory():  # type: ignore[no-untyped-def]
+        if worker.connections.count(name) >= worker.limits.max_connections > 0:
+            return limits.Refused()
+        return Handover(worker, name, scheme, port, tls)
+    return factory
 
 
 async def run(slot: int, channel_fd: int) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from . import framing, responses
 from .headers import HOP_BY_HOP, connection_tokens
 
 if TYPE_CHECKING:
@@ -33,11 +34,19 @@ NO_BODY_STATUS = frozenset((204, 304))
 
 MODE_NONE, MODE_LENGTH, MODE_RECHUNK, MODE_CLOSE = 0, 1, 2, 3
 
+# A response head larger than this (fields as parsed, or raw bytes while the head is incomplete) is a 502.
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class BadResponse(ValueError):
+    """Raised from a parser callback: the response is refused (502 when no byte of it reached the client)."""
+
+
 
 class UpstreamProtocol(asyncio.Protocol):
     __slots__ = ("pool", "transport", "parser", "alive", "client", "ex", "reason", "headers", "mode",
                  "reused", "got_bytes", "client_paused", "reading_paused", "client_chunked", "out",
-                 "waiting_head", "deadline", "idle_since")
+                 "waiting_head", "deadline", "idle_since", "head_bytes", "raw_head")
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -56,6 +65,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.client_chunked = False
         self.out: list[bytes] = []
         self.waiting_head = False
+        self.head_bytes = 0
+        self.raw_head = 0
         self.deadline = 0.0
         self.idle_since = 0.0
 
@@ -103,8 +114,12 @@ class UpstreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         try:
+            if self.waiting_head:
+                self.raw_head += len(data)
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+            if self.waiting_head and self.raw_head > MAX_RESPONSE_HEAD + 4096:
+                raise BadResponse("response head too large")
+        except (httptools.HttpParserError, BadResponse):
             self.out = []
             client, ex = self.client, self.ex
             self.client = self.ex = None
@@ -138,6 +153,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.ex = ex
         self.got_bytes = False
         self.waiting_head = True
+        self.raw_head = 0
         self.deadline = time.monotonic() + timeout
         client.worker.waiting.add(self)
         self.transport.write(head)
@@ -169,11 +185,15 @@ class UpstreamProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.reason = b""
         self.headers = []
+        self.head_bytes = 0
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_RESPONSE_HEAD:
+            raise BadResponse("response head too large")
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -181,11 +201,14 @@ class UpstreamProtocol(asyncio.Protocol):
         if client is None:
             return
         status = self.parser.get_status_code()
+        version = self.parser.get_http_version()
+        if status < 100 or status > 599 or (version != "1.1" and version != "1.0"):
+            raise BadResponse("invalid status line")
         if 100 <= status < 200:
             if status != 101:
                 # interim response (100 Continue, 103 Early Hints): relay it and keep waiting
                 client.transport.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (
-                    status, self.reason, b"".join(b"%s: %s\r\n" % h for h in self.headers)))
+                    status, framing.clean_reason(self.reason, b""), b"".join(b"%s: %s\r\n" % h for h in self.headers)))
             return
         self.waiting_head = False
         client.worker.waiting.discard(self)
@@ -210,7 +233,7 @@ class UpstreamProtocol(asyncio.Protocol):
         if ex.route is not None and ex.route.chain:
             headers = list(headers)
             ex.route.chain.on_response(ex, status, headers)
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.reason)]
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, framing.clean_reason(self.reason, responses.reason(status)))]
         append = parts.append
         has_cl = False
         up_chunked = False
@@ -222,6 +245,11 @@ class UpstreamProtocol(asyncio.Protocol):
             ln = name.lower()
             if ln in HOP_BY_HOP or (drop is not None and ln in drop):
                 if ln == b"transfer-encoding":
+                    # only exactly one "chunked", in HTTP/1.1: anything else has framing the client cannot be
+                    # told (the coding is hop-by-hop and dropped), so the response is refused before a byte goes out
+                    if up_chunked or not framing.is_chunked(value) or version != "1.1":
+                        ex.resp_started = False
+                        raise BadResponse("invalid Transfer-Encoding")
                     up_chunked = True
                 continue
             if ln == b"content-length":
