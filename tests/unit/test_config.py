@@ -184,6 +184,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "agent_health": None,
         "pass_host_header": True,
         "timeouts": {"connect": 5.0, "response_header": 60.0, "idle": 90.0},
+        "passive_health": {"max_failures": 5, "cooldown": 10.0, "statuses": []},
         "tls": {"ca_file": None, "insecure_skip_verify": False},
     }
     jwt = cfg.middlewares["auth-jwt"]
@@ -197,7 +198,9 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
             "seeds": [{"url": "http://10.0.0.5:8080"}, {"url": "http://10.0.0.6:8080"}],
             "poll_interval_secs": 30,
             "timeout_secs": 5,
+            "failure_threshold": 3,
         },
+        "dns": None,
     }
     assert cfg.data["admin"] == {
         "enabled": True,
@@ -470,7 +473,7 @@ def test_unknown_keys_at_every_level() -> None:
                         "loadbalancer": {},
                     }
                 },
-                "providers": {"file": {"watch": True, "directroy": "x"}, "dns": {}},
+                "providers": {"file": {"watch": True, "directroy": "x"}, "dnz": {}},
                 "admin": {"enabeld": False},
                 "middlewares": {"k": {"type": "api-key", "keys": ["a"], "headr": "X"}},
             }
@@ -482,7 +485,7 @@ def test_unknown_keys_at_every_level() -> None:
         ("services.s.load_balancer.servers[0].wieght", "unknown key 'wieght'", "weight"),
         ("services.s.loadbalancer", "unknown key 'loadbalancer'", "load_balancer"),
         ("providers.file.directroy", "unknown key 'directroy'", "directory"),
-        ("providers.dns", "unknown key 'dns'", None),
+        ("providers.dnz", "unknown key 'dnz'", "dns"),
         ("admin.enabeld", "unknown key 'enabeld'", "enabled"),
         ("middlewares.k.headr", "unknown key 'headr'", "header"),
     }
@@ -591,6 +594,10 @@ def test_durations_are_float_seconds(given: object, seconds: float) -> None:
         "timeout": 5.0,
         "unhealthy_threshold": 3,
         "healthy_threshold": 1,
+        "method": "GET",
+        "expected_status": "200-399",
+        "headers": {},
+        "hostname": None,
     }
     assert lb["timeouts"] == {"connect": 5.0, "response_header": 60.0, "idle": seconds}
     assert lb["servers"] == [{"url": "http://a:1", "weight": 1}]
