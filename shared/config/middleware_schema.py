@@ -110,7 +110,7 @@ def _public_key_kind(pem: str) -> str | None:
 
 
 def _jwt_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
-    sources = [k for k in ("value", "public_key", "jwks_url") if out.get(k) is not None or k in raw]
+    sources = [k for k in ("value", "public_key", "jwks_url") if out.get(k) is not None or raw.get(k) is not None]
     if len(sources) != 1:
         rep.add(path, "jwt needs exactly one of 'value' (HMAC secret), 'public_key' (PEM) or 'jwks_url'"
                 + (f", got {', '.join(sources)}" if sources else ""))
