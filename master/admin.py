@@ -4,7 +4,8 @@ Endpoints (paths as in the original implementation):
 - ``GET /api/gateway/health``: lifecycle state, uptime, generation, workers, last reload result and errors.
   Answers 200 while running or reloading, 503 otherwise, so it doubles as a readiness probe.
 - ``GET /api/gateway/config``: the current config as JSON, every secret redacted.
-- ``GET /api/gateway/metrics``: Prometheus text exposition.
+- ``GET /api/gateway/metrics``: Prometheus exposition (text 0.0.4, or OpenMetrics when the Accept header
+  asks for it), built from the shared-memory plane by ``metrics.py``.
 
 It runs in the master so it sees the whole node (all workers, the shared-memory plane) and keeps answering
 while workers restart.
@@ -18,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from ..shared.errors import GatewayError
+from . import metrics
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -38,6 +40,7 @@ class AdminServer:
         app.router.add_get("/api/gateway/config", self.config)
         app.router.add_get("/api/gateway/metrics", self.metrics)
         self.runner = web.AppRunner(app, access_log=None)
+        self._metrics = metrics.Metrics(gateway)
 
     async def start(self) -> None:
         await self.runner.setup()
@@ -59,9 +62,7 @@ class AdminServer:
         return _json(self.gateway.config().redacted())
 
     async def metrics(self, request: web.Request) -> web.Response:
-        lines = []
-        for name, value in self.gateway.metrics().items():
-            metric = f"a3s_gateway_{name}"
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+        body, content_type = self._metrics.exposition(request.headers.get("Accept"))
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type
+        return resp

@@ -248,10 +248,20 @@ class Gateway:
             signal.SIGINT: lambda: self._spawn(self.shutdown()),
             signal.SIGQUIT: lambda: self._spawn(self.shutdown(graceful=False)),
             signal.SIGHUP: lambda: self._spawn(self._reload_quietly()),
+            signal.SIGUSR1: self._reopen_logs,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
             self._signals.append(sig)
+
+    def _reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate): every worker reopens its access log file."""
+        for h in list(self._arbiter.handles.values()) if self._arbiter else []:
+            if h.returncode is None:
+                try:
+                    os.kill(h.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro))

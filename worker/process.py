@@ -31,6 +31,7 @@ from . import middlewares, runtime
 from . import limits, tls
 from .http1 import ClientProtocol
 from .http2 import Handover
+from .observability import Observability
 from .proxy import tcp, udp
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
@@ -63,6 +64,7 @@ class Worker:
         self.slots: dict[str, dict[str, int]] = {}
         self.build_middlewares = middlewares.Builder(self)
         self.cert_stores: dict[str, tls.CertStore] = {}   # TLS entrypoints: certificates chosen by SNI
+        self.obs = Observability(self)                    # metrics observations, access log, tracing
         # Entrypoint servers. ``listen_socks`` keeps one copy of each listening socket this worker serves
         # (by listener id, see master/sockets.py), so a server can be rebuilt on the same socket without the
         # master's help; ``listening[name]`` is (spec, server) of each entrypoint being served.
@@ -75,6 +77,7 @@ class Worker:
         self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
         self.limits = limits.Limits(compiled["config"].get("limits"))
         self.runtime = runtime.build(compiled, self.pools, self.make_pool, self.plane, self.build_middlewares)
+        self.obs.configure(compiled["config"])
         self.plane.report_generation(self.runtime.generation)
         for store in self.cert_stores.values():   # a reload (SIGHUP) re-reads certificate files too
             store.reload(only_if_changed=False)
@@ -264,11 +267,13 @@ async def run(slot: int, channel_fd: int) -> int:
         await asyncio.sleep(0.05)
         return EXIT_BOOT_ERROR
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(worker.drain(worker.graceful_timeout)))
+    loop.add_signal_handler(signal.SIGUSR1, worker.obs.reopen)   # logrotate: reopen access log files
     channel.send({"op": "ready", "pid": os.getpid(), "generation": worker.runtime.generation})
     tasks = [loop.create_task(worker.sweep()), loop.create_task(worker.serve_channel())]
     await worker.stopped.wait()
     for t in tasks:
         t.cancel()
+    await worker.obs.close()
     worker.plane.close()
     return 0
 

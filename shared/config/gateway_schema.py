@@ -24,11 +24,13 @@ from .schema import (
     ListOf,
     MapOf,
     Nullable,
+    Number,
     Reporter,
     Str,
     Table,
     address_error,
     header_name_error,
+    header_value_error,
     ip_network_error,
     join,
     parse_address,
@@ -308,7 +310,94 @@ ADMIN = Table(
     derived=("host", "port"),
 )
 
+def _positive_timeouts(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    for key in ("header_timeout", "idle_timeout", "body_timeout"):
+        if out.get(key) == 0:
+            rep.add(join(path, key), "must be greater than 0")
+
+
+# Resource limits of every HTTP entrypoint (worker/limits.py; README "Security and limits").
+LIMITS = Table(
+    {
+        "max_uri_bytes": Field(Int(minimum=256, maximum=1 << 20), 8192),            # 414 past it
+        "max_header_bytes": Field(Int(minimum=1024, maximum=1 << 24), 32768),       # 431 past it
+        "max_header_count": Field(Int(minimum=1, maximum=10000), 100),              # 431 past it
+        "max_body_bytes": Field(Int(minimum=0), 0),                                 # 413 past it; 0 = no limit
+        "header_timeout": Field(Duration(), 15.0),                                  # 408 and close
+        "idle_timeout": Field(Duration(), 60.0),                                    # keep-alive: close
+        "body_timeout": Field(Duration(), 60.0),                                    # 408 and close
+        "max_connections": Field(Int(minimum=0), 10000),                            # per worker, per entrypoint
+        "max_pipeline": Field(Int(minimum=1, maximum=1024), 16),
+    },
+    post=_positive_timeouts,
+)
+
 # Access log (worker/observability/access_log.py): one line per request, off by default.
+ACCESS_LOG_FIELDS = ("time", "client_ip", "method", "host", "path", "query", "protocol", "status",
+                     "request_bytes", "response_bytes", "duration_ms", "upstream_ms", "router", "service",
+                     "backend", "entrypoint", "worker", "trace_id", "span_id", "user_agent", "reason", "headers")
+
+
+def _status_range_error(text: str) -> str | None:
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        return f"expected a status code or a range like '400-599', got {text!r}"
+    if not (100 <= a <= b <= 599):
+        return f"status range {text!r} must lie within 100-599, low end first"
+    return None
+
+
+ACCESS_LOG = Table(
+    {
+        "enabled": Field(Bool(), False),
+        "path": Field(Nullable(Str(nonempty=True))),     # null: standard output
+        "format": Field(Str(choices=("json", "common")), "json"),
+        "fields": Field(ListOf(Str(choices=ACCESS_LOG_FIELDS)), []),          # empty: every field
+        "exclude_fields": Field(ListOf(Str(choices=ACCESS_LOG_FIELDS)), []),
+        "drop_query": Field(Bool(), False),
+        "headers": Field(ListOf(Str(check=header_name_error)), []),          # request headers to capture
+        "redact_headers": Field(ListOf(Str(check=header_name_error)),
+                                ["Authorization", "Proxy-Authorization", "Cookie"]),
+        "buffer_size": Field(Int(minimum=0, maximum=16 << 20), 65536),
+        "flush_interval": Field(Duration(), 0.1),
+        "filters": Field(
+            Table({"status": Field(ListOf(Str(check=_status_range_error)), []),
+                   "min_duration": Field(Duration(), 0.0)}),
+            {},
+        ),
+    }
+)
+
+TRACE_PROPAGATION = ("tracecontext", "b3", "b3multi")
+
+TRACING = Table(
+    {
+        "enabled": Field(Bool(), False),
+        "service_name": Field(Str(nonempty=True), "a3s-gateway"),
+        "sample_rate": Field(Number(minimum=0, maximum=1), 1.0),
+        "propagation": Field(ListOf(Str(choices=TRACE_PROPAGATION), min_items=1,
+                                    too_few="list at least one of " + ", ".join(TRACE_PROPAGATION)),
+                             ["tracecontext"]),
+        "otlp": Field(
+            Nullable(
+                Table(
+                    {
+                        "endpoint": Field(Str(check=url_check("http", "https")), required=True),
+                        "headers": Field(MapOf(Str(check=header_value_error), key_check=header_name_error), {}),
+                        "batch_size": Field(Int(minimum=1, maximum=65536), 512),
+                        "max_queue": Field(Int(minimum=1, maximum=1 << 20), 8192),
+                        "flush_interval": Field(Duration(), 1.0),
+                        "timeout": Field(Duration(), 5.0),
+                    }
+                )
+            )
+        ),
+    }
+)
+
+
 def _positive_timeouts(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     for key in ("header_timeout", "idle_timeout", "body_timeout"):
         if out.get(key) == 0:
@@ -343,6 +432,8 @@ CONFIG = Table(
         "providers": Field(PROVIDERS, {}),
         "acme": Field(Nullable(ACME)),
         "admin": Field(ADMIN, {}),
+        "access_log": Field(ACCESS_LOG, {}),
+        "tracing": Field(TRACING, {}),
         "limits": Field(LIMITS, {}),
     }
 )

@@ -14,7 +14,8 @@ Memory (bytes, W = max_workers): roughly
     ratelimit  ratelimit_entries * (48 + (W + 1) * 8)
     sticky     sticky_entries * 32
     health     backends * (32 + (W + 1) * 8);  breakers * (64 + (W + 1) * 8)
-With the defaults (W = 64) that is about 48 MiB, most of it the per-worker rate-limit rows; size
+    observations  (W + 1) * ((routers + services) * 120 + routers * 96 + 7744)  (metrics histograms)
+With the defaults (W = 64) that is about 73 MiB, most of it the per-worker rate-limit rows; size
 ``max_workers`` to the real worker count (plus spares for restarts in flight) where /dev/shm is small
 (Docker's default is 64 MiB).
 """

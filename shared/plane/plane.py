@@ -9,7 +9,8 @@ Lifecycle:
                                              ``Plane.cleanup_stale()``)
 
 Segments (``a3s-gw.<pid>.<segment>``, one module each, layout documented there): header, workers,
-counters, health, breaker, ratelimit, sticky, names, locks (zero bytes: its fd carries the fcntl locks).
+counters, health, breaker, ratelimit, sticky, names, observations (metrics histograms and counters),
+locks (zero bytes: its fd carries the fcntl locks).
 
 Who writes what:
 - a worker writes only its own slot's words (heartbeat, in-flight, counters, failure counts, rate-limit
@@ -43,6 +44,7 @@ from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .names import KINDS, NameTable
+from .observations import ObservationTable
 from .ratelimit import RateLimitTable
 from .segments import (
     PREFIX,
@@ -58,11 +60,13 @@ from .segments import (
 from .sticky import StickyTable
 from .workers import HEARTBEAT, ROW, WorkerTable
 
-_TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable)
+_TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable,
+           ObservationTable)
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
-_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation")
+_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "add_misc",
+                  "set_connections")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
 _MASTER_WRITES = ("set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
@@ -115,6 +119,12 @@ class Plane:
         self.ratelimits = RateLimitTable(segs["ratelimit"], layout, self._locks, rl_base, secret)
         self.sticky = StickyTable(segs["sticky"], layout, self._locks, st_base, secret)
         self.names = NameTable(segs["names"], layout)
+        self.observations = ObservationTable(segs["observations"], layout)
+        self.observations.bind(slot)
+        # worker hot path (see observations.py): bound methods, so a call costs no extra frame
+        self.observe = self.observations.observe
+        self.add_misc = self.observations.add_misc
+        self.set_connections = self.observations.set_connections
         self._W = layout.max_workers
         self._inf = self.counters.inf
         self._cq = self.counters.q
@@ -211,7 +221,8 @@ class Plane:
         return cls(prefix, segs, layout, worker_slot, writable=not ro, creator=False)
 
     def close(self) -> None:
-        for t in (self.workers, self.counters, self.health, self.breakers, self.ratelimits, self.sticky, self.names):
+        for t in (self.workers, self.counters, self.health, self.breakers, self.ratelimits, self.sticky, self.names,
+                  self.observations):
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
@@ -395,6 +406,7 @@ class Plane:
             self.health.fold(slot)
             self.breakers.fold(slot)
             self.ratelimits.fold(slot)
+            self.observations.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2
         self.workers.clear(slot)
@@ -406,9 +418,11 @@ class Plane:
 
     def reset_router(self, idx: int) -> None:
         self.counters.reset_router(idx, self._hdr[self._rows_i])
+        self.observations.reset_router(idx, self._hdr[self._rows_i])
 
     def reset_service(self, idx: int) -> None:
         self.counters.reset_service(idx, self._hdr[self._rows_i])
+        self.observations.reset_service(idx, self._hdr[self._rows_i])
 
     def reset_limiter(self, idx: int) -> None:
         self.ratelimits.reset_limiter(idx)
@@ -438,6 +452,22 @@ class Plane:
         out = self.counters.split(flat)
         out["inflight"] = self._inflight_all(rows)
         return out
+
+    def observation_totals(self) -> dict:
+        """``ObservationTable.split`` of the observations summed over live rows + retired, read under the
+        FOLD_SEQ seqlock like ``totals()`` (histogram buckets, requests by entrypoint/method, gateway-written
+        responses, retries, exporter counters, open connections per worker)."""
+        hdr = self._hdr
+        for _ in range(1000):
+            s1 = hdr[H.FOLD_SEQ]
+            if s1 & 1:
+                time.sleep(0.0005)
+                continue
+            rows = hdr[self._rows_i]
+            flat = self.observations.sums(rows)
+            if hdr[H.FOLD_SEQ] == s1:
+                break
+        return self.observations.split(flat, rows)
 
     def _inflight_all(self, rows: int) -> dict[int, int]:
         inf, W = self._inf, self._W

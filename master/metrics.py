@@ -1,0 +1,332 @@
+"""Prometheus exposition for ``GET /api/gateway/metrics``, built in the master from the shared-memory plane.
+
+Workers never talk to Prometheus: each one counts into its own rows on the plane (``counters``,
+``observations``), and this module's ``GatewayCollector`` (a prometheus_client custom collector) sums the
+rows at scrape time. The master folds a dead worker's rows into the plane's ``retired`` row before its slot
+is reused, so every ``_total`` series stays monotonic across worker crashes and restarts, with no file per
+pid (what prometheus_client's multiprocess mode would pile up).
+
+Label values are bounded by the config, never by traffic: entrypoint, router, service, backend (a server
+URL of a service), middleware names, a method from a fixed set (``OTHER`` for the rest), a status class
+(``1xx``..``5xx``, ``err`` when no response was sent) or a status code from a fixed set, and worker slots.
+Raw paths and client addresses never become labels.
+
+``exposition(gateway, accept)`` returns (body, content type): the Prometheus text format 0.0.4, or
+OpenMetrics 1.0 when the scraper's Accept header asks for ``application/openmetrics-text``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from prometheus_client import exposition
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+
+from ..shared.plane.breaker import STATE_NAMES
+from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+P = "a3s_gateway_"
+_LE = tuple(repr(b) if b != int(b) else f"{b:.1f}" for b in BOUNDS) + ("+Inf",)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("a3s-gateway")
+    except Exception:  # noqa: BLE001 — not installed as a distribution (running from a checkout)
+        return "unknown"
+
+
+class _CertCache:
+    """Expiry of certificate files, re-read only when a file's mtime changes."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[float, list[tuple[str, float]]]] = {}
+
+    def expiry(self, path: str) -> list[tuple[str, float]]:
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return []
+        hit = self.cache.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        out = []
+        try:
+            from cryptography import x509
+            from cryptography.x509.oid import NameOID
+
+            with open(path, "rb") as f:
+                certs = x509.load_pem_x509_certificates(f.read())
+            if certs:
+                leaf = certs[0]
+                cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+                name = str(cns[0].value) if cns else leaf.subject.rfc4514_string()
+                out.append((name, leaf.not_valid_after_utc.timestamp()))
+        except Exception:  # noqa: BLE001 — an unreadable certificate has no expiry to report
+            out = []
+        self.cache[path] = (mtime, out)
+        return out
+
+
+class GatewayCollector:
+    """Reads the plane, the arbiter and the gateway's reload state at every scrape."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.certs = _CertCache()
+        self.procs: dict[int, psutil.Process] = {}
+        self.version = _version()
+
+    def describe(self) -> list[Metric]:
+        return []           # no fixed set up front: the registry must not call collect() at register time
+
+    def collect(self) -> Iterator[Metric]:
+        g = self.gateway
+        info = GaugeMetricFamily(P + "build_info", "Version of the running gateway.", labels=["version"])
+        info.add_metric([self.version], 1)
+        yield info
+        yield from self._reloads(g)
+        yield from self._processes(g)
+        plane = g.plane()
+        compiled = getattr(g, "_compiled", None) or {}
+        if plane is not None and compiled.get("slots"):
+            yield from self._traffic(plane, compiled)
+        yield from self._tls(g)
+
+    # -- lifecycle
+    def _reloads(self, g: Gateway) -> Iterator[Metric]:
+        reloads = getattr(g, "_reloads", {"total": 0, "failed": 0})
+        c = CounterMetricFamily(P + "config_reloads", "Config reloads attempted (SIGHUP, file watch, API).")
+        c.add_metric([], reloads["total"])
+        yield c
+        c = CounterMetricFamily(P + "config_reloads_failed", "Config reloads rejected (the old config kept serving).")
+        c.add_metric([], reloads["failed"])
+        yield c
+        lr = getattr(g, "_last_reload", {})
+        if lr.get("ok") and lr.get("at"):
+            self._last_ok = lr["at"]
+        last = getattr(self, "_last_ok", None)   # kept here: a failed reload overwrites _last_reload
+        if last is not None:
+            ts = GaugeMetricFamily(P + "config_last_reload_success_timestamp_seconds",
+                                   "Unix time of the last successful config load (start or reload).")
+            ts.add_metric([], last)
+            yield ts
+        gen = GaugeMetricFamily(P + "config_generation", "Config generation being served.")
+        gen.add_metric([], getattr(g, "_generation", 0))
+        yield gen
+
+    def _processes(self, g: Gateway) -> Iterator[Metric]:
+        arb = getattr(g, "_arbiter", None)
+        workers = arb.snapshot() if arb is not None else []
+        alive = GaugeMetricFamily(P + "workers", "Worker processes alive.")
+        alive.add_metric([], sum(1 for w in workers if w["alive"]))
+        yield alive
+        restarts = CounterMetricFamily(P + "worker_restarts", "Times a worker slot was respawned after its worker "
+                                       "died.", labels=["slot"])
+        cpu = CounterMetricFamily(P + "process_cpu_seconds", "CPU time (user + system) of the gateway's processes; "
+                                  "a worker's count restarts with the worker.", labels=["process"])
+        rss = GaugeMetricFamily(P + "process_resident_memory_bytes", "Resident memory of the gateway's processes.",
+                                labels=["process"])
+        procs = [("master", os.getpid())] + [(f"worker-{w['slot']}", w["pid"]) for w in workers if w["alive"]]
+        seen = set()
+        for w in workers:
+            restarts.add_metric([str(w["slot"])], w["restarts"])
+        for label, pid in procs:
+            seen.add(pid)
+            proc = self.procs.get(pid)
+            try:
+                if proc is None:
+                    proc = self.procs[pid] = psutil.Process(pid)
+                with proc.oneshot():
+                    t = proc.cpu_times()
+                    mem = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            cpu.add_metric([label], t.user + t.system)
+            rss.add_metric([label], mem)
+        for pid in [p for p in self.procs if p not in seen]:
+            del self.procs[pid]
+        yield restarts
+        yield cpu
+        yield rss
+
+    # -- traffic, from the plane
+    def _traffic(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
+        slots = compiled["slots"]
+        config = compiled["config"]
+        routers_cfg = config.get("routers", {})
+        totals = plane.totals()
+        obs = plane.observation_totals()
+        routers = slots.get("routers", {})
+        services = slots.get("services", {})
+        backends = slots.get("backends", {})
+        router_service = {name: routers_cfg.get(name, {}).get("service", "") for name in routers}
+
+        ep_names = {i: n for n, i in entrypoint_indices(config.get("entrypoints", {})).items()}
+        req = CounterMetricFamily(P + "requests", "Requests answered, by entrypoint, method and status class "
+                                  "(err: no response was sent).", labels=["entrypoint", "method", "code_class"])
+        for (ep, method, cls), n in sorted(obs["requests"].items()):
+            req.add_metric([ep_names.get(ep, "other"), method, cls], n)
+        yield req
+
+        def per_entity(kind: str, name: str, doc: str, labels: list[str], keys: dict[str, int],
+                       label_values: Any) -> Iterator[Metric]:
+            data = totals[kind]
+            c = CounterMetricFamily(P + name + "_requests", f"Requests answered, by {doc} and status class.",
+                                    labels=labels + ["code_class"])
+            bi = CounterMetricFamily(P + name + "_request_bytes", f"Request body bytes received, by {doc}.",
+                                     labels=labels)
+            bo = CounterMetricFamily(P + name + "_response_bytes", f"Response body bytes sent, by {doc}.",
+                                     labels=labels)
+            for key, idx in sorted(keys.items()):
+                row = data.get(idx)
+                if row is None:
+                    continue
+                lv = label_values(key)
+                for cls in CLASS_NAMES:
+                    if row[cls]:
+                        c.add_metric(lv + [cls], row[cls])
+                bi.add_metric(lv, row["bytes_in"])
+                bo.add_metric(lv, row["bytes_out"])
+            yield c
+            yield bi
+            yield bo
+
+        yield from per_entity("routers", "router", "router", ["router", "service"], routers,
+                              lambda k: [k, router_service.get(k, "")])
+        yield from per_entity("services", "service", "service", ["service"], services, lambda k: [k])
+        yield from per_entity("backends", "backend", "backend", ["service", "backend"], backends,
+                              lambda k: list(k.split("|", 1)))
+
+        hr = HistogramMetricFamily(P + "router_request_duration_seconds", "Time from the request head to the "
+                                   "end of the response, by router.", labels=["router", "service"])
+        for name, idx in sorted(routers.items()):
+            h = obs["router_durations"].get(idx)
+            if h is not None:
+                hr.add_metric([name, router_service.get(name, "")], _buckets(h[0]), h[1])
+        yield hr
+        hs = HistogramMetricFamily(P + "service_request_duration_seconds", "Time from the request head to the "
+                                   "end of the response, by service.", labels=["service"])
+        for name, idx in sorted(services.items()):
+            h = obs["service_durations"].get(idx)
+            if h is not None:
+                hs.add_metric([name], _buckets(h[0]), h[1])
+        yield hs
+
+        by_idx = {idx: name for name, idx in routers.items()}
+        local = CounterMetricFamily(P + "gateway_responses", "Responses the gateway wrote itself instead of a "
+                                    "backend (middleware rejections, errors), by router and status code "
+                                    "(other: a code outside the fixed set).", labels=["router", "code"])
+        limited = CounterMetricFamily(P + "rate_limited_requests", "Requests refused with 429 by a rate limit, "
+                                      "by router.", labels=["router"])
+        for (r, code), n in sorted(obs["local"].items()):
+            if r in by_idx:
+                local.add_metric([by_idx[r], str(code) if code else "other"], n)
+                if code == 429:
+                    limited.add_metric([by_idx[r]], n)
+        yield local
+        yield limited
+        retries = CounterMetricFamily(P + "retries", "Extra upstream attempts made by retry middlewares, by router.",
+                                      labels=["router"])
+        for r, n in sorted(obs["retries"].items()):
+            if r in by_idx:
+                retries.add_metric([by_idx[r]], n)
+        yield retries
+
+        conns = GaugeMetricFamily(P + "open_connections", "Open client connections, by entrypoint and protocol.",
+                                  labels=["entrypoint", "protocol"])
+        summed: dict[tuple[str, str], int] = {}
+        for (_slot, ep, proto), n in obs["connections"].items():
+            key = (ep_names.get(ep, "other"), proto)
+            summed[key] = summed.get(key, 0) + n
+        for ep in sorted(set(ep_names.values())):
+            for proto in ("http1", "http2"):
+                summed.setdefault((ep, proto), 0)
+        for (ep, proto), n in sorted(summed.items()):
+            conns.add_metric([ep, proto], n)
+        yield conns
+
+        inflight = GaugeMetricFamily(P + "backend_inflight_requests", "Requests in flight to a backend, all "
+                                     "workers together.", labels=["service", "backend"])
+        up = GaugeMetricFamily(P + "backend_up", "1 when the backend gets traffic (active and passive health), "
+                               "else 0.", labels=["service", "backend"])
+        now = time.monotonic()
+        for key, idx in sorted(backends.items()):
+            lv = list(key.split("|", 1))
+            inflight.add_metric(lv, totals["inflight"].get(idx, 0))
+            up.add_metric(lv, 1 if plane.is_healthy(idx, now) else 0)
+        yield inflight
+        yield up
+
+        breaker = GaugeMetricFamily(P + "circuit_breaker_state", "Circuit breaker state, 1 for the current one "
+                                    "(closed, open, half-open), by middleware.", labels=["middleware", "state"])
+        for key, idx in sorted(slots.get("breakers", {}).items()):
+            state = plane.breaker_state(idx)
+            for s in STATE_NAMES:
+                breaker.add_metric([key.rsplit("|", 1)[0], s], 1 if s == state else 0)
+        yield breaker
+
+        misc = obs["misc"]
+        for name, key, doc in (
+            ("access_log_lines", "access_log_lines", "Access log lines handed to the writer."),
+            ("access_log_dropped", "access_log_dropped", "Access log lines dropped because the writer fell behind."),
+            ("tracing_spans_exported", "spans_exported", "Spans accepted by the OTLP collector."),
+            ("tracing_spans_dropped", "spans_dropped", ("Spans dropped (queue full, collector slow, down or "
+                                                        "refusing).")),
+        ):
+            c = CounterMetricFamily(P + name, doc)
+            c.add_metric([], misc.get(key, 0))
+            yield c
+
+    # -- TLS
+    def _tls(self, g: Gateway) -> Iterator[Metric]:
+        m = GaugeMetricFamily(P + "tls_certificate_expiry_timestamp_seconds", "Unix time a configured certificate "
+                              "expires (notAfter), by entrypoint and certificate name (CN).",
+                              labels=["entrypoint", "name"])
+        for ep_name, ep in sorted(g.config().entrypoints.items()):
+            tls = ep.get("tls") or {}
+            files = [tls.get("cert_file")] + [c.get("cert_file") for c in tls.get("certificates") or []]
+            seen = set()
+            for path in files:
+                if not path:
+                    continue
+                for name, ts in self.certs.expiry(path):
+                    if name not in seen:
+                        seen.add(name)
+                        m.add_metric([ep_name, name], ts)
+        yield m
+
+
+def _buckets(raw: list[int]) -> list[tuple[str, float]]:
+    out, acc = [], 0
+    for le, n in zip(_LE, raw):
+        acc += n
+        out.append((le, acc))
+    return out
+
+
+class Metrics:
+    """The registry behind ``/api/gateway/metrics`` (one per gateway)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(GatewayCollector(gateway))  # type: ignore[arg-type]
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        encoder, content_type = exposition.choose_encoder(accept or "")
+        return encoder(self.registry), content_type

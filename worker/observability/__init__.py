@@ -1,0 +1,150 @@
+"""What a worker records about the traffic it serves: metrics observations on the shared-memory plane,
+the access log and distributed tracing.
+
+``Observability`` is one per worker (``worker.obs``). The protocol calls two hooks:
+- ``tracer.start(ex)`` when a request head is parsed, only when ``tracer`` is not None (tracing on);
+- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account``: the duration histogram,
+  request counts by entrypoint/method/status class, gateway-written responses and retries go to this
+  worker's row on the plane (aligned stores, no lock), then the access log line and the spans.
+
+``configure`` runs at every generation (reload): the access log and tracer follow the new ``[access_log]``
+and ``[tracing]`` tables, while the writer thread (per path) and the span exporter are kept and reused.
+A worker's open connections (by entrypoint and protocol) are written to the plane about once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from ...shared import log as gwlog
+from ...shared.plane.observations import (
+    GAUGES,
+    METHOD_INDEX,
+    MISC_NAMES,
+    OTHER_METHOD,
+    PROTOCOLS,
+    entrypoint_indices,
+)
+from .access_log import AccessLog, Writer
+from .tracing import OtlpExporter, Tracer
+
+if TYPE_CHECKING:
+    from ..http1 import ClientProtocol, Exchange
+    from ..process import Worker
+
+log = gwlog.get("worker")
+CONNECTIONS_INTERVAL = 1.0
+_MISC = {name: i for i, name in enumerate(MISC_NAMES)}
+
+
+class Observability:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.access_log: AccessLog | None = None
+        self.tracer: Tracer | None = None
+        self.writers: dict[str | None, Writer] = {}
+        self.exporter: OtlpExporter | None = None
+        self.ep_index: dict[str, int] = {}
+        self._gauges: asyncio.Task | None = None
+        self.failures = 0
+
+    # -- per generation
+    def configure(self, config: dict[str, Any]) -> None:
+        w = self.worker
+        self.ep_index = entrypoint_indices(config.get("entrypoints", {}))
+        if self._gauges is None:
+            self._gauges = w.loop.create_task(self._connections_loop())
+        al = config.get("access_log") or {}
+        old = self.access_log
+        if al.get("enabled"):
+            path = al["path"]
+            writer = self.writers.get(path)
+            if writer is None:
+                writer = self.writers[path] = Writer(path)
+            self.access_log = AccessLog(al, writer, w.loop, w.slot, self._count_log)
+        else:
+            self.access_log = None
+        if old is not None:
+            old.flush()
+        for path in [p for p in self.writers if self.access_log is None or p != self.access_log.writer.path]:
+            self.writers.pop(path).close(timeout=0)
+        tr = config.get("tracing") or {}
+        if tr.get("enabled"):
+            otlp = tr.get("otlp")
+            if otlp:
+                if self.exporter is None:
+                    self.exporter = OtlpExporter(w.loop, otlp, tr["service_name"], w.slot, self._count_span)
+                else:
+                    self.exporter.configure(otlp, tr["service_name"])
+            elif self.exporter is not None:
+                self.exporter.close()
+                self.exporter = None
+            self.tracer = Tracer(tr, self.exporter)
+        else:
+            self.tracer = None
+            if self.exporter is not None:
+                self.exporter.close()
+                self.exporter = None
+
+    # -- hot path
+    def finish(self, ex: Exchange, conn: ClientProtocol) -> None:
+        now = perf_counter()
+        route, service = ex.route, ex.service
+        status = ex.status
+        self.worker.plane.observe(route.idx if route is not None else -1,
+                                  service.idx if service is not None else -1,
+                                  self.ep_index.get(conn.entrypoint, 0), METHOD_INDEX.get(ex.method, OTHER_METHOD),
+                                  status, now - ex.t0, ex.local is not None and status >= 400, ex.attempts)
+        try:
+            if self.access_log is not None:
+                self.access_log.log(ex, conn, now)
+            span = ex.span
+            if span is not None and self.tracer is not None:
+                self.tracer.finish(ex, span, now, conn.entrypoint)
+        except Exception:
+            self.failures += 1
+            if self.failures in (1, 10, 100, 1000):
+                log.exception("access log / tracing failed (%d times so far)", self.failures)
+
+    # -- plane counters
+    def _count_log(self, kind: str, n: int) -> None:
+        self.worker.plane.add_misc(_MISC["access_log_lines" if kind == "lines" else "access_log_dropped"], n)
+
+    def _count_span(self, kind: str, n: int) -> None:
+        self.worker.plane.add_misc(_MISC["spans_exported" if kind == "exported" else "spans_dropped"], n)
+
+    async def _connections_loop(self) -> None:
+        from ..http2 import H2Server
+
+        w = self.worker
+        nproto = len(PROTOCOLS)
+        while True:
+            counts = [0] * GAUGES
+            ep_index = self.ep_index
+            for c in list(w.connections):
+                i = ep_index.get(c.entrypoint, 0) * nproto + (1 if isinstance(c, H2Server) else 0)
+                counts[i] += 1
+            w.plane.set_connections(counts)
+            await asyncio.sleep(CONNECTIONS_INTERVAL)
+
+    # -- signals and shutdown
+    def reopen(self) -> None:
+        """SIGUSR1: reopen access log files (after logrotate moved them)."""
+        if self.access_log is not None:
+            self.access_log.flush()
+        for writer in self.writers.values():
+            writer.reopen()
+
+    async def close(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
+        if self.access_log is not None:
+            self.access_log.flush()
+        if self.exporter is not None:
+            await self.exporter.flush()
+            self.exporter.close()
+        for writer in self.writers.values():
+            await asyncio.get_running_loop().run_in_executor(None, writer.close)
+        self.writers.clear()

@@ -1,0 +1,311 @@
+"""The access log: one line per finished request, JSON (orjson) or Common Log Format, off by default.
+
+Lines are built on the event loop when an exchange is accounted, kept in a per-worker buffer, and handed to
+a writer thread every ``flush_interval`` (or as soon as ``buffer_size`` bytes are waiting), so the loop
+never waits for a disk or a full stdout pipe. If the writer falls more than ``MAX_BACKLOG`` bytes behind,
+new lines are dropped and counted (``a3s_gateway_access_log_dropped_total``) instead of growing memory.
+
+Files are opened with O_APPEND, so every worker appends whole chunks to the same file and logrotate's
+``copytruncate`` works; SIGUSR1 (sent to the master, which forwards it to every worker) makes each writer
+reopen the path, for a ``create``-style rotation. Standard output is fd 1, shared with the master.
+
+JSON fields (``ACCESS_LOG_FIELDS`` in the config schema): time (RFC 3339 UTC, milliseconds), client_ip,
+method, host, path, query, protocol, status (0: no response was sent), request_bytes, response_bytes,
+duration_ms, upstream_ms (from sending the request upstream to the end of the response, null when no
+backend was called), router, service, backend, entrypoint, worker, trace_id and span_id (with tracing on),
+user_agent, reason (the error message of a response the gateway wrote itself), headers (captured request
+headers; those in ``redact_headers`` read "***").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ...shared import log as gwlog
+
+if TYPE_CHECKING:
+    from ..http1 import ClientProtocol, Exchange
+
+log = gwlog.get("access_log")
+
+MAX_BACKLOG = 16 << 20          # bytes handed to the writer thread and not yet written
+_REOPEN = object()
+_STOP = object()
+_dumps = orjson.dumps
+# Every field in the documented order (the fast path of ``AccessLog._json``).
+_LINE = (b'{"time":"%s","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
+         b'"status":%d,"request_bytes":%d,"response_bytes":%d,"duration_ms":%a,"upstream_ms":%s,%s,'
+         b'"trace_id":%s,"span_id":%s,"user_agent":%s,"reason":%s}\n')
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class Writer:
+    """A file (or standard output) and the thread that writes to it; shared by the generations that use
+    the same path."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.queue: SimpleQueue = SimpleQueue()
+        self.enqueued = 0           # written only by the event loop thread
+        self.written = 0            # written only by the writer thread
+        self.fd = -1
+        self.error_logged = False
+        self._open()
+        self.thread = threading.Thread(target=self._run, name=f"access-log:{path or 'stdout'}", daemon=True)
+        self.thread.start()
+
+    def _open(self) -> None:
+        if self.path is None:
+            self.fd = 1
+            return
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.error_logged = False
+        except OSError as e:
+            self.fd = -1
+            log.error(f"cannot open access log {self.path}: {e.strerror or e}")
+
+    def submit(self, chunk: bytes) -> bool:
+        """Queue ``chunk`` for writing; False (dropped) when the writer is too far behind."""
+        if self.enqueued - self.written > MAX_BACKLOG:
+            return False
+        self.enqueued += len(chunk)
+        self.queue.put(chunk)
+        return True
+
+    def reopen(self) -> None:
+        self.queue.put(_REOPEN)
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _STOP:
+                break
+            if item is _REOPEN:
+                if self.path is not None:
+                    if self.fd >= 0:
+                        os.close(self.fd)
+                    self._open()
+                continue
+            view = memoryview(item)
+            try:
+                while view and self.fd >= 0:
+                    n = os.write(self.fd, view)
+                    view = view[n:]
+            except OSError as e:
+                if not self.error_logged:
+                    self.error_logged = True
+                    log.error(f"cannot write access log {self.path or 'stdout'}: {e.strerror or e}")
+            self.written += len(item)
+        if self.path is not None and self.fd >= 0:
+            os.close(self.fd)
+
+
+class Clock:
+    """RFC 3339 / CLF timestamps, formatted once per second and completed with milliseconds."""
+
+    __slots__ = ("clf", "rfc", "sec")
+
+    def __init__(self) -> None:
+        self.sec = -1
+        self.rfc = ""
+        self.clf = ""
+
+    def rfc3339(self, t: float) -> str:
+        sec = int(t)
+        if sec != self.sec:
+            self._set(sec)
+        return f"{self.rfc}.{int((t - sec) * 1000):03d}Z"
+
+    def common(self, t: float) -> str:
+        sec = int(t)
+        if sec != self.sec:
+            self._set(sec)
+        return self.clf
+
+    def _set(self, sec: int) -> None:
+        tm = time.gmtime(sec)
+        self.sec = sec
+        self.rfc = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
+        self.clf = (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:{tm.tm_hour:02d}:{tm.tm_min:02d}:"
+                    f"{tm.tm_sec:02d} +0000")
+
+
+def _reason(ex: Exchange) -> str | None:
+    """The message of an error response the gateway wrote itself ({"error": ...} JSON body)."""
+    data = ex.local
+    if data is None or ex.status < 400:
+        return None
+    body = data[data.find(b"\r\n\r\n") + 4 :]
+    try:
+        msg = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return msg if isinstance(msg, str) else None
+
+
+class AccessLog:
+    """One generation's ``[access_log]`` settings over a shared ``Writer``."""
+
+    def __init__(self, cfg: dict[str, Any], writer: Writer, loop: asyncio.AbstractEventLoop, slot: int,
+                 count: Callable[[str, int], None]) -> None:
+        self.writer = writer
+        self.loop = loop
+        self.slot = slot
+        self.count = count
+        self.common = cfg["format"] == "common"
+        fields = cfg["fields"] or None
+        exclude = set(cfg["exclude_fields"])
+        self.only = None if fields is None and not exclude else (
+            set(fields) if fields is not None else None, exclude)
+        self.drop_query = cfg["drop_query"]
+        self.capture = {h.lower().encode(): h for h in cfg["headers"]}
+        self.redact = {h.lower().encode() for h in cfg["redact_headers"]}
+        self.ranges = []
+        for r in cfg["filters"]["status"]:
+            lo, _, hi = r.partition("-")
+            self.ranges.append((int(lo), int(hi or lo)))
+        self.min_duration = cfg["filters"]["min_duration"]
+        self.buffer_size = cfg["buffer_size"]
+        self.flush_interval = cfg["flush_interval"]
+        self.buf: list[bytes] = []
+        self.size = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.clock = Clock()
+        self.consts: dict[tuple[int, int, str], bytes] = {}   # per (route, backend, entrypoint): names
+
+    def log(self, ex: Exchange, conn: ClientProtocol, now: float) -> None:
+        seconds = now - ex.t0
+        status = ex.status
+        if self.ranges and not any(lo <= status <= hi for lo, hi in self.ranges):
+            return
+        if seconds < self.min_duration:
+            return
+        line = self._common(ex, conn) if self.common else self._json(ex, conn, now, seconds, status)
+        self.buf.append(line)
+        self.size += len(line)
+        if self.size >= self.buffer_size:
+            self.flush()
+        elif self.timer is None:
+            self.timer = self.loop.call_later(self.flush_interval, self.flush)
+
+    def _json(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+        if self.only is not None or self.capture:
+            return self._json_dict(ex, conn, now, seconds, status)
+        # The fast path (every field, no captured headers): one bytes template; strings that come from the
+        # request are escaped by orjson, the per-route names are encoded once per generation. Same output as
+        # ``_json_dict`` (tests/unit/test_metrics_observations.py checks it).
+        target = getattr(ex, "target", b"")
+        path, _, query = target.partition(b"?")
+        ua = b"null"
+        for name, value in getattr(ex, "headers", ()):
+            if len(name) == 10 and name.lower() == b"user-agent":
+                ua = _dumps(value.decode("latin-1"))
+                break
+        route, backend, span = ex.route, ex.backend, ex.span
+        key = (id(route), id(backend), conn.entrypoint)
+        const = self.consts.get(key)
+        if const is None:
+            const = self.consts[key] = _dumps({
+                "router": route.name if route is not None else None,
+                "service": ex.service.name if ex.service is not None else None,
+                "backend": backend.url if backend is not None else None,
+                "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
+        return _LINE % (
+            self.clock.rfc3339(time.time()).encode(), conn.client_ip.encode(), ex.method,
+            _dumps(getattr(ex, "host", b"").decode("latin-1")), _dumps(path.decode("latin-1")),
+            b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
+            b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", status, ex.req_bytes, ex.resp_bytes,
+            int(seconds * 1e6) / 1000, b"%a" % (int((now - ex.t_up) * 1e6) / 1000) if ex.t_up else b"null", const,
+            b'"%s"' % span.trace_id.encode() if span is not None else b"null",
+            b'"%s"' % span.span_id.encode() if span is not None else b"null", ua,
+            _dumps(_reason(ex)) if ex.local is not None else b"null")
+
+    def _json_dict(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+        target = getattr(ex, "target", b"")
+        path, _, query = target.partition(b"?")
+        headers = getattr(ex, "headers", ())
+        ua = None
+        captured = None
+        capture = self.capture
+        if capture:
+            for name, value in headers:
+                ln = name.lower()
+                if ln == b"user-agent":
+                    ua = value.decode("latin-1")
+                if ln in capture:
+                    if captured is None:
+                        captured = {}
+                    captured[capture[ln]] = "***" if ln in self.redact else value.decode("latin-1")
+        else:
+            for name, value in headers:
+                if len(name) == 10 and name.lower() == b"user-agent":
+                    ua = value.decode("latin-1")
+                    break
+        route, service, backend, span = ex.route, ex.service, ex.backend, ex.span
+        entry = {
+            "time": self.clock.rfc3339(time.time()),
+            "client_ip": conn.client_ip,
+            "method": ex.method.decode("latin-1"),
+            "host": getattr(ex, "host", b"").decode("latin-1"),
+            "path": path.decode("latin-1"),
+            "query": None if self.drop_query or not query else query.decode("latin-1"),
+            "protocol": "HTTP/1.1" if ex.http11 else "HTTP/1.0",
+            "status": status,
+            "request_bytes": ex.req_bytes,
+            "response_bytes": ex.resp_bytes,
+            "duration_ms": int(seconds * 1e6) / 1000,
+            "upstream_ms": int((now - ex.t_up) * 1e6) / 1000 if ex.t_up else None,
+            "router": route.name if route is not None else None,
+            "service": service.name if service is not None else None,
+            "backend": backend.url if backend is not None else None,
+            "entrypoint": conn.entrypoint,
+            "worker": self.slot,
+            "trace_id": span.trace_id if span is not None else None,
+            "span_id": span.span_id if span is not None else None,
+            "user_agent": ua,
+            "reason": _reason(ex) if ex.local is not None else None,
+        }
+        if captured is not None:
+            entry["headers"] = captured
+        only = self.only
+        if only is not None:
+            include, exclude = only
+            entry = {k: v for k, v in entry.items() if (include is None or k in include) and k not in exclude}
+        return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+
+    def _common(self, ex: Exchange, conn: ClientProtocol) -> bytes:
+        target = getattr(ex, "target", b"-")
+        if self.drop_query:
+            target = target.partition(b"?")[0]
+        return b'%s - - [%s] "%s %s %s" %d %s\n' % (
+            conn.client_ip.encode() or b"-", self.clock.common(time.time()).encode(), ex.method, target,
+            b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", ex.status,
+            b"%d" % ex.resp_bytes if ex.resp_bytes else b"-")
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.buf:
+            return
+        n = len(self.buf)
+        chunk = b"".join(self.buf)
+        self.buf = []
+        self.size = 0
+        if self.writer.submit(chunk):
+            self.count("lines", n)
+        else:
+            self.count("dropped", n)
