@@ -25,6 +25,7 @@ from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager
 from .healthcheck import HealthChecker
+from .model_probe import ModelProbe
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
 from .watch import FileWatcher
@@ -40,6 +41,7 @@ class ControlPlane:
         self.gateway = gateway
         self.static: GatewayConfig | None = None
         self.health: HealthChecker | None = None
+        self.agents: ModelProbe | None = None      # agent_health probes (model_probe.py)
         self.watcher: FileWatcher | None = None
         self.discovery: Discovery | None = None
         self.dns: DnsResolver | None = None
@@ -141,6 +143,9 @@ class ControlPlane:
             if self.health is None:
                 self.health = HealthChecker(plane)
             self.health.update(compiled)
+            if self.agents is None:
+                self.agents = ModelProbe(plane)
+            self.agents.update(compiled)      # after health checks: the probe owns its backends' flags
         self._configure_sync(cfg)
         if self.dns is not None and self.dns.task is None:
             self.dns.start()
@@ -176,11 +181,11 @@ class ControlPlane:
         self.started = False
         if self._pending is not None:
             self._pending.cancel()
-        for component in (self.watcher, self.discovery, self.dns, self.acme, self.health):
+        for component in (self.watcher, self.discovery, self.dns, self.acme, self.health, self.agents):
             if component is not None:
                 await component.stop()
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
-        self.watcher = self.discovery = self.dns = self.acme = self.health = None
+        self.watcher = self.discovery = self.dns = self.acme = self.health = self.agents = None
 
     # -- reload triggers
     async def reload(self, reason: str, reread: bool = True) -> None:
@@ -204,6 +209,7 @@ class ControlPlane:
     def snapshot(self) -> dict[str, Any]:
         return {
             "health_checks": self.health.snapshot() if self.health else {},
+            "agent_health": self.agents.snapshot() if self.agents else {},
             "watch": {"config": self.watcher.config_path, "directory": self.watcher.directory}
             if self.watcher else None,
             "discovery": self.discovery.snapshot() if self.discovery else None,

@@ -53,7 +53,7 @@ class Exchange:
                  "req_chunked", "req_has_body", "req_done", "pending", "pending_bytes", "upstream",
                  "resp_started", "retried", "route", "service", "backend", "status", "local", "resp_bytes",
                  "runtime", "conn", "suspended", "filter", "req_limit", "req_bytes", "retry", "attempts", "replay",
-                 "counted", "set_cookie", "t0", "t_up", "span", "upgrade")
+                 "counted", "set_cookie", "t0", "t_up", "span", "upgrade", "sink", "on_done", "usage_tap")
 
     def __init__(self) -> None:
         self.pending: list[bytes] | None = None
@@ -80,6 +80,9 @@ class Exchange:
         self.retry: Retry | None = None
         self.attempts = 0
         self.replay: bytearray | None = None
+        self.sink = None     # a middleware reading the whole body first (middlewares/body_buffer.py)
+        self.on_done: list | None = None    # callables(ex) run once when the exchange is accounted (finished)
+        self.usage_tap = None                # token-meter's response tap (middlewares/token_meter.py)
         self.t0 = perf_counter()     # observability (worker/observability): start, upstream bind, trace
         self.t_up = 0.0
         self.span = None
@@ -132,6 +135,8 @@ class ClientProtocol(asyncio.Protocol):
         self.closed = True
         self.worker.connections.discard(self)
         for ex in self.queue:
+            if ex.sink is not None:
+                ex.sink.abort()
             self._account(ex)
             self._release_backend(ex)
             up = ex.upstream
@@ -348,6 +353,8 @@ class ClientProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.cur
         ex.req_bytes += len(body)
+        if ex.sink is not None:
+            return ex.sink.feed(body)
         self.unparsed -= len(body)
         if ex.local is not None:
             return  # answered without a backend: the body is read and dropped
@@ -378,6 +385,8 @@ class ClientProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.cur
         ex.req_done = True
+        if ex.sink is not None:
+            return ex.sink.complete()
         self.unparsed = 0
         if ex.req_chunked and ex.local is None:
             if ex.replay is not None:
@@ -480,6 +489,12 @@ class ClientProtocol(asyncio.Protocol):
         if ex.counted:
             return
         ex.counted = True
+        if ex.on_done is not None:
+            for done in ex.on_done:
+                try:
+                    done(ex)
+                except Exception:  # noqa: BLE001 — a middleware bug must not break accounting
+                    log.exception("on_done hook failed")
         route, service, backend = ex.route, ex.service, ex.backend
         self.worker.plane.record(route.idx if route is not None else -1, service.idx if service is not None else -1,
                                  backend.idx if backend is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)

@@ -19,6 +19,7 @@ from . import tls
 from .chain import Chain
 from .router import RouterTable
 from .services import balancer
+from .services.affinity import Affinity
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol
@@ -142,6 +143,10 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         )
         if lb["sticky"] is not None:
             service.sticky = Sticky(lb["sticky"], service.idx, backends, service.balancer, plane)
+        if lb.get("affinity") is not None or (lb.get("agent_health") is not None and service.sticky is None):
+            # conversation affinity and/or the model probe's busy fallback (services/affinity.py)
+            service.sticky = Affinity(lb.get("affinity"), service.idx, backends, service.balancer, plane,
+                                      busy_fallback=lb.get("agent_health") is not None)
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []

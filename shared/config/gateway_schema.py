@@ -16,6 +16,7 @@ import ssl
 from typing import Any
 
 from .middleware_schema import MIDDLEWARE
+from .ai_schema import AFFINITY, AGENT_HEALTH
 from .schema import (
     Bool,
     Duration,
@@ -230,6 +231,8 @@ LOAD_BALANCER = Table(
         "servers": Field(ListOf(SERVER, min_items=1, too_few="service has no servers"), required=True),
         "health_check": Field(Nullable(HEALTH_CHECK)),
         "sticky": Field(Nullable(STICKY)),
+        "affinity": Field(Nullable(AFFINITY)),            # conversation affinity (ai_schema.py)
+        "agent_health": Field(Nullable(AGENT_HEALTH)),    # model health probe (master/model_probe.py)
         "pass_host_header": Field(Bool(), True),
         "timeouts": Field(TIMEOUTS, {}),
         "passive_health": Field(PASSIVE_HEALTH, {}),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .ai_schema import AI_MIDDLEWARES
 from .schema import (
     INVALID,
     Bool,
@@ -296,6 +297,8 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
     ),
 }
 
+
+MIDDLEWARE_TYPES.update(AI_MIDDLEWARES)   # channel-webhook, privacy-router, token-meter, priority (ai_schema.py)
 
 
 class MiddlewareSpec(Spec):

@@ -14,6 +14,7 @@ Memory (bytes, W = max_workers): roughly
     ratelimit  ratelimit_entries * (48 + (W + 1) * 8)
     sticky     sticky_entries * 32
     health     backends * (32 + (W + 1) * 8);  breakers * (64 + (W + 1) * 8)
+    ai         (W + 1) * 384 + W * services * 48 + backends * 8 + token_entries * (24 + (W + 1) * 40)
     observations  (W + 1) * ((routers + services) * 120 + routers * 96 + 7744)  (metrics histograms)
 With the defaults (W = 64) that is about 73 MiB, most of it the per-worker rate-limit rows; size
 ``max_workers`` to the real worker count (plus spares for restarts in flight) where /dev/shm is small
@@ -39,6 +40,7 @@ class PlaneLayout:
     max_breakers: int = 1024
     sticky_entries: int = 65536
     max_limiters: int = 1024
+    token_entries: int = 2048        # token-meter sliding windows (ai.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -47,7 +49,7 @@ class PlaneLayout:
                 raise PlaneError(f"PlaneLayout.{f.name} must be a positive integer, got {v!r}")
             if v > 1 << 24:
                 raise PlaneError(f"PlaneLayout.{f.name} = {v} is larger than the supported {1 << 24}")
-        for name in ("ratelimit_entries", "sticky_entries"):
+        for name in ("ratelimit_entries", "sticky_entries", "token_entries"):
             v = getattr(self, name)
             object.__setattr__(self, name, -(-v // BUCKET) * BUCKET)
 

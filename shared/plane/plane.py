@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from . import header as H
+from .ai import AiTable
 from .breaker import BreakerTable
 from .counters import COLS, CounterTable, status_col
 from .errors import PlaneError
@@ -61,15 +62,16 @@ from .sticky import StickyTable
 from .workers import HEARTBEAT, ROW, WorkerTable
 
 _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable,
-           ObservationTable)
+           ObservationTable, AiTable)
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
-_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "add_misc",
+_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "ai_add", "priority_gauge",
+                  "token_record", "observe", "add_misc",
                   "set_connections")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
-_MASTER_WRITES = ("set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
+_MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
                   "reset_service", "reset_limiter", "set_name")
 
 
@@ -119,6 +121,7 @@ class Plane:
         self.ratelimits = RateLimitTable(segs["ratelimit"], layout, self._locks, rl_base, secret)
         self.sticky = StickyTable(segs["sticky"], layout, self._locks, st_base, secret)
         self.names = NameTable(segs["names"], layout)
+        self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
         self.observations = ObservationTable(segs["observations"], layout)
         self.observations.bind(slot)
         # worker hot path (see observations.py): bound methods, so a call costs no extra frame
@@ -222,7 +225,7 @@ class Plane:
 
     def close(self) -> None:
         for t in (self.workers, self.counters, self.health, self.breakers, self.ratelimits, self.sticky, self.names,
-                  self.observations):
+                  self.observations, self.ai):
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
@@ -371,6 +374,31 @@ class Plane:
     def sticky_unbind(self, key: bytes) -> None:
         self.sticky.unbind(key)
 
+    # AI-agent extensions (ai.py): counters, priority admission gauges, token windows, model-probe states
+    def ai_add(self, name: str, n: int = 1) -> None:
+        self.ai.add(self._col, name, n)
+
+    def priority_gauge(self, service_idx: int, word: int, n: int) -> None:
+        self.ai.gauge_add(self.worker_slot, service_idx, word, n)
+
+    def priority_gauges(self, service_idx: int) -> list[int]:
+        return self.ai.gauges(service_idx, self._hdr[self._rows_i])
+
+    def token_record(self, key: bytes, window: float, n: int, now: float) -> None:
+        self.ai.token_record(key, window, n, now, self._col)
+
+    def token_usage(self, key: bytes, window: float, now: float) -> tuple[float, list[int]]:
+        return self.ai.token_usage(key, window, now, self._hdr[self._rows_i])
+
+    def ai_counters(self) -> dict[str, int]:
+        return self.ai.counters(self._hdr[self._rows_i])
+
+    def agent_state(self, backend_idx: int) -> str | None:
+        return self.ai.agent(backend_idx)
+
+    def set_agent_state(self, backend_idx: int, state: str | None) -> None:
+        self.ai.set_agent(backend_idx, state)
+
     # ------------------------------------------------------------------ master
     def set_healthy(self, backend_idx: int, healthy: bool) -> None:
         self.health.set_healthy(backend_idx, healthy)
@@ -406,6 +434,7 @@ class Plane:
             self.health.fold(slot)
             self.breakers.fold(slot)
             self.ratelimits.fold(slot)
+            self.ai.fold(slot)
             self.observations.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2

@@ -108,7 +108,7 @@ async def read_body(ex: Exchange, max_bytes: int, timeout: float = 30.0,
             transport.resume_reading()     # HTTP/1.1: the proxy may have paused at its HIGH_WATER mark
     try:
         await asyncio.wait_for(asyncio.shield(sink.done), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ex.keep_alive = False
         return error_reply(408, "Request body not received in time")
     finally:

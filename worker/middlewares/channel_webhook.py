@@ -50,8 +50,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..chain import JSON, Middleware, Reply, close_soon, error_reply, header_value
 from ...shared import log as gwlog
+from ..chain import JSON, Middleware, Reply, close_soon, error_reply, header_value
 from .body_buffer import forward_body, read_body
 
 if TYPE_CHECKING:
@@ -113,7 +113,8 @@ def normalize(channel: str, root: dict[str, Any]) -> dict[str, Any]:
     if channel == "telegram":
         m = root["message"] if "message" in root else root
         mid = _get(m, "message_id")
-        msg.update(id=str(mid) if isinstance(mid, int) and not isinstance(mid, bool) and mid >= 0 else str(uuid.uuid4()),
+        valid = isinstance(mid, int) and not isinstance(mid, bool) and mid >= 0
+        msg.update(id=str(mid) if valid else str(uuid.uuid4()),
                    chat_id=_int_str(_get(m, "chat", "id")), sender_id=_int_str(_get(m, "from", "id")),
                    sender_name=_opt_str(_get(m, "from", "first_name")), content=_s(_get(m, "text")),
                    timestamp=(_get(m, "date") or 0) * 1000 if isinstance(_get(m, "date"), int) else 0,
@@ -123,7 +124,8 @@ def normalize(channel: str, root: dict[str, Any]) -> dict[str, Any]:
         ts = _s(_get(m, "ts"))
         msg.update(id=_s(m.get("client_msg_id")) if "client_msg_id" in m else ts,
                    chat_id=_s(m.get("channel")), sender_id=_s(m.get("user")), sender_name=None,
-                   content=_s(m.get("text")), timestamp=int(ts.split(".")[0]) * 1000 if ts.split(".")[0].isdigit() else 0,
+                   content=_s(m.get("text")),
+                   timestamp=int(ts.split(".")[0]) * 1000 if ts.split(".")[0].isdigit() else 0,
                    reply_to=_opt_str(m.get("thread_ts")))
     elif channel == "discord":
         author = root.get("author") or _get(root, "member", "user") or root.get("user") or {}
@@ -379,7 +381,7 @@ class ChannelWebhook(Middleware):
                 await resp.read()
                 if resp.status >= 400:
                     log.warning("channel-webhook %s: backend answered %d", self.name, resp.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             log.warning("channel-webhook %s: delivering to %s failed: %s", self.name, url, e)
 
     def close(self) -> None:

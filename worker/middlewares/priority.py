@@ -203,7 +203,7 @@ class Priority(Middleware):
         self._pump(svc)
         try:
             admitted = await asyncio.wait_for(asyncio.shield(fut), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if fut.done():
                 admitted = fut.result()
             else:

@@ -1,0 +1,165 @@
+"""Model (agent) health probes, run once per node in the master: ``load_balancer.agent_health``.
+
+Each round, every server of a service with ``agent_health`` gets ``GET <server><path>``; its JSON health
+document ``{"status": "loading"|"ready"|"busy"|"error", "model": ..., "queue_depth": ...}`` (any 2xx-5xx
+status code; the document decides) maps to the spec's states (§11.5):
+- ``ready`` is a success: after ``success_threshold`` consecutive ones the backend is ``ready``;
+- ``loading``, ``busy`` and ``error`` are taken as reported (they reset the success count);
+- no answer, a timeout, or no parseable document is a failure: ``error`` until ``failure_threshold``
+  consecutive failures, then ``unreachable``.
+A backend starts ``unreachable`` (the spec's default) and is probed at once. States are published on the
+shared-memory plane: the health flag is up only for ``ready`` (so every balancer sends new traffic only
+there), and the state itself (``Plane.agent_state``) lets a service fall back to ``busy`` backends when no
+backend is ready (``worker/services/affinity.py``). Snapshots appear in the admin API under
+``control.agent_health`` and as metrics. Reloads behave like ``healthcheck.HealthChecker``: unchanged
+services keep their task and backends keep their state; a dropped service's task is cancelled.
+Do not combine ``agent_health`` with ``health_check`` on one service (both would drive the same flag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..shared import log as gwlog
+from ..shared.plane import Plane
+from .generations import backend_key
+
+log = gwlog.get("master.agent_health")
+STATES = ("loading", "ready", "busy", "error", "unreachable")
+
+
+@dataclass
+class AgentState:
+    status: str = "unreachable"
+    backend_url: str = ""
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    model_name: str | None = None
+    queue_depth: int | None = None
+    last_latency_ms: float | None = None
+    last_error: str | None = None
+
+
+class ModelProbe:
+    def __init__(self, plane: Plane) -> None:
+        self.plane = plane
+        self.states: dict[str, AgentState] = {}
+        self.tasks: dict[str, tuple[Any, asyncio.Task]] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    def update(self, compiled: dict[str, Any]) -> None:
+        services = compiled["config"].get("services", {})
+        slots = compiled["slots"]["backends"]
+        wanted: dict[str, Any] = {}
+        for name, svc in services.items():
+            cfg = svc["load_balancer"].get("agent_health")
+            if cfg:
+                servers = svc["load_balancer"]["servers"]
+                wanted[name] = (cfg, [(s["url"], slots[backend_key(name, s["url"])]) for s in servers])
+        for name in list(self.tasks):
+            if self.tasks[name][0] != wanted.get(name):
+                self.tasks.pop(name)[1].cancel()
+        probed = {backend_key(n, url) for n, (_c, servers) in wanted.items() for url, _i in servers}
+        for key in list(self.states):
+            if key not in probed:
+                del self.states[key]
+        for name, svc in services.items():          # backends without a probe: no agent state
+            for s in svc["load_balancer"]["servers"]:
+                if backend_key(name, s["url"]) not in probed:
+                    self.plane.set_agent_state(slots[backend_key(name, s["url"])], None)
+        if self.session is None and wanted:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        loop = asyncio.get_running_loop()
+        for name, settings in wanted.items():
+            cfg, servers = settings
+            for url, idx in servers:              # (re)publish: a reload may have reset the health flag
+                st = self.states.setdefault(backend_key(name, url), AgentState(backend_url=url))
+                self._publish(idx, st)
+            if name not in self.tasks:
+                self.tasks[name] = (settings, loop.create_task(self._run(name, cfg, servers),
+                                                               name=f"agent_health:{name}"))
+
+    def _publish(self, idx: int, st: AgentState) -> None:
+        self.plane.set_agent_state(idx, st.status)
+        self.plane.set_healthy(idx, st.status == "ready")
+
+    async def stop(self) -> None:
+        tasks = [t for _s, t in self.tasks.values()]
+        self.tasks.clear()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {key: {"status": s.status, "backend_url": s.backend_url,
+                      "consecutive_failures": s.consecutive_failures,
+                      "consecutive_successes": s.consecutive_successes, "model_name": s.model_name,
+                      "queue_depth": s.queue_depth, "last_latency_ms": s.last_latency_ms,
+                      "last_error": s.last_error}
+                for key, s in sorted(self.states.items())}
+
+    async def _run(self, service: str, cfg: dict[str, Any], servers: list[tuple[str, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.gather(*(self._probe(service, cfg, url, idx) for url, idx in servers))
+            await asyncio.sleep(max(0.0, cfg["interval"] - (loop.time() - started)))
+
+    async def _probe(self, service: str, cfg: dict[str, Any], url: str, idx: int) -> None:
+        assert self.session is not None
+        target = url.replace("h2c://", "http://", 1) + cfg["path"]
+        t0 = time.perf_counter()
+        doc: Any = None
+        error = None
+        try:
+            async with self.session.get(target, timeout=aiohttp.ClientTimeout(total=cfg["timeout"]),
+                                        allow_redirects=False) as resp:
+                body = await resp.read()
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                error = f"status {resp.status}, no JSON health document"
+        except TimeoutError:
+            error = f"timeout after {cfg['timeout']}s"
+        except aiohttp.ClientError as e:
+            error = f"{type(e).__name__}: {e}"
+        latency = (time.perf_counter() - t0) * 1000.0
+        st = self.states.setdefault(backend_key(service, url), AgentState(backend_url=url))
+        before = st.status
+        reported = doc.get("status") if isinstance(doc, dict) else None
+        if error is None and reported not in ("loading", "ready", "busy", "error"):
+            error = f"unknown health status {reported!r}"
+        if error is not None:
+            st.consecutive_successes = 0
+            st.consecutive_failures += 1
+            st.last_latency_ms = None
+            st.last_error = error
+            st.status = "unreachable" if st.consecutive_failures >= cfg["failure_threshold"] else "error"
+        else:
+            st.consecutive_failures = 0
+            st.last_error = None
+            st.last_latency_ms = round(latency, 3)
+            model = doc.get("model") or doc.get("model_name")
+            st.model_name = model if isinstance(model, str) else st.model_name
+            depth = doc.get("queue_depth")
+            st.queue_depth = depth if isinstance(depth, int) else None
+            if reported == "ready":
+                st.consecutive_successes += 1
+                if st.consecutive_successes >= cfg["success_threshold"]:
+                    st.status = "ready"
+            else:
+                st.consecutive_successes = 0
+                st.status = reported
+        if st.status != before:
+            log.info(f"model backend {before} -> {st.status}",
+                     extra={"fields": {"service": service, "server": url, "error": st.last_error}})
+        self._publish(idx, st)

@@ -1,0 +1,150 @@
+"""Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter`` and
+``priority`` middleware types (merged into ``MIDDLEWARE_TYPES``) and the ``affinity`` / ``agent_health``
+tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each module."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from .schema import (
+    Bool,
+    Duration,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    Nullable,
+    Reporter,
+    Str,
+    Table,
+    header_name_error,
+    join,
+    path_error,
+)
+
+PLATFORMS = ("slack", "discord", "telegram", "feishu", "lark", "dingtalk", "wecom", "wechat", "webchat", "web")
+LEVELS = ("public", "internal", "confidential", "restricted")
+PRIORITY_NAMES = ("critical", "high", "normal", "low", "best-effort", "besteffort", "0", "1", "2", "3", "4")
+KEY_KINDS = ("user", "agent", "session", "global")
+_POSITIVE = Duration(check=lambda s: None if s > 0 else "must be greater than 0")
+
+
+def _hex_key_error(text: str) -> str | None:
+    return None if re.fullmatch(r"[0-9a-fA-F]{64}", text) else "must be the 32-byte Ed25519 public key in hex"
+
+
+def _aes_key_error(text: str) -> str | None:
+    try:
+        ok = len(text) == 43 and len(base64.b64decode(text + "=")) == 32
+    except ValueError:
+        ok = False
+    return None if ok else "must be the 43-character EncodingAESKey"
+
+
+def _regex_error(text: str) -> str | None:
+    try:
+        re.compile(text)
+    except re.error as e:
+        return f"invalid regular expression {text!r}: {e}"
+    return None
+
+
+_NEEDS = {"slack": ("secret",), "discord": ("public_key",), "telegram": ("secret",), "dingtalk": ("secret",),
+          "wecom": ("token", "encoding_aes_key"), "wechat": ("token", "encoding_aes_key")}
+
+
+def _webhook_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    platform = out.get("platform")
+    for key in _NEEDS.get(platform, ()):  # type: ignore[arg-type]
+        if not out.get(key):
+            rep.add(join(path, key), f"platform '{platform}' needs '{key}' to verify its webhooks")
+    if platform in ("feishu", "lark") and not (out.get("token") or out.get("encrypt_key")):
+        rep.add(join(path, "token"), "platform 'feishu' needs 'token' (verification token) and/or 'encrypt_key'")
+
+
+AI_MIDDLEWARES = {
+    "channel-webhook": Table(
+        {
+            "platform": Field(Str(choices=PLATFORMS), required=True),
+            "secret": Field(Nullable(Str(nonempty=True))),
+            "public_key": Field(Nullable(Str(check=_hex_key_error))),
+            "token": Field(Nullable(Str(nonempty=True))),
+            "encrypt_key": Field(Nullable(Str(nonempty=True))),
+            "encoding_aes_key": Field(Nullable(Str(check=_aes_key_error))),
+            "receive_id": Field(Nullable(Str(nonempty=True))),
+            "max_age": Field(_POSITIVE, 300.0),
+            "max_body_bytes": Field(Int(minimum=1), 1048576),
+            "ack": Field(Str(choices=("backend", "immediate")), "backend"),
+            "signature_header": Field(Str(check=header_name_error), "X-Webchat-Signature"),
+            "timestamp_header": Field(Str(check=header_name_error), "X-Webchat-Timestamp"),
+        },
+        post=_webhook_post,
+    ),
+    "privacy-router": Table(
+        {
+            "tee_service": Field(Str(nonempty=True), required=True),
+            "tee_threshold": Field(Str(choices=LEVELS), "confidential"),
+            "sensitive_keywords": Field(ListOf(Str(nonempty=True)), []),
+            "sensitive_patterns": Field(ListOf(Str(check=_regex_error)), []),
+            "inspect_headers": Field(ListOf(Str(check=header_name_error)), []),
+            "max_inspect_bytes": Field(Int(minimum=1), 65536),
+            "redact": Field(Bool(), False),
+            "privacy_header": Field(Str(check=header_name_error), "X-Privacy-Level"),
+        }
+    ),
+    "token-meter": Table(
+        {
+            "max_tokens": Field(Int(minimum=1), required=True),
+            "window": Field(_POSITIVE, 60.0),
+            "keys": Field(ListOf(Str(choices=KEY_KINDS)), list(KEY_KINDS)),
+            "limits": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
+                                         "window": Field(Nullable(_POSITIVE))}),
+                                  key_check=lambda k: None if k in KEY_KINDS else
+                                  f"must be one of {', '.join(KEY_KINDS)}"), {}),
+            "overrides": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
+                                            "window": Field(Nullable(_POSITIVE))}),
+                                     key_check=lambda k: None if k == "global" or (
+                                         k.split(":", 1)[0] in KEY_KINDS[:3] and ":" in k) else
+                                     "must be 'user:<id>', 'agent:<id>', 'session:<id>' or 'global'"), {}),
+            "user_header": Field(Str(check=header_name_error), "X-User-Id"),
+            "agent_header": Field(Str(check=header_name_error), "X-Agent-Id"),
+            "session_header": Field(Str(check=header_name_error), "X-Session-Id"),
+            "chars_per_token": Field(Int(minimum=1), 4),
+            "max_parse_bytes": Field(Int(minimum=1), 1048576),
+        }
+    ),
+    "priority": Table(
+        {
+            "priority_header": Field(Str(check=header_name_error), "X-Request-Priority"),
+            "trust_header": Field(Bool(), True),
+            "default_priority": Field(Str(choices=PRIORITY_NAMES), "normal"),
+            "user_header": Field(Str(check=header_name_error), "X-User-Id"),
+            "user_tiers": Field(MapOf(Str(choices=PRIORITY_NAMES)), {}),
+            "high_priority_paths": Field(ListOf(Str(check=path_error)), []),
+            "low_priority_paths": Field(ListOf(Str(check=path_error)), []),
+            "max_concurrency": Field(Int(minimum=0), 0),
+            "max_queue": Field(Int(minimum=0), 100),
+            "queue_timeout_ms": Field(Int(minimum=0), 5000),
+        }
+    ),
+}
+
+AFFINITY = Table(
+    {
+        "header": Field(Str(check=header_name_error), "X-Conversation-Id"),
+        "cookie": Field(Nullable(Str(check=header_name_error))),
+        "ttl": Field(_POSITIVE, 1800.0),
+    }
+)
+
+AGENT_HEALTH = Table(
+    {
+        "path": Field(Str(check=path_error), "/health"),
+        "interval": Field(_POSITIVE, 5.0),
+        "timeout": Field(_POSITIVE, 3.0),
+        "failure_threshold": Field(Int(minimum=1), 3),
+        "success_threshold": Field(Int(minimum=1), 1),
+    }
+)

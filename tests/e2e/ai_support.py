@@ -1,0 +1,18 @@
+"""Helpers of the AI-extension e2e tests: the fake model backend process."""
+
+from __future__ import annotations
+
+import httpx
+from mw_support import Process
+
+
+class AiBackend(Process):
+    def __init__(self, name: str, health: str = "ready") -> None:
+        super().__init__("ai_backend.py", "--name", name, "--health", health)
+        self.name = name
+
+    def seen(self) -> int:
+        return httpx.get(self.url + "/_seen").json()["seen"]
+
+    def set_health(self, state: str) -> None:
+        httpx.get(self.url + "/_set", params={"health": state})
