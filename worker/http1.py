@@ -353,9 +353,9 @@ class ClientProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.cur
         ex.req_bytes += len(body)
+        self.unparsed -= len(body)
         if ex.sink is not None:
             return ex.sink.feed(body)
-        self.unparsed -= len(body)
         if ex.local is not None:
             return  # answered without a backend: the body is read and dropped
         if ex.req_limit and self._over_limit(ex, len(body)):
@@ -385,9 +385,9 @@ class ClientProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.cur
         ex.req_done = True
+        self.unparsed = 0
         if ex.sink is not None:
             return ex.sink.complete()
-        self.unparsed = 0
         if ex.req_chunked and ex.local is None:
             if ex.replay is not None:
                 ex.retry.keep(ex, b"0\r\n\r\n")  # type: ignore[union-attr]
