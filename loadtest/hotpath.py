@@ -106,7 +106,7 @@ def main() -> None:
                 raise SystemExit(f"request was not proxied (answered locally: {ex and ex.local!r})")
             up.data_received(RESPONSE)
 
-        for _ in range(2000):
+        for _ in range(200):
             one()
         profiler = cProfile.Profile() if args.profile else None
         if profiler:

@@ -14,6 +14,23 @@ HOP_BY_HOP = frozenset((
 GATEWAY_SET = frozenset((b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 
 
+# Connection options that name no header: nothing else to strip when these are the only ones.
+PLAIN_CONNECTION_OPTIONS = frozenset((b"keep-alive", b"close", b"upgrade"))
+
+# Request and response header names the proxy loops must look at; any other header is forwarded as it is,
+# so the common case costs one set lookup per header.
+REQUEST_SPECIAL = HOP_BY_HOP | GATEWAY_SET | {b"host", b"x-forwarded-for", b"content-length"}
+RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
+
+
+def named_by_connection(tokens: set[bytes] | None) -> set[bytes] | None:
+    """The extra headers a Connection header names (RFC 9110 §7.6.1), or None when it names none."""
+    if tokens is None:
+        return None
+    extra = tokens - PLAIN_CONNECTION_OPTIONS
+    return extra or None
+
+
 def connection_tokens(value: bytes, into: set[bytes] | None = None) -> set[bytes]:
     """The lowercase option tokens of a Connection header value (added to ``into`` when given)."""
     tokens = into if into is not None else set()

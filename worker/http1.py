@@ -27,15 +27,18 @@ import orjson
 
 from ..shared import log as gwlog
 from . import framing, responses
-from .headers import GATEWAY_SET, HOP_BY_HOP, connection_tokens
+from .headers import PLAIN_CONNECTION_OPTIONS, REQUEST_SPECIAL, connection_tokens, named_by_connection
 from .proxy import websocket
 from .router import RequestView
+
+# headers the request loop looks at: the proxy's own, plus underscore spellings of framing headers (framing.py)
+_SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES
 
 if TYPE_CHECKING:
     from .chain import BodyFilter
     from .middlewares.retry import Retry
     from .process import Worker
-    from .runtime import Backend, Route, Service
+    from .runtime import Backend, Route, Runtime, Service
     from .upstream import UpstreamProtocol
 
 HIGH_WATER = 64 * 1024
@@ -47,45 +50,56 @@ log = gwlog.get("worker")
 
 
 class Exchange:
-    """One request/response pair on a client connection."""
+    """One request/response pair on a client connection.
 
-    __slots__ = ("keep_alive", "http11", "is_head", "method", "target", "host", "headers", "xff",
-                 "req_chunked", "req_has_body", "req_done", "pending", "pending_bytes", "upstream",
-                 "resp_started", "retried", "route", "service", "backend", "status", "local", "resp_bytes",
-                 "runtime", "conn", "suspended", "filter", "req_limit", "req_bytes", "retry", "attempts", "replay",
-                 "counted", "set_cookie", "t0", "t_up", "span", "upgrade", "sink", "on_done", "usage_tap")
+    Deliberately without ``__slots__``: most fields keep their class-level default for most requests (they
+    belong to middlewares, retries, upgrades, tracing), so a new exchange only stores what differs — creating
+    one is a small dict, not thirty-odd slot stores. The protocol sets the request fields in
+    ``on_headers_complete``.
+    """
+
+    # request (set by ClientProtocol.on_headers_complete)
+    method = target = host = xff = b""
+    headers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]  # replaced per request, never mutated
+    keep_alive = http11 = is_head = req_chunked = req_has_body = False
+    conn: ClientProtocol | None = None
+    runtime: Runtime | None = None
+    # progress
+    req_done = False
+    pending: list[bytes] | None = None       # request body parsed before an upstream was bound
+    pending_bytes = 0
+    req_bytes = 0
+    upstream: UpstreamProtocol | None = None
+    resp_started = False
+    retried = False
+    status = 0
+    resp_bytes = 0
+    counted = False
+    # routing result
+    route: Route | None = None
+    service: Service | None = None
+    backend: Backend | None = None
+    local: bytes | None = None               # a complete response the gateway answers with instead of proxying
+    set_cookie: bytes | None = None          # a sticky-session cookie to add to the response head
+    upgrade = False                          # a WebSocket upgrade: proxied by proxy/websocket.py
+    # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
+    # transformation; a streamed request body limit; retry state and the replayable request body so far;
+    # a middleware reading the whole body first (middlewares/body_buffer.py)
+    suspended = False
+    filter: BodyFilter | None = None
+    req_limit = 0
+    retry: Retry | None = None
+    attempts = 0
+    replay: bytearray | None = None
+    sink = None
+    on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
+    usage_tap = None                         # token-meter's response tap (middlewares/token_meter.py)
+    # observability (worker/observability): start, upstream bind, trace span
+    t_up = 0.0
+    span = None
 
     def __init__(self) -> None:
-        self.pending: list[bytes] | None = None
-        self.pending_bytes = 0
-        self.upstream: UpstreamProtocol | None = None
-        self.req_done = False
-        self.resp_started = False
-        self.retried = False
-        self.route: Route | None = None
-        self.service: Service | None = None
-        self.backend: Backend | None = None
-        self.status = 0
-        self.local: bytes | None = None     # a complete response the gateway answers with instead of proxying
-        self.resp_bytes = 0
-        # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
-        # transformation; a streamed request body limit; retry state and the replayable request body so far
-        self.suspended = False
-        self.filter: BodyFilter | None = None
-        self.req_limit = 0
-        self.req_bytes = 0
-        self.counted = False
-        self.upgrade = False                # a WebSocket upgrade: proxied by proxy/websocket.py
-        self.set_cookie: bytes | None = None    # a sticky-session cookie to add to the response head
-        self.retry: Retry | None = None
-        self.attempts = 0
-        self.replay: bytearray | None = None
-        self.sink = None     # a middleware reading the whole body first (middlewares/body_buffer.py)
-        self.on_done: list | None = None    # callables(ex) run once when the exchange is accounted (finished)
-        self.usage_tap = None                # token-meter's response tap (middlewares/token_meter.py)
-        self.t0 = perf_counter()     # observability (worker/observability): start, upstream bind, trace
-        self.t_up = 0.0
-        self.span = None
+        self.t0 = perf_counter()
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -250,42 +264,37 @@ class ClientProtocol(asyncio.Protocol):
         chunked = False
         cl = None
         has_body = False
-        drop = None
+        tokens = None
         raw = self.headers
-        for name, value in raw:
-            if name.lower() == b"connection":
-                drop = connection_tokens(value, drop)
-        if drop is not None:
-            drop.discard(b"content-length")     # never: the body would be read as the next request
         kept = []
-        for name, value in raw:
+        for name, value in raw:          # one pass; ordinary headers cost one set lookup
             ln = name.lower()
-            if ln == b"host":
+            if ln not in _SPECIAL:
+                kept.append((name, value))
+            elif ln == b"host":
                 if host is not None:
                     return self._reject(ex, 400, "Multiple Host headers")
                 host = value
-                continue
-            if ln == b"content-length":     # llhttp refused duplicates and non-digits; forward it canonical
+            elif ln == b"content-length":     # llhttp refused duplicates and non-digits; forward it canonical
                 cl = framing.content_length(value)
                 if cl is None:
                     return self._reject(ex, 400, "Invalid Content-Length")
                 has_body = cl != b"0"
                 kept.append((b"Content-Length", cl))
-                continue
-            if ln in HOP_BY_HOP or (drop is not None and ln in drop):
-                if ln == b"transfer-encoding":
-                    if chunked or not framing.is_chunked(value):
-                        return self._reject(ex, 400, "Unsupported Transfer-Encoding")
-                    chunked = True
-                continue
-            if ln in GATEWAY_SET:
-                continue
-            if ln == b"x-forwarded-for":
+            elif ln == b"x-forwarded-for":
                 xff = value if xff is None else xff + b", " + value
-                continue
-            if ln in framing.UNDERSCORE_ALIASES:
+            elif ln == b"transfer-encoding":
+                if chunked or not framing.is_chunked(value):
+                    return self._reject(ex, 400, "Unsupported Transfer-Encoding")
+                chunked = True
+            elif ln == b"connection" and value.lower() not in PLAIN_CONNECTION_OPTIONS:
+                tokens = connection_tokens(value, tokens)
+            elif ln in framing.UNDERSCORE_ALIASES:
                 return self._reject(ex, 400, "Invalid header name")
-            kept.append((name, value))
+        drop = named_by_connection(tokens)
+        if drop is not None:             # rare: Connection names more headers to strip
+            drop.discard(b"content-length")     # never: the body would be read as the next request
+            kept = [(n, v) for n, v in kept if n.lower() not in drop]
         if chunked:
             if not ex.http11 or cl is not None:     # TE on HTTP/1.0, or TE with CL: the framing is ambiguous
                 return self._reject(ex, 400, "Invalid Transfer-Encoding")

@@ -31,8 +31,8 @@ from . import middlewares, runtime
 from . import limits, tls
 from .http1 import ClientProtocol
 from .http2 import Handover
-from .observability import Observability
 from .proxy import tcp, udp
+from .observability import Observability
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol
@@ -76,7 +76,7 @@ class Worker:
     def load(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
         self.limits = limits.Limits(compiled["config"].get("limits"))
-        self.runtime = runtime.build(compiled, self.pools, self.make_pool, self.plane, self.build_middlewares)
+        self.runtime = runtime.build(compiled, self.pools, self.make_pool, self.plane, self, self.build_middlewares)
         self.obs.configure(compiled["config"])
         self.plane.report_generation(self.runtime.generation)
         for store in self.cert_stores.values():   # a reload (SIGHUP) re-reads certificate files too

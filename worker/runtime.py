@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from ..shared.plane import Plane
@@ -28,13 +28,19 @@ INTERNAL_WHOAMI = "whoami@internal"
 INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)
 
 
+class Clock(Protocol):
+    now: float       # the worker's coarse monotonic clock, advanced by its sweep
+
+
 class Backend:
     """One server of a service, as seen by this worker. Health and in-flight counts live on the shared-memory
-    plane (slot ``idx``), so every worker sees the same values."""
+    plane (slot ``idx``), so every worker sees the same values; the per-request operations are the plane's
+    precomputed closures (``Plane.backend_ops``)."""
 
-    __slots__ = ("url", "scheme", "host", "port", "weight", "pool", "idx", "plane", "host_header")
+    __slots__ = ("acquire", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool", "port",
+                 "release", "scheme", "url", "weight")
 
-    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane) -> None:
+    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock) -> None:
         parts = urlsplit(url)
         self.url = url
         self.scheme = parts.scheme
@@ -47,18 +53,15 @@ class Backend:
         default_port = self.port == (443 if self.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if default_port else f"{host}:{self.port}").encode()
-
-    def is_healthy(self) -> bool:
-        return self.plane.is_healthy(self.idx)
+        ops = plane.backend_ops(idx)
+        healthy = ops.is_healthy
+        self.is_healthy: Callable[[], bool] = lambda: healthy(clock.now)
+        self.acquire: Callable[[], None] = ops.inc
+        self.release: Callable[[], None] = ops.dec
+        self.passive_success: Callable[[], None] = ops.passive_success
 
     def inflight(self) -> int:
         return self.plane.inflight(self.idx)
-
-    def acquire(self) -> None:
-        self.plane.inflight_inc(self.idx)
-
-    def release(self) -> None:
-        self.plane.inflight_dec(self.idx)
 
 
 @dataclass
@@ -102,7 +105,7 @@ PoolKey = tuple[Any, ...]
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
-          make_pool: Callable[..., UpstreamPool], plane: Plane,
+          make_pool: Callable[..., UpstreamPool], plane: Plane, clock: Clock,
           build_middlewares: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Runtime:
     """Build the runtime of one generation, reusing (and creating) upstream pools in ``pools``.
 
@@ -128,7 +131,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
                 pool = pools[key] = make_pool(*key)
             pool.idle_timeout = lb["timeouts"]["idle"]
             backends.append(Backend(server["url"], server.get("weight", 1), pool,
-                                    slots["backends"][f"{name}|{server['url']}"], plane))
+                                    slots["backends"][f"{name}|{server['url']}"], plane, clock))
         service = services[name] = Service(
             name=name,
             backends=backends,

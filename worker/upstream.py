@@ -18,13 +18,12 @@ named in ``Connection`` are dropped. Response bytes are collected per ``data_rec
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 import httptools
 
 from . import framing, responses
-from .headers import HOP_BY_HOP, connection_tokens
+from .headers import PLAIN_CONNECTION_OPTIONS, RESPONSE_SPECIAL, connection_tokens, named_by_connection
 
 if TYPE_CHECKING:
     from .http1 import ClientProtocol, Exchange
@@ -41,6 +40,14 @@ MAX_RESPONSE_HEAD = 64 * 1024
 class BadResponse(ValueError):
     """Raised from a parser callback: the response is refused (502 when no byte of it reached the client)."""
 
+
+def _without(parts: list[bytes], names: set[bytes]) -> list[bytes]:
+    """A serialized head (status line, then 4 pieces per header) without the headers in ``names``."""
+    out = parts[:1]
+    for i in range(1, len(parts), 4):
+        if parts[i].lower() not in names:
+            out += parts[i:i + 4]
+    return out
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -154,7 +161,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.got_bytes = False
         self.waiting_head = True
         self.raw_head = 0
-        self.deadline = time.monotonic() + timeout
+        self.deadline = client.worker.now + timeout    # the worker's coarse clock: ±0.5 s on a timeout
         client.worker.waiting.add(self)
         self.transport.write(head)
 
@@ -228,7 +235,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 backend.plane.passive_failure(backend.idx, client.worker.now, service.passive_failures,
                                               service.passive_cooldown)
             else:
-                backend.plane.passive_success(backend.idx)
+                backend.passive_success()
         headers = self.headers
         if ex.route is not None and ex.route.chain:
             headers = list(headers)
@@ -237,29 +244,28 @@ class UpstreamProtocol(asyncio.Protocol):
         append = parts.append
         has_cl = False
         up_chunked = False
-        drop = None
-        for name, value in headers:
-            if name.lower() == b"connection":
-                drop = connection_tokens(value, drop)
-        for name, value in headers:
+        tokens = None
+        for name, value in headers:          # one pass; ordinary headers cost one set lookup
             ln = name.lower()
-            if ln in HOP_BY_HOP or (drop is not None and ln in drop):
-                if ln == b"transfer-encoding":
-                    # only exactly one "chunked", in HTTP/1.1: anything else has framing the client cannot be
-                    # told (the coding is hop-by-hop and dropped), so the response is refused before a byte goes out
-                    if up_chunked or not framing.is_chunked(value) or version != "1.1":
-                        ex.resp_started = False
-                        raise BadResponse("invalid Transfer-Encoding")
-                    up_chunked = True
-                continue
-            if ln == b"content-length":
+            if ln not in RESPONSE_SPECIAL:
+                parts += (name, b": ", value, b"\r\n")
+            elif ln == b"content-length":
                 has_cl = True
-                if ex.filter is not None:
-                    continue                  # the body is transformed: its length is not known
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+                if ex.filter is None:         # a transformed body's length is not known
+                    parts += (name, b": ", value, b"\r\n")
+            elif ln == b"transfer-encoding":
+                # only exactly one "chunked", in HTTP/1.1: anything else has framing the client cannot be told
+                # (the coding is hop-by-hop and dropped), so the response is refused before a byte goes out
+                if up_chunked or not framing.is_chunked(value) or version != "1.1":
+                    ex.resp_started = False
+                    raise BadResponse("invalid Transfer-Encoding")
+                up_chunked = True
+            elif ln == b"connection" and value.lower() not in PLAIN_CONNECTION_OPTIONS:
+                tokens = connection_tokens(value, tokens)
+        drop = named_by_connection(tokens)
+        if drop is not None:                 # rare: Connection names more headers to strip
+            parts = _without(parts, drop)
+            append = parts.append
         if ex.set_cookie is not None:
             append(ex.set_cookie)
         self.client_chunked = False

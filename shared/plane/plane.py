@@ -41,6 +41,11 @@ from .ai import AiTable
 from .breaker import BreakerTable
 from .counters import COLS, CounterTable, status_col
 from .errors import PlaneError
+from .health import ACTIVE_DOWN as _ACTIVE_DOWN
+from .health import BASE as _BASE
+from .health import DOWN_UNTIL as _DOWN_UNTIL
+from .health import LAST_FAIL as _LAST_FAIL
+from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
@@ -66,9 +71,8 @@ _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable,
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
-_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "ai_add", "priority_gauge",
-                  "token_record", "observe", "add_misc",
-                  "set_connections")
+_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "add_misc",
+                  "set_connections", "ai_add", "priority_gauge", "token_record")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
 _MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
@@ -121,8 +125,8 @@ class Plane:
         self.ratelimits = RateLimitTable(segs["ratelimit"], layout, self._locks, rl_base, secret)
         self.sticky = StickyTable(segs["sticky"], layout, self._locks, st_base, secret)
         self.names = NameTable(segs["names"], layout)
-        self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
         self.observations = ObservationTable(segs["observations"], layout)
+        self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
         self.observations.bind(slot)
         # worker hot path (see observations.py): bound methods, so a call costs no extra frame
         self.observe = self.observations.observe
@@ -297,6 +301,11 @@ class Plane:
         v = self._inf
         v[i] = v[i] - 1
 
+    def backend_ops(self, backend_idx: int) -> BackendOps:
+        """The per-request operations on one backend, as closures with their offsets computed once: the
+        hot path calls these instead of the general methods above (same words, same single-writer rules)."""
+        return BackendOps(self, backend_idx)
+
     def inflight(self, backend_idx: int) -> int:
         s = backend_idx * self._W
         return sum(self._inf[s : s + self._hdr[self._rows_i]])
@@ -434,8 +443,8 @@ class Plane:
             self.health.fold(slot)
             self.breakers.fold(slot)
             self.ratelimits.fold(slot)
-            self.ai.fold(slot)
             self.observations.fold(slot)
+            self.ai.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2
         self.workers.clear(slot)
@@ -546,6 +555,46 @@ class Plane:
             "ratelimit": self.ratelimits.occupancy(now),
             "sticky": self.sticky.occupancy(now),
         }
+
+
+class BackendOps:
+    """``Plane.backend_ops(idx)``: health check, in-flight +1/-1 and passive success for one backend.
+
+    Each is a closure over the backend's offsets and the memoryviews, so a call is one Python frame and a few
+    aligned loads/stores. ``is_healthy(now)`` takes the caller's clock (the worker's coarse one); the rest
+    need no time at all.
+    """
+
+    __slots__ = ("is_healthy", "inc", "dec", "passive_success")
+
+    def __init__(self, plane: Plane, b: int) -> None:
+        hq, hd = plane.health.q, plane.health.d
+        r = b * _HEALTH_REC
+        active, down_until, base, last_fail = r + _ACTIVE_DOWN, r + _DOWN_UNTIL, r + _BASE, r + _LAST_FAIL
+
+        def is_healthy(now: float) -> bool:
+            return not hq[active] and now >= hd[down_until]
+
+        def passive_success() -> None:
+            last = hq[last_fail]
+            if hq[base] != last:
+                hq[base] = last
+
+        self.is_healthy = is_healthy
+        self.passive_success = passive_success
+        if plane.worker_slot is None:
+            self.inc = self.dec = plane.inflight_inc     # refuses: only workers count in-flight requests
+            return
+        inf, i = plane._inf, b * plane._W + plane.worker_slot
+
+        def inc() -> None:
+            inf[i] = inf[i] + 1
+
+        def dec() -> None:
+            inf[i] = inf[i] - 1
+
+        self.inc = inc
+        self.dec = dec
 
 
 def _started_elsewhen(prefix: str, pid: int) -> bool:

@@ -23,9 +23,12 @@ BINARY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise 
 
 
 def one_service(
-    *urls: str, strategy: str = "round-robin", weights: list[int] | None = None, extra: str = ""
+    *urls: str, strategy: str = "round-robin", weights: list[int] | None = None, extra: str = "",
+    middlewares: tuple[str, ...] = (),
 ) -> str:
-    """A config (harness placeholders for the ports) with one catch-all router to one service ``svc``."""
+    """A config (harness placeholders for the ports) with one catch-all router to one service ``svc``.
+
+    ``extra`` is appended (more tables, e.g. the middlewares named in ``middlewares``)."""
     servers = ", ".join(
         f'{{url = "{u}"' + (f", weight = {weights[i]}" if weights else "") + "}" for i, u in enumerate(urls)
     )
@@ -37,6 +40,7 @@ address = "127.0.0.1:{{admin}}"
 [routers.all]
 rule = "PathPrefix(`/`)"
 service = "svc"
+middlewares = {list(middlewares)!r}
 [services.svc.load_balancer]
 strategy = "{strategy}"
 servers = [{servers}]
