@@ -115,6 +115,8 @@ class ClientProtocol(asyncio.Protocol):
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
         self.limits = limits = worker.limits
+        self.max_header_bytes = limits.max_header_bytes     # read per header: kept on the connection
+        self.max_header_count = limits.max_header_count
         self.max_pipeline = limits.max_pipeline
         self.entrypoint = entrypoint
         self.scheme = scheme
@@ -234,12 +236,12 @@ class ClientProtocol(asyncio.Protocol):
             raise ValueError("URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
         headers = self.headers
-        if self.header_bytes > self.limits.max_header_bytes or len(headers) >= self.limits.max_header_count:
+        headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.max_header_bytes or len(headers) > self.max_header_count:
             self.error_status = 431
             raise ValueError("header fields too large")
-        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         p = self.parser
