@@ -1,11 +1,12 @@
 """Compiling config generations in the master, with the shared-memory slot indices each one uses.
 
 Every named thing that has node-wide state on the plane — backends (per service), routers, services, rate
-limiters and circuit breakers — gets a stable index from a ``SlotAllocator``. An object whose key is unchanged
-by a reload keeps its index and so its state (in-flight counts, counters, health, limiter buckets, breaker
-state). Limiters and breakers are keyed by name *and* a hash of their parameters: changing a limit starts it
-fresh. Indices handed to new keys are zeroed on the plane before the generation is published, and a dropped
-key's index becomes reusable only one generation later, once no worker can still be using it.
+limiters, circuit breakers and middlewares (their counters, keyed by name only) — gets a stable index from a
+``SlotAllocator``. An object whose key is unchanged by a reload keeps its index and so its state (in-flight
+counts, counters, health, limiter buckets, breaker state). Limiters and breakers are keyed by name *and* a
+hash of their parameters: changing a limit starts it fresh. Indices handed to new keys are zeroed on the plane
+before the generation is published, and a dropped key's index becomes reusable only one generation later, once
+no worker can still be using it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..shared.compiled import compile_generation
 from ..shared.config import GatewayConfig
 from ..shared.plane import Plane, SlotAllocator
 
-KINDS = ("backends", "routers", "services", "limiters", "breakers")
+KINDS = ("backends", "routers", "services", "limiters", "breakers", "middlewares")
 STATEFUL_MIDDLEWARES = {"rate-limit": "limiters", "circuit-breaker": "breakers"}
 
 
@@ -38,7 +39,7 @@ class Generations:
         layout = plane.layout
         capacity = {"backends": layout.max_backends, "routers": layout.max_routers,
                     "services": layout.max_services, "limiters": layout.max_limiters,
-                    "breakers": layout.max_breakers}
+                    "breakers": layout.max_breakers, "middlewares": layout.max_middlewares}
         self.allocators = {kind: SlotAllocator(capacity[kind], kind) for kind in KINDS}
         self.current = 0
 
@@ -49,6 +50,7 @@ class Generations:
             keys["backends"] += [backend_key(name, s["url"]) for s in svc["load_balancer"]["servers"]]
         keys["routers"] = list(cfg.routers)
         for name, params in cfg.middlewares.items():
+            keys["middlewares"].append(name)     # per-middleware counters: by name, kept across param changes
             kind = STATEFUL_MIDDLEWARES.get(params["type"])
             if kind:
                 keys[kind].append(middleware_key(name, params))
@@ -60,7 +62,7 @@ class Generations:
         slots: dict[str, dict[str, int]] = {}
         resets = {"backends": self.plane.reset_backend, "routers": self.plane.reset_router,
                   "services": self.plane.reset_service, "limiters": self.plane.reset_limiter,
-                  "breakers": self.plane.reset_breaker}
+                  "breakers": self.plane.reset_breaker, "middlewares": self.plane.reset_middleware}
         for kind, keys in self._keys(cfg).items():
             assignment = self.allocators[kind].assign(keys, generation)
             fresh = set(assignment.fresh)

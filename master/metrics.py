@@ -8,7 +8,8 @@ pid (what prometheus_client's multiprocess mode would pile up).
 
 Label values are bounded by the config, never by traffic: entrypoint, router, service, backend (a server
 URL of a service), middleware names, a method from a fixed set (``OTHER`` for the rest), a status class
-(``1xx``..``5xx``, ``err`` when no response was sent) or a status code from a fixed set, and worker slots.
+(``1xx``..``5xx``, ``err`` when no response was sent) or a status code from a fixed set, worker slots, and
+the AI extensions' fixed sets (privacy levels, token key kinds (never ids), priorities, model-probe states).
 Raw paths and client addresses never become labels.
 
 ``exposition(gateway, accept)`` returns (body, content type): the Prometheus text format 0.0.4, or
@@ -32,6 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
+from ..shared.plane.ai import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
 
@@ -106,6 +108,8 @@ class GatewayCollector:
         compiled = getattr(g, "_compiled", None) or {}
         if plane is not None and compiled.get("slots"):
             yield from self._traffic(plane, compiled)
+            yield from self._middlewares(plane, compiled)
+            yield from self._ai(plane, compiled)
         yield from self._tls(g)
 
     # -- lifecycle
@@ -292,6 +296,117 @@ class GatewayCollector:
             c = CounterMetricFamily(P + name, doc)
             c.add_metric([], misc.get(key, 0))
             yield c
+
+    # -- middlewares: replies by middleware, rate-limit-redis fail-opens
+    def _middlewares(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
+        configs = compiled["config"].get("middlewares", {})
+        names = {idx: name for name, idx in compiled["slots"].get("middlewares", {}).items()}
+        mw = plane.middleware_totals()
+        rej = CounterMetricFamily(P + "middleware_rejections", "Requests a middleware answered itself instead of "
+                                  "the backend (auth failures, rate limits, IP filters, redirects, CORS "
+                                  "preflights...), by middleware and status code (other: a code outside the "
+                                  "fixed set).", labels=["middleware", "code"])
+        for (idx, code), n in sorted(mw["answers"].items()):
+            if idx in names:
+                rej.add_metric([names[idx], str(code) if code else "other"], n)
+        yield rej
+        fo = CounterMetricFamily(P + "rate_limit_redis_fail_open", "Requests a rate-limit-redis middleware let "
+                                 "through because Redis was down, erroring or slower than timeout_ms.",
+                                 labels=["middleware"])
+        for name, params in sorted(configs.items()):
+            idx = compiled["slots"].get("middlewares", {}).get(name)
+            if params.get("type") == "rate-limit-redis" and idx is not None:
+                fo.add_metric([name], mw["fail_open"].get(idx, 0))
+        yield fo
+
+    # -- AI-agent extensions (shared/plane/ai.py, master/model_probe.py)
+    def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
+        config = compiled["config"]
+        slots = compiled["slots"]
+        types = {p.get("type") for p in config.get("middlewares", {}).values()}
+        c = plane.ai_counters()
+        if "privacy-router" in types or any(c[f"privacy_{lv}"] for lv in LEVELS):
+            m = CounterMetricFamily(P + "privacy_requests", "Requests classified by a privacy-router, by the "
+                                    "level found (public < internal < confidential < restricted).",
+                                    labels=["level"])
+            for lv in LEVELS:
+                m.add_metric([lv], c[f"privacy_{lv}"])
+            yield m
+            for name, key, doc in (
+                ("privacy_tee_routed", "privacy_tee_routed", "Requests a privacy-router sent to its TEE service."),
+                ("privacy_redacted", "privacy_redacted", "Requests whose body a privacy-router redacted."),
+            ):
+                m = CounterMetricFamily(P + name, doc)
+                m.add_metric([], c[key])
+                yield m
+        if "token-meter" in types or any(c[f"tokens_{k}"] for k in KEY_KINDS):
+            m = CounterMetricFamily(P + "llm_tokens", "LLM tokens used by requests through a token-meter, by key "
+                                    "kind (user, agent, session, global; never by id).", labels=["key_kind"])
+            for k in KEY_KINDS:
+                m.add_metric([k], c[f"tokens_{k}"])
+            yield m
+            m = CounterMetricFamily(P + "llm_tokens_estimated", "LLM tokens estimated because a response carried "
+                                    "no usage (included in llm_tokens_total).")
+            m.add_metric([], c["tokens_estimated"])
+            yield m
+            m = CounterMetricFamily(P + "token_rejections", "Requests refused with 429 by a token-meter budget, by "
+                                    "the key kind over budget.", labels=["key_kind"])
+            for k in KEY_KINDS:
+                m.add_metric([k], c[f"token_rejected_{k}"])
+            yield m
+        if "priority" in types or any(c[f"priority_{w}_{p}"] for w in ("shed", "queued", "timeout")
+                                      for p in PRIORITIES):
+            for name, key, doc in (
+                ("priority_shed", "shed", "Requests shed with 503 by a priority middleware, by priority."),
+                ("priority_queued", "queued", "Requests that waited in a priority queue, by priority."),
+                ("priority_queue_timeouts", "timeout", "Requests that waited queue_timeout_ms in a priority queue "
+                 "without a slot (answered 503), by priority."),
+            ):
+                m = CounterMetricFamily(P + name, doc, labels=["priority"])
+                for p in PRIORITIES:
+                    m.add_metric([p], c[f"priority_{key}_{p}"])
+                yield m
+            yield from self._priority_gauges(plane, config, slots)
+        yield from self._agent_states(plane, config, slots)
+
+    def _priority_gauges(self, plane: Any, config: dict[str, Any], slots: dict[str, Any]) -> Iterator[Metric]:
+        prio = {n for n, p in config.get("middlewares", {}).items() if p.get("type") == "priority"}
+        services = sorted({r["service"] for r in config.get("routers", {}).values()
+                           if prio.intersection(r.get("middlewares", []))})
+        inflight = GaugeMetricFamily(P + "priority_inflight_requests", "Requests admitted by a priority "
+                                     "middleware and still in flight, by service (all workers).",
+                                     labels=["service"])
+        depth = GaugeMetricFamily(P + "priority_queue_depth", "Requests waiting in a priority queue, by service "
+                                  "and priority (all workers).", labels=["service", "priority"])
+        for svc in services:
+            idx = slots.get("services", {}).get(svc)
+            if idx is None:
+                continue
+            g = plane.priority_gauges(idx)
+            inflight.add_metric([svc], g[0])
+            for p, n in zip(PRIORITIES, g[1:], strict=True):
+                depth.add_metric([svc, p], n)
+        yield inflight
+        yield depth
+
+    def _agent_states(self, plane: Any, config: dict[str, Any], slots: dict[str, Any]) -> Iterator[Metric]:
+        probed = [(name, svc) for name, svc in sorted(config.get("services", {}).items())
+                  if (svc.get("load_balancer") or {}).get("agent_health") is not None]
+        if not probed:
+            return
+        m = GaugeMetricFamily(P + "backend_agent_state", "Model-probe state of a backend (agent_health), 1 for the "
+                              "current one (loading, ready, busy, error, unreachable).",
+                              labels=["service", "backend", "state"])
+        backends = slots.get("backends", {})
+        for name, svc in probed:
+            for server in svc["load_balancer"]["servers"]:
+                idx = backends.get(f"{name}|{server['url']}")
+                if idx is None:
+                    continue
+                state = plane.agent_state(idx) or "unreachable"
+                for st in AGENT_STATES:
+                    m.add_metric([name, server["url"], st], 1 if st == state else 0)
+        yield m
 
     # -- TLS
     def _tls(self, g: Gateway) -> Iterator[Metric]:

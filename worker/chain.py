@@ -13,6 +13,12 @@ A middleware has two phases:
 Invariants:
 - A ``Reply`` from middleware *i* goes through the response phase of middlewares ``0..i-1`` only (they ran
   their request phase; a CORS middleware listed before an auth middleware decorates the 401).
+- A response the gateway writes itself for a routed request once the whole request phase ran (502/503/504,
+  ``Chain.error``) goes through the response phase of every middleware, like a backend's response: CORS
+  headers are on a 502. Only error paths pay for it; the proxied fast path is unchanged.
+- A ``Reply`` is recorded: ``ex.middleware`` names the middleware that answered, and the plane counts it by
+  middleware and status code (``Plane.middleware_answered``; the metric
+  ``a3s_gateway_middleware_rejections_total``).
 - An empty chain is falsy, so the proxy's fast path skips it with one truth test; only middlewares that define
   ``on_response`` are called in the response phase.
 - Middleware instances outlive requests (and reloads with an unchanged config, see ``middlewares.Builder``);
@@ -95,11 +101,16 @@ def responds(m: Middleware) -> bool:
 
 
 class Chain:
-    __slots__ = ("middlewares", "responders")
+    __slots__ = ("count", "indices", "middlewares", "responders")
 
-    def __init__(self, middlewares: Sequence[Middleware]) -> None:
+    def __init__(self, middlewares: Sequence[Middleware], indices: Sequence[int] = (),
+                 count: Callable[[int, int], None] | None = None) -> None:
+        """``indices``: each middleware's plane index (``compiled["slots"]["middlewares"]``, -1: none);
+        ``count(index, status)`` records a reply on the plane."""
         self.middlewares = tuple(middlewares)
         self.responders = tuple(m for m in reversed(self.middlewares) if responds(m))
+        self.indices = tuple(indices) or (-1,) * len(self.middlewares)
+        self.count = count
 
     def __bool__(self) -> bool:
         return bool(self.middlewares)
@@ -134,13 +145,25 @@ class Chain:
 
     def render(self, ex: Exchange, reply: Reply, index: int) -> bytes:
         """The bytes of middleware ``index``'s reply, after the response phase of the middlewares before it."""
+        ex.middleware = self.middlewares[index].name
+        mw = self.indices[index]
+        if mw >= 0 and self.count is not None:
+            self.count(mw, reply.status)
+        before = self.middlewares[:index]
+        return self._compose(ex, reply, [m for m in self.responders if m in before])
+
+    def error(self, ex: Exchange, status: int, message: str | None = None) -> bytes:
+        """A response the gateway writes itself (an upstream failure, no healthy backend) for a request whose
+        request phase ran through the whole chain: it gets the response phase of every middleware."""
+        return self._compose(ex, Reply(status, responses.error_body(status, message), [(b"Content-Type", JSON)]),
+                             self.responders)
+
+    def _compose(self, ex: Exchange, reply: Reply, responders: Sequence[Middleware]) -> bytes:
         headers = list(reply.headers)
         if reply.status not in NO_BODY_STATUS:
             headers.append((b"Content-Length", b"%d" % len(reply.body)))
-        before = self.middlewares[:index]
-        for m in self.responders:
-            if m in before:
-                m.on_response(ex, reply.status, headers)
+        for m in responders:
+            m.on_response(ex, reply.status, headers)
         body = reply.body
         body_filter = ex.filter
         if body_filter is not None:

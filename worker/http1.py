@@ -80,6 +80,7 @@ class Exchange:
     service: Service | None = None
     backend: Backend | None = None
     local: bytes | None = None               # a complete response the gateway answers with instead of proxying
+    middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
     set_cookie: bytes | None = None          # a sticky-session cookie to add to the response head
     upgrade = False                          # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
@@ -425,6 +426,9 @@ class ClientProtocol(asyncio.Protocol):
         self._started(ex)
 
     def _error(self, ex: Exchange, status: int, message: str | None = None) -> bytes:
+        route = ex.route
+        if route is not None and route.chain.responders:     # routed: the chain's response phase (CORS on a 502)
+            return route.chain.error(ex, status, message)
         return responses.error(status, message, close=not ex.keep_alive, head=ex.is_head,
                                keep_alive_header=not ex.http11 and ex.keep_alive)
 
@@ -570,7 +574,8 @@ class ClientProtocol(asyncio.Protocol):
             reply = await pending
         except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
             log.exception("middleware failed on %s %s", ex.method, ex.target)
-            reply = self._error(ex, 500)
+            reply = responses.error(500, close=not ex.keep_alive, head=ex.is_head,   # the chain did not finish:
+                                    keep_alive_header=not ex.http11 and ex.keep_alive)  # no response phase
         ex.suspended = False
         if reply is not None:
             ex.local = reply

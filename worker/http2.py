@@ -259,6 +259,9 @@ class Stream:
             self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
             self.server.stream_done(self)
             return
+        route = self.ex.route
+        if route is not None and route.chain.responders:    # the chain's response phase, as for HTTP/1.1
+            return self.answer_local(route.chain.error(self.ex, status, message))
         self.answer_local(responses.error(status, message, head=self.ex.is_head))
 
     def answer_grpc(self, code: int, message: str) -> None:
@@ -553,7 +556,8 @@ class H2Server(H2Endpoint):
             return stream.answer_local(ex.local)
         backend = service.balancer.pick()
         if backend is None:
-            ex.local = responses.error(503, head=ex.is_head)
+            ex.local = (ex.route.chain.error(ex, 503) if ex.route.chain.responders
+                        else responses.error(503, head=ex.is_head))
             return stream.answer_local(ex.local)
         ex.backend = backend
         backend.acquire()

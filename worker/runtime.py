@@ -153,11 +153,14 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []
+    mw_slots = slots.get("middlewares", {})
     for name, r in config.get("routers", {}).items():
         eps = r.get("entrypoints") or http_entrypoints
         if not any(e in http_entrypoints for e in eps):
             continue
-        chain = Chain([middlewares[m] for m in r.get("middlewares", []) if m in middlewares])
+        names = [m for m in r.get("middlewares", []) if m in middlewares]
+        chain = Chain([middlewares[m] for m in names], [mw_slots.get(m, -1) for m in names],
+                      plane.middleware_answered if plane.worker_slot is not None else None)
         routes.append(Route(name, parse_rule(r["rule"], kind="http"), r["priority"], services[r["service"]],
                             chain, list(eps), slots["routers"][name]))
     tables = {ep: RouterTable(r for r in routes if ep in r.entrypoints) for ep in http_entrypoints}

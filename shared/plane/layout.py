@@ -16,6 +16,7 @@ Memory (bytes, W = max_workers): roughly
     health     backends * (32 + (W + 1) * 8);  breakers * (64 + (W + 1) * 8)
     ai         (W + 1) * 384 + W * services * 48 + backends * 8 + token_entries * (24 + (W + 1) * 40)
     observations  (W + 1) * ((routers + services) * 120 + routers * 96 + 7744)  (metrics histograms)
+    middlewares   (W + 1) * max_middlewares * 160  (replies and fail-opens by middleware)
 With the defaults (W = 64) that is about 73 MiB, most of it the per-worker rate-limit rows; size
 ``max_workers`` to the real worker count (plus spares for restarts in flight) where /dev/shm is small
 (Docker's default is 64 MiB).
@@ -41,6 +42,7 @@ class PlaneLayout:
     sticky_entries: int = 65536
     max_limiters: int = 1024
     token_entries: int = 2048        # token-meter sliding windows (ai.py)
+    max_middlewares: int = 256       # per-middleware counters (middlewares.py), one index per middleware name
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -17,7 +17,7 @@ from .segments import Segment
 
 REC = 8
 MAXLEN = (REC - 2) * 8
-KINDS = ("backends", "routers", "services", "limiters", "breakers")
+KINDS = ("backends", "routers", "services", "limiters", "breakers", "middlewares")
 _WORDS = struct.Struct(f"<{REC - 2}q")
 
 
@@ -28,6 +28,7 @@ def _capacities(layout: PlaneLayout) -> dict[str, int]:
         "services": layout.max_services,
         "limiters": layout.max_limiters,
         "breakers": layout.max_breakers,
+        "middlewares": layout.max_middlewares,
     }
 
 

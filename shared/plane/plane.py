@@ -9,8 +9,8 @@ Lifecycle:
                                              ``Plane.cleanup_stale()``)
 
 Segments (``a3s-gw.<pid>.<segment>``, one module each, layout documented there): header, workers,
-counters, health, breaker, ratelimit, sticky, names, observations (metrics histograms and counters),
-locks (zero bytes: its fd carries the fcntl locks).
+counters, health, breaker, ratelimit, sticky, names, observations (metrics histograms and counters), ai,
+middlewares (replies and fail-opens by middleware), locks (zero bytes: its fd carries the fcntl locks).
 
 Who writes what:
 - a worker writes only its own slot's words (heartbeat, in-flight, counters, failure counts, rate-limit
@@ -49,6 +49,7 @@ from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
+from .middlewares import MiddlewareTable
 from .names import KINDS, NameTable
 from .observations import ObservationTable
 from .ratelimit import RateLimitTable
@@ -67,16 +68,17 @@ from .sticky import StickyTable
 from .workers import HEARTBEAT, ROW, WorkerTable
 
 _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable,
-           ObservationTable, AiTable)
+           ObservationTable, AiTable, MiddlewareTable)
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
 _WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "add_misc",
-                  "set_connections", "ai_add", "priority_gauge", "token_record")
+                  "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
+                  "middleware_fail_open")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
 _MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
-                  "reset_service", "reset_limiter", "set_name")
+                  "reset_service", "reset_limiter", "reset_middleware", "set_name")
 
 
 def segment_sizes(layout: PlaneLayout) -> dict[str, int]:
@@ -127,7 +129,11 @@ class Plane:
         self.names = NameTable(segs["names"], layout)
         self.observations = ObservationTable(segs["observations"], layout)
         self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
+        self.middlewares = MiddlewareTable(segs["middlewares"], layout)
         self.observations.bind(slot)
+        self.middlewares.bind(slot)
+        self.middleware_answered = self.middlewares.answered
+        self.middleware_fail_open = self.middlewares.fail_open
         # worker hot path (see observations.py): bound methods, so a call costs no extra frame
         self.observe = self.observations.observe
         self.add_misc = self.observations.add_misc
@@ -229,7 +235,7 @@ class Plane:
 
     def close(self) -> None:
         for t in (self.workers, self.counters, self.health, self.breakers, self.ratelimits, self.sticky, self.names,
-                  self.observations, self.ai):
+                  self.observations, self.ai, self.middlewares):
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
@@ -445,6 +451,7 @@ class Plane:
             self.ratelimits.fold(slot)
             self.observations.fold(slot)
             self.ai.fold(slot)
+            self.middlewares.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2
         self.workers.clear(slot)
@@ -461,6 +468,9 @@ class Plane:
     def reset_service(self, idx: int) -> None:
         self.counters.reset_service(idx, self._hdr[self._rows_i])
         self.observations.reset_service(idx, self._hdr[self._rows_i])
+
+    def reset_middleware(self, idx: int) -> None:
+        self.middlewares.reset(idx, self._hdr[self._rows_i])
 
     def reset_limiter(self, idx: int) -> None:
         self.ratelimits.reset_limiter(idx)
@@ -506,6 +516,20 @@ class Plane:
             if hdr[H.FOLD_SEQ] == s1:
                 break
         return self.observations.split(flat, rows)
+
+    def middleware_totals(self) -> dict:
+        """``MiddlewareTable.split`` of the per-middleware counters summed over live rows + retired (read under
+        the FOLD_SEQ seqlock like ``totals()``): replies by middleware and status code, fail-opens."""
+        hdr = self._hdr
+        for _ in range(1000):
+            s1 = hdr[H.FOLD_SEQ]
+            if s1 & 1:
+                time.sleep(0.0005)
+                continue
+            flat = self.middlewares.sums(hdr[self._rows_i])
+            if hdr[H.FOLD_SEQ] == s1:
+                break
+        return self.middlewares.split(flat)
 
     def _inflight_all(self, rows: int) -> dict[int, int]:
         inf, W = self._inf, self._W

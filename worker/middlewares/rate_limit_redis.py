@@ -6,9 +6,10 @@ Redis ``TIME`` so the nodes' clocks do not matter. Buckets are hashes ``a3s:rate
 or ``a3s:ratelimit:<middleware>:<client ip | header value>``, expiring once they would be full again.
 
 Fail-open: when Redis is unreachable, errors, or does not answer within ``timeout_ms``, the request is allowed,
-``fail_open_total`` counts it, and a warning is logged at most once per ``WARN_EVERY`` seconds. For
-``RETRY_AFTER_FAILURE`` seconds after a failure requests skip Redis (no pile-up of doomed connects), then the
-next request tries again: limiting resumes by itself when Redis is back.
+the plane counts it (per middleware name, node-wide: ``a3s_gateway_rate_limit_redis_fail_open_total``), and a
+warning is logged at most once per ``WARN_EVERY`` seconds. For ``RETRY_AFTER_FAILURE`` seconds after a failure
+requests skip Redis (no pile-up of doomed connects), then the next request tries again: limiting resumes by
+itself when Redis is back.
 
 The client (a connection pool) is created once per worker on first use and reused by every request.
 """
@@ -24,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...shared import log as gwlog
+from ...shared.config.redact import redact_url
 from ..chain import Middleware, Reply, close_soon, error_reply
 from .limit_key import key_func
 
@@ -73,13 +75,22 @@ class RateLimitRedis(Middleware):
         self.script: Any = None
         self.skip_until = 0.0
         self.warned_at = -WARN_EVERY
-        self.fail_open_total = 0
+        self.fail_opens = 0                  # this worker's, for the warning; node-wide totals are on the plane
 
     def on_request(self, ex: Exchange) -> Any:
         if time.monotonic() < self.skip_until:
-            self.fail_open_total += 1
+            self.count_fail_open()
             return None
         return self.take(ex)
+
+    def count_fail_open(self) -> None:
+        self.fail_opens += 1
+        worker = self.worker
+        if worker is None or worker.plane is None:
+            return
+        idx = worker.slots.get("middlewares", {}).get(self.name)   # this generation's index (by name)
+        if idx is not None:
+            worker.plane.middleware_fail_open(idx)
 
     async def take(self, ex: Exchange) -> Reply | None:
         if self.client is None:
@@ -100,12 +111,12 @@ class RateLimitRedis(Middleware):
 
     def failed(self, error: BaseException) -> None:
         now = time.monotonic()
-        self.fail_open_total += 1
+        self.count_fail_open()
         self.skip_until = now + RETRY_AFTER_FAILURE
         if now - self.warned_at >= WARN_EVERY:
             self.warned_at = now
             log.warning("rate-limit-redis %s: Redis at %s unavailable (%s); allowing requests (fail-open, "
-                        "%d so far)", self.name, self.url, type(error).__name__, self.fail_open_total)
+                        "%d so far in this worker)", self.name, redact_url(self.url), type(error).__name__, self.fail_opens)
 
     def close(self) -> None:
         client, self.client = self.client, None

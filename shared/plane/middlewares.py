@@ -1,0 +1,107 @@
+"""Per-middleware counters: which middleware answered a request itself (by status code), and middleware
+events worth a metric (``rate-limit-redis`` fail-opens).
+
+Layout (segment ``middlewares``, int64 words):
+
+    counter rows   (max_workers + 1) rows; row 0 is ``retired`` (written by the master only), row w + 1
+                   belongs to worker slot w (written by that worker only). A row is max_middlewares x MC
+                   words; middleware m's MC words are
+                       0 .. len(CODES) - 1   replies with that status code (``CODES``)
+                       OTHER                 replies with any other status code
+                       FAIL_OPEN             requests let through because the middleware's store was down
+                                             (``rate-limit-redis``)
+
+Middleware indices come from the master's ``SlotAllocator`` keyed by middleware *name*
+(``master/generations.py``), so label values are bounded by the config and a middleware keeps its counts
+across reloads that change its parameters; a fresh index is zeroed (``reset``) before a generation uses it.
+
+Invariants (the same as ``counters``): one writer per word, so ``q[i] += 1`` is safe; ``fold(slot)`` adds a
+dead worker's row into ``retired`` then zeroes it, under the plane's FOLD_SEQ seqlock, so sums never go back.
+"""
+
+from __future__ import annotations
+
+from .layout import PlaneLayout
+from .segments import Segment
+
+CODES = (200, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504)
+CODE_INDEX = {c: i for i, c in enumerate(CODES)}
+OTHER = len(CODES)
+FAIL_OPEN = OTHER + 1
+MC = 20
+assert FAIL_OPEN < MC
+
+
+class MiddlewareTable:
+    SEGMENT = "middlewares"
+
+    @staticmethod
+    def row_words(layout: PlaneLayout) -> int:
+        return layout.max_middlewares * MC
+
+    @classmethod
+    def nbytes(cls, layout: PlaneLayout) -> int:
+        return (layout.max_workers + 1) * cls.row_words(layout) * 8
+
+    def __init__(self, seg: Segment, layout: PlaneLayout) -> None:
+        self.layout = layout
+        self.rw = self.row_words(layout)
+        self.q = seg.view(0, (layout.max_workers + 1) * self.rw * 8, "q")
+        self.base = 0
+
+    def bind(self, slot: int | None) -> None:
+        """Write to worker ``slot``'s row (None: the retired row, i.e. the master)."""
+        self.base = (0 if slot is None else slot + 1) * self.rw
+
+    # ---- writer
+    def answered(self, mw: int, status: int) -> None:
+        """Middleware ``mw`` answered a request itself with ``status``."""
+        i = self.base + mw * MC + CODE_INDEX.get(status, OTHER)
+        self.q[i] += 1
+
+    def fail_open(self, mw: int) -> None:
+        i = self.base + mw * MC + FAIL_OPEN
+        self.q[i] += 1
+
+    # ---- master
+    def fold(self, slot: int) -> None:
+        q, rb = self.q, (slot + 1) * self.rw
+        for j, v in enumerate(q[rb : rb + self.rw].tolist()):
+            if v:
+                q[j] = q[j] + v
+                q[rb + j] = 0
+
+    def reset(self, mw: int, rows: int) -> None:
+        q = self.q
+        for r in range(rows + 1):
+            base = r * self.rw + mw * MC
+            for c in range(MC):
+                if q[base + c]:
+                    q[base + c] = 0
+
+    # ---- readers
+    def sums(self, rows: int) -> list[int]:
+        q, rw = self.q, self.rw
+        acc = q[0:rw].tolist()
+        for r in range(1, rows + 1):
+            row = q[r * rw : (r + 1) * rw].tolist()
+            if any(row):
+                acc = [a + b for a, b in zip(acc, row, strict=True)]
+        return acc
+
+    @staticmethod
+    def split(flat: list[int]) -> dict:
+        """{"answers": {(middleware idx, code or 0 for another code): n}, "fail_open": {middleware idx: n}}
+        (non-zero entries only)."""
+        answers, fail_open = {}, {}
+        codes = CODES + (0,)
+        for m in range(len(flat) // MC):
+            vals = flat[m * MC : (m + 1) * MC]
+            if not any(vals):
+                continue
+            for j in range(OTHER + 1):
+                if vals[j]:
+                    answers[(m, codes[j])] = vals[j]
+            if vals[FAIL_OPEN]:
+                fail_open[m] = vals[FAIL_OPEN]
+        return {"answers": answers, "fail_open": fail_open}
