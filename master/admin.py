@@ -7,12 +7,16 @@ Endpoints (paths as in the original implementation):
 - ``GET /api/gateway/metrics``: Prometheus exposition (text 0.0.4, or OpenMetrics when the Accept header
   asks for it), built from the shared-memory plane by ``metrics.py``.
 
+With ``admin.token`` set (the config refuses a non-loopback address without one), every request needs
+``Authorization: Bearer <token>`` (constant-time comparison; 401 otherwise).
+
 It runs in the master so it sees the whole node (all workers, the shared-memory plane) and keeps answering
 while workers restart.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 import orjson
@@ -35,12 +39,24 @@ class AdminServer:
         self.gateway = gateway
         self.host = host
         self.port = port
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth])
         app.router.add_get("/api/gateway/health", self.health)
         app.router.add_get("/api/gateway/config", self.config)
         app.router.add_get("/api/gateway/metrics", self.metrics)
         self.runner = web.AppRunner(app, access_log=None)
         self._metrics = metrics.Metrics(gateway)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+        """With ``admin.token`` set (required off loopback), every endpoint needs ``Authorization: Bearer
+        <token>``, compared in constant time. Read per request, so a reload that changes the token applies."""
+        token = (self.gateway.config().data.get("admin") or {}).get("token")
+        if token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())):
+                return web.Response(body=b'{"error":"Unauthorized"}', status=401, content_type="application/json",
+                                    headers={"WWW-Authenticate": 'Bearer realm="a3s-gateway admin"'})
+        return await handler(request)
 
     async def start(self) -> None:
         await self.runner.setup()

@@ -288,7 +288,8 @@ class GatewayCollector:
         misc = obs["misc"]
         for name, key, doc in (
             ("access_log_lines", "access_log_lines", "Access log lines handed to the writer."),
-            ("access_log_dropped", "access_log_dropped", "Access log lines dropped because the writer fell behind."),
+            ("access_log_dropped", "access_log_dropped",
+             "Access log lines dropped: the writer fell behind or could not write (disk full)."),
             ("tracing_spans_exported", "spans_exported", "Spans accepted by the OTLP collector."),
             ("tracing_spans_dropped", "spans_dropped", ("Spans dropped (queue full, collector slow, down or "
                                                         "refusing).")),

@@ -12,6 +12,7 @@ Invariants of the normalized form (see README of the package API in ``__init__``
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from typing import Any
 
@@ -307,9 +308,24 @@ ACME = Table(
     }
 )
 
+def _admin_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    """The admin API serves the whole config and metrics: off loopback it needs a token (README "Security")."""
+    _split_address(out, raw, path, rep)
+    if not out.get("enabled", True) or out.get("token") or "host" not in out:
+        return
+    host = out["host"]
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        rep.add(join(path, "token"), f"required: admin.address '{out['address']}' is not a loopback address; set "
+                "admin.token (clients send 'Authorization: Bearer <token>') or bind admin.address to 127.0.0.1")
+
+
 ADMIN = Table(
-    {"enabled": Field(Bool(), True), "address": Field(_ADDRESS, "127.0.0.1:9090")},
-    post=_split_address,
+    {
+        "enabled": Field(Bool(), True),
+        "address": Field(_ADDRESS, "127.0.0.1:9090"),
+        "token": Field(Nullable(Str(nonempty=True))),   # secret: redacted, never logged
+    },
+    post=_admin_post,
     derived=("host", "port"),
 )
 

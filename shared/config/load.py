@@ -40,9 +40,7 @@ def format_of(path: str) -> str:
 def parse(text: str, fmt: str, rep: Reporter) -> Any | None:
     """The parsed document (an empty YAML document is ``{}``), or None after reporting a syntax error."""
     try:
-        if fmt == "toml":
-            return tomllib.loads(text)
-        document = yaml.safe_load(text)
+        document = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)
     except tomllib.TOMLDecodeError as e:
         rep.add("", f"invalid TOML: {e}")
         return None
@@ -51,7 +49,38 @@ def parse(text: str, fmt: str, rep: Reporter) -> Any | None:
         where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         rep.add("", f"invalid YAML: {getattr(e, 'problem', None) or e}{where}")
         return None
+    except ValueError as e:  # an integer over sys.get_int_max_str_digits() digits (after TOMLDecodeError)
+        rep.add("", f"invalid {fmt.upper()}: {e}")
+        return None
+    except RecursionError:  # both parsers recurse per nesting level: "a = [[[[...]]]]"
+        rep.add("", f"invalid {fmt.upper()}: arrays or tables nested too deeply")
+        return None
+    problem = _shape_error(document)
+    if problem:
+        rep.add("", f"invalid {fmt.upper()}: {problem}")
+        return None
     return {} if document is None else document
+
+
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+
+
+def _shape_error(document: Any) -> str | None:
+    """Why a parsed document is too deep or too big to walk (a YAML alias that contains itself, an alias
+    "billion laughs" that expands to more values than any config has), or None. Iterative: never recurses."""
+    stack = [(document, 0)]
+    values = 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return f"more than {MAX_VALUES} values once YAML aliases are expanded"
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if children and depth >= MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep (or a YAML alias contains itself)"
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def read(path: str, rep: Reporter) -> Any | None:

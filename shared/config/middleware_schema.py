@@ -51,6 +51,8 @@ def _regex_error(text: str) -> str | None:
         re.compile(text)
     except re.error as e:
         return f"invalid regular expression {text!r}: {e}"
+    except (RecursionError, OverflowError):  # sre's parser recurses per group
+        return "invalid regular expression: groups nested too deeply"
     return None
 
 

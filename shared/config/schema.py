@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import ipaddress
 import math
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import Problem
+from .redact import MASK, is_secret_key, redact_url
 
 Check = Callable[[Any], "str | None"]
 """An extra check on a normalized value: returns a problem message, or None when the value is fine."""
@@ -91,7 +93,7 @@ def describe(value: object) -> str:
     if isinstance(value, str):
         return f"string {value!r}"
     if isinstance(value, int):
-        return f"integer {value}"
+        return f"integer {_g(value)}"
     if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, list):
@@ -117,13 +119,22 @@ class Spec:
         self.check = check
 
     def normalize(self, value: Any, path: str, rep: Reporter) -> Any:
-        """The normalized value, or INVALID after reporting why."""
+        """The normalized value, or INVALID after reporting why. Problems about a secret's value (a key
+        ``is_secret_key`` names, e.g. ``keys[0]``, ``value``, ``password``) never quote that value."""
+        before = len(rep.problems)
         out = self.convert(value, path, rep)
         if out is not INVALID and self.check is not None:
             message = self.check(out)
             if message:
                 rep.add(path, message)
-                return INVALID
+                out = INVALID
+        if len(rep.problems) > before and isinstance(value, (str, int, float)) and not isinstance(value, bool) \
+                and value != "" and is_secret_key(re.sub(r"\[\d+\]$", "", path.rpartition(".")[2])):
+            secret = _g(value) if isinstance(value, int) else str(value)
+            rep.problems[before:] = [
+                dataclasses.replace(p, message=p.message.replace(secret, MASK),
+                                    suggestion=p.suggestion and p.suggestion.replace(secret, MASK))
+                for p in rep.problems[before:]]
         return out
 
     def convert(self, value: Any, path: str, rep: Reporter) -> Any:
@@ -187,22 +198,39 @@ class _Numeric(Spec):
         if out is INVALID:
             return out
         message = None
-        if self.minimum is not None:
+        if isinstance(out, int) and not -(2**63) <= out < 2**63:   # TOML's range; YAML and dicts have none
+            message = f"must fit in 64 bits, got {_g(out)}"
+        elif self.minimum is not None:
             if self.exclusive_minimum and out <= self.minimum:
-                message = f"must be greater than {self.minimum:g}, got {out:g}"
+                message = f"must be greater than {self.minimum:g}, got {_g(out)}"
             elif out < self.minimum:
-                message = f"must be at least {self.minimum:g}, got {out:g}"
+                message = f"must be at least {self.minimum:g}, got {_g(out)}"
         if self.maximum is not None and out > self.maximum:
-            message = f"must be at most {self.maximum:g}, got {out:g}"
+            message = f"must be at most {self.maximum:g}, got {_g(out)}"
         if message:
             rep.add(path, message)
             return INVALID
         return out
 
 
+def _g(x: float) -> str:
+    """A number for a message: ints exactly (10**400 has no float form), floats short."""
+    if not isinstance(x, int):
+        return f"{x:g}"
+    try:
+        return str(x)
+    except ValueError:   # over sys.get_int_max_str_digits() digits
+        return f"<an integer of {x.bit_length()} bits>"
+
+
 def _is_number(value: Any) -> bool:
     """A finite int or float (bool is not a number here; inf and nan are not JSON)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:   # an int past float's range (10**400): not a number any setting can use
+        return False
 
 
 class Int(_Numeric):
@@ -237,7 +265,8 @@ def parse_duration(text: str) -> float | None:
     text = text.strip()
     if not text or _DURATION_PART.sub("", text):
         return None
-    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    return seconds if math.isfinite(seconds) else None   # "999...9s" (400 digits) is inf
 
 
 class Duration(Spec):
@@ -436,22 +465,33 @@ def ip_network_error(text: str) -> str | None:
     return None
 
 
+_NO_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]*\]|[^:@/?#\[\]]*)(:\d*)?([/?#].*)?\Z", re.DOTALL)
+
+
 def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
     """A check that a string is a URL with one of ``schemes``, a host, and a valid port (required for the
     schemes in ``port_required``)."""
 
     def check(text: str) -> str | None:
-        parts = urlsplit(text)
+        # a password in the URL never reaches an error message: quoted as written only when it cannot hold
+        # userinfo, with the password masked when it is a well-formed scheme://user:pw@, else not quoted
+        masked = redact_url(text)
+        shown = text if _NO_USERINFO.match(text) else masked if masked != text else "(not shown: may hold a password)"
+        try:
+            parts = urlsplit(text)
+            hostname = parts.hostname
+        except ValueError as e:    # "http://[::1": Invalid IPv6 URL
+            return f"URL '{shown}' is not a valid URL: {e}"
         if parts.scheme not in schemes:
-            return f"URL '{text}' must start with {' or '.join(s + '://' for s in schemes)}"
-        if not parts.hostname:
-            return f"URL '{text}' has no host"
+            return f"URL '{shown}' must start with {' or '.join(s + '://' for s in schemes)}"
+        if not hostname:
+            return f"URL '{shown}' has no host"
         try:
             port = parts.port
         except ValueError:
-            return f"URL '{text}' has an invalid port"
+            return f"URL '{shown}' has an invalid port"
         if port is None and parts.scheme in port_required:
-            return f"URL '{text}' needs a port"
+            return f"URL '{shown}' needs a port"
         return None
 
     return check

@@ -131,6 +131,10 @@ def _regex(arg: Arg, matcher: str, flags: int = 0) -> re.Pattern[str]:
             f"invalid regular expression {arg.value!r} in {matcher}: {exc}; expected a valid regex",
             arg.column,
         ) from None
+    except (RecursionError, OverflowError):  # sre's parser recurses per group: "((((...))))" nested too deep
+        raise RuleSyntaxError(
+            f"invalid regular expression in {matcher}: nested too deeply; expected a valid regex", arg.column
+        ) from None
 
 
 def _host_name(arg: Arg, matcher: str) -> str:

@@ -205,6 +205,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
     assert cfg.data["admin"] == {
         "enabled": True,
         "address": "127.0.0.1:9090",
+        "token": None,
         "host": "127.0.0.1",
         "port": 9090,
     }
@@ -530,6 +531,8 @@ def test_required_keys_and_cross_checks() -> None:
         ("middlewares.rl.rate", "must be greater than 0, got 0", None),
         ("providers.discovery.seeds", "required key is missing", None),
         ("admin.address", "address '0.0.0.0:80' is already used by entrypoints.a.address", None),
+        ("admin.token", "required: admin.address '0.0.0.0:80' is not a loopback address; set admin.token (clients "
+         "send 'Authorization: Bearer <token>') or bind admin.address to 127.0.0.1", None),
     }
 
 
@@ -828,3 +831,38 @@ def test_default_config() -> None:
     assert "whoami@internal" in DEFAULT_SERVICE_NAMES
     assert cfg.summary() == "<default>: OK (1 entrypoint, 1 router, 0 services, 0 middlewares)"
     assert cfg == GatewayConfig.default() and cfg != GatewayConfig.default().with_listen(":1")
+
+
+@pytest.mark.parametrize("address,token,ok", [
+    ("127.0.0.1:9090", None, True), ("[::1]:9090", None, True), ("localhost:9090", None, True),
+    ("127.0.0.2:9090", None, True), ("0.0.0.0:9090", None, False), (":9090", None, False),
+    ("10.0.0.1:9090", None, False), ("[::]:9090", None, False), ("0.0.0.0:9090", "t0ken", True),
+])
+def test_admin_off_loopback_needs_a_token(address: str, token: str | None, ok: bool) -> None:
+    admin = {"address": address} if token is None else {"address": address, "token": token}
+    if ok:
+        cfg = GatewayConfig.from_dict({"admin": admin})
+        assert cfg.data["admin"]["token"] == token and cfg.redacted()["admin"]["token"] == (token and "***")
+        return
+    with pytest.raises(ConfigError) as info:
+        GatewayConfig.from_dict({"admin": admin})
+    assert [p.path for p in info.value.problems] == ["admin.token"]
+    assert f"admin.address '{address}' is not a loopback address" in str(info.value)
+    GatewayConfig.from_dict({"admin": {**admin, "enabled": False}})   # a disabled admin API needs nothing
+
+
+def test_config_errors_never_quote_secrets() -> None:
+    cases = [
+        {"middlewares": {"k": {"type": "api-key", "keys": "SECRET-A"}}},
+        {"middlewares": {"k": {"type": "api-key", "keys": [123456789]}}},
+        {"middlewares": {"j": {"type": "jwt", "value": 987654321}}},
+        {"middlewares": {"r": {"type": "rate-limit-redis", "rate": 1, "redis_url": "redis://:SECRET-B@h:99999"}}},
+        {"middlewares": {"r": {"type": "rate-limit-redis", "rate": 1, "redis_url": "redis://:SECRET-C[h:1"}}},
+        {"admin": {"address": "127.0.0.1:1", "token": 55555555}},
+    ]
+    for doc in cases:
+        with pytest.raises(ConfigError) as info:
+            GatewayConfig.from_dict(doc)
+        text = str(info.value)
+        for secret in ("SECRET-A", "123456789", "987654321", "SECRET-B", "SECRET-C", "55555555"):
+            assert secret not in text, text

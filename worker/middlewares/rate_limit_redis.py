@@ -116,7 +116,8 @@ class RateLimitRedis(Middleware):
         if now - self.warned_at >= WARN_EVERY:
             self.warned_at = now
             log.warning("rate-limit-redis %s: Redis at %s unavailable (%s); allowing requests (fail-open, "
-                        "%d so far in this worker)", self.name, redact_url(self.url), type(error).__name__, self.fail_opens)
+                        "%d so far in this worker)", self.name, redact_url(self.url), type(error).__name__,
+                        self.fail_opens)
 
     def close(self) -> None:
         client, self.client = self.client, None

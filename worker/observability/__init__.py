@@ -127,7 +127,16 @@ class Observability:
                 i = ep_index.get(c.entrypoint, 0) * nproto + (1 if isinstance(c, H2Server) else 0)
                 counts[i] += 1
             w.plane.set_connections(counts)
+            self._count_write_failures()
             await asyncio.sleep(CONNECTIONS_INTERVAL)
+
+    def _count_write_failures(self) -> None:
+        """Lines a writer thread could not write (disk full) count as dropped, like lines it fell behind on."""
+        for writer in self.writers.values():
+            failed = writer.failed_lines
+            if failed != writer.failed_seen:
+                self._count_log("dropped", failed - writer.failed_seen)
+                writer.failed_seen = failed
 
     # -- signals and shutdown
     def reopen(self) -> None:

@@ -56,6 +56,8 @@ class Writer:
         self.queue: SimpleQueue = SimpleQueue()
         self.enqueued = 0           # written only by the event loop thread
         self.written = 0            # written only by the writer thread
+        self.failed_lines = 0       # lines the writer thread could not write; written only by it
+        self.failed_seen = 0        # failed_lines already counted as dropped; written only by the event loop
         self.fd = -1
         self.error_logged = False
         self._open()
@@ -108,6 +110,9 @@ class Writer:
                 if not self.error_logged:
                     self.error_logged = True
                     log.error(f"cannot write access log {self.path or 'stdout'}: {e.strerror or e}")
+            if view:
+                # not written (disk full, file not open): lines whose newline did not reach the file are lost
+                self.failed_lines += item.count(b"\n", len(item) - len(view))
             self.written += len(item)
         if self.path is not None and self.fd >= 0:
             os.close(self.fd)
