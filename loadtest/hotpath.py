@@ -7,6 +7,12 @@ The kernel's share (~10 µs per proxied request on loopback, see shared/bench/RE
 this isolates what our code adds; compare variants and commits with it, not with wall-clock benchmarks.
 
     python loadtest/hotpath.py [plain|full|CONFIG.toml] [--requests N] [--profile]
+                               [--access-log PATH] [--tracing] [--routers N]
+
+``--access-log PATH`` (e.g. /dev/null) and ``--tracing`` (every request sampled, no exporter) add the
+``[access_log]`` / ``[tracing]`` tables to the config, to measure what they cost. ``--routers N`` replaces the
+routers with N host-rule routers (``Host(`svcI.example.com`)``, one service) and sends the requests to the last
+one's host, to measure routing cost against the router count (compare N=10 with N=1000).
 """
 
 from __future__ import annotations
@@ -65,13 +71,34 @@ class Transport(asyncio.Transport):
         self.closed = True
 
 
-def load_config(which: str) -> GatewayConfig:
+def config_text(which: str) -> str:
     if which in ("plain", "full"):
         here = Path(__file__).parent
-        text = subprocess.run([sys.executable, str(here / "bench_config.py"), which], capture_output=True,
+        return subprocess.run([sys.executable, str(here / "bench_config.py"), which], capture_output=True,
                               text=True, check=True).stdout
-        return GatewayConfig.from_toml(text, source=f"<{which}>")
-    return GatewayConfig.from_file(which)
+    return Path(which).read_text()
+
+
+def routers_config(n: int) -> str:
+    """N host-rule routers over one service; the requests go to the last one's host."""
+    parts = ['[entrypoints.web]\naddress = "127.0.0.1:8090"\n[services.origin.load_balancer]\n'
+             'servers = [{url = "http://127.0.0.1:9001"}]\n']
+    for i in range(n):
+        parts.append(f'[routers.r{i}]\nrule = "Host(`svc{i}.example.com`)"\nservice = "origin"\n')
+    return "".join(parts)
+
+
+def load_config(args: argparse.Namespace) -> GatewayConfig:
+    text = routers_config(args.routers) if args.routers else config_text(args.config)
+    if args.access_log:
+        text += f'\n[access_log]\nenabled = true\npath = "{args.access_log}"\n'
+    if args.tracing:
+        text += "\n[tracing]\nenabled = true\nsample_rate = 1.0\n"
+    if args.config.endswith((".yaml", ".yml")) and not args.routers:
+        if args.access_log or args.tracing:
+            raise SystemExit("--access-log / --tracing need a TOML config")
+        return GatewayConfig.from_file(args.config)
+    return GatewayConfig.from_toml(text, source=f"<{args.config}>")
 
 
 def main() -> None:
@@ -79,8 +106,15 @@ def main() -> None:
     ap.add_argument("config", nargs="?", default="plain")
     ap.add_argument("--requests", type=int, default=50000)
     ap.add_argument("--profile", action="store_true", help="print the top functions by own time (cProfile)")
+    ap.add_argument("--access-log", metavar="PATH", help="add an access log (JSON) to PATH, e.g. /dev/null")
+    ap.add_argument("--tracing", action="store_true", help="add tracing (every request sampled, no exporter)")
+    ap.add_argument("--routers", type=int, default=0, metavar="N",
+                    help="N host-rule routers instead of the config's; requests go to the last one's host")
     args = ap.parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args)
+    request = REQUEST
+    if args.routers:
+        request = REQUEST.replace(b"127.0.0.1:8090", b"svc%d.example.com" % (args.routers - 1))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     master_plane = Plane.create(PlaneLayout(max_workers=1), tag="hotpath")
@@ -99,7 +133,7 @@ def main() -> None:
             backend.pool.release(up)
 
         def one() -> None:
-            client.data_received(REQUEST)
+            client.data_received(request)
             ex = client.queue[0] if client.queue else None
             up = ex.upstream if ex is not None else None
             if up is None:
@@ -118,7 +152,10 @@ def main() -> None:
         if profiler:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        print(f"{args.config}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
+        what = f"{args.routers} routers" if args.routers else args.config
+        what += " +access-log" if args.access_log else ""
+        what += " +tracing" if args.tracing else ""
+        print(f"{what}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
               f"({args.requests} requests{', under cProfile' if profiler else ''})")
         worker.plane.close()
     finally:

@@ -41,8 +41,14 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise SystemExit(main())"]
-HOOK_LINES = ("        self.worker.obs.finish(ex, self)\n",
-              "        if self.worker.obs.tracer is not None:\n            self.worker.obs.tracer.start(ex)\n")
+# the hooks removed for no_metrics, and what replaces them (the plane's request counters stay)
+HOOK_LINES = {
+    "        self.worker.obs.finish(ex, self)       # the plane's counters and observations, access log, spans\n":
+        "        r, s, b = ex.route, ex.service, ex.backend\n"
+        "        self.worker.plane.record(r.idx if r is not None else -1, s.idx if s is not None else -1,\n"
+        "                                 b.idx if b is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)\n",
+    "        if self.worker.obs.tracer is not None:\n            self.worker.obs.tracer.start(ex)\n": "",
+}
 
 
 def free_port() -> int:
@@ -110,10 +116,10 @@ def patched_tree(tmp: Path) -> Path:
         shutil.copytree(REPO / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__", "_a3s_gateway"))
     http1 = pkg / "worker" / "http1.py"
     text = http1.read_text()
-    for line in HOOK_LINES:
+    for line, replacement in HOOK_LINES.items():
         if line not in text:
             raise SystemExit(f"cannot build the no_metrics tree: {line.strip()!r} not found in worker/http1.py")
-        text = text.replace(line, "")
+        text = text.replace(line, replacement)
     http1.write_text(text)
     return root
 

@@ -510,10 +510,7 @@ class ClientProtocol(asyncio.Protocol):
                     done(ex)
                 except Exception:  # noqa: BLE001 — a middleware bug must not break accounting
                     log.exception("on_done hook failed")
-        route, service, backend = ex.route, ex.service, ex.backend
-        self.worker.plane.record(route.idx if route is not None else -1, service.idx if service is not None else -1,
-                                 backend.idx if backend is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)
-        self.worker.obs.finish(ex, self)
+        self.worker.obs.finish(ex, self)       # the plane's counters and observations, access log, spans
 
     def _release_backend(self, ex: Exchange) -> None:
         backend = ex.backend

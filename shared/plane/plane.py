@@ -33,13 +33,14 @@ import atexit
 import os
 import secrets
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import asdict
 
 from . import header as H
 from .ai import AiTable
 from .breaker import BreakerTable
-from .counters import COLS, CounterTable, status_col
+from .counters import COLS, ERR, CounterTable, status_col
 from .errors import PlaneError
 from .health import ACTIVE_DOWN as _ACTIVE_DOWN
 from .health import BASE as _BASE
@@ -51,7 +52,7 @@ from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .middlewares import MiddlewareTable
 from .names import KINDS, NameTable
-from .observations import ObservationTable
+from .observations import BOUNDS, CLASSES, HW, LOCAL_INDEX, NLOCAL, SUM, ObservationTable
 from .ratelimit import RateLimitTable
 from .segments import (
     PREFIX,
@@ -72,7 +73,7 @@ _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable,
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
-_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "add_misc",
+_WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "account", "add_misc",
                   "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
                   "middleware_fail_open")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
@@ -149,6 +150,16 @@ class Plane:
             self._hb = slot * ROW + HEARTBEAT
         self._svc = self.counters.svc_base
         self._be = self.counters.be_base
+        # ``account``: absolute word offsets of this process's rows in both tables, computed once
+        obs = self.observations
+        self._oq = obs.q
+        self._c_svc = self._crow + self._svc
+        self._c_be = self._crow + self._be
+        self._o_rt = obs.base
+        self._o_svc = obs.base + obs.svc_base
+        self._o_req = obs.base + obs.req_base
+        self._o_local = obs.base + obs.local_base
+        self._o_retry = obs.base + obs.retry_base
         refuse = []
         if not writable:
             refuse = _WORKER_WRITES + _LOCKING + _ANY_WRITES + _MASTER_WRITES
@@ -351,6 +362,44 @@ class Plane:
             q[i + col] = q[i + col] + 1
             q[i + 6] = q[i + 6] + bytes_in
             q[i + 7] = q[i + 7] + bytes_out
+
+    def account(self, router: int, service: int, backend: int, ep_method: int, status: int, bytes_in: int,
+                bytes_out: int, seconds: float, local: bool, retries: int) -> None:
+        """One finished exchange, in one call: ``record`` (status-class counts and bytes per router, service
+        and backend, ``counters``) and ``observe`` (duration histograms, the entrypoint/method/class count,
+        gateway-written responses, retries, ``observations``). ``ep_method`` is
+        ``entrypoint * NMETHODS + method``. Both tables keep their layouts; every offset is precomputed."""
+        cls = status // 100 - 1 if 100 <= status < 600 else ERR
+        q = self._cq
+        o = self._oq
+        b = bisect_left(BOUNDS, seconds)
+        us = int(seconds * 1e6)
+        if router >= 0:
+            i = self._crow + router * COLS
+            q[i + cls] += 1
+            q[i + 6] += bytes_in
+            q[i + 7] += bytes_out
+            i = self._o_rt + router * HW
+            o[i + b] += 1
+            o[i + SUM] += us
+            if local:
+                o[self._o_local + router * NLOCAL + LOCAL_INDEX.get(status, NLOCAL - 1)] += 1
+            if retries:
+                o[self._o_retry + router] += retries
+        if service >= 0:
+            i = self._c_svc + service * COLS
+            q[i + cls] += 1
+            q[i + 6] += bytes_in
+            q[i + 7] += bytes_out
+            i = self._o_svc + service * HW
+            o[i + b] += 1
+            o[i + SUM] += us
+        if backend >= 0:
+            i = self._c_be + backend * COLS
+            q[i + cls] += 1
+            q[i + 6] += bytes_in
+            q[i + 7] += bytes_out
+        o[self._o_req + ep_method * CLASSES + cls] += 1
 
     def is_healthy(self, backend_idx: int, now: float | None = None) -> bool:
         """Active health AND not passively down (``now``: time.monotonic(), read if not given)."""

@@ -3,9 +3,10 @@ the access log and distributed tracing.
 
 ``Observability`` is one per worker (``worker.obs``). The protocol calls two hooks:
 - ``tracer.start(ex)`` when a request head is parsed, only when ``tracer`` is not None (tracing on);
-- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account``: the duration histogram,
-  request counts by entrypoint/method/status class, gateway-written responses and retries go to this
-  worker's row on the plane (aligned stores, no lock), then the access log line and the spans.
+- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account``: one ``plane.account`` call
+  writes the status-class counts and bytes per router/service/backend, the duration histograms, request counts
+  by entrypoint/method/status class, gateway-written responses and retries to this worker's rows on the plane
+  (aligned stores, no lock), then the access log line and the spans.
 
 ``configure`` runs at every generation (reload): the access log and tracer follow the new ``[access_log]``
 and ``[tracing]`` tables, while the writer thread (per path) and the span exporter are kept and reused.
@@ -23,6 +24,7 @@ from ...shared.plane.observations import (
     GAUGES,
     METHOD_INDEX,
     MISC_NAMES,
+    NMETHODS,
     OTHER_METHOD,
     PROTOCOLS,
     entrypoint_indices,
@@ -47,6 +49,7 @@ class Observability:
         self.writers: dict[str | None, Writer] = {}
         self.exporter: OtlpExporter | None = None
         self.ep_index: dict[str, int] = {}
+        self.ep_base: dict[str, int] = {}          # entrypoint -> its first word in the requests block
         self._gauges: asyncio.Task | None = None
         self.failures = 0
 
@@ -54,6 +57,7 @@ class Observability:
     def configure(self, config: dict[str, Any]) -> None:
         w = self.worker
         self.ep_index = entrypoint_indices(config.get("entrypoints", {}))
+        self.ep_base = {name: i * NMETHODS for name, i in self.ep_index.items()}
         if self._gauges is None:
             self._gauges = w.loop.create_task(self._connections_loop())
         al = config.get("access_log") or {}
@@ -91,12 +95,13 @@ class Observability:
     # -- hot path
     def finish(self, ex: Exchange, conn: ClientProtocol) -> None:
         now = perf_counter()
-        route, service = ex.route, ex.service
+        route, service, backend = ex.route, ex.service, ex.backend
         status = ex.status
-        self.worker.plane.observe(route.idx if route is not None else -1,
-                                  service.idx if service is not None else -1,
-                                  self.ep_index.get(conn.entrypoint, 0), METHOD_INDEX.get(ex.method, OTHER_METHOD),
-                                  status, now - ex.t0, ex.local is not None and status >= 400, ex.attempts)
+        self.worker.plane.account(route.idx if route is not None else -1, service.idx if service is not None else -1,
+                                  backend.idx if backend is not None else -1,
+                                  self.ep_base.get(conn.entrypoint, 0) + METHOD_INDEX.get(ex.method, OTHER_METHOD),
+                                  status, ex.req_bytes, ex.resp_bytes, now - ex.t0,
+                                  ex.local is not None and status >= 400, ex.attempts)
         try:
             if self.access_log is not None:
                 self.access_log.log(ex, conn, now)

@@ -1,9 +1,11 @@
 """The access log: one line per finished request, JSON (orjson) or Common Log Format, off by default.
 
-Lines are built on the event loop when an exchange is accounted, kept in a per-worker buffer, and handed to
-a writer thread every ``flush_interval`` (or as soon as ``buffer_size`` bytes are waiting), so the loop
-never waits for a disk or a full stdout pipe. If the writer falls more than ``MAX_BACKLOG`` bytes behind,
-new lines are dropped and counted (``a3s_gateway_access_log_dropped_total``) instead of growing memory.
+Lines are built on the event loop when an exchange is accounted and kept in a per-worker buffer. Every
+``flush_interval`` (or as soon as ``buffer_size`` bytes are waiting) the buffer goes out as one chunk: a
+regular file gets it with one ``os.write`` from the loop (a page-cache append), standard output and anything
+that could block (a pipe, a backlog) go through a writer thread, so the loop never waits for a full pipe. If
+the writer falls more than ``MAX_BACKLOG`` bytes behind, new lines are dropped and counted
+(``a3s_gateway_access_log_dropped_total``) instead of growing memory.
 
 Files are opened with O_APPEND, so every worker appends whole chunks to the same file and logrotate's
 ``copytruncate`` works; SIGUSR1 (sent to the master, which forwards it to every worker) makes each writer
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -37,13 +40,22 @@ if TYPE_CHECKING:
 log = gwlog.get("access_log")
 
 MAX_BACKLOG = 16 << 20          # bytes handed to the writer thread and not yet written
+INLINE_MAX = 1 << 20            # a regular file takes chunks up to this size from the event loop directly
 _REOPEN = object()
 _STOP = object()
+ESCAPED_MAX = 4096              # distinct host/path/user-agent values kept JSON-encoded, then start over
+ESCAPED_LEN = 256               # ... of at most this many bytes each (at most ~2 MiB in all)
 _dumps = orjson.dumps
+_time = time.time
 # Every field in the documented order (the fast path of ``AccessLog._json``).
-_LINE = (b'{"time":"%s","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
-         b'"status":%d,"request_bytes":%d,"response_bytes":%d,"duration_ms":%a,"upstream_ms":%s,%s,'
-         b'"trace_id":%s,"span_id":%s,"user_agent":%s,"reason":%s}\n')
+# Only %s conversions: numbers come pre-formatted from _DEC/_FRAC (``b"%d" % n`` costs several times a list
+# index, and a float's repr even more); milliseconds are written as integer.3-digits ("1.500" = 1.5).
+_LINE = (b'{"time":"%s.%sZ","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
+         b'"status":%s,"request_bytes":%s,"response_bytes":%s,"duration_ms":%s.%s,"upstream_ms":%s,%s,'
+         b'"trace_id":null,"span_id":null,"user_agent":%s,"reason":%s}\n')
+_LINE_SPAN = _LINE.replace(b'"trace_id":null,"span_id":null', b'"trace_id":"%s","span_id":"%s"')
+_DEC = [b"%d" % i for i in range(10000)]
+_FRAC = [b"%03d" % i for i in range(1000)]
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -59,6 +71,7 @@ class Writer:
         self.failed_lines = 0       # lines the writer thread could not write; written only by it
         self.failed_seen = 0        # failed_lines already counted as dropped; written only by the event loop
         self.fd = -1
+        self.inline = False         # write from the event loop (see ``submit``)
         self.error_logged = False
         self._open()
         self.thread = threading.Thread(target=self._run, name=f"access-log:{path or 'stdout'}", daemon=True)
@@ -67,16 +80,33 @@ class Writer:
     def _open(self) -> None:
         if self.path is None:
             self.fd = 1
+            self.inline = False
             return
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self.error_logged = False
+            mode = os.fstat(self.fd).st_mode
+            self.inline = stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(self.fd)
         except OSError as e:
             self.fd = -1
+            self.inline = False
             log.error(f"cannot open access log {self.path}: {e.strerror or e}")
 
     def submit(self, chunk: bytes) -> bool:
-        """Queue ``chunk`` for writing; False (dropped) when the writer is too far behind."""
+        """Write ``chunk``, or queue it for the thread; False (dropped) when the writer is too far behind.
+
+        A regular file (or a character device such as /dev/null) whose thread has nothing pending is written
+        right here with one ``os.write``: a page-cache append of a buffer costs less than waking the thread and
+        passing the GIL back and forth. Pipes and terminals (standard output), big chunks, a partial write and
+        anything queued before (order is kept) go to the thread."""
+        if self.inline and self.enqueued == self.written and len(chunk) <= INLINE_MAX and self.fd >= 0:
+            try:
+                n = os.write(self.fd, chunk)
+            except OSError:
+                n = 0
+            if n == len(chunk):
+                return True
+            chunk = chunk[n:]
         if self.enqueued - self.written > MAX_BACKLOG:
             return False
         self.enqueued += len(chunk)
@@ -84,9 +114,11 @@ class Writer:
         return True
 
     def reopen(self) -> None:
+        self.enqueued += 1          # the thread counts it as written once done: no inline write meanwhile
         self.queue.put(_REOPEN)
 
     def close(self, timeout: float = 2.0) -> None:
+        self.inline = False         # the thread closes the fd: nothing may be written to it from here on
         self.queue.put(_STOP)
         self.thread.join(timeout)
 
@@ -100,6 +132,7 @@ class Writer:
                     if self.fd >= 0:
                         os.close(self.fd)
                     self._open()
+                self.written += 1
                 continue
             view = memoryview(item)
             try:
@@ -116,16 +149,18 @@ class Writer:
             self.written += len(item)
         if self.path is not None and self.fd >= 0:
             os.close(self.fd)
+            self.fd = -1
 
 
 class Clock:
     """RFC 3339 / CLF timestamps, formatted once per second and completed with milliseconds."""
 
-    __slots__ = ("clf", "rfc", "sec")
+    __slots__ = ("clf", "rfc", "rfcb", "sec")
 
     def __init__(self) -> None:
         self.sec = -1
         self.rfc = ""
+        self.rfcb = b""
         self.clf = ""
 
     def rfc3339(self, t: float) -> str:
@@ -144,6 +179,7 @@ class Clock:
         tm = time.gmtime(sec)
         self.sec = sec
         self.rfc = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
+        self.rfcb = self.rfc.encode()
         self.clf = (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:{tm.tm_hour:02d}:{tm.tm_min:02d}:"
                     f"{tm.tm_sec:02d} +0000")
 
@@ -190,6 +226,7 @@ class AccessLog:
         self.timer: asyncio.TimerHandle | None = None
         self.clock = Clock()
         self.consts: dict[tuple[int, int, str], bytes] = {}   # per (route, backend, entrypoint): names
+        self.escaped: dict[bytes, bytes] = {}   # host, path and user-agent values -> JSON strings (bounded)
 
     def log(self, ex: Exchange, conn: ClientProtocol, now: float) -> None:
         seconds = now - ex.t0
@@ -214,11 +251,29 @@ class AccessLog:
         # ``_json_dict`` (tests/unit/test_metrics_observations.py checks it).
         target = getattr(ex, "target", b"")
         path, _, query = target.partition(b"?")
+        esc = self.escaped
+        if len(esc) > ESCAPED_MAX:
+            esc.clear()
         ua = b"null"
         for name, value in getattr(ex, "headers", ()):
             if len(name) == 10 and name.lower() == b"user-agent":
-                ua = _dumps(value.decode("latin-1"))
+                ua = esc.get(value)
+                if ua is None:
+                    ua = _dumps(value.decode("latin-1"))
+                    if len(value) <= ESCAPED_LEN:
+                        esc[value] = ua
                 break
+        host = getattr(ex, "host", b"")
+        hj = esc.get(host)
+        if hj is None:
+            hj = _dumps(host.decode("latin-1"))
+            if len(host) <= ESCAPED_LEN:
+                esc[host] = hj
+        pj = esc.get(path)
+        if pj is None:
+            pj = _dumps(path.decode("latin-1"))
+            if len(path) <= ESCAPED_LEN:
+                esc[path] = pj
         route, backend, span = ex.route, ex.backend, ex.span
         key = (id(route), id(backend), conn.entrypoint)
         const = self.consts.get(key)
@@ -228,15 +283,27 @@ class AccessLog:
                 "service": ex.service.name if ex.service is not None else None,
                 "backend": backend.url if backend is not None else None,
                 "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
-        return _LINE % (
-            self.clock.rfc3339(time.time()).encode(), conn.client_ip.encode(), ex.method,
-            _dumps(getattr(ex, "host", b"").decode("latin-1")), _dumps(path.decode("latin-1")),
-            b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
-            b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", status, ex.req_bytes, ex.resp_bytes,
-            int(seconds * 1e6) / 1000, b"%a" % (int((now - ex.t_up) * 1e6) / 1000) if ex.t_up else b"null", const,
-            b'"%s"' % span.trace_id.encode() if span is not None else b"null",
-            b'"%s"' % span.span_id.encode() if span is not None else b"null", ua,
-            _dumps(_reason(ex)) if ex.local is not None else b"null")
+        t = _time()
+        sec = int(t)
+        clock = self.clock
+        if sec != clock.sec:
+            clock._set(sec)
+        us = int(seconds * 1e6)
+        ms = us // 1000
+        upstream = b"null"
+        if ex.t_up:
+            up = int((now - ex.t_up) * 1e6)
+            upstream = (_DEC[up // 1000] if up < 10000000 else b"%d" % (up // 1000)) + b"." + _FRAC[up % 1000]
+        n_in, n_out = ex.req_bytes, ex.resp_bytes
+        args = (clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method, hj, pj,
+                b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
+                b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", _DEC[status] if status < 10000 else b"%d" % status,
+                _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
+                _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream, const)
+        tail = (ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
+        if span is None:
+            return _LINE % (args + tail)
+        return _LINE_SPAN % (args + (span.trace_id.encode(), span.span_id.encode()) + tail)
 
     def _json_dict(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
         target = getattr(ex, "target", b"")

@@ -11,8 +11,8 @@ Per request (``Tracer.start``, called once the request head is parsed):
   ``tracestate`` is passed on unchanged);
 - the sampled flag is honoured as received; unsampled requests still propagate, and export nothing.
 
-Ids come from ``random.getrandbits`` (what OpenTelemetry's Python SDK uses): the worker is exec'd, so each
-process seeds its generator from the OS, and ids are never derived from time or pids.
+Ids are hex digits sliced off a pool of ``os.urandom`` bytes (one system call per 64 to 128 requests; formatting
+a random integer as hex costs more than the rest of ``start``), so ids are never derived from time or pids.
 
 Export (``OtlpExporter``): finished spans wait in a bounded queue; a task posts batches of ``batch_size``
 (or whatever is queued every ``flush_interval``) to the collector with aiohttp, one request at a time. When
@@ -27,6 +27,7 @@ import os
 import random
 import socket
 import time
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,26 +44,36 @@ _TRACE_HEADERS = frozenset((b"traceparent", b"tracestate", b"b3", b"x-b3-traceid
                             b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"))
 _FIRST = frozenset(b"tbx")
 _ZERO = "0" * 16
+_ZERO32 = "0" * 32
+POOL_BYTES = 4096               # random bytes drawn from the OS at a time for ids (as hex: 128 requests' worth)
+_urandom = os.urandom
+_time_ns = time.time_ns
 _HEX = frozenset(b"0123456789abcdef")
 
 SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
 STATUS_UNSET, STATUS_ERROR = 0, 2
 
 
-class Span:
-    """The trace state of one exchange (``ex.span``)."""
+class Span(tuple):
+    """The trace state of one exchange (``ex.span``), read-only. A tuple: ``Tracer.start`` makes one with
+    ``tuple.__new__`` (no Python frame), the fields are C-level item getters."""
 
-    __slots__ = ("client_id", "parent_id", "sampled", "span_id", "start_ns", "trace_id", "tracestate")
+    __slots__ = ()
 
-    def __init__(self, trace_id: str, span_id: str, parent_id: str, client_id: str, sampled: bool,
-                 start_ns: int, tracestate: bytes | None) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_id = parent_id
-        self.client_id = client_id
-        self.sampled = sampled
-        self.start_ns = start_ns
-        self.tracestate = tracestate
+    def __new__(cls, trace_id: str, span_id: str, parent_id: str, client_id: str, sampled: bool,
+                start_ns: int, tracestate: bytes | None) -> Span:
+        return _tuple_new(cls, (trace_id, span_id, parent_id, client_id, sampled, start_ns, tracestate))
+
+    trace_id = property(itemgetter(0))
+    span_id = property(itemgetter(1))
+    parent_id = property(itemgetter(2))
+    client_id = property(itemgetter(3))
+    sampled = property(itemgetter(4))
+    start_ns = property(itemgetter(5))
+    tracestate = property(itemgetter(6))
+
+
+_tuple_new = tuple.__new__
 
 
 def _is_hex(value: bytes, n: int) -> bool:
@@ -122,6 +133,9 @@ class Tracer:
         self.b3 = "b3" in props
         self.b3multi = "b3multi" in props
         self.exporter = exporter
+        self.always = self.sample_rate >= 1.0
+        self.pool = ""            # hex digits from os.urandom, consumed from ``pos`` (see ``start``)
+        self.pos = 0
 
     def _new_id(self, bits: int) -> str:
         v = _getrandbits(bits)
@@ -153,23 +167,33 @@ class Tracer:
                 ctx = parse_b3(found[b"b3"])
             if ctx is None and b"x-b3-traceid" in found:
                 ctx = parse_b3_multi(found)
+        # ids: hex digits sliced off a pool of OS randomness (formatting a random int as hex costs more)
+        i = self.pos
+        pool = self.pool
+        if i + 64 > len(pool):
+            pool = self.pool = _urandom(POOL_BYTES).hex()
+            i = 0
         if ctx is None:
-            trace_id, parent_id = f"{_getrandbits(128) or 1:032x}", ""
-            sampled = self.sample_rate >= 1.0 or random.random() < self.sample_rate
+            self.pos = i + 64
+            trace_id, parent_id = pool[i : i + 32], ""
+            i += 32
+            if trace_id == _ZERO32:                   # all-zero ids are invalid (probability 2**-128)
+                trace_id = self._new_id(128)
+            sampled = self.always or random.random() < self.sample_rate
         else:
+            self.pos = i + 32
             trace_id, parent_id, s = ctx
-            sampled = (self.sample_rate >= 1.0 or random.random() < self.sample_rate) if s is None else s
-        ids = f"{_getrandbits(128):032x}"        # the server span's id and the client span's id
-        span_id, client_id = ids[:16], ids[16:]
+            sampled = (self.always or random.random() < self.sample_rate) if s is None else s
+        span_id, client_id = pool[i : i + 16], pool[i + 16 : i + 32]   # the server span's and the client span's
         if span_id == _ZERO or client_id == _ZERO:    # all-zero ids are invalid (probability 2**-63)
             span_id, client_id = self._new_id(64), self._new_id(64)
-        span = ex.span = Span(trace_id, span_id, parent_id, client_id, sampled, time.time_ns(), tracestate)
+        ex.span = _tuple_new(Span, (trace_id, span_id, parent_id, client_id, sampled, _time_ns(), tracestate))
         flag = b"1" if sampled else b"0"
         tid, cid = trace_id.encode(), client_id.encode()
         if self.w3c:
             kept.append((b"traceparent", b"00-%s-%s-0%s" % (tid, cid, flag)))
-            if span.tracestate is not None:
-                kept.append((b"tracestate", span.tracestate))
+            if tracestate is not None:
+                kept.append((b"tracestate", tracestate))
         if self.b3:
             kept.append((b"b3", b"%s-%s-%s-%s" % (tid, cid, flag, span_id.encode())))
         if self.b3multi:
