@@ -149,7 +149,7 @@ class Tracer:
         kept = ex.headers
         for name, value in kept:
             # every tracing header starts with t, b or x: one byte test before lowercasing the name
-            if name[0] | 0x20 in _FIRST and name.lower() in _TRACE_HEADERS:
+            if (name[0] | 0x20) in _FIRST and name.lower() in _TRACE_HEADERS:
                 if found is None:
                     found = {}
                 found.setdefault(name.lower(), value)
