@@ -76,6 +76,7 @@ class Gateway:
         self._shutdown_requested: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self._signals: list[int] = []
+        self._stop_after_start: bool | None = None    # a stop signal that arrived while starting
 
     # -- queries
     def state(self) -> str:
@@ -126,6 +127,8 @@ class Gateway:
         self._state = STARTING
         self._started_at = time.monotonic()
         self._shutdown_requested = asyncio.Event()
+        if self.handle_signals:
+            self._install_signals()      # before workers start: a SIGTERM/SIGINT during start is kept, not lost
         try:
             for name in Plane.cleanup_stale():
                 log.info(f"removed a stale shared-memory segment of a dead gateway: {name}")
@@ -155,8 +158,6 @@ class Gateway:
             self._state = STOPPED
             self._stopped.set()
             raise
-        if self.handle_signals:
-            self._install_signals()
         self._tasks.append(asyncio.get_running_loop().create_task(self._supervise()))
         self._state = RUNNING
         self._last_reload.update(ok=True, at=time.time(), generation=1)
@@ -164,6 +165,8 @@ class Gateway:
         log.info("gateway running", extra={"fields": {
             "workers": self.workers, "generation": 1,
             "entrypoints": {n: ep["address"] for n, ep in self._config.entrypoints.items()}}})
+        if self._stop_after_start is not None:
+            self._spawn(self.shutdown(graceful=self._stop_after_start))
 
     async def wait_for_shutdown(self) -> None:
         """Return once the gateway has stopped (after SIGINT/SIGTERM or ``shutdown()``)."""
@@ -244,15 +247,22 @@ class Gateway:
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         handlers = {
-            signal.SIGTERM: lambda: self._spawn(self.shutdown()),
-            signal.SIGINT: lambda: self._spawn(self.shutdown()),
-            signal.SIGQUIT: lambda: self._spawn(self.shutdown(graceful=False)),
+            signal.SIGTERM: lambda: self._stop_on_signal(graceful=True),
+            signal.SIGINT: lambda: self._stop_on_signal(graceful=True),
+            signal.SIGQUIT: lambda: self._stop_on_signal(graceful=False),
             signal.SIGHUP: lambda: self._spawn(self._reload_quietly()),
             signal.SIGUSR1: self._reopen_logs,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
             self._signals.append(sig)
+
+    def _stop_on_signal(self, graceful: bool) -> None:
+        """SIGTERM/SIGINT (graceful) or SIGQUIT: stop now, or as soon as a start in progress has finished."""
+        if self._state == STARTING:
+            self._stop_after_start = graceful if self._stop_after_start is None else self._stop_after_start and graceful
+            return
+        self._spawn(self.shutdown(graceful=graceful))
 
     def _reopen_logs(self) -> None:
         """SIGUSR1 (logrotate): every worker reopens its access log file."""
