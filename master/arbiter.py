@@ -19,8 +19,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..shared import log as gwlog
 from ..shared.channel import Channel
@@ -107,7 +108,7 @@ class Arbiter:
         loop.add_reader(pidfd, self._on_exit, handle, pidfd)
         try:
             await asyncio.wait_for(asyncio.shield(handle.ready), BOOT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             raise GatewayError(f"worker {slot} did not become ready within {BOOT_TIMEOUT:.0f}s") from None
         handle.generation = compiled["generation"]
@@ -237,7 +238,7 @@ class Arbiter:
         for h, fut in waits:
             try:
                 msg = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 errors.append(f"worker {h.slot}: no answer within {timeout:.0f}s")
                 continue
             if msg["op"] != "loaded":

@@ -13,7 +13,6 @@ Exit codes: 0 clean stop, 1 invalid config or failed start, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version

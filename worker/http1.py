@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Awaitable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -475,7 +476,7 @@ class ClientProtocol(asyncio.Protocol):
         pool = ex.backend.pool     # the client may leave meanwhile, and connection_lost clears ex.backend
         try:
             up = await pool.connect(ex.service.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
         except OSError as e:
             return self.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")

@@ -8,8 +8,9 @@ graceful timeout passes.
 
 The listening sockets belong to the master; closing our copy never drops connections queued in them.
 A periodic sweep (every ``SWEEP_INTERVAL``) keeps the coarse clock, answers upstream response-header timeouts
-with 504, closes idle keep-alive clients and stale pooled connections, and writes the heartbeat (on the shared-memory plane)
-the master uses to detect a stuck event loop — it runs on the loop, so a blocked loop stops beating.
+with 504, closes idle keep-alive clients and stale pooled connections, and writes the heartbeat (on the
+shared-memory plane) the master uses to detect a stuck event loop — it runs on the loop, so a blocked loop
+stops beating.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ import uvloop
 from ..shared import log as gwlog
 from ..shared.channel import Channel
 from ..shared.plane import Plane
-from . import middlewares, runtime
-from . import limits, tls
+from . import limits, middlewares, runtime, tls
 from .http1 import ClientProtocol
 from .http2 import Handover
-from .proxy import tcp, udp
 from .observability import Observability
+from .proxy import tcp, udp
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
 from .upstream import UpstreamProtocol

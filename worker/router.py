@@ -11,7 +11,8 @@ path and method, and building a dict per request would cost more than matching.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 

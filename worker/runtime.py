@@ -9,8 +9,9 @@ worker, not to a generation: a backend that survives a reload keeps its warm con
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..shared.plane import Plane

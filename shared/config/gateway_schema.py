@@ -16,8 +16,8 @@ import ipaddress
 import ssl
 from typing import Any
 
-from .middleware_schema import MIDDLEWARE
 from .ai_schema import AFFINITY, AGENT_HEALTH
+from .middleware_schema import MIDDLEWARE
 from .schema import (
     Bool,
     Duration,

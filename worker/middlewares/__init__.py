@@ -1,7 +1,8 @@
 """Built-in middlewares, one module per config ``type`` (``rate-limit`` → ``rate_limit.py`` → ``RateLimit``).
 
 ``REGISTRY`` maps a type string to its module and class (imported on first use). A class is constructed from
-already-validated params (``shared/config/middleware_schema.py`` checks them at load), so construction cannot fail on user input.
+already-validated params (``shared/config/middleware_schema.py`` checks them at load), so construction cannot
+fail on user input.
 
 ``Builder`` is the one place a worker turns ``[middlewares.*]`` into instances. An instance whose name and
 params are unchanged by a reload is reused, so its state (connection pools, JWKS cache) survives; a middleware

@@ -154,7 +154,8 @@ class Jwt(Middleware):
         """kid -> key object for the JWKS entries usable with the pinned alg (others are skipped)."""
         keys = {}
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
-            if not isinstance(entry, dict) or entry.get("alg", self.alg) != self.alg or entry.get("use", "sig") != "sig":
+            if (not isinstance(entry, dict) or entry.get("alg", self.alg) != self.alg
+                    or entry.get("use", "sig") != "sig"):
                 continue
             try:
                 keys[entry.get("kid")] = pyjwt.PyJWK(entry, algorithm=self.alg).key

@@ -16,7 +16,8 @@ failures, or both via the shared-memory plane).
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 
 class Backend(Protocol):
