@@ -61,6 +61,7 @@ class Exchange:
 
     # request (set by ClientProtocol.on_headers_complete)
     method = target = host = xff = b""
+    xff_in: bytes | None = None              # the client's own X-Forwarded-For (ip-allow's trusted_proxies read it)
     headers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]  # replaced per request, never mutated
     keep_alive = http11 = is_head = req_chunked = req_has_body = False
     conn: ClientProtocol | None = None
@@ -146,6 +147,7 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = ip
         self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
             ip, self.scheme, self.port)
+        self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.head_deadline = self.worker.now + self.limits.header_timeout
         self.worker.connections.add(self)
 
@@ -310,7 +312,9 @@ class ClientProtocol(asyncio.Protocol):
             if cl is not None and int(cl) > self.limits.max_body_bytes:    # int() of checked digits only
                 return self._reject(ex, 413, "Request body too large")
             ex.req_limit = self.limits.max_body_bytes      # streamed: counted in on_body (middlewares may lower it)
-        ex.xff = self.peer if xff is None else xff + b", " + self.peer
+        if xff is not None:
+            ex.xff_in = xff
+        ex.xff = xff + b", " + self.peer if xff is not None and self.xff_trusted else self.peer
 
         if host is None:
             if ex.http11:

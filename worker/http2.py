@@ -370,6 +370,7 @@ class H2Server(H2Endpoint):
         self.peer = self.client_ip.encode()
         self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
             self.peer, self.scheme, self.port)
+        self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.worker.connections.add(self)
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
@@ -500,7 +501,9 @@ class H2Server(H2Endpoint):
         ex.host = authority or b""
         ex.target = path or b"/"
         ex.headers = kept
-        ex.xff = self.peer if xff is None else xff + b", " + self.peer
+        if xff is not None:
+            ex.xff_in = xff
+        ex.xff = xff + b", " + self.peer if xff is not None and self.xff_trusted else self.peer
         ex.req_has_body = event.stream_ended is None
         ex.req_chunked = False                 # the body is held raw; chunked only towards HTTP/1.1 (``_bind``)
         runtime = self.worker.runtime

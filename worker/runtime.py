@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
 from ..shared.rules import Rule, parse_rule
 from . import tls
@@ -99,6 +100,15 @@ class Runtime:
         self.config = config
         self.tables = tables
         self.services = services
+        self.trusted_forwarders = {
+            name: IPSet(ep["forwarded_headers"]["trusted_ips"])
+            for name, ep in config.get("entrypoints", {}).items() if ep["forwarded_headers"]["trusted_ips"]
+        }
+
+    def forwarded_for_trusted(self, entrypoint: str, client_ip: str) -> bool:
+        """Whether this peer's X-Forwarded-For is kept (``forwarded_headers.trusted_ips``); checked per connection."""
+        trusted = self.trusted_forwarders.get(entrypoint)
+        return trusted is not None and client_ip in trusted
 
 
 PoolKey = tuple[Any, ...]

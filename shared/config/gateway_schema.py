@@ -140,6 +140,8 @@ ENTRYPOINT = Table(
         "tls": Field(Nullable(TLS)),
         "max_connections": Field(Nullable(Int(minimum=0))),
         "tcp_allowed_ips": Field(ListOf(Str(check=ip_network_error)), []),
+        # Peers whose X-Forwarded-For is kept (and appended to); anyone else's is replaced by the peer address.
+        "forwarded_headers": Field(Table({"trusted_ips": Field(ListOf(Str(check=ip_network_error)), [])}), {}),
         "udp": Field(
             Table({"idle_timeout": Field(Duration(), 30.0), "max_sessions": Field(Int(minimum=1), 10000)}), {}
         ),

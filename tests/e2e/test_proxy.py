@@ -10,9 +10,12 @@ import httpx
 import psutil
 import pytest
 
+from harness import one_service
+
 CONFIG = """
 [entrypoints.web]
 address = "127.0.0.1:{web}"
+forwarded_headers = {trusted_ips = ["127.0.0.0/8"]}
 [admin]
 address = "127.0.0.1:{admin}"
 [routers.all]
@@ -55,6 +58,14 @@ def test_x_forwarded_headers_are_set_and_spoofing_is_dropped(proxied):
     assert h["x-forwarded-port"] == [str(proxied.port)]
     assert h["host"] == ["site.example:8443"]  # pass_host_header defaults to true
     assert r.json()["path"] == "/p" and r.json()["query"] == "q=1"
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_replaced(gateway, backends):
+    g = gateway(one_service(backends().url))      # no forwarded_headers.trusted_ips: nobody is trusted
+    r = httpx.get(g.url + "/", headers={"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "6.6.6.6"})
+    h = r.json()["headers"]
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-real-ip"] == ["127.0.0.1"]
 
 
 def test_pass_host_header_false_sends_the_backend_host(proxied):

@@ -194,12 +194,12 @@ service = "app"
 """
 
 # (path, header the client forges, what the backend must see: a value, or None for "absent")
-# X-Forwarded-For keeps the client's list and appends the peer (documented; the last entry is the truth).
+# X-Forwarded-For from a peer outside ``forwarded_headers.trusted_ips`` is replaced by the peer address.
 SPOOF_CASES = [
     ("/plain", "X-Real-IP", "127.0.0.1"),
     ("/plain", "X-Forwarded-Proto", "http"),
     ("/plain", "X-Forwarded-Host", "site.example"),
-    ("/plain", "X-Forwarded-For", "6.6.6.6, 127.0.0.1"),
+    ("/plain", "X-Forwarded-For", "127.0.0.1"),
     ("/jwt", "X-JWT-Subject", "alice"),                 # the claim replaces the client's copy
     ("/jwt", "X-JWT-Role", None),                       # a claim the token lacks: the client's copy is dropped
     ("/fa", "X-User-Id", "alice"),                      # the auth service's answer replaces it

@@ -29,7 +29,7 @@ class ClientIPResolver:
         peer = ex.conn.client_ip
         if not self.trusted or peer not in self.trusted:
             return peer
-        hops = [h.strip() for h in ex.xff.decode("latin-1").split(",")][:-1]  # the last is the peer itself
+        hops = [h.strip() for h in ex.xff_in.decode("latin-1").split(",")] if ex.xff_in else []
         if self.depth:
             return hops[-self.depth] if len(hops) >= self.depth else None
         for hop in reversed(hops):
