@@ -418,29 +418,6 @@ TRACING = Table(
     }
 )
 
-
-def _positive_timeouts(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
-    for key in ("header_timeout", "idle_timeout", "body_timeout"):
-        if out.get(key) == 0:
-            rep.add(join(path, key), "must be greater than 0")
-
-
-# Resource limits of every HTTP entrypoint (worker/limits.py; README "Security and limits").
-LIMITS = Table(
-    {
-        "max_uri_bytes": Field(Int(minimum=256, maximum=1 << 20), 8192),            # 414 past it
-        "max_header_bytes": Field(Int(minimum=1024, maximum=1 << 24), 32768),       # 431 past it
-        "max_header_count": Field(Int(minimum=1, maximum=10000), 100),              # 431 past it
-        "max_body_bytes": Field(Int(minimum=0), 0),                                 # 413 past it; 0 = no limit
-        "header_timeout": Field(Duration(), 15.0),                                  # 408 and close
-        "idle_timeout": Field(Duration(), 60.0),                                    # keep-alive: close
-        "body_timeout": Field(Duration(), 60.0),                                    # 408 and close
-        "max_connections": Field(Int(minimum=0), 10000),                            # per worker, per entrypoint
-        "max_pipeline": Field(Int(minimum=1, maximum=1024), 16),
-    },
-    post=_positive_timeouts,
-)
-
 SECTIONS = ("entrypoints", "routers", "services", "middlewares")
 """The named-definition tables (``<section>.<name>``); conf.d files may add to these."""
 

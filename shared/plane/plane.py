@@ -36,6 +36,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 from . import header as H
 from .ai import AiTable
@@ -536,16 +537,7 @@ class Plane:
         """Counters summed over live rows + retired, consistent with respect to fold_worker:
         {"routers"|"services"|"backends": {idx: {"1xx".."5xx", "err", "bytes_in", "bytes_out"}},
          "inflight": {backend idx: n}} (only non-zero entries)."""
-        hdr = self._hdr
-        for _ in range(1000):
-            s1 = hdr[H.FOLD_SEQ]
-            if s1 & 1:
-                time.sleep(0.0005)
-                continue
-            rows = hdr[self._rows_i]
-            flat = self.counters.sums(rows)
-            if hdr[H.FOLD_SEQ] == s1:
-                break
+        flat, rows = self._sums_outside_folds(self.counters)
         out = self.counters.split(flat)
         out["inflight"] = self._inflight_all(rows)
         return out
@@ -554,6 +546,18 @@ class Plane:
         """``ObservationTable.split`` of the observations summed over live rows + retired, read under the
         FOLD_SEQ seqlock like ``totals()`` (histogram buckets, requests by entrypoint/method, gateway-written
         responses, retries, exporter counters, open connections per worker)."""
+        flat, rows = self._sums_outside_folds(self.observations)
+        return self.observations.split(flat, rows)
+
+    def middleware_totals(self) -> dict:
+        """``MiddlewareTable.split`` of the per-middleware counters summed over live rows + retired (read under
+        the FOLD_SEQ seqlock like ``totals()``): replies by middleware and status code, fail-opens."""
+        flat, _ = self._sums_outside_folds(self.middlewares)
+        return self.middlewares.split(flat)
+
+    def _sums_outside_folds(self, table: Any) -> tuple[Any, int]:
+        """``table.sums(rows)`` read under the FOLD_SEQ seqlock (retried while the master folds a dead worker's
+        row), so a sum never counts a folded row twice or not at all; returns (sums, rows)."""
         hdr = self._hdr
         for _ in range(1000):
             s1 = hdr[H.FOLD_SEQ]
@@ -561,24 +565,10 @@ class Plane:
                 time.sleep(0.0005)
                 continue
             rows = hdr[self._rows_i]
-            flat = self.observations.sums(rows)
+            flat = table.sums(rows)
             if hdr[H.FOLD_SEQ] == s1:
                 break
-        return self.observations.split(flat, rows)
-
-    def middleware_totals(self) -> dict:
-        """``MiddlewareTable.split`` of the per-middleware counters summed over live rows + retired (read under
-        the FOLD_SEQ seqlock like ``totals()``): replies by middleware and status code, fail-opens."""
-        hdr = self._hdr
-        for _ in range(1000):
-            s1 = hdr[H.FOLD_SEQ]
-            if s1 & 1:
-                time.sleep(0.0005)
-                continue
-            flat = self.middlewares.sums(hdr[self._rows_i])
-            if hdr[H.FOLD_SEQ] == s1:
-                break
-        return self.middlewares.split(flat)
+        return flat, rows
 
     def _inflight_all(self, rows: int) -> dict[int, int]:
         inf, W = self._inf, self._W
