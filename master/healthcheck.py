@@ -25,6 +25,7 @@ import aiohttp
 from ..shared import log as gwlog
 from ..shared.plane import Plane
 from .generations import backend_key
+from .probing import ServiceProbes
 
 log = gwlog.get("master.health")
 
@@ -44,12 +45,11 @@ def parse_status_range(spec: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
-class HealthChecker:
+class HealthChecker(ServiceProbes):
     def __init__(self, plane: Plane) -> None:
+        super().__init__()
         self.plane = plane
         self.states: dict[str, BackendState] = {}          # backend key -> state
-        self.tasks: dict[str, tuple[Any, asyncio.Task]] = {}   # service -> (its settings, task)
-        self.session: aiohttp.ClientSession | None = None
         self.probes = 0
 
     def update(self, compiled: dict[str, Any]) -> None:
@@ -90,16 +90,6 @@ class HealthChecker:
                 self.tasks[name] = (settings, loop.create_task(self._run(name, hc, servers),
                                                                name=f"healthcheck:{name}"))
 
-    async def stop(self) -> None:
-        tasks = [t for _s, t in self.tasks.values()]
-        self.tasks.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
-
     def running(self) -> list[str]:
         return sorted(self.tasks)
 
@@ -107,13 +97,6 @@ class HealthChecker:
         return {key: {"healthy": s.healthy, "failures": s.failures, "successes": s.successes,
                       "last_error": s.last_error, "last_probe": s.last_probe}
                 for key, s in sorted(self.states.items())}
-
-    async def _run(self, service: str, hc: dict[str, Any], servers: list[tuple[str, int]]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await asyncio.gather(*(self._probe(service, hc, url, idx) for url, idx in servers))
-            await asyncio.sleep(max(0.0, hc["interval"] - (loop.time() - started)))
 
     async def _probe(self, service: str, hc: dict[str, Any], url: str, idx: int) -> None:
         assert self.session is not None

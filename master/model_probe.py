@@ -29,6 +29,7 @@ import orjson
 from ..shared import log as gwlog
 from ..shared.plane import Plane
 from .generations import backend_key
+from .probing import ServiceProbes
 
 log = gwlog.get("master.agent_health")
 STATES = ("loading", "ready", "busy", "error", "unreachable")
@@ -46,12 +47,11 @@ class AgentState:
     last_error: str | None = None
 
 
-class ModelProbe:
+class ModelProbe(ServiceProbes):
     def __init__(self, plane: Plane) -> None:
+        super().__init__()
         self.plane = plane
         self.states: dict[str, AgentState] = {}
-        self.tasks: dict[str, tuple[Any, asyncio.Task]] = {}
-        self.session: aiohttp.ClientSession | None = None
 
     def update(self, compiled: dict[str, Any]) -> None:
         services = compiled["config"].get("services", {})
@@ -89,15 +89,6 @@ class ModelProbe:
         self.plane.set_agent_state(idx, st.status)
         self.plane.set_healthy(idx, st.status == "ready")
 
-    async def stop(self) -> None:
-        tasks = [t for _s, t in self.tasks.values()]
-        self.tasks.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
 
     def snapshot(self) -> dict[str, Any]:
         return {key: {"status": s.status, "backend_url": s.backend_url,
@@ -106,13 +97,6 @@ class ModelProbe:
                       "queue_depth": s.queue_depth, "last_latency_ms": s.last_latency_ms,
                       "last_error": s.last_error}
                 for key, s in sorted(self.states.items())}
-
-    async def _run(self, service: str, cfg: dict[str, Any], servers: list[tuple[str, int]]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await asyncio.gather(*(self._probe(service, cfg, url, idx) for url, idx in servers))
-            await asyncio.sleep(max(0.0, cfg["interval"] - (loop.time() - started)))
 
     async def _probe(self, service: str, cfg: dict[str, Any], url: str, idx: int) -> None:
         assert self.session is not None
