@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).parent
 BINARY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise SystemExit(main())"]
@@ -48,10 +49,22 @@ servers = [{servers}]
 """
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same one twice in a test run.
+
+    Two bind-to-0 calls in a row may get the same port from the kernel, which once gave a gateway's admin
+    API the web entrypoint's port; remembering what was handed out rules that out.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_until(
@@ -192,7 +205,7 @@ class Gateway:
                 self.proc.wait()
         self._log.close()
         for pid in pids:
-            wait_until(lambda: not _alive(pid), 5.0, what=f"worker {pid} gone")
+            wait_until(lambda pid=pid: not _alive(pid), 5.0, what=f"worker {pid} gone")
         return self.proc.returncode
 
 

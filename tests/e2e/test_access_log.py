@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import wait_until
+from harness import free_port, wait_until
 from obs_util import json_lines, scrape, value
 
 BASE = """
@@ -33,9 +32,7 @@ servers = [{url = "http://127.0.0.1:DEADPORT"}]
 
 
 def _config(backend_url: str, access_log: str) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     return BASE.replace("BACKEND", backend_url).replace("DEADPORT", str(dead)) + access_log
 
 
@@ -117,7 +114,8 @@ def test_429_line_from_a_rate_limit(gateway, backends, tmp_path):
 
 def test_filters_fields_and_dropped_query(gateway, backends, tmp_path):
     log = tmp_path / "access.log"
-    extra = 'drop_query = true\nexclude_fields = ["user_agent", "client_ip"]\n[access_log.filters]\nstatus = ["400-499"]\n'
+    extra = ('drop_query = true\nexclude_fields = ["user_agent", "client_ip"]\n'
+             '[access_log.filters]\nstatus = ["400-499"]\n')
     g = gateway(_config(backends().url, _log_table(log, extra)), workers=1)
     assert httpx.get(g.url + "/api/ok?secret=1", timeout=5).status_code == 200
     assert httpx.get(g.url + "/missing?secret=2", timeout=5).status_code == 404
@@ -133,8 +131,8 @@ def test_common_log_format(gateway, backends, tmp_path):
     assert httpx.get(g.url + "/api/clf?q=1", timeout=5).status_code == 200
     wait_until(lambda: log.exists() and log.read_text().strip(), what="a CLF line")
     line = log.read_text().strip()
-    assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /api/clf\?q=1 HTTP/1\.1" 200 \d+',
-                        line), line
+    clf = r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /api/clf\?q=1 HTTP/1\.1" 200 \d+'
+    assert re.fullmatch(clf, line), line
 
 
 def test_disabled_access_log_writes_nothing(gateway, backends, tmp_path):

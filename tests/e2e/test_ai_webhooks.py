@@ -180,7 +180,8 @@ def test_slack_bad_or_stale_signature_is_401_and_not_forwarded(env) -> None:
 
 def test_slack_url_verification_is_answered_by_the_gateway(env) -> None:
     gw, bot, c = env
-    body = b'{"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}'
+    body = (b'{"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", '
+            b'"type": "url_verification"}')
     before = bot.seen()
     r = c.post("/webhook/slack", content=body, headers=slack_headers(body))
     assert r.status_code == 200 and r.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
@@ -311,8 +312,8 @@ def dingtalk_headers(ts: int | None = None, secret: str = DING_SECRET) -> dict[s
 
 def test_dingtalk_signed_message(env) -> None:
     gw, bot, c = env
-    doc = {"msgId": "d1", "conversationId": "cid1", "senderStaffId": "s1", "senderNick": "Li", "createAt": 1700000000456,
-           "text": {"content": "ding"}, "msgtype": "text"}
+    doc = {"msgId": "d1", "conversationId": "cid1", "senderStaffId": "s1", "senderNick": "Li",
+           "createAt": 1700000000456, "text": {"content": "ding"}, "msgtype": "text"}
     msg = forwarded(c.post("/webhook/dingtalk", json=doc, headers=dingtalk_headers()), "dingtalk")
     assert (msg["id"], msg["chat_id"], msg["sender_id"], msg["sender_name"], msg["content"], msg["timestamp"]) == (
         "d1", "cid1", "s1", "Li", "ding", 1700000000456)

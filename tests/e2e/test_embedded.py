@@ -14,8 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +182,6 @@ servers = [{{url = "{b.url}"}}]
         text=True,
     )
     import httpx
-
     from harness import wait_until
 
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import httpx
-
 from harness import free_port, one_service
 
 

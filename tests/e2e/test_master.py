@@ -10,7 +10,6 @@ import sys
 import threading
 
 import httpx
-
 from harness import BINARY, free_port, port_open, wait_until
 
 BASE = """

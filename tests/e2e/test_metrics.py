@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 
 import httpx
 import pytest
-from harness import wait_until
+from harness import free_port, wait_until
 from obs_util import scrape, scrape_text, value
 
 CONFIG = """
@@ -35,14 +34,8 @@ servers = [{url = "http://127.0.0.1:DEADPORT"}]
 """
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(backend_url: str) -> str:
-    return CONFIG.replace("BACKEND", backend_url).replace("DEADPORT", str(_dead_port()))
+    return CONFIG.replace("BACKEND", backend_url).replace("DEADPORT", str(free_port()))
 
 
 def _send(g, path: str, n: int) -> None:

@@ -9,7 +9,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from harness import one_service
 
 LIMIT = """

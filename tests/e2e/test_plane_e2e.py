@@ -9,7 +9,6 @@ import threading
 from collections import Counter
 
 import httpx
-
 from harness import BINARY, Gateway, one_service, wait_until
 
 
@@ -147,7 +146,7 @@ def test_segments_of_a_kill9ed_master_are_cleaned_by_the_next_start(tmp_path, ba
     g1.proc.kill()
     g1.proc.wait()
     for pid in workers:  # orphaned workers notice the master is gone and leave
-        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 35, what=f"orphan worker {pid} gone")
+        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), 35, what=f"orphan worker {pid} gone")
     assert segments(name) != []
     g2 = Gateway(one_service(b.url), tmp_path, workers=2)
     try:

@@ -9,7 +9,6 @@ import socket
 import httpx
 import psutil
 import pytest
-
 from harness import one_service
 
 CONFIG = """

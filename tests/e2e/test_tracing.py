@@ -5,12 +5,11 @@ collector never failing requests."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import httpx
 import pytest
-from harness import wait_until
+from harness import free_port, wait_until
 from obs_util import OtlpSink, json_lines, scrape, value
 
 BASE = """
@@ -128,9 +127,7 @@ def test_spans_are_exported_over_otlp_with_ids_names_status_and_timing(gateway, 
 
 
 def test_a_dead_collector_never_fails_requests_and_drops_are_counted(gateway, backends):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     g = gateway(_cfg(backends().url, f'[tracing.otlp]\nendpoint = "http://127.0.0.1:{dead}/v1/traces"\n'
                                      'flush_interval = "50ms"\n'), workers=2)
     for _ in range(20):

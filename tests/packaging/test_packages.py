@@ -70,10 +70,16 @@ def wait_for(
         time.sleep(0.05)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (sockets held open together, so the kernel cannot repeat one)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def get(url: str) -> tuple[int, bytes] | None:
@@ -204,7 +210,7 @@ def test_deb_packaged_gateway_proxies_reloads_on_sighup_and_exits_0_on_sigterm(
     www.mkdir()
     (www / "one").write_text("first\n")
     (www / "two").write_text("second\n")
-    backend_port, port = free_port(), free_port()
+    backend_port, port = free_ports(2)
     backend = subprocess.Popen(
         [
             sys.executable,
