@@ -30,6 +30,7 @@ from typing import Any
 from ..shared import log as gwlog
 from ..shared.compiled import check_implemented
 from ..shared.config import GatewayConfig
+from ..shared.config.redact import redact_urls
 from ..shared.errors import ConfigError, GatewayError, StateError
 from ..shared.plane import Plane, PlaneLayout
 from ..worker import middlewares
@@ -89,8 +90,8 @@ class Gateway:
         return self._config
 
     def health(self) -> dict[str, Any]:
-        """A snapshot for ``/api/gateway/health`` and library users."""
-        return {
+        """A snapshot for ``/api/gateway/health`` and library users (server URLs' passwords masked)."""
+        return redact_urls({
             "state": self._state,
             "uptime_secs": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
             "generation": self._generation,
@@ -100,7 +101,7 @@ class Gateway:
             "workers": self._arbiter.snapshot() if self._arbiter else [],
             "last_reload": dict(self._last_reload),
             "control": self._control.snapshot(),    # health checks, providers' last sync, ACME status
-        }
+        })
 
     def plane(self) -> Plane | None:
         """The node's shared-memory plane (None before start and after stop)."""

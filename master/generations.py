@@ -18,6 +18,7 @@ import orjson
 
 from ..shared.compiled import compile_generation
 from ..shared.config import GatewayConfig
+from ..shared.config.redact import redact_url
 from ..shared.plane import Plane, SlotAllocator
 
 KINDS = ("backends", "routers", "services", "limiters", "breakers", "middlewares")
@@ -69,8 +70,10 @@ class Generations:
             for key, idx in assignment.indices.items():
                 if idx in fresh:
                     resets[kind](idx)
-                    # limiter/breaker keys carry a params hash; the status tool shows the middleware name
-                    self.plane.set_name(kind, idx, key.rsplit("|", 1)[0] if kind in ("limiters", "breakers") else key)
+                    # limiter/breaker keys carry a params hash; the status tool shows the middleware name (and a
+                    # backend's URL without its password)
+                    self.plane.set_name(kind, idx, key.rsplit("|", 1)[0] if kind in ("limiters", "breakers")
+                                        else redact_url(key))
             slots[kind] = dict(assignment.indices)
         compiled = compile_generation(cfg, generation)
         compiled["slots"] = slots

@@ -33,6 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
+from ..shared.config.redact import redact_url
 from ..shared.plane.ai import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
@@ -214,8 +215,7 @@ class GatewayCollector:
         yield from per_entity("routers", "router", "router", ["router", "service"], routers,
                               lambda k: [k, router_service.get(k, "")])
         yield from per_entity("services", "service", "service", ["service"], services, lambda k: [k])
-        yield from per_entity("backends", "backend", "backend", ["service", "backend"], backends,
-                              lambda k: list(k.split("|", 1)))
+        yield from per_entity("backends", "backend", "backend", ["service", "backend"], backends, _backend_labels)
 
         hr = HistogramMetricFamily(P + "router_request_duration_seconds", "Time from the request head to the "
                                    "end of the response, by router.", labels=["router", "service"])
@@ -271,7 +271,7 @@ class GatewayCollector:
                                "else 0.", labels=["service", "backend"])
         now = time.monotonic()
         for key, idx in sorted(backends.items()):
-            lv = list(key.split("|", 1))
+            lv = _backend_labels(key)
             inflight.add_metric(lv, totals["inflight"].get(idx, 0))
             up.add_metric(lv, 1 if plane.is_healthy(idx, now) else 0)
         yield inflight
@@ -406,7 +406,7 @@ class GatewayCollector:
                     continue
                 state = plane.agent_state(idx) or "unreachable"
                 for st in AGENT_STATES:
-                    m.add_metric([name, server["url"], st], 1 if st == state else 0)
+                    m.add_metric([name, redact_url(server["url"]), st], 1 if st == state else 0)
         yield m
 
     # -- TLS
@@ -426,6 +426,12 @@ class GatewayCollector:
                         seen.add(name)
                         m.add_metric([ep_name, name], ts)
         yield m
+
+
+def _backend_labels(key: str) -> list[str]:
+    """``[service, url]`` of a backend's plane key ``service|url``, the URL's password masked (labels are public)."""
+    service, _, url = key.partition("|")
+    return [service, redact_url(url)]
 
 
 def _buckets(raw: list[int]) -> list[tuple[str, float]]:

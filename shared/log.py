@@ -3,6 +3,10 @@
 Every line carries ``ts``, ``level``, ``proc`` (``master`` or ``worker-<slot>``), ``msg`` and any extra fields
 passed as ``log.info("msg", extra={"fields": {...}})``. Both processes write to the same stderr, so the lines of
 a whole gateway interleave but each stays whole (one ``write`` per line).
+
+Invariant: no line shows a URL's password. Every formatted line, fields and tracebacks included, passes through
+``redact_url`` (``scheme://user:***@``), so a call site that logs a server URL or an exception naming one cannot
+leak it. ``setup`` gives the root logger the same handler, so library loggers (asyncio, aiohttp) are covered too.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import sys
 import time
 
 import orjson
+
+from .config.redact import redact_url
 
 LOGGER_NAME = "a3s_gateway"
 
@@ -33,8 +39,8 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
         if self.json:
-            return orjson.dumps(fields, default=str).decode()
-        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+            return redact_url(orjson.dumps(fields, default=str).decode())
+        return redact_url(" ".join(f"{k}={_quote(v)}" for k, v in fields.items()))
 
 
 def _quote(value: object) -> str:
@@ -43,12 +49,13 @@ def _quote(value: object) -> str:
 
 
 def setup(level: str = "info", fmt: str = "json", proc: str = "master") -> logging.Logger:
-    """Configure the gateway's logger for this process (idempotent: replaces earlier handlers)."""
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.handlers.clear()
+    """Configure the gateway's logger for this process (idempotent: replaces earlier handlers). Other libraries'
+    warnings go through the same (redacting) handler via the root logger."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(proc, fmt))
-    logger.addHandler(handler)
+    logging.root.handlers[:] = [handler]
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
     return logger

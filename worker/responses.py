@@ -11,6 +11,8 @@ from http import HTTPStatus
 
 import orjson
 
+from ..shared.config.redact import redact_url
+
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 NO_ROUTE = "No route matched"
@@ -67,8 +69,10 @@ def compose(status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, clo
 
 
 def error_body(status: int, message: str | None = None, **fields: object) -> bytes:
-    """``{"error": message, **fields}``; the message defaults to the status's usual wording."""
-    return orjson.dumps({"error": message or _DEFAULT_MESSAGES.get(status, reason(status).decode()), **fields})
+    """``{"error": message, **fields}``; the message defaults to the status's usual wording. A URL's password in
+    it (an exception's text may name a server) is masked: clients never see one."""
+    body = orjson.dumps({"error": message or _DEFAULT_MESSAGES.get(status, reason(status).decode()), **fields})
+    return body if b"@" not in body else redact_url(body.decode()).encode()
 
 
 def error(status: int, message: str | None = None, *, close: bool = False, head: bool = False,

@@ -5,6 +5,9 @@ they use a recognised name: passwords, api ``keys``, the jwt ``value``, ``secret
 ``token``/``*_token``, ``users``, ``*encrypt*`` keys, and credential-bearing header names in header maps. In
 every other string, a password inside a URL's userinfo is masked (``redis://:***@host:6379``).
 
+``redact_url`` is the one helper for text that may hold a URL: log lines (``shared/log.py`` applies it to every
+formatted line), error bodies, access log and trace fields, metric labels and status snapshots all go through it.
+
 Invariants: the input is not modified; a secret's value is replaced by ``"***"`` (in lists and tables each
 element is masked, so the shape stays visible); null stays null.
 """
@@ -31,9 +34,10 @@ _SECRET_NAMES = frozenset(
     }
 )
 _SECRET_SUFFIXES = ("_secret", "_token", "_password", "_key", "_keys")
-_URL_USERINFO = re.compile(
-    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<password>[^/@]*))?@"
-)
+# The userinfo of every URL in a text: the authority runs to the first '/', '?', '#' or a character a URL cannot
+# hold unescaped (whitespace, '"', '<', '>', '\\'); greedy, so the userinfo ends at its last '@' as urlsplit
+# reads it ("http://u:p@ss@host" has the password "p@ss").
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#\"<>\\]*)@")
 
 
 def is_secret_key(name: str) -> bool:
@@ -51,18 +55,18 @@ def _mask(value: Any) -> Any:
     return MASK
 
 
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _password = match["userinfo"].partition(":")
+    # a lone userinfo is masked whole: redis reads it as the password, other services as a token
+    return f"{match['scheme']}{user}:{MASK}@" if colon else f"{match['scheme']}{MASK}@"
+
+
 def redact_url(text: str) -> str:
-    """``text`` with the password of a ``scheme://user:password@`` prefix masked. For redis URLs a lone
-    userinfo is the password (``redis://secret@host``) and is masked too."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match["password"] is not None:
-            return f"{match['scheme']}{match['user']}:{MASK}@"
-        if match["scheme"].lower().startswith("redis"):
-            return f"{match['scheme']}{MASK}@"
-        return match[0]
-
-    return _URL_USERINFO.sub(replace, text)
+    """``text`` with the password of every ``scheme://user:password@`` in it masked (``user:***@``); a lone
+    userinfo (``redis://secret@host``, ``https://token@host``) is masked whole (``***@``)."""
+    if "@" not in text or "://" not in text:     # the common case, and no regex scan over long lines
+        return text
+    return _URL_USERINFO.sub(_mask_userinfo, text)
 
 
 def redact(value: Any) -> Any:
@@ -76,3 +80,13 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_url(value)
     return value
+
+
+def redact_urls(value: Any) -> Any:
+    """A deep copy of ``value`` (a status snapshot) with ``redact_url`` applied to every string, dict keys
+    included: health-check state is keyed ``service|url``."""
+    if isinstance(value, dict):
+        return {redact_urls(k): redact_urls(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_urls(v) for v in value]
+    return redact_url(value) if isinstance(value, str) else value

@@ -468,6 +468,9 @@ def ip_network_error(text: str) -> str | None:
 _NO_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]*\]|[^:@/?#\[\]]*)(:\d*)?([/?#].*)?\Z", re.DOTALL)
 
 
+_UNESCAPED = re.compile(r'[\s"<>\\]')
+
+
 def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
     """A check that a string is a URL with one of ``schemes``, a host, and a valid port (required for the
     schemes in ``port_required``)."""
@@ -482,6 +485,8 @@ def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
             hostname = parts.hostname
         except ValueError as e:    # "http://[::1": Invalid IPv6 URL
             return f"URL '{shown}' is not a valid URL: {e}"
+        if _UNESCAPED.search(text):     # kept out so that redact_url finds every userinfo in a log line
+            return f"URL '{shown}' must not contain whitespace, '\"', '<', '>' or '\\' (percent-encode them)"
         if parts.scheme not in schemes:
             return f"URL '{shown}' must start with {' or '.join(s + '://' for s in schemes)}"
         if not hostname:

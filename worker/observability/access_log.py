@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...shared import log as gwlog
+from ...shared.config.redact import redact_url
 
 if TYPE_CHECKING:
     from ..http1 import ClientProtocol, Exchange
@@ -281,7 +282,7 @@ class AccessLog:
             const = self.consts[key] = _dumps({
                 "router": route.name if route is not None else None,
                 "service": ex.service.name if ex.service is not None else None,
-                "backend": backend.url if backend is not None else None,
+                "backend": redact_url(backend.url) if backend is not None else None,
                 "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
         t = _time()
         sec = int(t)
@@ -342,7 +343,7 @@ class AccessLog:
             "upstream_ms": int((now - ex.t_up) * 1e6) / 1000 if ex.t_up else None,
             "router": route.name if route is not None else None,
             "service": service.name if service is not None else None,
-            "backend": backend.url if backend is not None else None,
+            "backend": redact_url(backend.url) if backend is not None else None,
             "entrypoint": conn.entrypoint,
             "worker": self.slot,
             "trace_id": span.trace_id if span is not None else None,
