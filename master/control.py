@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
-from ..shared.errors import ConfigError, GatewayError
+from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager
 from .healthcheck import HealthChecker
 from .model_probe import ModelProbe
@@ -188,18 +188,20 @@ class ControlPlane:
         self.watcher = self.discovery = self.dns = self.acme = self.health = self.agents = None
 
     # -- reload triggers
-    async def reload(self, reason: str, reread: bool = True) -> None:
-        """Run one reload (serialized with every other trigger); errors are logged and kept in health()."""
+    async def reload(self, reason: str, reread: bool = True) -> GatewayError | None:
+        """Run one reload (serialized with every other trigger); errors are logged, kept in health() and
+        returned (for the admin API's reload), never raised."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if not self.gateway.is_running():
-                return
+                return StateError(f"cannot reload in state '{self.gateway.state()}'")
             log.info(f"reload requested: {reason}")
             try:
                 await self.gateway.reload(None if reread else self.static)
-            except GatewayError:
-                pass
+            except GatewayError as e:
+                return e
+        return None
 
     async def _republish(self, reason: str) -> None:
         """Provider data changed: publish a generation from the last good static config."""

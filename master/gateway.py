@@ -66,6 +66,9 @@ class Gateway:
         self._compiled: dict[str, Any] = {}
         self._started_at = 0.0
         self._last_reload: dict[str, Any] = {"ok": None, "at": None, "errors": [], "generation": 0}
+        # the file provider: when the config files were last read into a live generation, and why the last
+        # re-read was rejected (None once one succeeds again)
+        self.file_sync: dict[str, Any] = {"at": None, "errors": None}
         self._reloads = {"total": 0, "failed": 0}
         self._listeners = Listeners()
         self._plane: Plane | None = None
@@ -102,6 +105,11 @@ class Gateway:
             "last_reload": dict(self._last_reload),
             "control": self._control.snapshot(),    # health checks, providers' last sync, ACME status
         })
+
+    def compiled(self) -> dict[str, Any]:
+        """The live generation: the effective config (providers' routers and services merged in) and its
+        plane slot indices (empty before start)."""
+        return self._compiled
 
     def plane(self) -> Plane | None:
         """The node's shared-memory plane (None before start and after stop)."""
@@ -162,6 +170,7 @@ class Gateway:
         self._tasks.append(asyncio.get_running_loop().create_task(self._supervise()))
         self._state = RUNNING
         self._last_reload.update(ok=True, at=time.time(), generation=1)
+        self.file_sync["at"] = self._last_reload["at"]
         sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running, generation 1")
         log.info("gateway running", extra={"fields": {
             "workers": self.workers, "generation": 1,
@@ -231,6 +240,8 @@ class Gateway:
             self._reloads["failed"] += 1
             errs = [str(p) for p in e.problems] if isinstance(e, ConfigError) else [str(e)]
             self._last_reload = {"ok": False, "at": time.time(), "errors": errs, "generation": self._generation}
+            if new_config is None:
+                self.file_sync["errors"] = errs
             for err in errs:
                 log.error(f"reload rejected: {err}")
             raise
@@ -241,6 +252,8 @@ class Gateway:
         self._config, self._compiled, self._generation = cfg, compiled, compiled["generation"]
         self._generations.published(self._generation)
         self._last_reload = {"ok": True, "at": time.time(), "errors": [], "generation": self._generation}
+        if new_config is None:
+            self.file_sync = {"at": self._last_reload["at"], "errors": None}
         self._control.applied(cfg, compiled)
         log.info("config reloaded", extra={"fields": {"generation": self._generation}})
 
@@ -251,7 +264,7 @@ class Gateway:
             signal.SIGTERM: lambda: self._stop_on_signal(graceful=True),
             signal.SIGINT: lambda: self._stop_on_signal(graceful=True),
             signal.SIGQUIT: lambda: self._stop_on_signal(graceful=False),
-            signal.SIGHUP: lambda: self._spawn(self._reload_quietly()),
+            signal.SIGHUP: lambda: self._spawn(self.request_reload("SIGHUP")),
             signal.SIGUSR1: self._reopen_logs,
         }
         for sig, handler in handlers.items():
@@ -277,13 +290,14 @@ class Gateway:
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro))
 
-    async def _reload_quietly(self) -> None:
-        """SIGHUP: reload from the file; errors are logged and kept in health(), never raised. Reloads are
-        serialized with the ones the file watcher and providers ask for (none is dropped)."""
+    async def request_reload(self, reason: str) -> GatewayError | None:
+        """SIGHUP and ``POST /api/gateway/reload``: reload from the file, serialized with the reloads the file
+        watcher and providers ask for (none is dropped). Errors are logged and kept in health(), and returned
+        rather than raised (the old config keeps serving)."""
         if self._state not in (RUNNING, RELOADING):
-            log.warning(f"SIGHUP ignored in state '{self._state}'")
-            return
-        await self._control.reload("SIGHUP")
+            log.warning(f"{reason} reload ignored in state '{self._state}'")
+            return StateError(f"cannot reload in state '{self._state}'")
+        return await self._control.reload(reason)
 
     async def _supervise(self) -> None:
         while self._state not in (STOPPING, STOPPED):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import h2.config
@@ -44,7 +45,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..shared import log as gwlog
 from . import responses, upstream_h2
-from .h2base import H2Endpoint
+from .h2base import H2Endpoint, header_value
 from .headers import GATEWAY_SET
 from .http1 import ClientProtocol, Exchange
 from .proxy import grpc
@@ -125,10 +126,14 @@ class Handover(asyncio.Protocol):
 
 
 class Stream:
-    """One request on an HTTP/2 connection; towards an HTTP/1.1 upstream it plays the client connection."""
+    """One request on an HTTP/2 connection; towards an HTTP/1.1 upstream it plays the client connection.
+
+    It is also the ``conn`` that ``Observability.finish`` reads (client_ip, entrypoint, ``protocol``), so a
+    stream is counted, logged and traced like an HTTP/1.1 request."""
 
     __slots__ = ("server", "id", "ex", "grpc", "raw_headers", "head_sent", "hold", "held", "unacked",
                  "h2up", "fwd_const", "request_trailers")
+    protocol = b"HTTP/2.0"                    # the access log's protocol field
 
     def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool,
                  raw_headers: list[tuple[bytes, bytes]]) -> None:
@@ -188,8 +193,7 @@ class Stream:
                     headers.append((name, value.strip()))
             self.send_headers(headers)
             data = data[end + 4:]
-        if data:
-            self.ex.resp_bytes += len(data)
+        if data:                               # counted upstream (upstream.py), as for HTTP/1.1
             self.server.send_data(self.id, data)
         self.server.flush()
 
@@ -237,6 +241,8 @@ class Stream:
         self.head_sent = True
         self.ex.resp_started = True
         self.ex.status = int(headers[0][1])
+        if end_stream:
+            self.note_grpc_status(headers)
         try:
             self.server.conn.send_headers(self.id, headers, end_stream=end_stream)
         except h2.exceptions.ProtocolError:
@@ -256,9 +262,7 @@ class Stream:
 
     def answer_error(self, status: int, message: str | None = None) -> None:
         if self.head_sent:                     # too late for a status: the client learns it from a reset
-            self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
-            self.server.stream_done(self)
-            return
+            return self.abort(self.ex)
         route = self.ex.route
         if route is not None and route.chain.responders:    # the chain's response phase, as for HTTP/1.1
             return self.answer_local(route.chain.error(self.ex, status, message))
@@ -310,10 +314,19 @@ class Stream:
     def response_trailers(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         """An HTTP/2 upstream finished the response (with its trailers, if any)."""
         ex = self.ex
+        if trailers:
+            self.note_grpc_status(trailers)
         self._account(ex)
         self._release_backend(ex)
         self.server.end_stream(self.id, trailers)
         self.server.stream_done(self)
+
+    def note_grpc_status(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """A gRPC call's outcome is its ``grpc-status`` (the HTTP status is 200 either way): kept for its span."""
+        if self.grpc and self.ex.span is not None:
+            code = header_value(headers, b"grpc-status")
+            if code is not None and code.isdigit():
+                self.ex.grpc_status = int(code)
 
     def ack(self, size: int) -> None:
         if self.hold:
@@ -322,8 +335,12 @@ class Stream:
             self.server.ack(self.id, size)
 
     def cancel(self) -> None:
-        """The client reset the stream or went away: stop the upstream side now."""
+        """The client reset the stream or went away: stop the upstream side now, and count the exchange (status
+        0 when no response was sent), as HTTP/1.1 does for a client that leaves."""
         ex = self.ex
+        if ex.sink is not None:
+            ex.sink.abort()
+        self._account(ex)
         if self.h2up is not None:
             self.h2up.cancel()
             self.h2up = None
@@ -520,6 +537,9 @@ class H2Server(H2Endpoint):
         view = RequestView(host.decode("latin-1").lower(), target.decode("latin-1"), ex.method.decode("latin-1"),
                            kept, query, self.client_ip)
         route = table.match(view) if table is not None else None
+        tracer = self.worker.obs.tracer
+        if tracer is not None:                 # after matching: rules see the client's own tracing headers
+            tracer.start(ex)
         if route is None:
             ex.local = responses.error(404, head=ex.is_head)
             return stream.answer_local(ex.local)
@@ -594,6 +614,7 @@ class H2Server(H2Endpoint):
     def _bind(self, stream: Stream, up: UpstreamProtocol) -> None:
         ex = stream.ex
         ex.upstream = up
+        ex.t_up = perf_counter()
         self.outbox(stream.id).source = up
         ex.req_chunked = ex.req_has_body and not any(n.lower() == b"content-length" for n, _ in ex.headers)
         up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ every stream; a new one is opened when it is gone or has received GOAWAY. A prox
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import h2.config
@@ -253,6 +254,7 @@ async def _open(server: H2Server, front: Stream) -> None:
                 (b"x-forwarded-proto", server.scheme), (b"x-forwarded-port", b"%d" % server.port)]
     stream_id = up.conn.get_next_available_stream_id()
     no_body = ex.req_done and not ex.pending
+    ex.t_up = perf_counter()
     up.conn.send_headers(stream_id, headers, end_stream=no_body)
     us = up.streams[stream_id] = UpstreamStream(up, stream_id, front)
     us.timer = server.worker.loop.call_later(service.response_timeout, us.timed_out)

@@ -142,7 +142,8 @@ class Discovery:
     def snapshot(self) -> dict[str, Any]:
         return {"last_sync": self.last_sync,
                 "seeds": [{"url": s.url, "name": s.doc and s.doc["name"], "version": s.doc and s.doc["version"],
-                           "failures": s.failures, "last_error": s.last_error} for s in self.seeds]}
+                           "failures": s.failures, "last_error": s.last_error, "last_ok": s.last_ok}
+                          for s in self.seeds]}
 
     async def _run(self) -> None:
         while True:

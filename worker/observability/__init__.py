@@ -3,7 +3,8 @@ the access log and distributed tracing.
 
 ``Observability`` is one per worker (``worker.obs``). The protocol calls two hooks:
 - ``tracer.start(ex)`` when a request head is parsed, only when ``tracer`` is not None (tracing on);
-- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account``: one ``plane.account`` call
+- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account`` (an HTTP/2 stream's ``conn``
+  is its ``http2.Stream``, so streams are counted, logged and traced alike): one ``plane.account`` call
   writes the status-class counts and bytes per router/service/backend, the duration histograms, request counts
   by entrypoint/method/status class, gateway-written responses and retries to this worker's rows on the plane
   (aligned stores, no lock), then the access log line and the spans.

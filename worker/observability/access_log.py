@@ -12,11 +12,12 @@ Files are opened with O_APPEND, so every worker appends whole chunks to the same
 reopen the path, for a ``create``-style rotation. Standard output is fd 1, shared with the master.
 
 JSON fields (``ACCESS_LOG_FIELDS`` in the config schema): time (RFC 3339 UTC, milliseconds), client_ip,
-method, host, path, query, protocol, status (0: no response was sent), request_bytes, response_bytes,
-duration_ms, upstream_ms (from sending the request upstream to the end of the response, null when no
-backend was called), router, service, backend, entrypoint, worker, trace_id and span_id (with tracing on),
-user_agent, reason (the error message of a response the gateway wrote itself), headers (captured request
-headers; those in ``redact_headers`` read "***").
+method, host, path, query, protocol (HTTP/1.0, HTTP/1.1 or HTTP/2.0: an HTTP/2 stream is one request), status
+(0: no response was sent; a gRPC call's HTTP status), request_bytes, response_bytes, duration_ms, upstream_ms
+(from sending the request upstream to the end of the response, null when no backend was called), router,
+service, backend, entrypoint, worker, trace_id and span_id (with tracing on), user_agent, reason (the error
+message of a response the gateway wrote itself), headers (captured request headers; those in
+``redact_headers`` read "***").
 """
 
 from __future__ import annotations
@@ -185,6 +186,12 @@ class Clock:
                     f"{tm.tm_sec:02d} +0000")
 
 
+def _protocol(conn: Any) -> bytes:
+    """The protocol of an exchange that is not HTTP/1.1: an HTTP/2 stream says so (``http2.Stream.protocol``),
+    an HTTP/1.1 connection has no such field and this is HTTP/1.0. Read only off the HTTP/1.1 fast path."""
+    return getattr(conn, "protocol", b"HTTP/1.0")
+
+
 def _reason(ex: Exchange) -> str | None:
     """The message of an error response the gateway wrote itself ({"error": ...} JSON body)."""
     data = ex.local
@@ -298,7 +305,7 @@ class AccessLog:
         n_in, n_out = ex.req_bytes, ex.resp_bytes
         args = (clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method, hj, pj,
                 b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
-                b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", _DEC[status] if status < 10000 else b"%d" % status,
+                b"HTTP/1.1" if ex.http11 else _protocol(conn), _DEC[status] if status < 10000 else b"%d" % status,
                 _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
                 _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream, const)
         tail = (ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
@@ -335,7 +342,7 @@ class AccessLog:
             "host": getattr(ex, "host", b"").decode("latin-1"),
             "path": path.decode("latin-1"),
             "query": None if self.drop_query or not query else query.decode("latin-1"),
-            "protocol": "HTTP/1.1" if ex.http11 else "HTTP/1.0",
+            "protocol": "HTTP/1.1" if ex.http11 else _protocol(conn).decode(),
             "status": status,
             "request_bytes": ex.req_bytes,
             "response_bytes": ex.resp_bytes,
@@ -365,7 +372,7 @@ class AccessLog:
             target = target.partition(b"?")[0]
         return b'%s - - [%s] "%s %s %s" %d %s\n' % (
             conn.client_ip.encode() or b"-", self.clock.common(time.time()).encode(), ex.method, target,
-            b"HTTP/1.1" if ex.http11 else b"HTTP/1.0", ex.status,
+            b"HTTP/1.1" if ex.http11 else _protocol(conn), ex.status,
             b"%d" % ex.resp_bytes if ex.resp_bytes else b"-")
 
     def flush(self) -> None:

@@ -1,7 +1,8 @@
 """Distributed tracing: W3C Trace Context and B3 propagation, one server span and one client span per
 request, and an OTLP/HTTP (JSON) exporter that batches finished spans off the hot path.
 
-Per request (``Tracer.start``, called once the request head is parsed):
+Per request (``Tracer.start``, called once the request head is parsed, before the middleware chain; an HTTP/2
+stream is a request like an HTTP/1.1 one, and a gRPC call's server span adds ``rpc.grpc.status_code``):
 - the incoming context is read from ``traceparent`` (+ ``tracestate``), else the single ``b3`` header, else
   ``X-B3-TraceId``/``X-B3-SpanId``/``X-B3-Sampled``; an invalid header counts as absent (W3C: restart the
   trace). Without a valid context a new trace starts, sampled with probability ``sample_rate``;
@@ -219,6 +220,9 @@ class Tracer:
             attrs.append(("http.route", route.name))
         if service is not None:
             attrs.append(("a3s.service", service.name))
+        grpc_status = getattr(ex, "grpc_status", None)   # set on gRPC calls only (http2.Stream.note_grpc_status)
+        if grpc_status is not None:
+            attrs.append(("rpc.grpc.status_code", grpc_status))
         error = status == 0 or status >= 500
         name = f"{method} {route.name}" if route is not None else method
         exporter.add((span.trace_id, span.span_id, span.parent_id, name, SPAN_KIND_SERVER, span.start_ns,
