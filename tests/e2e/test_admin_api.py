@@ -60,7 +60,7 @@ middlewares = ["basic", "token", "keys"]
 [services.app.load_balancer]
 servers = [{url = "%(app)s"}]
 [services.checked.load_balancer]
-servers = [{url = "%(app)s"}, {url = "http://127.0.0.1:%(dead)d"}]
+servers = [{url = "%(app)s"}, {url = "http://carol:pw-BACKEND-secret@127.0.0.1:%(dead)d"}]
 [services.checked.load_balancer.health_check]
 path = "/"
 interval = "100ms"
@@ -157,6 +157,7 @@ def test_service_shows_a_backend_failing_its_health_check_as_down(node: tuple[Ga
         return {s["url"]: s for s in ok(g, "/api/services/checked")["servers"]}
 
     dead = next(u for u in servers() if u != app.url)
+    assert dead.startswith("http://carol:***@")         # its check's state is found under the masked URL
     wait_until(lambda: servers()[dead]["health"] == "down", 10, what="dead backend down")
     now = servers()
     assert now[app.url]["health"] == "up" and now[app.url]["health_check"]["healthy"] is True
