@@ -302,6 +302,9 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
 
 MIDDLEWARE_TYPES.update(AI_MIDDLEWARES)   # channel-webhook, privacy-router, token-meter, priority (ai_schema.py)
 
+SERVICE_REFERENCES: dict[str, tuple[str, ...]] = {"privacy-router": ("tee_service",)}
+"""Keys of a middleware type that name a service: checked at load like a router's ``service`` (validate.py)."""
+
 
 class MiddlewareSpec(Spec):
     """A ``[middlewares.<name>]`` table: ``type`` picks the key table from ``MIDDLEWARE_TYPES``."""

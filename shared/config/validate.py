@@ -1,8 +1,13 @@
 """Checks a raw config: schema normalization (``gateway_schema.CONFIG``) followed by cross-reference checks.
 
-Cross-references: a router's service, entrypoints and middlewares must exist (closest name suggested), its rule
-must parse (as a TCP rule when every entrypoint it names is tcp or udp), and no two listeners may claim the same
-port.
+Cross-references: a router's service, entrypoints and middlewares must exist (closest name suggested), and so
+must a service a middleware names (``SERVICE_REFERENCES``: privacy-router's ``tee_service``); a router's rule must
+parse (as a TCP rule when every entrypoint it names is tcp or udp), and no two listeners may claim the same port.
+
+A service or middleware reference may carry the provider that defines the object, as in Traefik: ``name@file``
+for the config file and its conf.d directory, ``name@internal`` for the built-in services. A reference is stored
+by the name the workers know it by (``api@file`` becomes ``api``; ``whoami@internal`` stays whole), so nothing
+past validation sees a suffix. A name defined with an ``@`` in it is matched as written first.
 
 Invariant: ``check`` reports every problem to the Reporter and never raises on bad input; its result is only
 meaningful when no problem was reported.
@@ -15,9 +20,13 @@ from typing import Any
 
 from .default import DEFAULT_SERVICE_NAMES
 from .gateway_schema import CONFIG
+from .middleware_schema import SERVICE_REFERENCES
 from .schema import INVALID, Reporter, join, suggest
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
+PROVIDERS = ("file", "internal", "discovery")
+"""Providers a reference may name after '@'. Discovery's services are merged after the files are checked, so the
+files cannot reference them; a discovered route's middlewares are file ones."""
 
 
 def check(raw: Any, rep: Reporter) -> dict[str, Any]:
@@ -52,19 +61,53 @@ def _check_reference(rep: Reporter, path: str, what: str, name: str, known: set[
         rep.add(path, f"unknown {what} '{name}'", suggest(name, sorted(known)))
 
 
+def _resolve(rep: Reporter, path: str, what: str, ref: str, defined: set[str], internal: frozenset[str] = frozenset()
+             ) -> str:
+    """The name ``ref`` stands for (``api@file`` → ``api``), after reporting it if it names nothing or names the
+    wrong provider. ``defined``: the names in the config files; ``internal``: the built-in ones, ``@internal``
+    included."""
+    if ref in defined or ref in internal:
+        return ref
+    name, at, provider = ref.rpartition("@")
+    owner = "file" if name in defined else "internal" if f"{name}@internal" in internal else None
+    if not at:
+        rep.add(path, f"unknown {what} '{ref}'", suggest(ref, sorted(defined | internal)))
+    elif provider not in PROVIDERS:
+        hint = suggest(provider, PROVIDERS)
+        rep.add(path, f"unknown provider '{provider}' in '{ref}' (providers: {', '.join(PROVIDERS)})",
+                f"{name}@{owner or hint}" if owner or hint else None)
+    elif owner == provider:
+        return name
+    elif provider == "discovery":
+        rep.add(path, f"'{ref}': the discovery provider's {what}s cannot be named here (its routers use its "
+                "services; they are merged after the config is checked)", owner and f"{name}@{owner}")
+    elif owner is None:
+        rep.add(path, f"unknown {what} '{ref}': the {provider} provider defines no {what} '{name}'",
+                suggest(name, sorted(defined)))
+    else:
+        rep.add(path, f"{what} '{name}' is defined by the {owner} provider, not by '{provider}'", f"{name}@{owner}")
+    return ref
+
+
 def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
     entrypoints = data.get("entrypoints", {})
-    services = set(data.get("services", {})) | DEFAULT_SERVICE_NAMES
+    services = set(data.get("services", {}))
     middlewares = set(data.get("middlewares", {}))
     check_rule = _rule_checker()
+    for name, params in data.get("middlewares", {}).items():
+        for key in SERVICE_REFERENCES.get(params["type"], ()):
+            if key in params:
+                path = join(join("middlewares", name), key)
+                params[key] = _resolve(rep, path, "service", params[key], services, DEFAULT_SERVICE_NAMES)
     for name, router in data.get("routers", {}).items():
         path = join("routers", name)
         if "service" in router:
-            _check_reference(rep, join(path, "service"), "service", router["service"], services)
+            router["service"] = _resolve(rep, join(path, "service"), "service", router["service"], services,
+                                         DEFAULT_SERVICE_NAMES)
         for i, entrypoint in enumerate(router.get("entrypoints", [])):
             _check_reference(rep, f"{path}.entrypoints[{i}]", "entrypoint", entrypoint, set(entrypoints))
-        for i, middleware in enumerate(router.get("middlewares", [])):
-            _check_reference(rep, f"{path}.middlewares[{i}]", "middleware", middleware, middlewares)
+        router["middlewares"] = [_resolve(rep, f"{path}.middlewares[{i}]", "middleware", middleware, middlewares)
+                                 for i, middleware in enumerate(router.get("middlewares", []))]
         if check_rule is not None and "rule" in router:
             protocols = [
                 entrypoints[e].get("protocol") for e in router.get("entrypoints", []) if e in entrypoints
