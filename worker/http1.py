@@ -97,12 +97,31 @@ class Exchange:
     sink = None
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
     usage_tap = None                         # token-meter's response tap (middlewares/token_meter.py)
-    # observability (worker/observability): start, upstream bind, trace span
+    # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
     t_up = 0.0
     span = None
+    grpc_status: int | None = None           # set on HTTP/2 gRPC streams (http2.Stream.note_grpc_status)
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
+
+
+def passive_failure(ex: Exchange, now: float) -> None:
+    """Count a failed attempt against its backend's passive health (HTTP/1.1 connections and HTTP/2 streams)."""
+    service, backend = ex.service, ex.backend
+    if service.passive_failures and backend is not None:
+        backend.plane.passive_failure(backend.idx, now, service.passive_failures, service.passive_cooldown)
+
+
+def repick(service: Service, failed: Backend | None) -> Backend | None:
+    """A retry's backend: another one than ``failed`` when the balancer offers one within a round."""
+    balancer = service.balancer
+    backend = balancer.pick()
+    for _ in range(len(service.backends)):
+        if backend is not failed:
+            break
+        backend = balancer.pick()
+    return backend
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -534,10 +553,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
         """The backend could not produce a response head: answer with a JSON error."""
-        service, backend = ex.service, ex.backend
-        if service.passive_failures and backend is not None:
-            backend.plane.passive_failure(backend.idx, self.worker.now, service.passive_failures,
-                                          service.passive_cooldown)
+        passive_failure(ex, self.worker.now)
         if self.closed:
             self._release_backend(ex)
             return
@@ -558,12 +574,7 @@ class ClientProtocol(asyncio.Protocol):
     def _redispatch(self, ex: Exchange, failed: Backend | None) -> None:
         if self.closed or not self.queue or self.queue[0] is not ex:
             return
-        balancer = ex.service.balancer
-        backend = balancer.pick()
-        for _ in range(len(ex.service.backends)):
-            if backend is not failed:
-                break
-            backend = balancer.pick()
+        backend = repick(ex.service, failed)
         if backend is None:
             return self._answer(ex, self._error(ex, 503))
         ex.backend = backend
@@ -697,7 +708,8 @@ class ClientProtocol(asyncio.Protocol):
             "hostname": os.uname().nodename,
             "method": ex.method.decode(),
             "path": ex.target.decode("latin-1"),
-            "proto": "HTTP/1.1" if ex.http11 else "HTTP/1.0",
+            # an HTTP/2 stream (http2.Stream, ``self`` here when it asks) names its protocol
+            "proto": "HTTP/1.1" if ex.http11 else getattr(self, "protocol", b"HTTP/1.0").decode(),
             "host": ex.host.decode("latin-1"),
             "headers": headers,
             "client": {"ip": peer[0], "port": peer[1]},

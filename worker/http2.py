@@ -12,6 +12,8 @@ routing, the middleware chain and the balancers see exactly what they see for HT
   stream stands in for the client connection (``transport``, ``response_finished``, ``upstream_failed``...).
   The exchange is marked HTTP/1.0-style (``http11=False``) so the upstream side passes bodies through
   unchanged instead of re-chunking them, and the stream turns the head it is handed back into HEADERS.
+  Like ``ClientProtocol`` it counts a failed attempt for passive health and, under the ``retry`` middleware,
+  sends the stream again (``retry_later``, sharing ``http1.repick``), replaying the body the middleware kept.
 - HTTP/2 backends (``h2c://``, and gRPC to ``https://``) go through ``upstream_h2`` stream by stream, with
   trailers passed through.
 
@@ -47,12 +49,13 @@ from ..shared import log as gwlog
 from . import responses, upstream_h2
 from .h2base import H2Endpoint, header_value
 from .headers import GATEWAY_SET
-from .http1 import ClientProtocol, Exchange
+from .http1 import ClientProtocol, Exchange, passive_failure, repick
 from .proxy import grpc
 from .router import RequestView
 
 if TYPE_CHECKING:
     from .process import Worker
+    from .runtime import Backend
     from .upstream import UpstreamProtocol
     from .upstream_h2 import UpstreamStream
 
@@ -223,9 +226,40 @@ class Stream:
         self.server.stream_done(self)
 
     def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
+        """The backend (HTTP/1.1 or HTTP/2) produced no response head: counted for passive health, then retried
+        or answered with an error, exactly as ``ClientProtocol.upstream_failed`` does."""
+        passive_failure(ex, self.worker.now)
+        reached = ex.upstream is not None or self.h2up is not None    # the request (or part of it) went out
         ex.upstream = None
+        self.h2up = None
+        if self.server.streams.get(self.id) is not self:
+            return self.server.release_backend(ex)     # the client reset the stream meanwhile
+        if ex.retry is not None and ex.retry.again(ex, reached):
+            return self.retry_later(ex)
+        if self.hold:
+            self.resume_reading()              # the failed upstream's push-back ends with it
         self.server.release_backend(ex)
         self.answer_error(status, message)
+
+    def retry_later(self, ex: Exchange) -> None:
+        """Also called by ``upstream.py`` for a retried status: that upstream's push-back ends with it."""
+        if self.hold:
+            self.resume_reading()
+        ClientProtocol.retry_later(self, ex)  # type: ignore[arg-type]
+
+    def _redispatch(self, ex: Exchange, failed: Backend | None) -> None:
+        """The retry delay is over: send the stream again (``retry_later``), unless the client reset it."""
+        if self.server.streams.get(self.id) is self:
+            self.server.proxy(self, repick(ex.service, failed))
+            self.server.flush()
+
+    def body_to_send(self) -> list[bytes] | None:
+        """What a newly bound upstream gets of the request body: the bytes that arrived before it, or on a retry
+        the whole body so far (kept raw by the retry middleware; ``pending`` is then its tail)."""
+        ex = self.ex
+        if ex.attempts and ex.replay is not None:
+            return [bytes(ex.replay)] if ex.replay else None
+        return ex.pending
 
     def abort(self, ex: Exchange) -> None:
         self._account(ex)
@@ -252,6 +286,7 @@ class Stream:
 
     def answer_local(self, data: bytes) -> None:
         """Answer with a complete HTTP/1.1 response the gateway built (an error, a middleware's reply)."""
+        self.ex.local = data                   # counted and logged as the gateway's own answer, as for HTTP/1.1
         if self.grpc:
             self.answer_grpc(*grpc.from_http_status(int(data[9:12])))
             return
@@ -281,6 +316,8 @@ class Stream:
             ex.sink.feed(data)
             self.ack(flow_length)
             return
+        if ex.replay is not None:              # the retry middleware keeps the body (raw) to send it again
+            ex.retry.keep(ex, data)  # type: ignore[union-attr]
         if self.h2up is not None:
             self.h2up.send_body(data)
             self.ack(flow_length)
@@ -541,15 +578,13 @@ class H2Server(H2Endpoint):
         if tracer is not None:                 # after matching: rules see the client's own tracing headers
             tracer.start(ex)
         if route is None:
-            ex.local = responses.error(404, head=ex.is_head)
-            return stream.answer_local(ex.local)
+            return stream.answer_local(responses.error(404, head=ex.is_head))
         ex.route = route
         ex.service = route.service
         if route.chain:
             reply = route.chain.on_request(ex)
             if reply is not None:
                 if reply.__class__ is bytes:
-                    ex.local = reply  # type: ignore[assignment]
                     return stream.answer_local(reply)  # type: ignore[arg-type]
                 self.worker.loop.create_task(self._resume_chain(stream, reply))  # type: ignore[arg-type]
                 return
@@ -565,7 +600,6 @@ class H2Server(H2Endpoint):
         if self.streams.get(stream.id) is not stream:
             return                             # the client reset the stream meanwhile
         if reply is not None:
-            stream.ex.local = reply
             stream.answer_local(reply)
         else:
             self._dispatch(stream)
@@ -575,14 +609,14 @@ class H2Server(H2Endpoint):
         ex = stream.ex
         service = ex.service
         if service.internal is not None:
-            ex.local = ClientProtocol._whoami(stream, ex)  # type: ignore[arg-type]
-            return stream.answer_local(ex.local)
-        backend = service.balancer.pick()
+            return stream.answer_local(ClientProtocol._whoami(stream, ex))  # type: ignore[arg-type]
+        self.proxy(stream, service.balancer.pick())
+
+    def proxy(self, stream: Stream, backend: Backend | None) -> None:
+        """Send the stream to ``backend`` (first try or retry), or answer 503 when the service has none."""
         if backend is None:
-            ex.local = (ex.route.chain.error(ex, 503) if ex.route.chain.responders
-                        else responses.error(503, head=ex.is_head))
-            return stream.answer_local(ex.local)
-        ex.backend = backend
+            return stream.answer_error(503)
+        stream.ex.backend = backend
         backend.acquire()
         self.connect_upstream(stream)
 
@@ -618,8 +652,9 @@ class H2Server(H2Endpoint):
         self.outbox(stream.id).source = up
         ex.req_chunked = ex.req_has_body and not any(n.lower() == b"content-length" for n, _ in ex.headers)
         up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]
-        if ex.pending is not None or (ex.req_done and ex.req_chunked):
-            body = ex.pending or []
+        body = stream.body_to_send()
+        if body is not None or (ex.req_done and ex.req_chunked):
+            body = body or []
             if ex.req_chunked:
                 body = [b"%x\r\n%s\r\n" % (len(d), d) for d in body]
                 if ex.req_done:

@@ -12,6 +12,9 @@ every stream; a new one is opened when it is gone or has received GOAWAY. A prox
   (the client stream pauses this stream as its source), so flow control holds end to end.
 - a reset or lost backend becomes a reset of the client stream, or — before any response head — a gateway
   answer (502, or gRPC UNAVAILABLE); a client reset cancels the backend stream (RST_STREAM CANCEL).
+- as for HTTP/1.1 backends (``upstream.py``): a failure or a status in ``passive_health.statuses`` counts for
+  passive health, and a head whose status the ``retry`` middleware retries is dropped unread (RST_STREAM CANCEL)
+  before the client stream is sent again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..shared import log as gwlog
-from .h2base import H2Endpoint
+from .h2base import H2Endpoint, header_value
+from .http1 import passive_failure
 from .tls import client_context
 
 if TYPE_CHECKING:
@@ -134,7 +138,6 @@ class UpstreamStream:
             return
         self.cancel()
         front = self.front
-        front.h2up = None
         front.upstream_failed(front.ex, 504, "Gateway timeout: backend did not answer in time")
         front.server.flush()
 
@@ -174,7 +177,20 @@ class UpstreamStream:
             self.timer.cancel()
             self.timer = None
         front = self.front
-        front.ex.upstream = None
+        ex = front.ex
+        status = int(header_value(headers, b":status") or 0)
+        retry = ex.retry
+        if retry is not None and status in retry.statuses and retry.again(ex, True):
+            self.cancel()                      # the response is dropped unread, as upstream.py does
+            front.h2up = None
+            return front.retry_later(ex)
+        service = ex.service
+        if service.passive_failures:           # as upstream.py does for HTTP/1.1 backends
+            if status in service.passive_statuses:
+                passive_failure(ex, front.worker.now)
+            else:
+                ex.backend.passive_success()  # type: ignore[union-attr]
+        ex.upstream = None
         front.send_headers([(n, v) for n, v in headers if n not in _NOT_FORWARDED], end_stream=ended)
 
     def response_data(self, data: bytes, flow_length: int) -> None:
@@ -201,7 +217,6 @@ class UpstreamStream:
         self.done = True
         self.up.streams.pop(self.id, None)
         front = self.front
-        front.h2up = None
         front.upstream_failed(front.ex, 502, "Bad gateway: backend reset the stream")
         front.server.flush()
 
@@ -253,14 +268,15 @@ async def _open(server: H2Server, front: Stream) -> None:
     headers += [(b"x-forwarded-for", ex.xff), (b"x-forwarded-host", ex.host), (b"x-real-ip", server.peer),
                 (b"x-forwarded-proto", server.scheme), (b"x-forwarded-port", b"%d" % server.port)]
     stream_id = up.conn.get_next_available_stream_id()
-    no_body = ex.req_done and not ex.pending
+    body = front.body_to_send()
+    no_body = ex.req_done and not body
     ex.t_up = perf_counter()
     up.conn.send_headers(stream_id, headers, end_stream=no_body)
     us = up.streams[stream_id] = UpstreamStream(up, stream_id, front)
     us.timer = server.worker.loop.call_later(service.response_timeout, us.timed_out)
     front.h2up = us
     server.outbox(front.id).source = us
-    for chunk in ex.pending or ():
+    for chunk in body or ():
         up.send_data(stream_id, chunk)
     ex.pending = None
     unacked, front.unacked = front.unacked, 0

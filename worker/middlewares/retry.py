@@ -7,7 +7,8 @@ retries, ``retry_interval_ms`` apart (doubling each time with ``backoff = "expon
 
 Invariants: a response that has started reaching the client is never retried. A request body is replayed
 from a buffer of at most ``replay_buffer_bytes``; a larger body makes the request non-retryable (kept as
-``ex.replay``, a bytearray of the body exactly as it was sent upstream, chunk framing included).
+``ex.replay``, a bytearray of the body exactly as it was sent upstream, chunk framing included; an HTTP/2 stream
+keeps it raw, since each attempt frames it for its backend).
 """
 
 from __future__ import annotations

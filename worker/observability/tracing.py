@@ -220,7 +220,7 @@ class Tracer:
             attrs.append(("http.route", route.name))
         if service is not None:
             attrs.append(("a3s.service", service.name))
-        grpc_status = getattr(ex, "grpc_status", None)   # set on gRPC calls only (http2.Stream.note_grpc_status)
+        grpc_status = ex.grpc_status                      # set on gRPC calls only (http2.Stream.note_grpc_status)
         if grpc_status is not None:
             attrs.append(("rpc.grpc.status_code", grpc_status))
         error = status == 0 or status >= 500
