@@ -8,7 +8,9 @@ An outbox that holds more than ``HIGH_WATER`` bytes pauses its *source* (the ups
 produces the bytes) until it drains below ``LOW_WATER``.
 
 Invariants:
-- Frames leave only through ``flush()``, which callers run once after each batch of work.
+- Frames leave only through ``flush()``, which callers run after each batch of work: it writes once per event
+  loop turn, so the frames of every stream answered in one turn leave in one write (a write syscall costs more
+  than all the framing of a small response). Before closing the transport, ``flush_now()`` writes at once.
 - ``end_stream`` requested while bytes are still queued is deferred until the outbox drains; trailers likewise.
 - Every DATA byte received is eventually acknowledged (``ack``) — immediately when it is dropped, after it was
   forwarded otherwise — so the connection window never leaks.
@@ -59,8 +61,15 @@ class H2Endpoint(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.outboxes: dict[int, Outbox] = {}
         self.closed = False
+        self.flush_scheduled = False
 
     def flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self.flush_scheduled = False
         data = self.conn.data_to_send()
         if data and not self.closed:
             self.transport.write(data)

@@ -398,7 +398,8 @@ class H2Server(H2Endpoint):
         self.entrypoint = entrypoint
         self.scheme = scheme
         self.port = port
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
@@ -485,13 +486,13 @@ class H2Server(H2Endpoint):
             self._client_reset(event.stream_id)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = True
-            self.flush()
+            self.flush_now()
             self.transport.close()
 
     def _close(self, code: int) -> None:
         try:
             self.conn.close_connection(code)
-            self.flush()
+            self.flush_now()
         except h2.exceptions.ProtocolError:
             pass
         self.transport.close()
@@ -674,10 +675,12 @@ class H2Server(H2Endpoint):
     def stream_done(self, stream: Stream) -> None:
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
-        self.flush()
         if self.goaway and not self.streams and not self.closed:
+            self.flush_now()                   # the stream's last frames, then the close
             self.closed = True
             self.transport.close()
+        else:
+            self.flush()
 
     def close_if_idle(self) -> bool:
         if self.closed:
@@ -686,7 +689,7 @@ class H2Server(H2Endpoint):
             # A GOAWAY written beside the state machine: h2's close_connection() would forbid finishing the
             # streams in flight, which is the point of a graceful drain.
             self.goaway = True
-            self.flush()
+            self.flush_now()
             frame = GoAwayFrame(0)
             frame.last_stream_id = self.conn.highest_inbound_stream_id
             frame.error_code = ErrorCodes.NO_ERROR

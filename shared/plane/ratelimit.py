@@ -48,6 +48,10 @@ Known, accepted races: two re-anchors that both read ANCHOR before either stores
 into ``retired`` before zeroing it, so a racing reader over-counts for a moment (rejects, never admits
 extra). On aarch64, stores are not ordered as on x86-64; the seqlock then relies on the C call boundaries
 between Python-level stores (see anchors.md §5.3).
+
+Each process remembers where a (limiter, key) lives (``_where``: key -> generation, fingerprint, entry), so a
+repeat key skips the keyed hash and the bucket scan; the entry is still read seqlock-consistent and its FP
+checked, so an entry evicted or rewritten meanwhile is noticed and looked up afresh.
 """
 
 from __future__ import annotations
@@ -88,35 +92,55 @@ class RateLimitTable:
         self.locks = locks
         self.lock_base = lock_base
         self._fp = Fingerprinter(secret).fp
+        self._where: dict[tuple[int, bytes], tuple[int, int, int]] = {}
 
-    def _lookup(self, fp: int, b0: int) -> tuple[int, float, float]:
-        """Entry index, RATE, ANCHOR of ``fp`` in bucket b0 (first entry index), read seqlock-consistent."""
+    def _read(self, e: int, fp: int) -> tuple[float, float] | None:
+        """RATE, ANCHOR of entry ``e`` read seqlock-consistent, or None if it does not hold ``fp``."""
         q, d = self.q, self.d
-        r0 = b0 * REC
-        try:
-            k = q[r0 + FP : r0 + BUCKET * REC : REC].tolist().index(fp)
-        except ValueError:
-            return -1, 0.0, 0.0
-        r = r0 + k * REC
+        r = e * REC
         for _ in range(SPIN):
             s1 = q[r + SEQ]
             if s1 & 1:
                 continue
             if q[r + FP] != fp:
-                return -1, 0.0, 0.0
+                return None
             rate = d[r + RATE]
             anchor = d[r + ANCHOR]
             if q[r + SEQ] == s1:
-                return b0 + k, rate, anchor
-        return -1, 0.0, 0.0
+                return rate, anchor
+        return None
 
-    def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float, col: int,
-             rows: int) -> tuple[bool, int, float]:
-        fp = self._fp(_PERSON.pack(limiter, self.gen[limiter]), key)
+    def _lookup(self, fp: int, b0: int) -> tuple[int, float, float]:
+        """Entry index, RATE, ANCHOR of ``fp`` in bucket b0 (first entry index), read seqlock-consistent."""
+        r0 = b0 * REC
+        try:
+            k = self.q[r0 + FP : r0 + BUCKET * REC : REC].tolist().index(fp)
+        except ValueError:
+            return -1, 0.0, 0.0
+        got = self._read(b0 + k, fp)
+        return (-1, 0.0, 0.0) if got is None else (b0 + k, *got)
+
+    def _entry(self, limiter: int, key: bytes, rate: float, now: float, rows: int) -> tuple[int, float]:
+        """The entry of (limiter, key) anchored at ``rate``, and its ANCHOR: remembered, found or installed."""
+        gen = self.gen[limiter]
+        where = self._where.get((limiter, key))
+        if where is not None and where[0] == gen:
+            got = self._read(where[2], where[1])
+            if got is not None and got[0] == rate:
+                return where[2], got[1]
+        fp = self._fp(_PERSON.pack(limiter, gen), key)
         b0 = (fp >> 16) % self.nbuckets * BUCKET
         e, erate, anchor = self._lookup(fp, b0)
         if e < 0 or erate != rate:
             e, anchor = self._install(fp, b0, rate, now, rows)
+        if len(self._where) >= self.E:      # bounded like the table: start over rather than track LRU
+            self._where.clear()
+        self._where[limiter, key] = (gen, fp, e)
+        return e, anchor
+
+    def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float, col: int,
+             rows: int) -> tuple[bool, int, float]:
+        e, anchor = self._entry(limiter, key, rate, now, rows)
         cnt, d = self.cnt, self.d
         s = e * self.W1
         c = sum(cnt[s : s + 1 + rows])
