@@ -24,6 +24,8 @@ import pstats
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from a3s_gateway.master.generations import Generations
@@ -101,6 +103,33 @@ def load_config(args: argparse.Namespace) -> GatewayConfig:
     return GatewayConfig.from_toml(text, source=f"<{args.config}>")
 
 
+@contextmanager
+def loaded_worker(cfg: GatewayConfig, tag: str, connections: int = 1) -> Iterator[Worker]:
+    """A worker in this process with ``cfg`` compiled and loaded on a fresh plane (removed afterwards), its event
+    loop set as current, and ``connections`` idle upstream connections (fake transports) per backend."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    master_plane = Plane.create(PlaneLayout(max_workers=1), tag=tag)
+    try:
+        compiled = Generations(master_plane).compile(cfg)
+        master_plane.set_worker(0, 1)
+        worker = Worker(0, loop, channel=None)  # type: ignore[arg-type]
+        worker.plane = Plane.attach(master_plane.name, worker_slot=0)
+        worker.load(compiled)
+        for backend in (b for s in worker.runtime.services.values() for b in s.backends):
+            for _ in range(connections):
+                up = UpstreamProtocol(backend.pool)
+                up.connection_made(Transport())
+                backend.pool.release(up)
+        try:
+            yield worker
+        finally:
+            worker.plane.close()
+    finally:
+        master_plane.close()
+        master_plane.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default="plain")
@@ -115,22 +144,10 @@ def main() -> None:
     request = REQUEST
     if args.routers:
         request = REQUEST.replace(b"127.0.0.1:8090", b"svc%d.example.com" % (args.routers - 1))
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    master_plane = Plane.create(PlaneLayout(max_workers=1), tag="hotpath")
-    try:
-        compiled = Generations(master_plane).compile(cfg)
-        master_plane.set_worker(0, 1)
-        worker = Worker(0, loop, channel=None)  # type: ignore[arg-type]
-        worker.plane = Plane.attach(master_plane.name, worker_slot=0)
-        worker.load(compiled)
+    with loaded_worker(cfg, "hotpath") as worker:
         ep = next(iter(cfg.entrypoints))
         client = ClientProtocol(worker, ep, b"http", 8090)
         client.connection_made(Transport())
-        for backend in (b for s in worker.runtime.services.values() for b in s.backends):
-            up = UpstreamProtocol(backend.pool)
-            up.connection_made(Transport())
-            backend.pool.release(up)
 
         def one() -> None:
             client.data_received(request)
@@ -157,10 +174,6 @@ def main() -> None:
         what += " +tracing" if args.tracing else ""
         print(f"{what}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
               f"({args.requests} requests{', under cProfile' if profiler else ''})")
-        worker.plane.close()
-    finally:
-        master_plane.close()
-        master_plane.unlink()
 
 
 if __name__ == "__main__":

@@ -19,13 +19,10 @@ import time
 import h2.config
 import h2.connection
 import h2.events
-from a3s_gateway.master.generations import Generations
 from a3s_gateway.shared.config import GatewayConfig
-from a3s_gateway.shared.plane import Plane, PlaneLayout
 from a3s_gateway.worker.http2 import H2Server
 from a3s_gateway.worker.process import Worker
-from a3s_gateway.worker.upstream import UpstreamProtocol
-from hotpath import RESPONSE, Transport, config_text
+from hotpath import RESPONSE, Transport, config_text, loaded_worker
 
 
 class Wire(Transport):
@@ -51,25 +48,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     cfg = GatewayConfig.from_toml(config_text(args.config), source=f"<{args.config}>")
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    master_plane = Plane.create(PlaneLayout(max_workers=1), tag="hotpathhtwo")
-    try:
-        compiled = Generations(master_plane).compile(cfg)
-        master_plane.set_worker(0, 1)
-        worker = Worker(0, loop, channel=None)  # type: ignore[arg-type]
-        worker.plane = Plane.attach(master_plane.name, worker_slot=0)
-        worker.load(compiled)
-        for backend in (b for s in worker.runtime.services.values() for b in s.backends):
-            for _ in range(args.streams):
-                up = UpstreamProtocol(backend.pool)
-                up.connection_made(Transport())
-                backend.pool.release(up)
-        loop.run_until_complete(drive(worker, next(iter(cfg.entrypoints)), args))
-        worker.plane.close()
-    finally:
-        master_plane.close()
-        master_plane.unlink()
+    with loaded_worker(cfg, "hotpathhtwo", connections=args.streams) as worker:
+        worker.loop.run_until_complete(drive(worker, next(iter(cfg.entrypoints)), args))
 
 
 async def drive(worker: Worker, entrypoint: str, args: argparse.Namespace) -> None:
