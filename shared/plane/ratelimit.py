@@ -66,6 +66,7 @@ from .segments import Segment
 REC = 6
 SEQ, FP, RATE, ANCHOR, LAST = range(5)
 SPIN = 64
+WHERE_MAX = 4096        # (limiter, key) locations a process remembers (~1 MB); more keys are hashed each time
 _PERSON = struct.Struct("<qq")
 
 
@@ -133,7 +134,7 @@ class RateLimitTable:
         e, erate, anchor = self._lookup(fp, b0)
         if e < 0 or erate != rate:
             e, anchor = self._install(fp, b0, rate, now, rows)
-        if len(self._where) >= self.E:      # bounded like the table: start over rather than track LRU
+        if len(self._where) >= WHERE_MAX:   # bounded: start over rather than track LRU
             self._where.clear()
         self._where[limiter, key] = (gen, fp, e)
         return e, anchor
