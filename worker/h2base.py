@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any, Protocol
 
 import h2.connection
+import h2.events
 import h2.exceptions
 
 HIGH_WATER = 256 * 1024
@@ -136,6 +137,16 @@ class H2Endpoint(asyncio.Protocol):
     def pump_all(self) -> None:
         for stream_id, box in list(self.outboxes.items()):
             self.pump(stream_id, box)
+
+    def window_changed(self, event: h2.events.WindowUpdated | h2.events.RemoteSettingsChanged) -> None:
+        """The peer opened a window (one stream's, or the connection's / all initial windows via SETTINGS):
+        send what now fits."""
+        if isinstance(event, h2.events.WindowUpdated) and event.stream_id:
+            box = self.outboxes.get(event.stream_id)
+            if box is not None:
+                self.pump(event.stream_id, box)
+        else:
+            self.pump_all()
 
     def drop_outbox(self, stream_id: int) -> None:
         box = self.outboxes.pop(stream_id, None)

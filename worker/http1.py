@@ -133,6 +133,8 @@ class ClientProtocol(asyncio.Protocol):
     unparsed = 0
     halted = False
     write_paused = False
+    # the protocol of an exchange that is not HTTP/1.1 (access log, whoami); an http2.Stream says HTTP/2.0
+    protocol = b"HTTP/1.0"
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
@@ -708,8 +710,7 @@ class ClientProtocol(asyncio.Protocol):
             "hostname": os.uname().nodename,
             "method": ex.method.decode(),
             "path": ex.target.decode("latin-1"),
-            # an HTTP/2 stream (http2.Stream, ``self`` here when it asks) names its protocol
-            "proto": "HTTP/1.1" if ex.http11 else getattr(self, "protocol", b"HTTP/1.0").decode(),
+            "proto": "HTTP/1.1" if ex.http11 else self.protocol.decode(),   # self: an http2.Stream too
             "host": ex.host.decode("latin-1"),
             "headers": headers,
             "client": {"ip": peer[0], "port": peer[1]},

@@ -136,7 +136,7 @@ class Stream:
 
     __slots__ = ("server", "id", "ex", "grpc", "raw_headers", "head_sent", "hold", "held", "unacked",
                  "h2up", "fwd_const", "request_trailers")
-    protocol = b"HTTP/2.0"                    # the access log's protocol field
+    protocol = b"HTTP/2.0"                    # what the access log and whoami say (ClientProtocol.protocol)
 
     def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool,
                  raw_headers: list[tuple[bytes, bytes]]) -> None:
@@ -473,15 +473,8 @@ class H2Server(H2Endpoint):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.request_ended(list(event.headers))
-        elif isinstance(event, h2.events.WindowUpdated):
-            if event.stream_id:
-                box = self.outboxes.get(event.stream_id)
-                if box is not None:
-                    self.pump(event.stream_id, box)
-            else:
-                self.pump_all()
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
-            self.pump_all()
+        elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self.window_changed(event)
         elif isinstance(event, h2.events.StreamReset):
             self._client_reset(event.stream_id)
         elif isinstance(event, h2.events.ConnectionTerminated):

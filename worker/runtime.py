@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..shared.config.redact import redact_url
 from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
 from ..shared.rules import Rule, parse_rule
@@ -40,11 +41,12 @@ class Backend:
     precomputed closures (``Plane.backend_ops``)."""
 
     __slots__ = ("acquire", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool", "port",
-                 "release", "scheme", "url", "weight")
+                 "release", "scheme", "shown_url", "url", "weight")
 
     def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock) -> None:
         parts = urlsplit(url)
         self.url = url
+        self.shown_url = redact_url(url)       # as access log lines and spans show it (a password masked)
         self.scheme = parts.scheme
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -98,15 +98,8 @@ class H2Upstream(H2Endpoint):
                 us.response_end()
             elif isinstance(event, h2.events.StreamReset) and us is not None:
                 us.upstream_gone()
-            elif isinstance(event, h2.events.WindowUpdated):
-                if event.stream_id:
-                    box = self.outboxes.get(event.stream_id)
-                    if box is not None:
-                        self.pump(event.stream_id, box)
-                else:
-                    self.pump_all()
-            elif isinstance(event, h2.events.RemoteSettingsChanged):
-                self.pump_all()
+            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                self.window_changed(event)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False            # finish what runs, open new streams elsewhere
             if us is not None:

@@ -25,7 +25,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...shared import log as gwlog
-from ...shared.config.redact import redact_url
 from ..chain import Middleware, Reply, close_soon, error_reply
 from .limit_key import key_func
 
@@ -116,7 +115,7 @@ class RateLimitRedis(Middleware):
         if now - self.warned_at >= WARN_EVERY:
             self.warned_at = now
             log.warning("rate-limit-redis %s: Redis at %s unavailable (%s); allowing requests (fail-open, "
-                        "%d so far in this worker)", self.name, redact_url(self.url), type(error).__name__,
+                        "%d so far in this worker)", self.name, self.url, type(error).__name__,
                         self.fail_opens)
 
     def close(self) -> None:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...shared import log as gwlog
-from ...shared.config.redact import redact_url
 
 if TYPE_CHECKING:
     from ..http1 import ClientProtocol, Exchange
@@ -186,12 +185,6 @@ class Clock:
                     f"{tm.tm_sec:02d} +0000")
 
 
-def _protocol(conn: Any) -> bytes:
-    """The protocol of an exchange that is not HTTP/1.1: an HTTP/2 stream says so (``http2.Stream.protocol``),
-    an HTTP/1.1 connection has no such field and this is HTTP/1.0. Read only off the HTTP/1.1 fast path."""
-    return getattr(conn, "protocol", b"HTTP/1.0")
-
-
 def _reason(ex: Exchange) -> str | None:
     """The message of an error response the gateway wrote itself ({"error": ...} JSON body)."""
     data = ex.local
@@ -289,7 +282,7 @@ class AccessLog:
             const = self.consts[key] = _dumps({
                 "router": route.name if route is not None else None,
                 "service": ex.service.name if ex.service is not None else None,
-                "backend": redact_url(backend.url) if backend is not None else None,
+                "backend": backend.shown_url if backend is not None else None,
                 "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
         t = _time()
         sec = int(t)
@@ -305,7 +298,7 @@ class AccessLog:
         n_in, n_out = ex.req_bytes, ex.resp_bytes
         args = (clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method, hj, pj,
                 b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
-                b"HTTP/1.1" if ex.http11 else _protocol(conn), _DEC[status] if status < 10000 else b"%d" % status,
+                b"HTTP/1.1" if ex.http11 else conn.protocol, _DEC[status] if status < 10000 else b"%d" % status,
                 _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
                 _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream, const)
         tail = (ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
@@ -342,7 +335,7 @@ class AccessLog:
             "host": getattr(ex, "host", b"").decode("latin-1"),
             "path": path.decode("latin-1"),
             "query": None if self.drop_query or not query else query.decode("latin-1"),
-            "protocol": "HTTP/1.1" if ex.http11 else _protocol(conn).decode(),
+            "protocol": "HTTP/1.1" if ex.http11 else conn.protocol.decode(),
             "status": status,
             "request_bytes": ex.req_bytes,
             "response_bytes": ex.resp_bytes,
@@ -350,7 +343,7 @@ class AccessLog:
             "upstream_ms": int((now - ex.t_up) * 1e6) / 1000 if ex.t_up else None,
             "router": route.name if route is not None else None,
             "service": service.name if service is not None else None,
-            "backend": redact_url(backend.url) if backend is not None else None,
+            "backend": backend.shown_url if backend is not None else None,
             "entrypoint": conn.entrypoint,
             "worker": self.slot,
             "trace_id": span.trace_id if span is not None else None,
@@ -372,7 +365,7 @@ class AccessLog:
             target = target.partition(b"?")[0]
         return b'%s - - [%s] "%s %s %s" %d %s\n' % (
             conn.client_ip.encode() or b"-", self.clock.common(time.time()).encode(), ex.method, target,
-            b"HTTP/1.1" if ex.http11 else _protocol(conn), ex.status,
+            b"HTTP/1.1" if ex.http11 else conn.protocol, ex.status,
             b"%d" % ex.resp_bytes if ex.resp_bytes else b"-")
 
     def flush(self) -> None:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...shared import log as gwlog
-from ...shared.config.redact import redact_url
 
 if TYPE_CHECKING:
     from ..http1 import Exchange
@@ -230,7 +229,7 @@ class Tracer:
         if ex.t_up:
             up_start = span.start_ns + int((ex.t_up - ex.t0) * 1e9)
             backend = ex.backend
-            url = redact_url(backend.url) if backend is not None else ""
+            url = backend.shown_url if backend is not None else ""
             exporter.add((span.trace_id, span.client_id, span.span_id, f"{method} upstream", SPAN_KIND_CLIENT,
                           up_start, end_ns, error, [("http.request.method", method), ("server.address", url),
                                                     ("http.response.status_code", status)]))
