@@ -35,7 +35,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ..shared.config.redact import redact, redact_url
+from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
 from . import metrics
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
@@ -79,7 +79,7 @@ class NodeView:
 
     @cached_property
     def control(self) -> dict[str, Any]:
-        return self.gateway.health()["control"]
+        return self.gateway.control()
 
     @cached_property
     def plane(self) -> dict[str, Any]:
@@ -134,13 +134,12 @@ class NodeView:
         key = backend_key(service, server["url"])
         live = self.plane["backends"].get(self.slots.get("backends", {}).get(key), {})
         healthy = live.get("healthy", True)
-        shown = redact_url(key)      # health() keys the checks' state by the masked URL
         return {**server, "health": "up" if healthy else "down",
                 "inflight": live.get("inflight", 0), "requests": live.get("requests", 0),
                 "passive": {"consecutive_failures": live.get("consecutive_failures", 0),
                             "down_for_s": round(live.get("passive_down_for_s", 0.0), 3)},
-                "health_check": self.control["health_checks"].get(shown),
-                "agent_health": self.control["agent_health"].get(shown)}
+                "health_check": self.control["health_checks"].get(key),
+                "agent_health": self.control["agent_health"].get(key)}
 
     def service(self, name: str, svc: dict[str, Any]) -> dict[str, Any]:
         lb = dict(svc["load_balancer"])

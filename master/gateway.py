@@ -103,8 +103,13 @@ class Gateway:
             "plane": self._plane.name if self._plane is not None else None,
             "workers": self._arbiter.snapshot() if self._arbiter else [],
             "last_reload": dict(self._last_reload),
-            "control": self._control.snapshot(),    # health checks, providers' last sync, ACME status
+            "control": self.control(),    # health checks, providers' last sync, ACME status
         })
+
+    def control(self) -> dict[str, Any]:
+        """The control plane's state (health checks, providers' syncs, ACME) as kept, URLs unmasked: for callers
+        that look servers up by URL and redact what they show (the admin API); ``health()`` masks it."""
+        return self._control.snapshot()
 
     def compiled(self) -> dict[str, Any]:
         """The live generation: the effective config (providers' routers and services merged in) and its
