@@ -247,12 +247,13 @@ def test_access_log_fast_path_matches_the_dict_path():
         types.SimpleNamespace(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
                               headers=[(b"User-Agent", b'ua "1"')], host=b"h", http11=True, req_bytes=5,
                               resp_bytes=7, route=types.SimpleNamespace(name='r"'), service=None,
-                              backend=types.SimpleNamespace(url="http://b"), span=span, local=None),
+                              backend=types.SimpleNamespace(url="http://b", shown_url="http://b"), span=span,
+                              local=None),
         types.SimpleNamespace(t0=1.0, t_up=0.0, status=502, target=b"/", method=b"POST", headers=[], host=b"h",
                               http11=False, req_bytes=0, resp_bytes=0, route=None, service=None, backend=None,
                               span=None, local=local),
     ):
-        conn = types.SimpleNamespace(client_ip="10.0.0.1", entrypoint="web")
+        conn = types.SimpleNamespace(client_ip="10.0.0.1", entrypoint="web", protocol=b"HTTP/1.0")  # ClientProtocol's
         fast = orjson.loads(al._json(ex, conn, 2.0, 1.0, ex.status))
         slow = orjson.loads(al._json_dict(ex, conn, 2.0, 1.0, ex.status))
         assert fast.pop("time")[:16] == slow.pop("time")[:16]
