@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 from .layout import PlaneLayout
+from .rows import RowTable
 from .segments import Segment
 
 COLS = 8
@@ -37,7 +38,7 @@ def status_col(status: int) -> int:
     return status // 100 - 1 if 100 <= status < 600 else ERR
 
 
-class CounterTable:
+class CounterTable(RowTable):
     SEGMENT = "counters"
 
     @staticmethod
@@ -68,49 +69,26 @@ class CounterTable:
 
     # ---- master ----
     def fold(self, slot: int) -> None:
-        q = self.q
-        rb = self.row_base(slot)
-        for j, v in enumerate(q[rb : rb + self.rw].tolist()):
-            if v:
-                q[j] = q[j] + v
-                q[rb + j] = 0
+        self.fold_row(slot)
         inf, W = self.inf, self.W
         for b, v in enumerate(inf[slot::W].tolist()):
             if v:
                 inf[b * W + slot] = 0
 
     def reset_router(self, idx: int, rows: int) -> None:
-        self._reset_entity(idx * COLS, rows)
+        self.zero(idx * COLS, COLS, rows)
 
     def reset_service(self, idx: int, rows: int) -> None:
-        self._reset_entity(self.svc_base + idx * COLS, rows)
+        self.zero(self.svc_base + idx * COLS, COLS, rows)
 
     def reset_backend(self, idx: int, rows: int) -> None:
-        self._reset_entity(self.be_base + idx * COLS, rows)
+        self.zero(self.be_base + idx * COLS, COLS, rows)
         s = idx * self.W
         for w in range(self.W):
             if self.inf[s + w]:
                 self.inf[s + w] = 0
 
-    def _reset_entity(self, off: int, rows: int) -> None:
-        q = self.q
-        for r in range(rows + 1):
-            base = r * self.rw + off
-            for c in range(COLS):
-                if q[base + c]:
-                    q[base + c] = 0
-
     # ---- readers ----
-    def sums(self, rows: int) -> list[int]:
-        """Column sums over retired + live rows: one flat list laid out like a row."""
-        q, rw = self.q, self.rw
-        acc = q[0:rw].tolist()
-        for r in range(1, rows + 1):
-            row = q[r * rw : (r + 1) * rw].tolist()
-            if any(row):
-                acc = [a + b for a, b in zip(acc, row)]
-        return acc
-
     def split(self, flat: list[int]) -> dict:
         lay = self.layout
         out: dict = {}

@@ -22,6 +22,7 @@ dead worker's row into ``retired`` then zeroes it, under the plane's FOLD_SEQ se
 from __future__ import annotations
 
 from .layout import PlaneLayout
+from .rows import RowTable
 from .segments import Segment
 
 CODES = (200, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504)
@@ -32,7 +33,7 @@ MC = 20
 assert FAIL_OPEN < MC
 
 
-class MiddlewareTable:
+class MiddlewareTable(RowTable):
     SEGMENT = "middlewares"
 
     @staticmethod
@@ -65,29 +66,12 @@ class MiddlewareTable:
 
     # ---- master
     def fold(self, slot: int) -> None:
-        q, rb = self.q, (slot + 1) * self.rw
-        for j, v in enumerate(q[rb : rb + self.rw].tolist()):
-            if v:
-                q[j] = q[j] + v
-                q[rb + j] = 0
+        self.fold_row(slot)
 
     def reset(self, mw: int, rows: int) -> None:
-        q = self.q
-        for r in range(rows + 1):
-            base = r * self.rw + mw * MC
-            for c in range(MC):
-                if q[base + c]:
-                    q[base + c] = 0
+        self.zero(mw * MC, MC, rows)
 
     # ---- readers
-    def sums(self, rows: int) -> list[int]:
-        q, rw = self.q, self.rw
-        acc = q[0:rw].tolist()
-        for r in range(1, rows + 1):
-            row = q[r * rw : (r + 1) * rw].tolist()
-            if any(row):
-                acc = [a + b for a, b in zip(acc, row, strict=True)]
-        return acc
 
     @staticmethod
     def split(flat: list[int]) -> dict:

@@ -34,6 +34,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from .layout import PlaneLayout
+from .rows import RowTable
 from .segments import Segment
 
 BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -62,7 +63,7 @@ def entrypoint_indices(names: object) -> dict[str, int]:
     return {n: min(i, MAX_ENTRYPOINTS - 1) for i, n in enumerate(sorted(names))}  # type: ignore[call-overload]
 
 
-class ObservationTable:
+class ObservationTable(RowTable):
     SEGMENT = "observations"
 
     @staticmethod
@@ -132,42 +133,21 @@ class ObservationTable:
 
     # ---- master
     def fold(self, slot: int) -> None:
-        q, rb = self.q, (slot + 1) * self.rw
-        for j, v in enumerate(q[rb : rb + self.rw].tolist()):
-            if v:
-                q[j] = q[j] + v
-                q[rb + j] = 0
+        self.fold_row(slot)
         g, s = self.g, slot * GAUGES
         for j in range(GAUGES):
             if g[s + j]:
                 g[s + j] = 0
 
     def reset_router(self, idx: int, rows: int) -> None:
-        self._zero(idx * HW, HW, rows)
-        self._zero(self.local_base + idx * NLOCAL, NLOCAL, rows)
-        self._zero(self.retry_base + idx, 1, rows)
+        self.zero(idx * HW, HW, rows)
+        self.zero(self.local_base + idx * NLOCAL, NLOCAL, rows)
+        self.zero(self.retry_base + idx, 1, rows)
 
     def reset_service(self, idx: int, rows: int) -> None:
-        self._zero(self.svc_base + idx * HW, HW, rows)
-
-    def _zero(self, off: int, n: int, rows: int) -> None:
-        q = self.q
-        for r in range(rows + 1):
-            base = r * self.rw + off
-            for c in range(n):
-                if q[base + c]:
-                    q[base + c] = 0
+        self.zero(self.svc_base + idx * HW, HW, rows)
 
     # ---- readers
-    def sums(self, rows: int) -> list[int]:
-        q, rw = self.q, self.rw
-        acc = q[0:rw].tolist()
-        for r in range(1, rows + 1):
-            row = q[r * rw : (r + 1) * rw].tolist()
-            if any(row):
-                acc = [a + b for a, b in zip(acc, row)]
-        return acc
-
     def split(self, flat: list[int], rows: int) -> dict:
         """{"router_durations"|"service_durations": {idx: (buckets list, sum seconds)},
         "requests": {(entrypoint idx, method name, class): n}, "local": {(router idx, code): n},
