@@ -22,6 +22,7 @@ from .schema import (
     header_name_error,
     join,
     path_error,
+    regex_error,
 )
 
 PLATFORMS = ("slack", "discord", "telegram", "feishu", "lark", "dingtalk", "wecom", "wechat", "webchat", "web")
@@ -41,16 +42,6 @@ def _aes_key_error(text: str) -> str | None:
     except ValueError:
         ok = False
     return None if ok else "must be the 43-character EncodingAESKey"
-
-
-def _regex_error(text: str) -> str | None:
-    try:
-        re.compile(text)
-    except re.error as e:
-        return f"invalid regular expression {text!r}: {e}"
-    except (RecursionError, OverflowError):  # sre's parser recurses per group
-        return "invalid regular expression: groups nested too deeply"
-    return None
 
 
 _NEEDS = {"slack": ("secret",), "discord": ("public_key",), "telegram": ("secret",), "dingtalk": ("secret",),
@@ -89,7 +80,7 @@ AI_MIDDLEWARES = {
             "tee_service": Field(Str(nonempty=True), required=True),
             "tee_threshold": Field(Str(choices=LEVELS), "confidential"),
             "sensitive_keywords": Field(ListOf(Str(nonempty=True)), []),
-            "sensitive_patterns": Field(ListOf(Str(check=_regex_error)), []),
+            "sensitive_patterns": Field(ListOf(Str(check=regex_error)), []),
             "inspect_headers": Field(ListOf(Str(check=header_name_error)), []),
             "max_inspect_bytes": Field(Int(minimum=1), 65536),
             "redact": Field(Bool(), False),

@@ -37,6 +37,7 @@ from .schema import (
     ip_network_error,
     join,
     path_error,
+    regex_error,
     url_check,
 )
 
@@ -44,16 +45,6 @@ from .schema import (
 def _burst_defaults_to_rate(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     if out.get("burst") is None and "rate" in out:
         out["burst"] = out["rate"]
-
-
-def _regex_error(text: str) -> str | None:
-    try:
-        re.compile(text)
-    except re.error as e:
-        return f"invalid regular expression {text!r}: {e}"
-    except (RecursionError, OverflowError):  # sre's parser recurses per group
-        return "invalid regular expression: groups nested too deeply"
-    return None
 
 
 def _rate_limit_key_error(text: str) -> str | None:
@@ -254,7 +245,7 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
         }
     ),
     "strip-prefix": Table({"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)}),
-    "strip-prefix-regex": Table({"regex": Field(ListOf(Str(check=_regex_error), min_items=1), required=True)}),
+    "strip-prefix-regex": Table({"regex": Field(ListOf(Str(check=regex_error), min_items=1), required=True)}),
     "add-prefix": Table({"prefix": Field(Str(check=path_error), required=True)}),
     "replace-path": Table({"path": Field(Str(check=path_error), required=True)}),
     "redirect-scheme": Table(
@@ -266,7 +257,7 @@ MIDDLEWARE_TYPES: dict[str, Table] = {
     ),
     "redirect-regex": Table(
         {
-            "regex": Field(Str(check=_regex_error), required=True),
+            "regex": Field(Str(check=regex_error), required=True),
             "replacement": Field(Str(nonempty=True), required=True),
             "permanent": _PERMANENT,
         }

@@ -505,6 +505,17 @@ def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
+def regex_error(text: str) -> str | None:
+    """Why ``text`` is not a usable Python regular expression (None if it is)."""
+    try:
+        re.compile(text)
+    except re.error as e:
+        return f"invalid regular expression {text!r}: {e}"
+    except (RecursionError, OverflowError):  # sre's parser recurses per group
+        return "invalid regular expression: groups nested too deeply"
+    return None
+
+
 def header_name_error(text: str) -> str | None:
     """RFC 7230 token check for header (and cookie) names."""
     return None if _TOKEN.fullmatch(text) else f"'{text}' is not a valid header name"
