@@ -18,18 +18,20 @@ The bucket, without a shared read-modify-write:
     C      = sum of the entry's counts                    (admissions since the entry slot was created)
     tokens = burst + rate * now + ANCHOR - C              (a token bucket whose refill is rate * now)
 The cap ("a bucket holds at most ``burst``") is applied by re-anchoring: when ``tokens > burst`` the taker
-treats it as ``burst`` and, if it admits, stores ANCHOR = (C' - 1) - rate * now with C' the sum re-read after
-its own claim (a full bucket at ``now`` minus its token). That is one aligned 8-byte store, and it is made
-only if it *lowers* ANCHOR: a re-anchor removes surplus tokens, so a stale one (a taker preempted between
-its read and its store) or one racing another taker can only make the bucket stricter, never refill it.
-Re-anchoring happens only when the bucket is full, i.e. never during a flood.
+treats it as ``burst``, bumps its own count and stores ANCHOR = C - rate * now, with C the sum it read (a full
+bucket at ``now`` minus its token; claims others made since that read are subtracted on top). That is one
+aligned 8-byte store, and it is made only if it *lowers* ANCHOR: a re-anchor removes surplus tokens, so a stale
+one (a taker preempted between its read and its store) or one racing another taker can only make the bucket
+stricter, never refill it. Re-anchoring happens only when the bucket is full, i.e. never during a flood.
 
-Admission is claim-then-verify: a taker that sees ``tokens >= 1`` bumps its own count, re-sums, and if the
-bucket went negative (another worker took the same last token at the same moment) it undoes its bump and
-rejects. Two racers can both back off (the token stays for the next request); both admitting needs each
-increment to be invisible to the other's re-read, which only the CPU store buffer can cause, for
-nanoseconds. Measured with 4 processes hammering one key (``tests/unit/test_plane_stress.py``), admissions
-stay within ±5% of ``burst + rate * t`` (the issue's 1,050 for 10 s at rate 100, burst 50).
+Admission needs no verify while the bucket holds at least one token per worker row (each worker has at most
+one take in progress, so all of them together cannot drive it negative). Below that it is claim-then-verify: a
+taker that sees ``tokens >= 1`` bumps its own count, re-sums, and if the bucket went negative (another worker
+took the same last token at the same moment) it undoes its bump and rejects. Two racers can both back off (the
+token stays for the next request); both admitting needs each increment to be invisible to the other's re-read,
+which only the CPU store buffer can cause, for nanoseconds. Measured with 4 processes hammering one key
+(``tests/unit/test_plane_stress.py``), admissions stay within ±5% of ``burst + rate * t`` (the issue's 1,050
+for 10 s at rate 100, burst 50).
 
 Why no lock: an fcntl stripe lock per request would cost two syscalls, measured at ~1.6 µs per
 lock/unlock pair (``loadtest/plane_bench.py``; a lock-free take is ~2.5 µs), i.e. +65% on every take,
@@ -146,29 +148,33 @@ class RateLimitTable:
         s = e * self.W1
         c = sum(cnt[s : s + 1 + rows])
         tokens = burst + rate * now + anchor - c
-        full = tokens > burst
-        if full:
-            tokens = burst
-        if tokens < 1.0:
-            return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
         i = s + col
-        cnt[i] = cnt[i] + 1
-        c2 = sum(cnt[s : s + 1 + rows])
         r = e * REC
-        if full:
-            # re-anchor to "full at now, minus our token", from the fresh sum; only ever lower ANCHOR
-            # (remove tokens), so a stale or racing re-anchor can never add tokens
-            new = (c2 - 1) - rate * now
+        if tokens > burst:
+            # Full: admit, and re-anchor to "full at ``now`` minus our token" for the sum we read. Claims made by
+            # others since that read are subtracted on top (stricter, never looser); the store is made only if
+            # it lowers ANCHOR (removes tokens), so a stale or racing re-anchor can never add tokens.
+            cnt[i] = cnt[i] + 1
+            new = c - rate * now
             if new < d[r + ANCHOR]:  # noqa: PLR1730 (store only when lowering)
                 d[r + ANCHOR] = new
-        anchor = d[r + ANCHOR]
-        after = burst + rate * now + anchor - c2
-        if after < 0.0:
-            cnt[i] = cnt[i] - 1
-            return False, 0, (-after) / rate if rate > 0 else 1.0
+            after = burst - 1.0
+        elif tokens >= rows + 1.0:
+            # At least one token per worker that could be claiming right now: ours cannot be the one that
+            # drives the bucket negative, so no verify is needed.
+            cnt[i] = cnt[i] + 1
+            after = tokens - 1.0
+        else:
+            if tokens < 1.0:
+                return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
+            cnt[i] = cnt[i] + 1        # claim, then verify against a fresh sum (another worker may race us)
+            after = burst + rate * now + d[r + ANCHOR] - sum(cnt[s : s + 1 + rows])
+            if after < 0.0:
+                cnt[i] = cnt[i] - 1
+                return False, 0, (-after) / rate if rate > 0 else 1.0
         if now - d[r + LAST] > 0.05:
             d[r + LAST] = now
-        return True, int(min(after, burst)), 0.0
+        return True, int(after), 0.0
 
     def _install(self, fp: int, b0: int, rate: float, now: float, rows: int) -> tuple[int, float]:
         """Under the bucket's lock: find or (re)write the entry for fp with a full bucket at ``now``."""
