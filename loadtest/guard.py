@@ -52,7 +52,8 @@ def main() -> int:
     cpu, rps = rows[name]
     print(f"gateway / minproxy: {cpu / rows['minproxy-2w'][0]:.2f}x CPU per request, "
           f"{rps / rows['minproxy-2w'][1]:.0%} of its req/s")
-    print(f"gateway / nginx:    {cpu / rows['nginx'][0]:.2f}x CPU per request, {rps / rows['nginx'][1]:.0%} of its req/s")
+    print(f"gateway / nginx:    {cpu / rows['nginx'][0]:.2f}x CPU per request, "
+          f"{rps / rows['nginx'][1]:.0%} of its req/s")
     return 0
 
 
