@@ -12,6 +12,8 @@ Invariants:
   loop turn, so the frames of every stream answered in one turn leave in one write (a write syscall costs more
   than all the framing of a small response). Before closing the transport, ``flush_now()`` writes at once.
 - ``end_stream`` requested while bytes are still queued is deferred until the outbox drains; trailers likewise.
+- DATA is queued by ``send_data`` and framed by ``flush_now`` (``pump``), so when the end of a stream is known in
+  the same turn (a small response), its last DATA frame carries END_STREAM instead of an empty frame after it.
 - Every DATA byte received is eventually acknowledged (``ack``) — immediately when it is dropped, after it was
   forwarded otherwise — so the connection window never leaks.
 """
@@ -63,6 +65,7 @@ class H2Endpoint(asyncio.Protocol):
         self.outboxes: dict[int, Outbox] = {}
         self.closed = False
         self.flush_scheduled = False
+        self.queued: dict[int, Outbox] = {}    # outboxes given DATA or an end since the last flush
 
     def flush(self) -> None:
         if not self.flush_scheduled:
@@ -71,6 +74,11 @@ class H2Endpoint(asyncio.Protocol):
 
     def flush_now(self) -> None:
         self.flush_scheduled = False
+        if self.queued:
+            queued, self.queued = self.queued, {}
+            for stream_id, box in queued.items():
+                if not box.done:
+                    self.pump(stream_id, box)
         data = self.conn.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
@@ -87,10 +95,8 @@ class H2Endpoint(asyncio.Protocol):
             return
         box.chunks.append(data)
         box.size += len(data)
-        self.pump(stream_id, box)
-        if box.size > HIGH_WATER and not box.paused and box.source is not None:
-            box.paused = True
-            box.source.pause_reading()
+        self.queued[stream_id] = box
+        self.flush()
 
     def end_stream(self, stream_id: int, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         box = self.outbox(stream_id)
@@ -98,10 +104,12 @@ class H2Endpoint(asyncio.Protocol):
             return
         box.end = True
         box.trailers = trailers
-        self.pump(stream_id, box)
+        self.queued[stream_id] = box
+        self.flush()
 
     def pump(self, stream_id: int, box: Outbox) -> None:
-        """Send as much of ``box`` as the windows allow; finish the stream when it is empty and ended."""
+        """Send as much of ``box`` as the windows allow; finish the stream when it is empty and ended (on its
+        last DATA frame when there are no trailers). Pauses the source while too much is left waiting."""
         conn = self.conn
         chunks = box.chunks
         try:
@@ -115,24 +123,30 @@ class H2Endpoint(asyncio.Protocol):
                 else:
                     chunks[0] = chunk[window:]
                     chunk = chunk[:window]
-                conn.send_data(stream_id, chunk)
                 box.size -= len(chunk)
-            if not chunks and box.end:
+                last = not chunks and box.end and not box.trailers
+                conn.send_data(stream_id, chunk, end_stream=last)
+                if last:
+                    box.done = True
+                    self.outboxes.pop(stream_id, None)
+            if not chunks and box.end and not box.done:
                 box.done = True
+                self.outboxes.pop(stream_id, None)
                 if box.trailers:
                     conn.send_headers(stream_id, box.trailers, end_stream=True)
                 else:
                     conn.end_stream(stream_id)
-                self.outboxes.pop(stream_id, None)
-        except h2.exceptions.StreamClosedError:
+        except h2.exceptions.ProtocolError:  # StreamClosedError too: e.g. the client reset it in this same batch
             box.done = True
             self.outboxes.pop(stream_id, None)
-        except h2.exceptions.ProtocolError:  # e.g. the stream is half-closed by a reset in this same batch
-            box.done = True
-            self.outboxes.pop(stream_id, None)
-        if box.paused and box.size < LOW_WATER and box.source is not None:
-            box.paused = False
-            box.source.resume_reading()
+        if box.source is not None:
+            if box.paused:
+                if box.size < LOW_WATER:
+                    box.paused = False
+                    box.source.resume_reading()
+            elif box.size > HIGH_WATER and not box.done:
+                box.paused = True
+                box.source.pause_reading()
 
     def pump_all(self) -> None:
         for stream_id, box in list(self.outboxes.items()):
