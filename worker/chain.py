@@ -184,5 +184,9 @@ def header_value(headers: list[tuple[bytes, bytes]], lname: bytes) -> bytes | No
 
 
 def remove_headers(headers: list[tuple[bytes, bytes]], lnames: frozenset[bytes] | set[bytes]) -> None:
-    """Delete, in place, every header whose lowercase name is in ``lnames``."""
-    headers[:] = [h for h in headers if h[0].lower() not in lnames]
+    """Delete, in place, every header whose lowercase name is in ``lnames`` (usually none is: then nothing is
+    rebuilt)."""
+    for name, _ in headers:
+        if name.lower() in lnames:
+            headers[:] = [h for h in headers if h[0].lower() not in lnames]
+            return

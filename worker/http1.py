@@ -318,7 +318,7 @@ class ClientProtocol(asyncio.Protocol):
                 tokens = connection_tokens(value, tokens)
             elif ln in framing.UNDERSCORE_ALIASES:
                 return self._reject(ex, 400, "Invalid header name")
-        drop = named_by_connection(tokens)
+        drop = named_by_connection(tokens) if tokens is not None else None
         if drop is not None:             # rare: Connection names more headers to strip
             drop.discard(b"content-length")     # never: the body would be read as the next request
             kept = [(n, v) for n, v in kept if n.lower() not in drop]
@@ -378,7 +378,7 @@ class ClientProtocol(asyncio.Protocol):
             return self._started(ex)
         ex.route = route
         ex.service = route.service
-        if route.chain:
+        if route.chain.middlewares:
             reply = route.chain.on_request(ex)
             if reply is not None:
                 if reply.__class__ is bytes:
@@ -480,7 +480,7 @@ class ClientProtocol(asyncio.Protocol):
         """The request head sent upstream (built late: the backend decides Host when pass_host_header=false)."""
         host = ex.host if ex.service.pass_host_header else ex.backend.host_header
         parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-        parts.extend(b"%s: %s\r\n" % h for h in ex.headers)
+        parts += [b"%s: %s\r\n" % h for h in ex.headers]
         if ex.req_chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\n" % (ex.xff, ex.host))

@@ -33,6 +33,10 @@ NO_BODY_STATUS = frozenset((204, 304))
 
 MODE_NONE, MODE_LENGTH, MODE_RECHUNK, MODE_CLOSE = 0, 1, 2, 3
 
+# Status lines by (status, upstream reason): built and checked once (bounded: reasons come from backends).
+STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+STATUS_LINES_MAX = 256
+
 # A response head larger than this (fields as parsed, or raw bytes while the head is incomplete) is a 502.
 MAX_RESPONSE_HEAD = 64 * 1024
 
@@ -236,11 +240,16 @@ class UpstreamProtocol(asyncio.Protocol):
                                               service.passive_cooldown)
             else:
                 backend.passive_success()
-        headers = self.headers
-        if ex.route is not None and ex.route.chain:
-            headers = list(headers)
-            ex.route.chain.on_response(ex, status, headers)
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, framing.clean_reason(self.reason, responses.reason(status)))]
+        headers = self.headers              # a new list per message: the response phase may edit it in place
+        route = ex.route
+        if route is not None and route.chain.responders:
+            route.chain.on_response(ex, status, headers)
+        line = STATUS_LINES.get((status, self.reason))
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, framing.clean_reason(self.reason, responses.reason(status)))
+            if len(STATUS_LINES) < STATUS_LINES_MAX:
+                STATUS_LINES[status, self.reason] = line
+        parts = [line]
         append = parts.append
         has_cl = False
         up_chunked = False
@@ -262,7 +271,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 up_chunked = True
             elif ln == b"connection" and value.lower() not in PLAIN_CONNECTION_OPTIONS:
                 tokens = connection_tokens(value, tokens)
-        drop = named_by_connection(tokens)
+        drop = named_by_connection(tokens) if tokens is not None else None
         if drop is not None:                 # rare: Connection names more headers to strip
             parts = _without(parts, drop)
             append = parts.append

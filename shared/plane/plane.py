@@ -378,7 +378,8 @@ class Plane:
         if router >= 0:
             i = self._crow + router * COLS
             q[i + cls] += 1
-            q[i + 6] += bytes_in
+            if bytes_in:                 # most requests have no body: skip adding 0
+                q[i + 6] += bytes_in
             q[i + 7] += bytes_out
             i = self._o_rt + router * HW
             o[i + b] += 1
@@ -390,7 +391,8 @@ class Plane:
         if service >= 0:
             i = self._c_svc + service * COLS
             q[i + cls] += 1
-            q[i + 6] += bytes_in
+            if bytes_in:
+                q[i + 6] += bytes_in
             q[i + 7] += bytes_out
             i = self._o_svc + service * HW
             o[i + b] += 1
@@ -398,7 +400,8 @@ class Plane:
         if backend >= 0:
             i = self._c_be + backend * COLS
             q[i + cls] += 1
-            q[i + 6] += bytes_in
+            if bytes_in:
+                q[i + 6] += bytes_in
             q[i + 7] += bytes_out
         o[self._o_req + ep_method * CLASSES + cls] += 1
 

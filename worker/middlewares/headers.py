@@ -37,18 +37,19 @@ class Headers(Middleware):
         self.response: Edit = _edit(params["response_headers"], params["add_response_headers"],
                                     params["remove_response_headers"])
 
-    @staticmethod
-    def apply(edit: Edit, headers: list[tuple[bytes, bytes]]) -> None:
-        drop, put, add = edit
-        if drop:
-            remove_headers(headers, drop)
-        headers.extend(put)
-        headers.extend(add)
-
     def on_request(self, ex: Exchange) -> None:
         if self.request_host is not None:
             ex.host = self.request_host
-        self.apply(self.request, ex.headers)
+        drop, put, add = self.request
+        headers = ex.headers
+        if drop:
+            remove_headers(headers, drop)
+        headers += put
+        headers += add
 
     def on_response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.apply(self.response, headers)
+        drop, put, add = self.response
+        if drop:
+            remove_headers(headers, drop)
+        headers += put
+        headers += add
