@@ -47,7 +47,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..shared import log as gwlog
 from . import responses, upstream_h2
-from .h2base import H2Endpoint, header_value
+from .h2base import H2Endpoint, header_value, install_hpack
 from .headers import GATEWAY_SET
 from .http1 import ClientProtocol, Exchange, passive_failure, repick
 from .proxy import grpc
@@ -401,6 +401,7 @@ class H2Server(H2Endpoint):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
                                            normalize_outbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
+        install_hpack(self.conn)
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,

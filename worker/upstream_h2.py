@@ -30,7 +30,7 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..shared import log as gwlog
-from .h2base import H2Endpoint, header_value
+from .h2base import H2Endpoint, header_value, install_hpack
 from .http1 import passive_failure
 from .tls import client_context
 
@@ -55,6 +55,7 @@ class H2Upstream(H2Endpoint):
         self.key = key
         self.registry = registry
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        install_hpack(self.conn)
         self.streams: dict[int, UpstreamStream] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.usable = True
