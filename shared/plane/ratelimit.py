@@ -124,13 +124,9 @@ class RateLimitTable:
         return (-1, 0.0, 0.0) if got is None else (b0 + k, *got)
 
     def _entry(self, limiter: int, key: bytes, rate: float, now: float, rows: int) -> tuple[int, float]:
-        """The entry of (limiter, key) anchored at ``rate``, and its ANCHOR: remembered, found or installed."""
+        """The entry of (limiter, key) anchored at ``rate``, and its ANCHOR: found or installed (``take`` has
+        tried the remembered location first)."""
         gen = self.gen[limiter]
-        where = self._where.get((limiter, key))
-        if where is not None and where[0] == gen:
-            got = self._read(where[2], where[1])
-            if got is not None and got[0] == rate:
-                return where[2], got[1]
         fp = self._fp(_PERSON.pack(limiter, gen), key)
         b0 = (fp >> 16) % self.nbuckets * BUCKET
         e, erate, anchor = self._lookup(fp, b0)
@@ -143,8 +139,23 @@ class RateLimitTable:
 
     def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float, col: int,
              rows: int) -> tuple[bool, int, float]:
-        e, anchor = self._entry(limiter, key, rate, now, rows)
-        cnt, d = self.cnt, self.d
+        q, d = self.q, self.d
+        where = self._where.get((limiter, key))
+        e = -1
+        if where is not None and where[0] == self.gen[limiter]:
+            # the remembered entry, read seqlock-consistent in one try (a writer in progress: the slow path)
+            e = where[2]
+            r = e * REC
+            seq = q[r + SEQ]
+            if not seq & 1 and q[r + FP] == where[1] and d[r + RATE] == rate:
+                anchor = d[r + ANCHOR]
+                if q[r + SEQ] != seq:
+                    e = -1
+            else:
+                e = -1
+        if e < 0:
+            e, anchor = self._entry(limiter, key, rate, now, rows)
+        cnt = self.cnt
         s = e * self.W1
         c = sum(cnt[s : s + 1 + rows])
         tokens = burst + rate * now + anchor - c
