@@ -26,6 +26,9 @@ Invariants:
 - Limits: ``MAX_CONCURRENT_STREAMS`` and ``MAX_HEADER_LIST_SIZE`` are advertised and enforced by ``h2``; a
   client that resets more than ``RESET_LIMIT`` streams within ``RESET_WINDOW`` seconds (rapid reset,
   CVE-2023-44487) gets GOAWAY(ENHANCE_YOUR_CALM) and is disconnected.
+- A malformed request or trailers (``valid_field`` and ``_request`` check what h2's own, turned-off, field
+  checks did, plus what an HTTP/1.1 backend needs) resets that stream with PROTOCOL_ERROR; nothing of it is
+  forwarded.
 - No input crashes the worker: protocol errors end the connection with GOAWAY, anything unexpected is
   logged and the connection aborted.
 """
@@ -46,7 +49,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..shared import log as gwlog
-from . import responses, upstream_h2
+from . import framing, responses, upstream_h2
 from .h2base import H2Endpoint, header_value, install_hpack
 from .headers import GATEWAY_SET
 from .http1 import ClientProtocol, Exchange, passive_failure, repick
@@ -72,6 +75,49 @@ RESET_WINDOW = 10.0
 # Connection-specific fields an HTTP/1.1 response head may carry; they have no place in HTTP/2 (RFC 9113 §8.2.2).
 _NOT_IN_H2 = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
                         b"te"))
+
+# What a received field may be. h2's own checks of received fields are turned off (a chain of generators that
+# cost more than the rest of a request's header handling); ``valid_field`` makes them, with what an HTTP/1.1
+# backend needs on top: :method a token, :path one request-line token, a valid authority, no framing-header
+# spellings with "_" (the framing policy of HTTP/1.1 requests).
+_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+_CONNECTION_SPECIFIC = _NOT_IN_H2 - {b"te"}
+_NAME_CHARS = bytes(c for c in range(0x21, 0x7F) if c != 0x3A and not 0x41 <= c <= 0x5A)    # RFC 9113 §8.2.1
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TARGET_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))     # no SP, no control
+_VALID_FIELDS: set[tuple[bytes, bytes]] = set()
+_VALID_MAX = 4096
+_VALID_VALUE_MAX = 256
+_NOT_KEPT = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
+
+
+def valid_field(name: bytes, value: bytes) -> bool:
+    """Whether one received field is well-formed on its own (RFC 9113 §8.2.1, §8.2.2): a lowercase name without
+    separators, a value without NUL/CR/LF or surrounding whitespace, no connection-specific field, TE only
+    "trailers", a known pseudo-header. Short valid fields are kept in ``_VALID_FIELDS``, which callers test first
+    (the same few fields repeat on every request); it is emptied when full."""
+    if b"\r" in value or b"\n" in value or b"\0" in value or value.strip(b" \t") != value:
+        return False
+    if name[:1] == b":":
+        if name not in _PSEUDO:
+            return False
+        if name == b":method":
+            if not value or value.translate(None, _TOKEN_CHARS):
+                return False
+        elif name == b":path":
+            if not value or value.translate(None, _TARGET_CHARS):
+                return False
+        elif name == b":authority" and value not in framing.VALID_HOSTS and not framing.valid_host(value):
+            return False
+    elif (not name or name.translate(None, _NAME_CHARS) or name in _CONNECTION_SPECIFIC
+          or framing.underscore_alias(name) or (name == b"te" and value.lower() != b"trailers")
+          or (name == b"host" and value not in framing.VALID_HOSTS and not framing.valid_host(value))):
+        return False
+    if len(value) <= _VALID_VALUE_MAX and name not in _NOT_KEPT:
+        if len(_VALID_FIELDS) >= _VALID_MAX:
+            _VALID_FIELDS.clear()
+        _VALID_FIELDS.add((name, value))
+    return True
 
 
 class Handover(asyncio.Protocol):
@@ -398,8 +444,11 @@ class H2Server(H2Endpoint):
         self.entrypoint = entrypoint
         self.scheme = scheme
         self.port = port
+        # h2's checks of received fields are off: _request and valid_field make them (and more) in the pass
+        # over the fields the gateway makes anyway; h2 still checks content-length against the DATA received.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
+                                           normalize_outbound_headers=False, validate_inbound_headers=False,
+                                           normalize_inbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
         install_hpack(self.conn)
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -473,7 +522,10 @@ class H2Server(H2Endpoint):
         elif isinstance(event, h2.events.TrailersReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream.request_ended(list(event.headers))
+                if all(f[0][:1] != b":" and (f in _VALID_FIELDS or valid_field(f[0], f[1])) for f in event.headers):
+                    stream.request_ended(event.headers)
+                else:
+                    self._malformed(event.stream_id)
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self.window_changed(event)
         elif isinstance(event, h2.events.StreamReset):
@@ -506,28 +558,58 @@ class H2Server(H2Endpoint):
             self._close(ErrorCodes.ENHANCE_YOUR_CALM)
 
     # -- requests
+    def _malformed(self, stream_id: int) -> None:
+        """A malformed request or trailers: a stream error (RFC 9113 §8.1.1), the other streams go on."""
+        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.cancel()
+
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         if self.worker.draining:
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        method = path = authority = None
+        method = path = authority = scheme = protocol = host = None
         kept: list[tuple[bytes, bytes]] = []
         xff = None
         cookies: list[bytes] = []
         is_grpc = False
-        raw = list(event.headers)
-        for name, value in raw:
-            if name[:1] == b":":
+        regular = False
+        raw = event.headers
+        for field in raw:
+            name, value = field
+            if field not in _VALID_FIELDS and not valid_field(name, value):
+                return self._malformed(stream_id)
+            if name[:1] == b":":               # one of _PSEUDO (valid_field): each at most once, before the rest
+                if regular:
+                    return self._malformed(stream_id)
                 if name == b":method":
+                    if method is not None:
+                        return self._malformed(stream_id)
                     method = value
                 elif name == b":path":
+                    if path is not None:
+                        return self._malformed(stream_id)
                     path = value
                 elif name == b":authority":
+                    if authority is not None:
+                        return self._malformed(stream_id)
                     authority = value
+                elif name == b":scheme":
+                    if scheme is not None:
+                        return self._malformed(stream_id)
+                    scheme = value
+                else:
+                    if protocol is not None:
+                        return self._malformed(stream_id)
+                    protocol = value
                 continue
+            regular = True
             if name == b"host":
-                authority = authority or value
+                if host is not None:
+                    return self._malformed(stream_id)
+                host = value
                 continue
             if name in GATEWAY_SET:
                 continue
@@ -540,14 +622,29 @@ class H2Server(H2Endpoint):
             if name == b"content-type" and value[:16] == b"application/grpc":
                 is_grpc = True
             kept.append((name, value))
+        # RFC 9113 §8.3.1: :method always; :scheme and :path unless a plain CONNECT, which has neither; :protocol
+        # only on CONNECT (RFC 8441). An authority (:authority or Host; the same one when both are given).
+        if method is None or (protocol is not None and method != b"CONNECT"):
+            return self._malformed(stream_id)
+        if method == b"CONNECT" and protocol is None:
+            if scheme is not None or path is not None:
+                return self._malformed(stream_id)
+        elif scheme is None or path is None:
+            return self._malformed(stream_id)
+        if authority is None:
+            if host is None:
+                return self._malformed(stream_id)
+            authority = host
+        elif host is not None and host != authority:
+            return self._malformed(stream_id)
         if cookies:
             kept.append((b"cookie", b"; ".join(cookies)))
         ex = Exchange()
-        ex.method = method or b"GET"
+        ex.method = method
         ex.http11 = False                      # bodies pass through unchanged (see the module docstring)
         ex.keep_alive = True
         ex.is_head = method == b"HEAD"
-        ex.host = authority or b""
+        ex.host = authority
         ex.target = path or b"/"
         ex.headers = kept
         if xff is not None:
