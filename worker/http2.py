@@ -76,6 +76,24 @@ RESET_WINDOW = 10.0
 _NOT_IN_H2 = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
                         b"te"))
 
+# Response head lines (as upstream.py writes them) already turned into HTTP/2 fields; () for a line that is dropped.
+# The same few lines repeat on every response, so most cost one dict lookup. Emptied when full.
+_LINES: dict[bytes, tuple[bytes, bytes] | tuple[()]] = {}
+_LINES_MAX = 4096
+_LINE_KEPT_MAX = 128
+
+
+def _h2_field(line: bytes) -> tuple[bytes, bytes] | tuple[()]:
+    name, _, value = line.partition(b":")
+    name = name.strip().lower()
+    field = (name, value.strip()) if name and name not in _NOT_IN_H2 else ()
+    if len(line) <= _LINE_KEPT_MAX and name != b"set-cookie":
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        _LINES[line] = field
+    return field
+
+
 # What a received field may be. h2's own checks of received fields are turned off (a chain of generators that
 # cost more than the rest of a request's header handling); ``valid_field`` makes them, with what an HTTP/1.1
 # backend needs on top: :method a token, :path one request-line token, a valid authority, no framing-header
@@ -235,11 +253,13 @@ class Stream:
             if status[:1] == b"1":
                 return                         # interim responses are not relayed over HTTP/2
             headers = [(b":status", status)]
+            lines = _LINES
             for line in data[data.find(b"\r\n") + 2: end].split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name and name not in _NOT_IN_H2:
-                    headers.append((name, value.strip()))
+                field = lines.get(line)
+                if field is None:
+                    field = _h2_field(line)
+                if field:
+                    headers.append(field)
             self.send_headers(headers)
             data = data[end + 4:]
         if data:                               # counted upstream (upstream.py), as for HTTP/1.1
