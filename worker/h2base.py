@@ -288,9 +288,13 @@ class _VersionedTable(HeaderTable):
 
 class RepeatDecoder(hpack.Decoder):
     """An HPACK decoder that remembers the blocks that left its table unchanged (table references only, as a
-    client repeating a request sends): the same bytes against the same table version decode to the same list."""
+    client repeating a request sends): the same bytes against the same table version decode to the same list.
+    Only small blocks are kept, a few per connection, and none once the table changed (their fields are then
+    all in the current table: nothing evicted is kept alive)."""
 
-    BLOCKS_MAX = 64
+    BLOCKS_MAX = 8
+    BLOCK_MAX_BYTES = 256
+    BLOCK_MAX_FIELDS = 32
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size)
@@ -299,17 +303,18 @@ class RepeatDecoder(hpack.Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:  # type: ignore[override]
         table = self.header_table
-        key = bytes(data)
-        hit = self.blocks.get(key)
-        if hit is not None and hit[0] == table.version and hit[1] == self.max_header_list_size and raw:
+        version = table.version
+        hit = self.blocks.get(data)
+        if hit is not None and hit[0] == version and hit[1] == self.max_header_list_size and raw:
             self._assert_valid_table_size()    # the limit may have shrunk since (SETTINGS acknowledged)
             return list(hit[2])
-        version = table.version
         headers = list(super().decode(data, raw))
-        if table.version == version and raw:
+        if table.version != version:
+            self.blocks.clear()
+        elif raw and len(data) <= self.BLOCK_MAX_BYTES and len(headers) <= self.BLOCK_MAX_FIELDS:
             if len(self.blocks) >= self.BLOCKS_MAX:
                 self.blocks.clear()
-            self.blocks[key] = (version, self.max_header_list_size, headers)
+            self.blocks[bytes(data)] = (version, self.max_header_list_size, headers)
             return list(headers)
         return headers
 
