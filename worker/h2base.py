@@ -20,8 +20,8 @@ Invariants:
 HPACK (``install_hpack``): the pure-Python ``hpack`` coder is a large part of a stream's cost, so both sides
 replace it. ``FieldEncoder`` never uses the dynamic table (as nginx does): each field is a static-table index or a
 literal without indexing, which depends on nothing but the field, so encoded fields are kept and reused by every
-connection. ``RepeatDecoder`` remembers header blocks made only of table references (what a client repeating a
-request sends once its fields are indexed) with the table version they were decoded against.
+connection. ``RepeatDecoder`` remembers small header blocks that left its table unchanged (what a client repeating
+a request sends once its fields are indexed) with the table version they were decoded against.
 """
 
 from __future__ import annotations
