@@ -625,8 +625,10 @@ class ClientProtocol(asyncio.Protocol):
         return True
 
     def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
-        self._account(ex)
-        self._release_backend(ex)
+        if not ex.counted:         # usually done already, before the response's last bytes went out
+            self._account(ex)
+        if ex.backend is not None:
+            self._release_backend(ex)
         if self.closed:
             return
         t = self.transport
