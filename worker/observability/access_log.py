@@ -53,8 +53,8 @@ _time = time.time
 # index, and a float's repr even more); milliseconds are written as integer.3-digits ("1.500" = 1.5).
 _LINE = (b'{"time":"%s.%sZ","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
          b'"status":%s,"request_bytes":%s,"response_bytes":%s,"duration_ms":%s.%s,"upstream_ms":%s,%s,'
-         b'"trace_id":null,"span_id":null,"user_agent":%s,"reason":%s}\n')
-_LINE_SPAN = _LINE.replace(b'"trace_id":null,"span_id":null', b'"trace_id":"%s","span_id":"%s"')
+         b'"trace_id":%s,"user_agent":%s,"reason":%s}\n')
+_NO_SPAN = b'null,"span_id":null'
 _DEC = [b"%d" % i for i in range(10000)]
 _FRAC = [b"%03d" % i for i in range(1000)]
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -207,7 +207,6 @@ class AccessLog:
         self.loop = loop
         self.slot = slot
         self.count = count
-        self.common = cfg["format"] == "common"
         fields = cfg["fields"] or None
         exclude = set(cfg["exclude_fields"])
         self.only = None if fields is None and not exclude else (
@@ -220,6 +219,10 @@ class AccessLog:
             lo, _, hi = r.partition("-")
             self.ranges.append((int(lo), int(hi or lo)))
         self.min_duration = cfg["filters"]["min_duration"]
+        self.filtered = bool(self.ranges) or self.min_duration > 0
+        # the line format, chosen once: Common Log Format, the JSON fast path, or a dict for field selections
+        self.format = (self._common if cfg["format"] == "common" else
+                       self._json_dict if self.only is not None or self.capture else self._json)
         self.buffer_size = cfg["buffer_size"]
         self.flush_interval = cfg["flush_interval"]
         self.buf: list[bytes] = []
@@ -232,11 +235,9 @@ class AccessLog:
     def log(self, ex: Exchange, conn: ClientProtocol, now: float) -> None:
         seconds = now - ex.t0
         status = ex.status
-        if self.ranges and not any(lo <= status <= hi for lo, hi in self.ranges):
+        if self.filtered and not self._wanted(status, seconds):
             return
-        if seconds < self.min_duration:
-            return
-        line = self._common(ex, conn) if self.common else self._json(ex, conn, now, seconds, status)
+        line = self.format(ex, conn, now, seconds, status)
         self.buf.append(line)
         self.size += len(line)
         if self.size >= self.buffer_size:
@@ -244,46 +245,46 @@ class AccessLog:
         elif self.timer is None:
             self.timer = self.loop.call_later(self.flush_interval, self.flush)
 
-    def _json(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
-        if self.only is not None or self.capture:
-            return self._json_dict(ex, conn, now, seconds, status)
-        # The fast path (every field, no captured headers): one bytes template; strings that come from the
-        # request are escaped by orjson, the per-route names are encoded once per generation. Same output as
-        # ``_json_dict`` (tests/unit/test_metrics_observations.py checks it).
-        target = getattr(ex, "target", b"")
-        path, _, query = target.partition(b"?")
+    def _wanted(self, status: int, seconds: float) -> bool:
+        """The ``filters``: a status in one of the ranges (when given) and at least ``min_duration``."""
+        if self.ranges and not any(lo <= status <= hi for lo, hi in self.ranges):
+            return False
+        return seconds >= self.min_duration
+
+    def _escape(self, value: bytes) -> bytes:
+        """``value`` as a JSON string, remembered when short (a miss of ``escaped``)."""
         esc = self.escaped
-        if len(esc) > ESCAPED_MAX:
+        if len(esc) >= ESCAPED_MAX:
             esc.clear()
+        js = _dumps(value.decode("latin-1"))
+        if len(value) <= ESCAPED_LEN:
+            esc[value] = js
+        return js
+
+    def _const(self, ex: Exchange, conn: ClientProtocol, key: tuple[int, int, str]) -> bytes:
+        """The router, service, backend, entrypoint and worker fields, encoded once per route and backend."""
+        route, service, backend = ex.route, ex.service, ex.backend
+        const = self.consts[key] = _dumps({
+            "router": route.name if route is not None else None,
+            "service": service.name if service is not None else None,
+            "backend": backend.shown_url if backend is not None else None,
+            "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
+        return const
+
+    def _json(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+        """The default line (every field, no captured headers): one bytes template; strings that come from
+        the request are escaped by orjson (and remembered), the per-route names are encoded once. Same output
+        as ``_json_dict`` (tests/unit/test_metrics_observations.py checks it)."""
+        path, _, query = ex.target.partition(b"?")
+        esc = self.escaped
         ua = b"null"
-        for name, value in getattr(ex, "headers", ()):
+        for name, value in ex.headers:
             if len(name) == 10 and name.lower() == b"user-agent":
-                ua = esc.get(value)
-                if ua is None:
-                    ua = _dumps(value.decode("latin-1"))
-                    if len(value) <= ESCAPED_LEN:
-                        esc[value] = ua
+                ua = esc.get(value) or self._escape(value)
                 break
-        host = getattr(ex, "host", b"")
-        hj = esc.get(host)
-        if hj is None:
-            hj = _dumps(host.decode("latin-1"))
-            if len(host) <= ESCAPED_LEN:
-                esc[host] = hj
-        pj = esc.get(path)
-        if pj is None:
-            pj = _dumps(path.decode("latin-1"))
-            if len(path) <= ESCAPED_LEN:
-                esc[path] = pj
-        route, backend, span = ex.route, ex.backend, ex.span
-        key = (id(route), id(backend), conn.entrypoint)
-        const = self.consts.get(key)
-        if const is None:
-            const = self.consts[key] = _dumps({
-                "router": route.name if route is not None else None,
-                "service": ex.service.name if ex.service is not None else None,
-                "backend": backend.shown_url if backend is not None else None,
-                "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
+        host = ex.host
+        key = (id(ex.route), id(ex.backend), conn.entrypoint)
+        span = ex.span
         t = _time()
         sec = int(t)
         clock = self.clock
@@ -296,15 +297,16 @@ class AccessLog:
             up = int((now - ex.t_up) * 1e6)
             upstream = (_DEC[up // 1000] if up < 10000000 else b"%d" % (up // 1000)) + b"." + _FRAC[up % 1000]
         n_in, n_out = ex.req_bytes, ex.resp_bytes
-        args = (clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method, hj, pj,
-                b"null" if self.drop_query or not query else _dumps(query.decode("latin-1")),
-                b"HTTP/1.1" if ex.http11 else conn.protocol, _DEC[status] if status < 10000 else b"%d" % status,
-                _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
-                _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream, const)
-        tail = (ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
-        if span is None:
-            return _LINE % (args + tail)
-        return _LINE_SPAN % (args + (span.trace_id.encode(), span.span_id.encode()) + tail)
+        return _LINE % (
+            clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method,
+            esc.get(host) or self._escape(host), esc.get(path) or self._escape(path),
+            b"null" if not query or self.drop_query else _dumps(query.decode("latin-1")),
+            b"HTTP/1.1" if ex.http11 else conn.protocol, _DEC[status] if status < 10000 else b"%d" % status,
+            _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
+            _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream,
+            self.consts.get(key) or self._const(ex, conn, key),
+            _NO_SPAN if span is None else f'"{span.trace_id}","span_id":"{span.span_id}"'.encode(),
+            ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
 
     def _json_dict(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
         target = getattr(ex, "target", b"")
@@ -359,13 +361,13 @@ class AccessLog:
             entry = {k: v for k, v in entry.items() if (include is None or k in include) and k not in exclude}
         return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
 
-    def _common(self, ex: Exchange, conn: ClientProtocol) -> bytes:
-        target = getattr(ex, "target", b"-")
+    def _common(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+        target = ex.target
         if self.drop_query:
             target = target.partition(b"?")[0]
         return b'%s - - [%s] "%s %s %s" %d %s\n' % (
             conn.client_ip.encode() or b"-", self.clock.common(time.time()).encode(), ex.method, target,
-            b"HTTP/1.1" if ex.http11 else conn.protocol, ex.status,
+            b"HTTP/1.1" if ex.http11 else conn.protocol, status,
             b"%d" % ex.resp_bytes if ex.resp_bytes else b"-")
 
     def flush(self) -> None:
