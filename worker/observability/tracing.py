@@ -62,16 +62,15 @@ class Span(tuple):
     __slots__ = ()
 
     def __new__(cls, trace_id: str, span_id: str, parent_id: str, client_id: str, sampled: bool,
-                start_ns: int, tracestate: bytes | None) -> Span:
-        return _tuple_new(cls, (trace_id, span_id, parent_id, client_id, sampled, start_ns, tracestate))
+                tracestate: bytes | None) -> Span:
+        return _tuple_new(cls, (trace_id, span_id, parent_id, client_id, sampled, tracestate))
 
     trace_id = property(itemgetter(0))
     span_id = property(itemgetter(1))
     parent_id = property(itemgetter(2))
     client_id = property(itemgetter(3))
     sampled = property(itemgetter(4))
-    start_ns = property(itemgetter(5))
-    tracestate = property(itemgetter(6))
+    tracestate = property(itemgetter(5))
 
 
 _tuple_new = tuple.__new__
@@ -188,18 +187,18 @@ class Tracer:
         span_id, client_id = pool[i : i + 16], pool[i + 16 : i + 32]   # the server span's and the client span's
         if span_id == _ZERO or client_id == _ZERO:    # all-zero ids are invalid (probability 2**-63)
             span_id, client_id = self._new_id(64), self._new_id(64)
-        ex.span = _tuple_new(Span, (trace_id, span_id, parent_id, client_id, sampled, _time_ns(), tracestate))
-        flag = b"1" if sampled else b"0"
-        tid, cid = trace_id.encode(), client_id.encode()
+        # no clock read here: the span's times are derived from the exchange's when it is exported (finish)
+        ex.span = _tuple_new(Span, (trace_id, span_id, parent_id, client_id, sampled, tracestate))
+        flag = "1" if sampled else "0"
         if self.w3c:
-            kept.append((b"traceparent", b"00-%s-%s-0%s" % (tid, cid, flag)))
+            kept.append((b"traceparent", f"00-{trace_id}-{client_id}-0{flag}".encode()))
             if tracestate is not None:
                 kept.append((b"tracestate", tracestate))
         if self.b3:
-            kept.append((b"b3", b"%s-%s-%s-%s" % (tid, cid, flag, span_id.encode())))
+            kept.append((b"b3", f"{trace_id}-{client_id}-{flag}-{span_id}".encode()))
         if self.b3multi:
-            kept += ((b"X-B3-TraceId", tid), (b"X-B3-SpanId", cid), (b"X-B3-ParentSpanId", span_id.encode()),
-                     (b"X-B3-Sampled", flag))
+            kept += ((b"X-B3-TraceId", trace_id.encode()), (b"X-B3-SpanId", client_id.encode()),
+                     (b"X-B3-ParentSpanId", span_id.encode()), (b"X-B3-Sampled", flag.encode()))
         ex.headers = kept
 
     def finish(self, ex: Exchange, span: Span, now: float, entrypoint: str) -> None:
@@ -207,7 +206,8 @@ class Tracer:
         exporter = self.exporter
         if exporter is None or not span.sampled:
             return
-        end_ns = span.start_ns + int((now - ex.t0) * 1e9)
+        end_ns = _time_ns()                               # ``now`` was read just before, on the monotonic clock
+        start_ns = end_ns - int((now - ex.t0) * 1e9)
         status = ex.status
         route, service = ex.route, ex.service
         method = ex.method.decode("latin-1")
@@ -224,10 +224,10 @@ class Tracer:
             attrs.append(("rpc.grpc.status_code", grpc_status))
         error = status == 0 or status >= 500
         name = f"{method} {route.name}" if route is not None else method
-        exporter.add((span.trace_id, span.span_id, span.parent_id, name, SPAN_KIND_SERVER, span.start_ns,
-                      end_ns, error, attrs))
+        exporter.add((span.trace_id, span.span_id, span.parent_id, name, SPAN_KIND_SERVER, start_ns, end_ns,
+                      error, attrs))
         if ex.t_up:
-            up_start = span.start_ns + int((ex.t_up - ex.t0) * 1e9)
+            up_start = start_ns + int((ex.t_up - ex.t0) * 1e9)
             backend = ex.backend
             url = backend.shown_url if backend is not None else ""
             exporter.add((span.trace_id, span.client_id, span.span_id, f"{method} upstream", SPAN_KIND_CLIENT,
