@@ -4,20 +4,28 @@
     python loadtest/obs_cost.py [--duration S] [--rounds N] [--connections C] [--variants a,b,...]
 
 Starts an nginx origin (100-byte answers; an aiohttp origin when nginx is missing) and, for each variant,
-a real gateway with one worker proxying to it, drives it with ``wrk`` for ``--duration`` seconds, and
-reads the CPU time (user + system) the gateway's processes (master + worker) used during the run. Variants
-run interleaved, ``--rounds`` times each; the median CPU-µs per request is reported with its spread.
+a real gateway with one worker proxying to it; all of them stay up for the whole run. Each round drives every
+gateway in turn with ``wrk`` for ``--duration`` seconds and reads the CPU time (user + system) its processes
+(master + worker) used. The median CPU-µs per request is reported with its spread, and the cost of each
+variant as the median of its per-round differences to ``off``: on a shared machine the load drifts between
+rounds, so a pair of runs seconds apart compares better than two medians.
+
+``VARIANT@REV`` runs a variant from commit REV's package (``git archive``, on PYTHONPATH), to compare a change
+with its parent in one interleaved run: ``--variants off,access_log,access_log@HEAD~1``.
 
 Variants:
     no_metrics      this checkout with the observability hook removed from the worker (a patched copy
                     in a temporary folder, on PYTHONPATH): the baseline for the metrics cost
     off             metrics on (always), access log and tracing off: the default config
     access_log      + JSON access log to a file
+    access_log_null + JSON access log to /dev/null (what the in-memory hotpath.py measures; the difference
+                    to access_log is the kernel's share of appending to a file)
     tracing         + tracing (W3C, every request sampled, no exporter)
     both            + access log and tracing
     both_otlp       + access log, tracing and OTLP export to a local sink (answers 200)
 
-Prints one line per variant and the relative costs; loopback only; every wait has a deadline.
+Prints one line per variant (user and system CPU shown apart: the kernel's share of proxying is about half)
+and the relative costs; loopback only; every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -107,14 +115,19 @@ class Sink:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
 
 
+def package_tree(src: Path, dest: Path) -> Path:
+    """A copy of the package in the checkout ``src``, importable with ``dest`` on PYTHONPATH."""
+    pkg = dest / "a3s_gateway"
+    shutil.copytree(src / "master" / "_a3s_gateway", pkg)
+    for sub in ("master", "worker", "shared"):
+        shutil.copytree(src / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__", "_a3s_gateway"))
+    return dest
+
+
 def patched_tree(tmp: Path) -> Path:
     """A copy of the package without the observability hook in the HTTP/1.1 protocol."""
-    root = tmp / "nohook"
-    pkg = root / "a3s_gateway"
-    shutil.copytree(REPO / "master" / "_a3s_gateway", pkg)
-    for sub in ("master", "worker", "shared"):
-        shutil.copytree(REPO / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__", "_a3s_gateway"))
-    http1 = pkg / "worker" / "http1.py"
+    root = package_tree(REPO, tmp / "nohook")
+    http1 = root / "a3s_gateway" / "worker" / "http1.py"
     text = http1.read_text()
     for line, replacement in HOOK_LINES.items():
         if line not in text:
@@ -122,6 +135,16 @@ def patched_tree(tmp: Path) -> Path:
         text = text.replace(line, replacement)
     http1.write_text(text)
     return root
+
+
+def commit_tree(rev: str, tmp: Path) -> Path:
+    """The package as of commit ``rev`` (``git archive``: the index and working tree are left alone)."""
+    src = tmp / f"src-{rev}"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "master", "worker", "shared"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    return package_tree(src, tmp / f"rev-{rev}")
 
 
 def config(variant: str, origin: int, web: int, admin: int, tmp: Path, sink: Sink | None) -> str:
@@ -138,6 +161,8 @@ servers = [{{url = "http://127.0.0.1:{origin}"}}]
 """
     if variant in ("access_log", "both", "both_otlp"):
         text += f'\n[access_log]\nenabled = true\npath = "{tmp}/access-{variant}.log"\n'
+    elif variant == "access_log_null":
+        text += '\n[access_log]\nenabled = true\npath = "/dev/null"\n'
     if variant in ("tracing", "both", "both_otlp"):
         text += "\n[tracing]\nenabled = true\nsample_rate = 1.0\n"
         if variant == "both_otlp" and sink is not None:
@@ -145,52 +170,64 @@ servers = [{{url = "http://127.0.0.1:{origin}"}}]
     return text
 
 
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
+def cpu_of(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds used so far by ``pids``."""
+    user = system = 0.0
     for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
+            user += t.user
+            system += t.system
         except psutil.Error:
             pass
-    return total
+    return user, system
 
 
-def run_one(variant: str, args: argparse.Namespace, origin: int, tmp: Path, sink: Sink | None,
-            nohook: Path | None) -> tuple[float, float]:
-    web, admin = free_port(), free_port()
-    cfg = tmp / f"gw-{variant}.toml"
-    cfg.write_text(config(variant, origin, web, admin, tmp, sink))
-    env = dict(os.environ)
-    if variant == "no_metrics" and nohook is not None:
-        env["PYTHONPATH"] = str(nohook) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "--workers", "1", "--log-level", "warning"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class Gateway:
+    """One variant's gateway (one worker), kept running for every round so that rounds compare like with like."""
+
+    def __init__(self, label: str, origin: int, tmp: Path, sink: Sink | None, trees: dict[str, Path]) -> None:
+        self.label = label
+        variant, _, rev = label.partition("@")
+        web, admin = free_port(), free_port()
+        cfg = tmp / f"gw-{len(list(tmp.glob('gw-*')))}.toml"
+        cfg.write_text(config(variant, origin, web, admin, tmp, sink).replace(f"access-{variant}.log",
+                                                                              f"{cfg.stem}.log"))
+        env = dict(os.environ)
+        tree = trees.get("no_metrics" if variant == "no_metrics" else rev)
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+        self.url = f"http://127.0.0.1:{web}/small"
+        self.admin = admin
+        self.proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "--workers", "1", "--log-level", "warning"],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_running(self) -> None:
         def running() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/gateway/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/api/gateway/health", timeout=1) as r:
                 return b'"running"' in r.read()
-        wait_until(running, 30, f"gateway ({variant}) running")
-        url = f"http://127.0.0.1:{web}/small"
-        wrk = ["wrk", "-t1", f"-c{args.connections}"]
-        subprocess.run([*wrk, "-d1s", url], capture_output=True, check=False, timeout=30)   # warm-up
-        pids = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-        before = cpu_of(pids)
-        out = subprocess.run([*wrk, f"-d{args.duration}s", url], capture_output=True, text=True, check=False,
-                             timeout=args.duration + 30).stdout
-        used = cpu_of(pids) - before
+        wait_until(running, 30, f"gateway ({self.label}) running")
+        self.pids = [self.proc.pid] + [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def measure(self, seconds: int, connections: int) -> tuple[float, float, float]:
+        """wrk for ``seconds``: user and system CPU-µs per request of master + worker, and requests/s."""
+        before = cpu_of(self.pids)
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", self.url], capture_output=True,
+                             text=True, check=False, timeout=seconds + 30).stdout
+        after = cpu_of(self.pids)
         m = re.search(r"(\d+) requests in", out)
         if not m or "Non-2xx" in out or "Socket errors" in out:
-            raise SystemExit(f"wrk run failed for {variant}:\n{out}")
+            raise SystemExit(f"wrk run failed for {self.label}:\n{out}")
         n = int(m.group(1))
-        return used / n * 1e6, n / args.duration
-    finally:
-        proc.terminate()
+        return (after[0] - before[0]) / n * 1e6, (after[1] - before[1]) / n * 1e6, n / seconds
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            proc.wait(15)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main() -> int:
@@ -202,31 +239,47 @@ def main() -> int:
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed (apt-get install wrk)")
-    variants = args.variants.split(",")
-    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    labels = args.variants.split(",")
+    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in labels}
     with tempfile.TemporaryDirectory(prefix="a3s-obs-cost-") as d:
         tmp = Path(d)
         origin, port = start_origin(tmp)
-        sink = Sink() if "both_otlp" in variants else None
-        nohook = patched_tree(tmp) if "no_metrics" in variants else None
+        sink = Sink() if any(v.partition("@")[0] == "both_otlp" for v in labels) else None
+        trees = {rev: commit_tree(rev, tmp) for rev in {v.partition("@")[2] for v in labels} - {""}}
+        if any(v.partition("@")[0] == "no_metrics" for v in labels):
+            trees["no_metrics"] = patched_tree(tmp)
+        gateways: list[Gateway] = []
         try:
+            gateways = [Gateway(v, port, tmp, sink, trees) for v in labels]
+            for g in gateways:
+                g.wait_running()
+                g.measure(1, args.connections)                           # warm-up
             for r in range(args.rounds):
-                for v in variants:
-                    us, rps = run_one(v, args, port, tmp, sink, nohook)
-                    results[v].append((us, rps))
-                    print(f"# round {r + 1} {v:<11} {us:7.1f} CPU-µs/req  {rps:8.0f} req/s", file=sys.stderr)
+                # rotate the order each round: no variant always runs right after the same neighbour
+                for g in gateways[r % len(gateways):] + gateways[: r % len(gateways)]:
+                    user, system, rps = g.measure(args.duration, args.connections)
+                    results[g.label].append((user, system, rps))
+                    print(f"# round {r + 1} {g.label:<17} {user + system:7.1f} CPU-µs/req (user {user:5.1f}, "
+                          f"sys {system:5.1f})  {rps:8.0f} req/s", file=sys.stderr)
         finally:
+            for g in gateways:
+                g.stop()
             origin.terminate()
             origin.wait(10)
     print(f"gateway: 1 worker, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
           f"{os.cpu_count()} CPUs; median (min-max) CPU-µs per request of master + worker")
-    base = statistics.median(u for u, _ in results["off"]) if "off" in results else None
-    for v in variants:
-        us = [u for u, _ in results[v]]
-        med = statistics.median(us)
-        rel = f"  {100 * (med / base - 1):+5.1f}% vs off" if base else ""
-        print(f"{v:<11} {med:7.1f} ({min(us):.1f}-{max(us):.1f}) CPU-µs/req  "
-              f"{statistics.median(r for _, r in results[v]):8.0f} req/s{rel}")
+    base = results.get("off")
+    for v in labels:
+        us = [u + s for u, s, _ in results[v]]
+        rel = ""
+        if base is not None:
+            # the median of the per-round differences: both sides of a pair ran moments apart
+            diff = statistics.median(u - (b[0] + b[1]) for u, b in zip(us, base))
+            rel = f"  {diff:+5.1f} µs ({100 * diff / statistics.median(b[0] + b[1] for b in base):+5.1f}%) vs off"
+        print(f"{v:<17} {statistics.median(us):7.1f} ({min(us):.1f}-{max(us):.1f}) CPU-µs/req  "
+              f"user {statistics.median(u for u, _, _ in results[v]):5.1f}  "
+              f"sys {statistics.median(s for _, s, _ in results[v]):5.1f}  "
+              f"{statistics.median(r for _, _, r in results[v]):8.0f} req/s{rel}")
     return 0
 
 
