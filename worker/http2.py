@@ -59,6 +59,7 @@ from .router import RequestView
 if TYPE_CHECKING:
     from .process import Worker
     from .runtime import Backend
+    from .services.upstream_pool import UpstreamPool
     from .upstream import UpstreamProtocol
     from .upstream_h2 import UpstreamStream
 
@@ -102,7 +103,10 @@ _PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protoco
 _CONNECTION_SPECIFIC = _NOT_IN_H2 - {b"te"}
 _NAME_CHARS = bytes(c for c in range(0x21, 0x7F) if c != 0x3A and not 0x41 <= c <= 0x5A)    # RFC 9113 §8.2.1
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_TARGET_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))     # no SP, no control
+_TARGET_CHARS = bytes(c for c in range(0x21, 0x100) if c not in (0x23, 0x7F))   # no SP, control or "#" fragment
+# what a value may hold besides obs-text: HTAB and visible ASCII, as llhttp allows on the HTTP/1.1 side (h2 itself
+# only forbids NUL, CR and LF, but the request goes on to HTTP/1.1 backends)
+_VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _VALID_FIELDS: set[tuple[bytes, bytes]] = set()
 _VALID_MAX = 4096
 _VALID_VALUE_MAX = 256
@@ -111,10 +115,11 @@ _NOT_KEPT = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
 
 def valid_field(name: bytes, value: bytes) -> bool:
     """Whether one received field is well-formed on its own (RFC 9113 §8.2.1, §8.2.2): a lowercase name without
-    separators, a value without NUL/CR/LF or surrounding whitespace, no connection-specific field, TE only
-    "trailers", a known pseudo-header. Short valid fields are kept in ``_VALID_FIELDS``, which callers test first
-    (the same few fields repeat on every request); it is emptied when full."""
-    if b"\r" in value or b"\n" in value or b"\0" in value or value.strip(b" \t") != value:
+    separators, a value without control bytes (HTAB aside) or surrounding whitespace, no connection-specific field,
+    TE only "trailers", a known pseudo-header, a :path in origin form (or "*"). Short valid fields are kept in
+    ``_VALID_FIELDS``, which callers test first (the same few fields repeat on every request); it is emptied when
+    full."""
+    if value.translate(None, _VALUE_CHARS) or value.strip(b" \t") != value:
         return False
     if name[:1] == b":":
         if name not in _PSEUDO:
@@ -122,8 +127,8 @@ def valid_field(name: bytes, value: bytes) -> bool:
         if name == b":method":
             if not value or value.translate(None, _TOKEN_CHARS):
                 return False
-        elif name == b":path":
-            if not value or value.translate(None, _TARGET_CHARS):
+        elif name == b":path":      # origin form only (RFC 9113 §8.3.1): routing and the backend see one path
+            if (value[:1] != b"/" and value != b"*") or value.translate(None, _TARGET_CHARS):
                 return False
         elif name == b":authority" and value not in framing.VALID_HOSTS and not framing.valid_host(value):
             return False
@@ -377,6 +382,9 @@ class Stream:
     # -- request body
     def request_data(self, data: bytes, flow_length: int) -> None:
         ex = self.ex
+        if not data:       # an empty DATA frame (padding only, or END_STREAM alone): chunk-framed it would be
+            self.ack(flow_length)      # "0\r\n\r\n", the end of the body, and the real end a stray next request
+            return
         ex.req_bytes += len(data)
         if ex.sink is not None:        # a middleware reads the whole body first (middlewares/body_buffer.py)
             ex.sink.feed(data)
@@ -402,7 +410,10 @@ class Stream:
         self.unacked += flow_length
 
     def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The request is complete: once, although h2 reports trailers and the StreamEnded they carry apart."""
         ex = self.ex
+        if ex.req_done:
+            return
         ex.req_done = True
         if ex.sink is not None:
             return ex.sink.complete()
@@ -649,7 +660,7 @@ class H2Server(H2Endpoint):
         if method == b"CONNECT" and protocol is None:
             if scheme is not None or path is not None:
                 return self._malformed(stream_id)
-        elif scheme is None or path is None:
+        elif scheme is None or path is None or (path == b"*" and method != b"OPTIONS"):
             return self._malformed(stream_id)
         if authority is None:
             if host is None:
@@ -742,18 +753,23 @@ class H2Server(H2Endpoint):
         if up is not None:
             self._bind(stream, up)
         else:
-            self.worker.loop.create_task(self._connect_and_bind(stream))
+            self.worker.loop.create_task(self._connect_and_bind(stream, backend.pool))
 
-    async def _connect_and_bind(self, stream: Stream) -> None:
+    async def _connect_and_bind(self, stream: Stream, pool: UpstreamPool) -> None:
+        """``pool`` is passed in: a stream reset meanwhile (``Stream.cancel``) clears ``ex.backend``."""
         ex = stream.ex
         try:
-            up = await ex.backend.pool.connect(ex.service.connect_timeout)
+            up = await pool.connect(ex.service.connect_timeout)
         except TimeoutError:
-            return stream.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
+            if self.streams.get(stream.id) is stream:
+                stream.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
+            return
         except OSError as e:
-            return stream.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+            if self.streams.get(stream.id) is stream:
+                stream.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+            return
         if self.closed or self.streams.get(stream.id) is not stream:
-            ex.backend.pool.release(up)
+            pool.release(up)
             return
         self._bind(stream, up)
 

@@ -251,6 +251,8 @@ MALFORMED: dict[str, Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, byt
     "crlf-injected-header": lambda b: b + [(b"x-v", b"a\r\nx-injected: 1")],
     "leading-space": lambda b: b + [(b"x-v", b" a")],
     "trailing-tab": lambda b: b + [(b"x-v", b"a\t")],
+    "control-byte-in-value": lambda b: b + [(b"x-v", b"a\x01b")],     # llhttp refuses it on HTTP/1.1 too
+    "del-in-value": lambda b: b + [(b"x-v", b"a\x7fb")],
     # connection-specific fields (§8.2.2)
     "connection": lambda b: b + [(b"connection", b"close")],
     "keep-alive": lambda b: b + [(b"keep-alive", b"timeout=5")],
@@ -285,6 +287,7 @@ MALFORMED: dict[str, Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, byt
     "method-with-space": lambda b: [(b":method", b"GET /admin"), b[1], b[2], b[3]],
     "path-with-space": lambda b: b[:3] + [(b":path", b[3][1] + b" HTTP/1.1")],
     "path-with-tab": lambda b: b[:3] + [(b":path", b[3][1] + b"\tx")],
+    "path-with-fragment": lambda b: b[:3] + [(b":path", b[3][1] + b"#frag")],
 }
 
 VALID: dict[str, tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes] | None]] = {
@@ -427,11 +430,6 @@ def test_valid_trailers_are_accepted(env: dict[str, Any], h2: RawH2) -> None:
     assert backend.complete[done:] == [b"/trailers/valid"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: towards an HTTP/1.1 upstream already bound, the last chunk 0\\r\\n\\r\\n is written twice when the "
-    "request ends with trailers: H2Server._event calls Stream.request_ended for TrailersReceived and again for "
-    "the StreamEnded that h2 reports with it (worker/http2.py), so the backend reads a stray '0' request line "
-    "on the kept-alive connection"))
 def test_request_with_trailers_reaches_an_idle_upstream_as_exactly_one_message(
     env: dict[str, Any], h2: RawH2
 ) -> None:
@@ -445,6 +443,27 @@ def test_request_with_trailers_reaches_an_idle_upstream_as_exactly_one_message(
     assert h2.response(3) == (200, b"seen /trailers/idle")
     assert h2.get(5, b"/trailers/next") == (200, b"seen /trailers/next")
     assert backend.errors[errors:] == []        # nothing after the request's end on the kept-alive connection
+    assert b"body\r\n0\r\n\r\n0\r\n\r\n" not in backend.raw()
+
+
+@pytest.mark.parametrize("prefix", [b"/empty-data", b"/fresh/empty-data"], ids=["upstream-bound", "connecting"])
+def test_empty_data_frame_ending_a_request_is_not_a_second_end_of_body(
+    prefix: bytes, env: dict[str, Any], h2: RawH2
+) -> None:
+    """httpx ends a streamed body with an empty DATA frame carrying END_STREAM. Chunk-framed for an HTTP/1.1
+    backend, an empty piece would be ``0\r\n\r\n``: the body's end, with the real end a stray next request on
+    the kept-alive connection. Bound: the worker has an idle upstream (warmed first); connecting: the ``fresh``
+    backend, whose connection is made while the body is held."""
+    backend: Recorder = env["fresh"] if prefix.startswith(b"/fresh") else env["backend"]
+    assert h2.get(1, prefix + b"/warm") == (200, b"seen " + prefix + b"/warm")
+    errors = len(backend.errors)
+    h2.send(h2.headers_frame(3, request(prefix + b"/post", b"POST"), end_stream=False),
+            h2.data_frame(3, b"body"),
+            h2.data_frame(3, b"", end_stream=True))
+    h2.wait(lambda: h2.finished(3), "the answer on stream 3")
+    assert h2.response(3) == (200, b"seen " + prefix + b"/post")
+    assert h2.get(5, prefix + b"/next") == (200, b"seen " + prefix + b"/next")
+    assert backend.errors[errors:] == []
     assert b"body\r\n0\r\n\r\n0\r\n\r\n" not in backend.raw()
 
 
@@ -462,12 +481,6 @@ def test_invalid_content_length_is_never_forwarded(env: dict[str, Any], h2: RawH
     assert b"/malformed/content-length" not in backend.raw()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a stream reset while its upstream connection is still to be made (here: malformed trailers in the same "
-    "read as the request, to a backend this worker has no idle connection to) leaves the _connect_and_bind task "
-    "with ex.backend = None (Stream.cancel -> release_backend): AttributeError 'NoneType' object has no attribute "
-    "'pool' at worker/http2.py _connect_and_bind, logged as 'Task exception was never retrieved'; when the reset "
-    "comes after the connect started, the connection made is never released or closed"))
 def test_malformed_trailers_while_connecting_upstream_leave_no_task_error(env: dict[str, Any], h2: RawH2) -> None:
     g: Gateway = env["gw"]
     fresh: Recorder = env["fresh"]
@@ -482,12 +495,6 @@ def test_malformed_trailers_while_connecting_upstream_leave_no_task_error(env: d
     assert "Traceback" not in new and "never retrieved" not in new, new
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a :path that is not origin-form (absolute-form 'http://host/x', no leading '/', '*' for a method other "
-    "than OPTIONS) is forwarded verbatim as the HTTP/1.1 request-target (RFC 9113 §8.3.1 makes it malformed; "
-    "the gateway's own HTTP/1.1 side rewrites absolute-form to origin-form and answers 400 to the others): the "
-    "gateway routes on :authority and the path it sees, a backend honouring absolute-form (RFC 9112 §3.2.2) on "
-    "the URI's host, so path rules like PathPrefix(`/admin`) can be bypassed"))
 @pytest.mark.parametrize("method, path", [
     (b"GET", b"http://internal.test/admin"),
     (b"GET", b"admin"),
