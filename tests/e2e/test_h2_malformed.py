@@ -453,9 +453,11 @@ def test_empty_data_frame_ending_a_request_is_not_a_second_end_of_body(
     """httpx ends a streamed body with an empty DATA frame carrying END_STREAM. Chunk-framed for an HTTP/1.1
     backend, an empty piece would be ``0\r\n\r\n``: the body's end, with the real end a stray next request on
     the kept-alive connection. Bound: the worker has an idle upstream (warmed first); connecting: the ``fresh``
-    backend, whose connection is made while the body is held."""
+    backend, not warmed, so unless an earlier test left this worker a connection to it, the connection is made
+    while the body is held."""
     backend: Recorder = env["fresh"] if prefix.startswith(b"/fresh") else env["backend"]
-    assert h2.get(1, prefix + b"/warm") == (200, b"seen " + prefix + b"/warm")
+    if backend is env["backend"]:
+        assert h2.get(1, prefix + b"/warm") == (200, b"seen " + prefix + b"/warm")
     errors = len(backend.errors)
     h2.send(h2.headers_frame(3, request(prefix + b"/post", b"POST"), end_stream=False),
             h2.data_frame(3, b"body"),
@@ -485,12 +487,13 @@ def test_malformed_trailers_while_connecting_upstream_leave_no_task_error(env: d
     g: Gateway = env["gw"]
     fresh: Recorder = env["fresh"]
     logged = len(g.logs())
+    done = len(fresh.complete)
     h2.send(h2.headers_frame(1, request(b"/fresh/trailers", b"POST"), end_stream=False),
             h2.data_frame(1, b"body"),
             h2.headers_frame(1, [(b"X-Upper", b"1")]))
     assert h2.expect_reset(1) == PROTOCOL_ERROR
     assert h2.get(3, b"/fresh/after") == (200, b"seen /fresh/after")
-    assert fresh.complete == [b"/fresh/after"]
+    assert fresh.complete[done:] == [b"/fresh/after"]
     new = g.logs()[logged:]
     assert "Traceback" not in new and "never retrieved" not in new, new
 
