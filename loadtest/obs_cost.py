@@ -11,7 +11,8 @@ variant as the median of its per-round differences to ``off``: on a shared machi
 rounds, so a pair of runs seconds apart compares better than two medians.
 
 ``VARIANT@REV`` runs a variant from commit REV's package (``git archive``, on PYTHONPATH), to compare a change
-with its parent in one interleaved run: ``--variants off,access_log,access_log@HEAD~1``.
+with its parent in one interleaved run (it is compared with ``off@REV`` when that is listed too):
+``--variants off,access_log,off@HEAD~1,access_log@HEAD~1``.
 
 Variants:
     no_metrics      this checkout with the observability hook removed from the worker (a patched copy
@@ -268,14 +269,15 @@ def main() -> int:
             origin.wait(10)
     print(f"gateway: 1 worker, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
           f"{os.cpu_count()} CPUs; median (min-max) CPU-µs per request of master + worker")
-    base = results.get("off")
     for v in labels:
         us = [u + s for u, s, _ in results[v]]
         rel = ""
+        ref = "off@" + v.partition("@")[2] if "@" in v else "off"     # a commit's variant against its own off
+        base = results.get(ref)
         if base is not None:
             # the median of the per-round differences: both sides of a pair ran moments apart
             diff = statistics.median(u - (b[0] + b[1]) for u, b in zip(us, base))
-            rel = f"  {diff:+5.1f} µs ({100 * diff / statistics.median(b[0] + b[1] for b in base):+5.1f}%) vs off"
+            rel = f"  {diff:+5.1f} µs ({100 * diff / statistics.median(b[0] + b[1] for b in base):+5.1f}%) vs {ref}"
         print(f"{v:<17} {statistics.median(us):7.1f} ({min(us):.1f}-{max(us):.1f}) CPU-µs/req  "
               f"user {statistics.median(u for u, _, _ in results[v]):5.1f}  "
               f"sys {statistics.median(s for _, s, _ in results[v]):5.1f}  "
