@@ -134,6 +134,7 @@ def valid_field(name: bytes, value: bytes) -> bool:
             return False
     elif (not name or name.translate(None, _NAME_CHARS) or name in _CONNECTION_SPECIFIC
           or framing.underscore_alias(name) or (name == b"te" and value.lower() != b"trailers")
+          or (name == b"content-length" and framing.content_length(value) != value)
           or (name == b"host" and value not in framing.VALID_HOSTS and not framing.valid_host(value))):
         return False
     if len(value) <= _VALID_VALUE_MAX and name not in _NOT_KEPT:
@@ -386,6 +387,8 @@ class Stream:
             self.ack(flow_length)      # "0\r\n\r\n", the end of the body, and the real end a stray next request
             return
         ex.req_bytes += len(data)
+        if ex.req_limit and ex.req_bytes > ex.req_limit:
+            return self._too_large(flow_length)
         if ex.sink is not None:        # a middleware reads the whole body first (middlewares/body_buffer.py)
             ex.sink.feed(data)
             self.ack(flow_length)
@@ -408,6 +411,31 @@ class Stream:
         else:
             ex.pending.append(data)
         self.unacked += flow_length
+
+    def _too_large(self, flow_length: int) -> None:
+        """The streamed body passed ``ex.req_limit`` ([limits] max_body_bytes, body-limit): the upstream request is
+        abandoned and the client gets 413 (a reset if the response already started), as over HTTP/1.1."""
+        ex = self.ex
+        self.ack(flow_length)
+        limit, ex.req_limit = ex.req_limit, 0
+        ex.pending = None
+        if ex.sink is not None:
+            ex.sink.abort()
+        if self.h2up is not None:
+            self.h2up.cancel()
+            self.h2up = None
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            up.client = up.ex = None           # it never gets the rest of the body: never reused
+            self.server.worker.waiting.discard(up)
+            up.close()
+        ex.upstream = None
+        self._release_backend(ex)
+        if self.head_sent:
+            return self.abort(ex)
+        self.answer_local(responses.build(413, responses.error_body(413, None, max_bytes=limit), b"application/json",
+                                          close=False))
+        self.server.flush()
 
     def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         """The request is complete: once, although h2 reports trailers and the StreamEnded they carry apart."""
@@ -689,6 +717,13 @@ class H2Server(H2Endpoint):
         ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
         if event.stream_ended is not None:
             ex.req_done = True
+        limit = self.worker.limits.max_body_bytes
+        if limit and ex.req_has_body:          # as for HTTP/1.1: a declared length at once, else as it streams
+            cl = header_value(kept, b"content-length")
+            if cl is not None and int(cl) > limit:     # digits only (valid_field)
+                return stream.answer_local(responses.build(
+                    413, responses.error_body(413, None, max_bytes=limit), b"application/json", close=False))
+            ex.req_limit = limit
 
         table = runtime.tables.get(self.entrypoint)
         target, _, query = ex.target.partition(b"?")

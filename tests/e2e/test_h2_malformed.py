@@ -469,12 +469,14 @@ def test_empty_data_frame_ending_a_request_is_not_a_second_end_of_body(
     assert b"body\r\n0\r\n\r\n0\r\n\r\n" not in backend.raw()
 
 
-def test_invalid_content_length_is_never_forwarded(env: dict[str, Any], h2: RawH2) -> None:
+@pytest.mark.parametrize("length", [b"x", b"+1", b"1_0", b"01"])
+def test_invalid_content_length_is_never_forwarded(length: bytes, env: dict[str, Any], h2: RawH2) -> None:
     """h2 itself refuses a non-numeric content-length, as a connection error (GOAWAY), which RFC 9113 §5.4.1
-    allows for any stream error; either way nothing reaches the backend."""
+    allows for any stream error; a length it reads with int() but an HTTP/1.1 backend may not ("+1", "1_0", "01")
+    the gateway refuses itself (only canonical digits are forwarded). Either way nothing reaches the backend."""
     backend: Recorder = env["backend"]
     seen = len(backend.requests)
-    h2.send(h2.headers_frame(1, request(b"/malformed/content-length", b"POST") + [(b"content-length", b"x")],
+    h2.send(h2.headers_frame(1, request(b"/malformed/content-length", b"POST") + [(b"content-length", length)],
                              end_stream=False), h2.data_frame(1, b"x", end_stream=True))
     h2.wait(lambda: h2.finished(1) or h2.goaway is not None, "a reset or GOAWAY")
     assert h2.resets.get(1, h2.goaway) == PROTOCOL_ERROR
