@@ -51,6 +51,7 @@ _time = time.time
 # Every field in the documented order (the fast path of ``AccessLog._json``).
 # Only %s conversions: numbers come pre-formatted from _DEC/_FRAC (``b"%d" % n`` costs several times a list
 # index, and a float's repr even more); milliseconds are written as integer.3-digits ("1.500" = 1.5).
+# The trace_id argument also carries span_id: _NO_SPAN, or both ids formatted at once.
 _LINE = (b'{"time":"%s.%sZ","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
          b'"status":%s,"request_bytes":%s,"response_bytes":%s,"duration_ms":%s.%s,"upstream_ms":%s,%s,'
          b'"trace_id":%s,"user_agent":%s,"reason":%s}\n')
