@@ -23,6 +23,7 @@ message of a response the gateway wrote itself), headers (captured request heade
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import stat
 import threading
@@ -48,6 +49,7 @@ ESCAPED_MAX = 4096              # distinct host/path/user-agent values kept JSON
 ESCAPED_LEN = 256               # ... of at most this many bytes each (at most ~2 MiB in all)
 _dumps = orjson.dumps
 _time = time.time
+_floor = math.floor    # int() of a non-negative float, at half the cost of int()
 # Every field in the documented order (the fast path of ``AccessLog._json``).
 # Only %s conversions: numbers come pre-formatted from _DEC/_FRAC (``b"%d" % n`` costs several times a list
 # index, and a float's repr even more); milliseconds are written as integer.3-digits ("1.500" = 1.5).
@@ -287,19 +289,19 @@ class AccessLog:
         key = (id(ex.route), id(ex.backend), conn.entrypoint)
         span = ex.span
         t = _time()
-        sec = int(t)
+        sec = _floor(t)
         clock = self.clock
         if sec != clock.sec:
             clock._set(sec)
-        us = int(seconds * 1e6)
+        us = _floor(seconds * 1e6)
         ms = us // 1000
         upstream = b"null"
         if ex.t_up:
-            up = int((now - ex.t_up) * 1e6)
+            up = _floor((now - ex.t_up) * 1e6)
             upstream = (_DEC[up // 1000] if up < 10000000 else b"%d" % (up // 1000)) + b"." + _FRAC[up % 1000]
         n_in, n_out = ex.req_bytes, ex.resp_bytes
         return _LINE % (
-            clock.rfcb, _FRAC[int((t - sec) * 1000)], conn.client_ip.encode(), ex.method,
+            clock.rfcb, _FRAC[_floor((t - sec) * 1000)], conn.client_ip.encode(), ex.method,
             esc.get(host) or self._escape(host), esc.get(path) or self._escape(path),
             b"null" if not query or self.drop_query else _dumps(query.decode("latin-1")),
             b"HTTP/1.1" if ex.http11 else conn.protocol, _DEC[status] if status < 10000 else b"%d" % status,
