@@ -115,11 +115,9 @@ class Chain:
     def __bool__(self) -> bool:
         return bool(self.middlewares)
 
-    def on_request(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
-        """None to proxy, the complete response to answer with, or an awaitable of either."""
-        return self._run(ex, 0)
-
-    def _run(self, ex: Exchange, start: int) -> bytes | Awaitable[bytes | None] | None:
+    def on_request(self, ex: Exchange, start: int = 0) -> bytes | Awaitable[bytes | None] | None:
+        """None to proxy, the complete response to answer with, or an awaitable of either (``start``: the
+        middleware to go on from, after an asynchronous one)."""
         middlewares = self.middlewares
         for i in range(start, len(middlewares)):
             result = middlewares[i].on_request(ex)
@@ -134,7 +132,7 @@ class Chain:
         reply = await pending
         if reply is not None:
             return self.render(ex, reply, i)
-        rest = self._run(ex, i + 1)
+        rest = self.on_request(ex, i + 1)
         if rest is None or rest.__class__ is bytes:
             return rest  # type: ignore[return-value]
         return await rest  # type: ignore[misc]
