@@ -159,9 +159,14 @@ class RateLimitTable:
         s = e * self.W1
         c = sum(cnt[s : s + 1 + rows])
         tokens = burst + rate * now + anchor - c
+        full = tokens > burst
+        if full:
+            tokens = burst
+        if tokens < 1.0:
+            return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
         i = s + col
         r = e * REC
-        if tokens > burst:
+        if full:
             # Full: admit, and re-anchor to "full at ``now`` minus our token" for the sum we read. Claims made by
             # others since that read are subtracted on top (stricter, never looser); the store is made only if
             # it lowers ANCHOR (removes tokens), so a stale or racing re-anchor can never add tokens.
@@ -176,8 +181,6 @@ class RateLimitTable:
             cnt[i] = cnt[i] + 1
             after = tokens - 1.0
         else:
-            if tokens < 1.0:
-                return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
             cnt[i] = cnt[i] + 1        # claim, then verify against a fresh sum (another worker may race us)
             after = burst + rate * now + d[r + ANCHOR] - sum(cnt[s : s + 1 + rows])
             if after < 0.0:
