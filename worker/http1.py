@@ -606,10 +606,9 @@ class ClientProtocol(asyncio.Protocol):
         past it, answer 413 and stop forwarding."""
         if ex.req_bytes <= ex.req_limit:
             return False
-        body = responses.error_body(413, None, max_bytes=ex.req_limit)
+        ex.local = reply = responses.too_large(ex.req_limit, close=True)
         ex.req_limit = 0
         ex.keep_alive = False
-        ex.local = reply = responses.build(413, body, b"application/json", close=True)
         ex.pending = None
         up = ex.upstream
         if up is not None and up.ex is ex:

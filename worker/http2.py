@@ -433,8 +433,7 @@ class Stream:
         self._release_backend(ex)
         if self.head_sent:
             return self.abort(ex)
-        self.answer_local(responses.build(413, responses.error_body(413, None, max_bytes=limit), b"application/json",
-                                          close=False))
+        self.answer_local(responses.too_large(limit, close=False))
         self.server.flush()
 
     def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -721,8 +720,7 @@ class H2Server(H2Endpoint):
         if limit and ex.req_has_body:          # as for HTTP/1.1: a declared length at once, else as it streams
             cl = header_value(kept, b"content-length")
             if cl is not None and int(cl) > limit:     # digits only (valid_field)
-                return stream.answer_local(responses.build(
-                    413, responses.error_body(413, None, max_bytes=limit), b"application/json", close=False))
+                return stream.answer_local(responses.too_large(limit, close=False))
             ex.req_limit = limit
 
         table = runtime.tables.get(self.entrypoint)

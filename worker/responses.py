@@ -75,6 +75,11 @@ def error_body(status: int, message: str | None = None, **fields: object) -> byt
     return body if b"@" not in body else redact_url(body.decode()).encode()
 
 
+def too_large(max_bytes: int, *, close: bool) -> bytes:
+    """413 naming the request-body limit that was passed (``[limits] max_body_bytes`` or ``body-limit``)."""
+    return build(413, error_body(413, None, max_bytes=max_bytes), b"application/json", close=close)
+
+
 def error(status: int, message: str | None = None, *, close: bool = False, head: bool = False,
           extra_headers: list[tuple[bytes, bytes]] | None = None, keep_alive_header: bool = False) -> bytes:
     """A JSON error response; for HEAD requests the body is left out but Content-Length kept."""
