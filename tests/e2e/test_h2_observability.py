@@ -19,7 +19,7 @@ import h2.connection
 import httpx
 import pytest
 from certs import CA
-from harness import Backend, Gateway, free_port, wait_until
+from harness import Backend, Gateway, free_port, one_service, wait_until
 from obs_util import OtlpSink, json_lines, scrape, value
 
 CONFIG = """
@@ -254,22 +254,13 @@ def test_h2_streams_are_counted_in_metrics_with_their_bytes(env: dict[str, Any])
 def test_common_log_format_says_http2(gateway: Callable[..., Gateway], backends: Callable[..., Backend],
                                       tmp_path: Path) -> None:
     log = tmp_path / "clf.log"
-    g = gateway(f"""
-[entrypoints.web]
-address = "127.0.0.1:{{web}}"
-[admin]
-address = "127.0.0.1:{{admin}}"
-[routers.all]
-rule = "PathPrefix(`/`)"
-service = "svc"
-[services.svc.load_balancer]
-servers = [{{url = "{backends().url}"}}]
+    g = gateway(one_service(backends().url, extra=f"""
 [access_log]
 enabled = true
 path = "{log}"
 format = "common"
 flush_interval = "20ms"
-""", workers=2)
+"""), workers=2)
     with h2c() as c:
         r = c.get(g.url + "/clf?q=1")
     assert r.status_code == 200
