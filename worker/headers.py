@@ -23,10 +23,9 @@ REQUEST_SPECIAL = HOP_BY_HOP | GATEWAY_SET | {b"host", b"x-forwarded-for", b"con
 RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 
 
-def named_by_connection(tokens: set[bytes] | None) -> set[bytes] | None:
-    """The extra headers a Connection header names (RFC 9110 §7.6.1), or None when it names none."""
-    if tokens is None:
-        return None
+def named_by_connection(tokens: set[bytes]) -> set[bytes] | None:
+    """The extra headers a Connection header's options name (RFC 9110 §7.6.1), or None when they name none.
+    Callers skip it when Connection had no options beyond the plain ones (the common case)."""
     extra = tokens - PLAIN_CONNECTION_OPTIONS
     return extra or None
 

@@ -182,9 +182,7 @@ class ClientProtocol(asyncio.Protocol):
             self._release_backend(ex)
             up = ex.upstream
             if up is not None and up.ex is ex:
-                up.client = up.ex = None
-                self.worker.waiting.discard(up)
-                up.close()
+                up.abandon()
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -612,9 +610,7 @@ class ClientProtocol(asyncio.Protocol):
         ex.pending = None
         up = ex.upstream
         if up is not None and up.ex is ex:
-            up.client = up.ex = None     # abort the upstream request: it never gets the rest of the body
-            self.worker.waiting.discard(up)
-            up.close()
+            up.abandon()                # abort the upstream request: it never gets the rest of the body
         ex.upstream = None
         if ex.resp_started:
             self.abort(ex)
@@ -661,9 +657,7 @@ class ClientProtocol(asyncio.Protocol):
             return self.abort(ex)
         up = ex.upstream
         if up is not None and up.ex is ex:
-            up.client = up.ex = None           # the upstream request is incomplete: never reuse that connection
-            self.worker.waiting.discard(up)
-            up.close()
+            up.abandon()                # the upstream request is incomplete: never reuse that connection
         ex.upstream = None
         self.fail(408)
 

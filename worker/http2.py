@@ -426,9 +426,7 @@ class Stream:
             self.h2up = None
         up = ex.upstream
         if up is not None and up.ex is ex:
-            up.client = up.ex = None           # it never gets the rest of the body: never reused
-            self.server.worker.waiting.discard(up)
-            up.close()
+            up.abandon()                # it never gets the rest of the body
         ex.upstream = None
         self._release_backend(ex)
         if self.head_sent:
@@ -487,9 +485,7 @@ class Stream:
             self.h2up = None
         up = ex.upstream
         if up is not None and up.ex is ex:
-            up.client = up.ex = None
-            self.server.worker.waiting.discard(up)
-            up.close()
+            up.abandon()
         self.server.release_backend(ex)
 
 
@@ -737,7 +733,7 @@ class H2Server(H2Endpoint):
             return stream.answer_local(responses.error(404, head=ex.is_head))
         ex.route = route
         ex.service = route.service
-        if route.chain:
+        if route.chain.middlewares:
             reply = route.chain.on_request(ex)
             if reply is not None:
                 if reply.__class__ is bytes:

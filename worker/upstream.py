@@ -169,6 +169,15 @@ class UpstreamProtocol(asyncio.Protocol):
         client.worker.waiting.add(self)
         self.transport.write(head)
 
+    def abandon(self) -> None:
+        """Leave the bound exchange and close: the request this connection carries will not be completed, so the
+        connection is never reused (the client went away, passed a body limit or timed out)."""
+        client = self.client
+        self.client = self.ex = None
+        if client is not None:
+            client.worker.waiting.discard(self)
+        self.close()
+
     def timed_out(self) -> None:
         """Called by the worker's sweep when no response head arrived before the deadline."""
         client, ex = self.client, self.ex
