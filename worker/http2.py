@@ -419,16 +419,7 @@ class Stream:
         self.ack(flow_length)
         limit, ex.req_limit = ex.req_limit, 0
         ex.pending = None
-        if ex.sink is not None:
-            ex.sink.abort()
-        if self.h2up is not None:
-            self.h2up.cancel()
-            self.h2up = None
-        up = ex.upstream
-        if up is not None and up.ex is ex:
-            up.abandon()                # it never gets the rest of the body
-        ex.upstream = None
-        self._release_backend(ex)
+        self._stop_upstream()                  # it never gets the rest of the body
         if self.head_sent:
             return self.abort(ex)
         self.answer_local(responses.too_large(limit, close=False))
@@ -476,17 +467,23 @@ class Stream:
     def cancel(self) -> None:
         """The client reset the stream or went away: stop the upstream side now, and count the exchange (status
         0 when no response was sent), as HTTP/1.1 does for a client that leaves."""
+        self._account(self.ex)
+        self._stop_upstream()
+
+    def _stop_upstream(self) -> None:
+        """Abandon what carries the request on (a middleware reading the body, an HTTP/2 or HTTP/1.1 upstream
+        request) and free the backend."""
         ex = self.ex
         if ex.sink is not None:
             ex.sink.abort()
-        self._account(ex)
         if self.h2up is not None:
             self.h2up.cancel()
             self.h2up = None
         up = ex.upstream
         if up is not None and up.ex is ex:
             up.abandon()
-        self.server.release_backend(ex)
+        ex.upstream = None
+        self._release_backend(ex)
 
 
 class H2Server(H2Endpoint):
