@@ -83,7 +83,7 @@ class Exchange:
     backend: Backend | None = None
     local: bytes | None = None               # a complete response the gateway answers with instead of proxying
     middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
-    set_cookie: bytes | None = None          # a sticky-session cookie to add to the response head
+    set_cookie: bytes | None = None          # a sticky-session cookie (Set-Cookie value) for the response
     upgrade = False                          # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;

@@ -205,7 +205,7 @@ class Stream:
     stream is counted, logged and traced like an HTTP/1.1 request."""
 
     __slots__ = ("server", "id", "ex", "grpc", "raw_headers", "head_sent", "hold", "held", "unacked",
-                 "h2up", "fwd_const", "request_trailers")
+                 "h2up", "fwd_const", "request_trailers", "body_mark", "body_since")
     protocol = b"HTTP/2.0"                    # what the access log and whoami say (ClientProtocol.protocol)
 
     def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool,
@@ -222,6 +222,8 @@ class Stream:
         self.h2up: UpstreamStream | None = None
         self.fwd_const = server.fwd_const
         self.request_trailers: list[tuple[bytes, bytes]] | None = None
+        self.body_mark = -1                    # the body bytes the last sweep saw, and since when (sweep_bodies)
+        self.body_since = 0.0
 
     # -- what UpstreamProtocol and ClientProtocol._head/_whoami read from a client connection
     @property
@@ -413,16 +415,26 @@ class Stream:
         self.unacked += flow_length
 
     def _too_large(self, flow_length: int) -> None:
-        """The streamed body passed ``ex.req_limit`` ([limits] max_body_bytes, body-limit): the upstream request is
-        abandoned and the client gets 413 (a reset if the response already started), as over HTTP/1.1."""
-        ex = self.ex
+        """The streamed body passed ``ex.req_limit`` ([limits] max_body_bytes, body-limit): 413."""
         self.ack(flow_length)
-        limit, ex.req_limit = ex.req_limit, 0
+        limit, self.ex.req_limit = self.ex.req_limit, 0
+        self._give_up_body(responses.too_large(limit, close=False))
+
+    def body_timed_out(self) -> None:
+        """No body bytes for ``[limits] body_timeout`` while the gateway was reading (``H2Server.sweep_bodies``):
+        408."""
+        self._give_up_body(responses.error(408))
+
+    def _give_up_body(self, reply: bytes) -> None:
+        """Stop reading the request body: the upstream request is abandoned (it never gets the rest) and the
+        client gets ``reply``, or a reset if the response already started, as over HTTP/1.1. The connection's
+        other streams go on."""
+        ex = self.ex
         ex.pending = None
-        self._stop_upstream()                  # it never gets the rest of the body
+        self._stop_upstream()
         if self.head_sent:
             return self.abort(ex)
-        self.answer_local(responses.too_large(limit, close=False))
+        self.answer_local(reply)
         self.server.flush()
 
     def request_ended(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -544,13 +556,14 @@ class H2Server(H2Endpoint):
         self.last_active = self.worker.now
         try:
             events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
-            code = getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
-            self._close(code)
+        except h2.exceptions.ProtocolError:
+            self._close(None)
             return
         try:
             for event in events:
                 self._event(event)
+                if self.closed:                # GOAWAY (rapid reset): the rest of this read is not served
+                    return
         except Exception:  # noqa: BLE001 — a bug must cost one connection, never the worker
             log.exception("HTTP/2 connection aborted")
             self.transport.abort()
@@ -586,12 +599,16 @@ class H2Server(H2Endpoint):
             self.flush_now()
             self.transport.close()
 
-    def _close(self, code: int) -> None:
+    def _close(self, code: int | None) -> None:
+        """Send GOAWAY with ``code`` and close. None: h2 has queued its own GOAWAY, for a protocol error in what
+        it received (``receive_data``), and a second one would only repeat it."""
         try:
-            self.conn.close_connection(code)
+            if code is not None:
+                self.conn.close_connection(code)
             self.flush_now()
         except h2.exceptions.ProtocolError:
             pass
+        self.closed = True
         self.transport.close()
 
     def _client_reset(self, stream_id: int) -> None:
@@ -759,7 +776,11 @@ class H2Server(H2Endpoint):
         service = ex.service
         if service.internal is not None:
             return stream.answer_local(ClientProtocol._whoami(stream, ex))  # type: ignore[arg-type]
-        self.proxy(stream, service.balancer.pick())
+        if service.sticky is None:
+            backend = service.balancer.pick()
+        else:                                  # sticky sessions, conversation affinity: as ClientProtocol does
+            backend, ex.set_cookie = service.sticky.pick(ex.headers, self.worker.now)
+        self.proxy(stream, backend)
 
     def proxy(self, stream: Stream, backend: Backend | None) -> None:
         """Send the stream to ``backend`` (first try or retry), or answer 503 when the service has none."""
@@ -804,7 +825,10 @@ class H2Server(H2Endpoint):
         ex.upstream = up
         ex.t_up = perf_counter()
         self.outbox(stream.id).source = up
-        ex.req_chunked = ex.req_has_body and not any(n.lower() == b"content-length" for n, _ in ex.headers)
+        names = [name for name, _ in ex.headers]           # lowercase (valid_field)
+        if b"te" in names:     # hop-by-hop (RFC 9110 §7.6.1): kept for HTTP/2 backends (gRPC needs it), not here
+            ex.headers = [field for field in ex.headers if field[0] != b"te"]
+        ex.req_chunked = ex.req_has_body and b"content-length" not in names
         up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]
         body = stream.body_to_send()
         if body is not None or (ex.req_done and ex.req_chunked):
@@ -818,6 +842,25 @@ class H2Server(H2Endpoint):
             unacked, stream.unacked = stream.unacked, 0
             stream.ack(unacked)
             self.flush()
+
+    def sweep_bodies(self, now: float, body_cut: float) -> None:
+        """The worker's sweep: streams whose client sent no body bytes since ``body_cut`` while the gateway was
+        reading time out (``Stream.body_timed_out``). Progress is read from ``req_bytes`` here, so DATA frames
+        pay nothing for it. Time the gateway holds a body back (an upstream pushing back, bytes not yet
+        acknowledged while a backend connection is made) does not count. gRPC streams are left alone: a client-
+        or bidirectional-streaming call may rightly pause for longer; its deadline is the client's and the backend's."""
+        stalled = []
+        for stream in self.streams.values():
+            ex = stream.ex
+            if ex.req_done or stream.grpc or stream.hold or stream.unacked or ex.local is not None:
+                stream.body_mark = -1
+            elif stream.body_mark != ex.req_bytes:
+                stream.body_mark = ex.req_bytes
+                stream.body_since = now
+            elif stream.body_since < body_cut:
+                stalled.append(stream)
+        for stream in stalled:
+            stream.body_timed_out()
 
     def release_backend(self, ex: Exchange) -> None:
         backend = ex.backend

@@ -8,7 +8,8 @@
 - ``sweep_clients``: run by the worker's periodic sweep (every 0.5 s). It enforces, per connection:
   the header timeout (a request head, or a fresh connection's first bytes, not complete in time: 408 and close;
   a connection that sent nothing is closed silently), the idle keep-alive timeout, and the body timeout (no
-  request body bytes for that long while the gateway is reading: 408, or a reset when a response started).
+  request body bytes for that long while the gateway is reading: 408, or a reset when a response started; on
+  HTTP/2 per stream, by ``H2Server.sweep_bodies``, gRPC streams aside).
   Time during which the gateway itself holds the client back (an exchange in flight, reading paused for
   back-pressure) never counts against the client.
 
@@ -92,7 +93,7 @@ class Refused(asyncio.Protocol):
 
 def sweep_clients(worker: Worker, now: float) -> None:
     from .http1 import ClientProtocol  # late: http1 imports nothing from here at module level
-    from .http2 import Handover
+    from .http2 import H2Server, Handover
 
     lim: Limits = worker.limits
     idle_cut = now - lim.idle_timeout
@@ -119,5 +120,7 @@ def sweep_clients(worker: Worker, now: float) -> None:
         elif cls is Handover:                    # cleartext, no complete first bytes yet
             if c.last_active < fresh_cut:
                 c.close_if_idle()
+        elif cls is H2Server and c.streams:
+            c.sweep_bodies(now, body_cut)
         elif not c.queue and c.last_active < idle_cut:
             c.close_if_idle()

@@ -181,16 +181,22 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
 
 
 def make_pool_factory(loop: Any) -> Callable[..., UpstreamPool]:
-    contexts: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+    contexts: dict[tuple[str | None, bool, bool], ssl.SSLContext] = {}
+
+    def context(ca_file: str | None, insecure_skip_verify: bool, h2: bool) -> ssl.SSLContext:
+        """One context per setting; ``h2``: offering ALPN h2 (gRPC), which HTTP/1.1 connections must not."""
+        key = (ca_file, insecure_skip_verify, h2)
+        ctx = contexts.get(key)
+        if ctx is None:
+            ctx = contexts[key] = tls.client_context(ca_file, insecure_skip_verify, alpn=["h2"] if h2 else None)
+        return ctx
 
     def make_pool(scheme: str, host: str, port: int, ca_file: str | None = None,
                   insecure_skip_verify: bool = False) -> UpstreamPool:
-        """A pool; https:// ones verify with the system store or ``ca_file`` (one context per setting)."""
-        ctx = None
-        if scheme == "https":
-            ctx = contexts.get((ca_file, insecure_skip_verify))
-            if ctx is None:
-                ctx = contexts[(ca_file, insecure_skip_verify)] = tls.client_context(ca_file, insecure_skip_verify)
-        return UpstreamPool(loop, host, port, ctx, host if ctx else None, UpstreamProtocol)
+        """A pool; https:// ones verify with the system store or ``ca_file``."""
+        if scheme != "https":
+            return UpstreamPool(loop, host, port, None, None, UpstreamProtocol)
+        return UpstreamPool(loop, host, port, context(ca_file, insecure_skip_verify, False), host, UpstreamProtocol,
+                            h2_ssl=context(ca_file, insecure_skip_verify, True))
 
     return make_pool

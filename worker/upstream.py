@@ -285,7 +285,7 @@ class UpstreamProtocol(asyncio.Protocol):
             parts = _without(parts, drop)
             append = parts.append
         if ex.set_cookie is not None:
-            append(ex.set_cookie)
+            append(b"Set-Cookie: %s\r\n" % ex.set_cookie)
         self.client_chunked = False
         if ex.is_head or status in NO_BODY_STATUS:
             self.mode = MODE_NONE

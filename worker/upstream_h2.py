@@ -32,11 +32,11 @@ from h2.errors import ErrorCodes
 from ..shared import log as gwlog
 from .h2base import H2Endpoint, header_value, install_hpack
 from .http1 import passive_failure
-from .tls import client_context
 
 if TYPE_CHECKING:
     from .http2 import H2Server, Stream
     from .process import Worker
+    from .services.upstream_pool import UpstreamPool
 
 log = gwlog.get("worker.upstream_h2")
 
@@ -44,13 +44,11 @@ CONNECTION_WINDOW = 16 << 20
 _NOT_FORWARDED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                             b"upgrade", b"host"))
 
-Key = tuple[str, str, int]
-
 
 class H2Upstream(H2Endpoint):
     """One HTTP/2 connection to a backend."""
 
-    def __init__(self, key: Key, registry: dict[Key, H2Upstream]) -> None:
+    def __init__(self, key: UpstreamPool, registry: dict[UpstreamPool, H2Upstream]) -> None:
         super().__init__()
         self.key = key
         self.registry = registry
@@ -185,7 +183,10 @@ class UpstreamStream:
             else:
                 ex.backend.passive_success()  # type: ignore[union-attr]
         ex.upstream = None
-        front.send_headers([(n, v) for n, v in headers if n not in _NOT_FORWARDED], end_stream=ended)
+        headers = [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
+        if ex.set_cookie is not None:
+            headers.append((b"set-cookie", ex.set_cookie))
+        front.send_headers(headers, end_stream=ended)
 
     def response_data(self, data: bytes, flow_length: int) -> None:
         self.front.ex.resp_bytes += len(data)
@@ -219,24 +220,23 @@ def open_stream(server: H2Server, front: Stream) -> None:
     server.worker.loop.create_task(_open(server, front))
 
 
-_connections: dict[Key, H2Upstream] = {}
-"""This process's backend connections (a worker process runs exactly one ``Worker``)."""
+_connections: dict[UpstreamPool, H2Upstream] = {}
+"""This process's backend connections, one per pool: a pool is one server with one set of TLS settings (a
+service's ``tls.ca_file``, ``insecure_skip_verify``). A worker process runs exactly one ``Worker``."""
 
 
-async def _connection(worker: Worker, scheme: str, host: str, port: int, timeout: float) -> H2Upstream:
+async def _connection(worker: Worker, pool: UpstreamPool, timeout: float) -> H2Upstream:
     registry = _connections
-    key = (scheme, host, port)
-    up = registry.get(key)
+    up = registry.get(pool)
     if up is None or not up.usable:
-        up = registry[key] = H2Upstream(key, registry)
-        kwargs = {}
-        if scheme == "https":
-            kwargs = {"ssl": client_context(alpn=["h2"]), "server_hostname": host}
+        up = registry[pool] = H2Upstream(pool, registry)
+        kwargs = {} if pool.h2_ssl is None else {"ssl": pool.h2_ssl, "server_hostname": pool.server_hostname}
         try:
-            await asyncio.wait_for(worker.loop.create_connection(lambda: up, host, port, **kwargs), timeout)
+            await asyncio.wait_for(worker.loop.create_connection(lambda: up, pool.host, pool.port, **kwargs),
+                                   timeout)
         except BaseException:
-            if registry.get(key) is up:
-                del registry[key]
+            if registry.get(pool) is up:
+                del registry[pool]
             raise
     await asyncio.wait_for(asyncio.shield(up.ready), timeout)
     return up
@@ -246,7 +246,7 @@ async def _open(server: H2Server, front: Stream) -> None:
     ex = front.ex
     backend, service = ex.backend, ex.service
     try:
-        up = await _connection(server.worker, backend.scheme, backend.host, backend.port, service.connect_timeout)
+        up = await _connection(server.worker, backend.pool, service.connect_timeout)
     except TimeoutError:
         front.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
         return server.flush()

@@ -1,5 +1,6 @@
 """gRPC through the real binary with grpcio client and server: all four RPC kinds over h2c to an h2c backend,
-trailers (status, message, custom metadata) passed through, and the statuses the gateway makes itself."""
+an https:// backend verified with the service's ``tls.ca_file``, trailers (status, message, custom metadata)
+passed through, and the statuses the gateway makes itself."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from a3s_gateway.worker import middlewares
+from certs import CA
 from harness import Gateway, free_port
 
 PROTO = """
@@ -52,6 +54,19 @@ servers = [{url = "h2c://127.0.0.1:{closed_port}"}]
 [services.slow.load_balancer]
 servers = [{url = "h2c://127.0.0.1:{silent_port}"}]
 timeouts = {response_header = "300ms"}
+[routers.tls]
+rule = "Header(`x-target`, `tls`)"
+service = "tls"
+priority = 1000
+[routers.tls-system-store]
+rule = "Header(`x-target`, `tls-system-store`)"
+service = "tls-system-store"
+priority = 1000
+[services.tls.load_balancer]
+servers = [{url = "https://localhost:{tls_port}"}]
+tls = {ca_file = "{ca}"}
+[services.tls-system-store.load_balancer]
+servers = [{url = "https://localhost:{tls_port}"}]
 """
 
 
@@ -94,10 +109,15 @@ def env(tmp_path_factory: pytest.TempPathFactory, pb: tuple[Any, Any]) -> Iterat
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
     grpc_port = server.add_insecure_port("127.0.0.1:0")
+    ca = CA(tmp_path_factory.mktemp("pki"))
+    pair = ca.issue("localhost")
+    tls_port = server.add_secure_port(
+        "127.0.0.1:0", grpc.ssl_server_credentials([(pair.key.read_bytes(), pair.cert.read_bytes())]))
     server.start()
     silent = socket.create_server(("127.0.0.1", 0))          # accepts TCP, never speaks HTTP/2
     config = (CONFIG.replace("{grpc_port}", str(grpc_port)).replace("{closed_port}", str(free_port()))
-              .replace("{silent_port}", str(silent.getsockname()[1])))
+              .replace("{silent_port}", str(silent.getsockname()[1])).replace("{tls_port}", str(tls_port))
+              .replace("{ca}", str(ca.path)))
     g = Gateway(config, tmp_path_factory.mktemp("gw"))
     channel = grpc.insecure_channel(f"127.0.0.1:{g.port}")
     yield {"gw": g, "stub": echo_pb2_grpc.EchoStub(channel), "pb": echo_pb2, "config": config}
@@ -112,6 +132,17 @@ def test_unary_with_trailers(env: dict) -> None:
     assert (reply.text, reply.n) == ("hi", 42)
     assert ("x-served-by", "echo") in call.trailing_metadata()
     assert call.code() == grpc.StatusCode.OK
+
+
+def test_https_backend_is_verified_with_the_services_ca_file(env: dict) -> None:
+    """The same TLS backend through two services: one trusting the test CA (``tls.ca_file``), one the system
+    store, which cannot verify it. Each service's TLS settings make their own backend connection."""
+    stub, msg = env["stub"], env["pb"].Msg(text="tls", n=1)
+    assert stub.Unary(msg, metadata=(("x-target", "tls"),), timeout=5).n == 2
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Unary(msg, metadata=(("x-target", "tls-system-store"),), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert stub.Unary(msg, metadata=(("x-target", "tls"),), timeout=5).n == 2
 
 
 def test_server_streaming(env: dict) -> None:

@@ -1,12 +1,17 @@
 """Request-body limits on HTTP/2 streams, through the real binary with 2 workers: ``[limits] max_body_bytes`` and
 the ``body-limit`` middleware answer 413 JSON for a declared length at once (the backend never sees the request)
 and for a body without a declared length as it streams, as they do over HTTP/1.1; bodies within the limits reach
-the backend whole."""
+the backend whole. A stream whose body stalls for ``body_timeout`` is answered 408; its connection goes on."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 from harness import Backend, Gateway
@@ -18,6 +23,7 @@ address = "127.0.0.1:{web}"
 address = "127.0.0.1:{admin}"
 [limits]
 max_body_bytes = 100000
+body_timeout = "1s"
 [middlewares.small]
 type = "body-limit"
 max_body_bytes = 5000
@@ -91,3 +97,30 @@ def test_bodies_within_the_limits_reach_the_backend_whole(env: tuple[Gateway, Ba
         streamed = c.post(f"{g.url}{path}", content=_stream(size))
     assert (declared.status_code, declared.json()["body_len"]) == (200, size)
     assert (streamed.status_code, streamed.json()["body_len"]) == (200, size)
+
+
+def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Backend]) -> None:
+    g, _ = env
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/upload")]
+    conn.send_headers(1, request)
+    conn.send_data(1, b"x" * 100)              # and then nothing: no more DATA, no END_STREAM
+    status: dict[int, str] = {}
+    ended: set[int] = set()
+    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        sent = time.monotonic()
+        while 3 not in ended:
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status[event.stream_id] = dict(event.headers)[":status"]
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+                    if event.stream_id == 1:    # the same connection serves the next request
+                        conn.send_headers(3, request[:3] + [(":path", "/after")], end_stream=True)
+            sock.sendall(conn.data_to_send())
+    assert status == {1: "408", 3: "200"}
+    assert time.monotonic() - sent >= 1.0            # not before body_timeout

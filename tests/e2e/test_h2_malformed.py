@@ -350,6 +350,18 @@ def test_valid_edge_case_is_answered(case: str, env: dict[str, Any], h2: RawH2) 
         assert expected in backend.requests[seen][2]
 
 
+@pytest.mark.parametrize("case", ["te-trailers", "te-trailers-mixed-case"])
+def test_te_is_not_forwarded_to_an_http11_backend(case: str, env: dict[str, Any], h2: RawH2) -> None:
+    """TE is hop-by-hop (RFC 9110 §7.6.1). HTTP/2 allows only "trailers", which HTTP/2 backends (gRPC) need and
+    get; an HTTP/1.1 backend gets no TE, as from an HTTP/1.1 client."""
+    backend: Recorder = env["backend"]
+    seen = len(backend.requests)
+    path = b"/te/" + case.encode()
+    assert h2.get(1, path, VALID[case][0]) == (200, b"seen " + path)
+    assert _seen_since(backend, seen) == [path]
+    assert b"te" not in [name.lower() for name, _ in backend.requests[seen][2]]
+
+
 def test_host_without_authority_is_answered_with_that_host(env: dict[str, Any], h2: RawH2) -> None:
     backend: Recorder = env["backend"]
     seen = len(backend.requests)

@@ -1,7 +1,7 @@
 """HTTP/2 client streams (h2c prior knowledge) get the resilience HTTP/1.1 requests get, through the real binary
 with 2 workers: the ``retry`` middleware moves a stream past a dead backend or a 503 to another backend (HTTP/1.1
-and h2c backends), replaying the request body; passive health takes a failing backend out on h2 traffic; and
-whoami@internal says the stream is HTTP/2.0."""
+and h2c backends), replaying the request body; passive health takes a failing backend out on h2 traffic; sticky
+sessions pin streams as they pin HTTP/1.1 requests; and whoami@internal says the stream is HTTP/2.0."""
 
 from __future__ import annotations
 
@@ -52,6 +52,18 @@ servers = [{{url = "{first}"}}, {{url = "{second}"}}]
     ("fragile", False, "http://127.0.0.1:DEAD2", "ALIVE", 'max_failures = 1\ncooldown = "60s"'),
     ("h2fragile", False, "h2c://127.0.0.1:H2BUSY", "h2c://127.0.0.1:H2OK",
      'max_failures = 1\ncooldown = "60s"\nstatuses = [503]'),
+)) + "".join(f"""
+[routers.{name}]
+rule = "PathPrefix(`/{name}`)"
+service = "{name}"
+[services.{name}.load_balancer]
+servers = [{{url = "{first}"}}, {{url = "{second}"}}]
+[services.{name}.load_balancer.sticky]
+cookie = "gw_sticky"
+""" for name, first, second in (
+    # sticky sessions, to HTTP/1.1 and to h2c backends
+    ("stick", "ALIVE", "NEIGHBOUR"),
+    ("h2stick", "h2c://127.0.0.1:H2OK", "h2c://127.0.0.1:H2SECOND"),
 ))
 
 
@@ -125,17 +137,19 @@ class Busy(LoopThread):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    alive, busy = Backend("alive"), Busy()
-    h2ok, h2busy = H2cApp("h2c-ok"), H2cApp("h2c-busy", 503)
+    alive, neighbour, busy = Backend("alive"), Backend("neighbour"), Busy()
+    h2ok, h2second, h2busy = H2cApp("h2c-ok"), H2cApp("h2c-second"), H2cApp("h2c-busy", 503)
     dead, dead2 = free_port(), free_port()
     config = (CONFIG.replace("DEAD2", str(dead2)).replace("DEAD", str(dead)).replace("ALIVE", alive.url)
-              .replace("H2OK", str(h2ok.port)).replace("H2BUSY", str(h2busy.port)).replace("BUSY", busy.url))
+              .replace("NEIGHBOUR", neighbour.url).replace("H2OK", str(h2ok.port))
+              .replace("H2SECOND", str(h2second.port)).replace("H2BUSY", str(h2busy.port)).replace("BUSY", busy.url))
     g = Gateway(config, tmp_path_factory.mktemp("gw"), workers=2)
     yield {"gw": g, "busy": busy, "h2busy": h2busy, "dead2": dead2}
     g.stop()
-    for server in (busy, h2ok, h2busy):
+    for server in (busy, h2ok, h2second, h2busy):
         server.stop()
     alive.stop()
+    neighbour.stop()
 
 
 @pytest.fixture
@@ -211,3 +225,23 @@ def test_h2_stream_failures_take_a_backend_out_by_passive_health(env: dict[str, 
 def test_whoami_over_h2_says_http2(client: httpx.Client) -> None:
     r = client.get("/whoami")
     assert r.http_version == "HTTP/2" and r.json()["proto"] == "HTTP/2.0"
+
+
+@pytest.mark.parametrize("service, names", [("stick", {"alive", "neighbour"}), ("h2stick", {"h2c-ok", "h2c-second"})])
+def test_sticky_cookie_pins_h2_streams(env: dict[str, Any], service: str, names: set[str]) -> None:
+    g = env["gw"]
+
+    def get(cookie: str | None = None) -> httpx.Response:
+        """A new connection each time, so either worker may take it."""
+        with httpx.Client(http1=False, http2=True, timeout=10) as c:
+            return c.get(f"{g.url}/{service}/x", headers={"cookie": f"gw_sticky={cookie}"} if cookie else {})
+
+    first = get()
+    cookie = first.cookies.get("gw_sticky")
+    assert first.http_version == "HTTP/2" and cookie
+    assert "HttpOnly" in first.headers["set-cookie"]
+    pinned = first.json()["name"]
+    pinned_replies = [get(cookie) for _ in range(12)]
+    assert {r.json()["name"] for r in pinned_replies} == {pinned}
+    assert all("set-cookie" not in r.headers for r in pinned_replies)     # a bound session gets no new cookie
+    assert {get().json()["name"] for _ in range(12)} == names             # without it, round-robin spreads them

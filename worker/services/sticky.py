@@ -50,7 +50,7 @@ class Sticky:
         return None
 
     def pick(self, headers: list[tuple[bytes, bytes]], now: float) -> tuple[Backend | None, bytes | None]:
-        """(backend, Set-Cookie header line or None)."""
+        """(backend, the value of a Set-Cookie to add to the response, or None)."""
         sid = self.session_id(headers)
         plane = self.plane
         if sid is not None:
@@ -68,4 +68,4 @@ class Sticky:
             return None, None
         sid = secrets.token_urlsafe(18).encode()
         plane.sticky_bind(self.prefix + sid, backend.idx, now, self.ttl)
-        return backend, b"Set-Cookie: %s=%s; %s\r\n" % (self.cookie, sid, self.attrs)
+        return backend, b"%s=%s; %s" % (self.cookie, sid, self.attrs)

@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 class UpstreamPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, ssl: object | None,
                  server_hostname: str | None, protocol_factory: Callable[[UpstreamPool], UpstreamProtocol],
-                 max_idle: int = 256) -> None:
+                 max_idle: int = 256, h2_ssl: object | None = None) -> None:
         self.loop = loop
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.h2_ssl = h2_ssl            # the same TLS settings offering ALPN h2, for HTTP/2 (gRPC) connections
         self.server_hostname = server_hostname
         self.max_idle = max_idle
         self.idle_timeout = 90.0
