@@ -2,8 +2,9 @@
 
 Configured by the top-level ``[acme]`` table; certificates are served on every entrypoint with
 ``tls.acme = true``. Each entry of ``acme.domains`` is one certificate (``"a.example,www.a.example"`` puts
-several names in one; ``"*.example"`` needs ``challenge = "dns-01"``). The protocol is the ``acme`` library's
-(JWS, nonces, orders); this module only decides when and wires the challenges:
+several names in one; ``"*.example"`` needs ``challenge = "dns-01"``). Left empty, the domains come from the
+routers served on those entrypoints (``domains_from_routers``), and follow them on every reload. The protocol
+is the ``acme`` library's (JWS, nonces, orders); this module only decides when and wires the challenges:
 
 * **HTTP-01**: the key authorizations are sent to every worker over the control channel (and given to new
   workers at boot); workers answer ``GET /.well-known/acme-challenge/<token>`` on every plain-HTTP
@@ -29,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -43,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ..shared import log as gwlog
+from ..shared.rules import parse_rule
 
 log = gwlog.get("master.acme")
 
@@ -51,6 +55,37 @@ LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 CHALLENGE_ROUTER = "acme-http01@internal"
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 MAX_BACKOFF = 86400.0
+
+
+_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+
+
+def domains_from_routers(config: dict[str, Any]) -> list[str]:
+    """What ``acme.domains`` means when it is left empty: one certificate per router served on a ``tls.acme``
+    entrypoint, for the hosts its rule requires (``Host(`a.example`) || Host(`b.example`)`` gives one
+    certificate for both), as Traefik does for a router with a certificate resolver and no domains. A rule that
+    can match any host gives none; so do names a CA will not issue for (IP addresses, single labels)."""
+    entrypoints = config.get("entrypoints", {})
+    http = [name for name, ep in entrypoints.items() if ep.get("protocol", "http") == "http"]
+    acme = {name for name in http if (entrypoints[name].get("tls") or {}).get("acme")}
+    specs: list[str] = []
+    for router in config.get("routers", {}).values():
+        if acme.isdisjoint(router.get("entrypoints") or http):
+            continue
+        hosts = parse_rule(router["rule"]).hosts or ()
+        names = sorted(h for h in hosts if _DNS_NAME.fullmatch(h) and not _is_ip(h))
+        spec = ",".join(names)
+        if names and spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -152,6 +187,9 @@ class AcmeManager:
         for order in self.orders:
             if order.expires() is not None:
                 order.status = "valid"
+        if not self.orders:
+            log.warning("no ACME domains: acme.domains is empty and no router served on a tls.acme entrypoint has "
+                        "a Host rule; the placeholder certificate is served")
 
     def certificates(self) -> list[dict[str, str]]:
         """The certificate/key pairs TLS entrypoints with ``acme = true`` serve: every issued one, or the

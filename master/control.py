@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError, StateError
-from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager
+from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
 from .healthcheck import HealthChecker
 from .model_probe import ModelProbe
 from .providers.discovery import Discovery, Seed, contribution
@@ -123,6 +123,8 @@ class ControlPlane:
         if self.dns is not None:
             self.dns.set_names(names_in(cfg.services))
         acme = cfg.data.get("acme")
+        if acme is not None and not acme["domains"]:
+            acme = {**acme, "domains": domains_from_routers(cfg.data)}
         if acme is None:
             if self.acme is not None:
                 self._spawn_stop(self.acme)

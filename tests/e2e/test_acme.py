@@ -160,3 +160,46 @@ fi
     san = served_certificate(secure, "b.wild.gateway.test").extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert san == ["*.wild.gateway.test"]
+
+
+ROUTED = """
+[routers.app]
+rule = "Host(`a.routed.gateway.test`) || Host(`www.a.routed.gateway.test`)"
+service = "whoami@internal"
+entrypoints = ["websecure"]
+[routers.plain-only]
+rule = "Host(`plain.routed.gateway.test`)"
+service = "whoami@internal"
+entrypoints = ["web"]
+"""
+
+ADDED = """
+[routers.added]
+rule = "Host(`b.routed.gateway.test`) && PathPrefix(`/b`)"
+service = "whoami@internal"
+"""
+
+
+def san(cert: x509.Certificate) -> list[str]:
+    return sorted(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName))
+
+
+def test_empty_domains_come_from_the_routers_host_rules_and_follow_a_reload(gateway, pebble, tmp_path):
+    """One certificate per router on the tls.acme entrypoint, for its Host names; ``PathPrefix(`/`)`` (any host)
+    and a router only on the plain entrypoint give none."""
+    secure = free_port()
+    text = config(pebble, tmp_path, "unused").replace('domains = ["unused"]\n', "") + ROUTED
+    g = gateway(text, workers=2, web=pebble.http_port, secure=secure)
+    wait_until(lambda: "Pebble" in issuer(served_certificate(secure, "a.routed.gateway.test")), 60,
+               what="certificate for the router's hosts served")
+    assert san(served_certificate(secure, "www.a.routed.gateway.test")) == [
+        "a.routed.gateway.test", "www.a.routed.gateway.test"]
+    assert [o["names"] for o in g.health()["control"]["acme"]] == [
+        ["a.routed.gateway.test", "www.a.routed.gateway.test"]]
+    g.reload(text + ADDED)
+    # until then, that name gets the certificate of the other router (the first one)
+    wait_until(lambda: san(served_certificate(secure, "b.routed.gateway.test")) == ["b.routed.gateway.test"], 60,
+               what="certificate for the added router served")
+    assert "Pebble" in issuer(served_certificate(secure, "b.routed.gateway.test"))
+    assert "Pebble" in issuer(served_certificate(secure, "a.routed.gateway.test"))   # kept, not ordered again
