@@ -84,6 +84,20 @@ _LINES_MAX = 4096
 _LINE_KEPT_MAX = 128
 
 
+def _head_fields(head: bytes, end: int) -> list[tuple[bytes, bytes]]:
+    """An HTTP/1.1 response head (as upstream.py writes it; ``end`` is where its blank line starts) as HTTP/2
+    fields."""
+    fields = [(b":status", head[9:12])]
+    lines = _LINES
+    for line in head[head.find(b"\r\n") + 2: end].split(b"\r\n"):
+        field = lines.get(line)
+        if field is None:
+            field = _h2_field(line)
+        if field:
+            fields.append(field)
+    return fields
+
+
 def _h2_field(line: bytes) -> tuple[bytes, bytes] | tuple[()]:
     name, _, value = line.partition(b":")
     name = name.strip().lower()
@@ -254,20 +268,15 @@ class Stream:
         return self.server.transport.get_extra_info(name, default)
 
     def write(self, data: bytes) -> None:
-        """HTTP/1.1 response bytes from the upstream side: the first block is a head, the rest body."""
+        """HTTP/1.1 response bytes from the upstream side: the first block is a head, the rest body (upstream.py
+        writes each interim 1xx head alone, before it)."""
         if not self.head_sent:
             end = data.find(b"\r\n\r\n")
-            status = data[9:12]
-            if status[:1] == b"1":
-                return                         # interim responses are not relayed over HTTP/2
-            headers = [(b":status", status)]
-            lines = _LINES
-            for line in data[data.find(b"\r\n") + 2: end].split(b"\r\n"):
-                field = lines.get(line)
-                if field is None:
-                    field = _h2_field(line)
-                if field:
-                    headers.append(field)
+            headers = _head_fields(data, end)
+            if data[9:10] == b"1":
+                self.interim(headers)
+                self.server.flush()
+                return
             self.send_headers(headers)
             data = data[end + 4:]
         if data:                               # counted upstream (upstream.py), as for HTTP/1.1
@@ -357,6 +366,16 @@ class Stream:
             self.server.drop_outbox(self.id)   # the client reset the stream meanwhile
         if end_stream:
             self.server.drop_outbox(self.id)
+
+    def interim(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """A 1xx response (100 Continue, 103 Early Hints): an informational HEADERS block (RFC 9113 §8.1). 101
+        has no place in HTTP/2."""
+        if self.head_sent or headers[0][1] == b"101":
+            return
+        try:
+            self.server.conn.send_headers(self.id, headers)
+        except h2.exceptions.ProtocolError:
+            pass                               # the client reset the stream meanwhile
 
     def answer_local(self, data: bytes) -> None:
         """Answer with a complete HTTP/1.1 response the gateway built (an error, a middleware's reply)."""

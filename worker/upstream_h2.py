@@ -7,7 +7,8 @@ every stream; a new one is opened when it is gone or has received GOAWAY. A prox
 
 - request: HEADERS built from the client's (``:authority`` per ``pass_host_header``, forwarding headers
   added, ``te: trailers`` kept), DATA and trailers relayed as they come, END_STREAM when the client ended.
-- response: HEADERS, DATA and *trailers* (``grpc-status``...) relayed unchanged; DATA is acknowledged to the
+- response: HEADERS (after the route's response phase: ``headers``, ``compress``... as for HTTP/1.1 backends),
+  DATA (through the phase's body filter, if any) and *trailers* (``grpc-status``...); DATA is acknowledged to the
   backend only once it is queued for the client, and not while the client's outbox is over its high water mark
   (the client stream pauses this stream as its source), so flow control holds end to end.
 - a reset or lost backend becomes a reset of the client stream, or — before any response head — a gateway
@@ -91,6 +92,8 @@ class H2Upstream(H2Endpoint):
                     us.response_data(event.data, event.flow_controlled_length)
             elif isinstance(event, h2.events.ResponseReceived) and us is not None:
                 us.response_head(event.headers, event.stream_ended is not None)
+            elif isinstance(event, h2.events.InformationalResponseReceived) and us is not None:
+                us.front.interim([(n, v) for n, v in event.headers if n not in _NOT_FORWARDED])
             elif isinstance(event, h2.events.TrailersReceived) and us is not None:
                 us.trailers = list(event.headers)
             elif isinstance(event, h2.events.StreamEnded) and us is not None:
@@ -184,13 +187,24 @@ class UpstreamStream:
                 ex.backend.passive_success()  # type: ignore[union-attr]
         ex.upstream = None
         headers = [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
+        route = ex.route
+        if route is not None and route.chain.responders:    # the response phase, as upstream.py runs it
+            route.chain.on_response(ex, status, headers)
+            # responders name fields in any case, HTTP/2 wants lowercase; a transformed body has no known length
+            headers = [(n.lower(), v) for n, v in headers
+                       if ex.filter is None or n.lower() != b"content-length"]
         if ex.set_cookie is not None:
             headers.append((b"set-cookie", ex.set_cookie))
         front.send_headers(headers, end_stream=ended)
 
     def response_data(self, data: bytes, flow_length: int) -> None:
-        self.front.ex.resp_bytes += len(data)
-        self.front.server.send_data(self.front.id, data)
+        front = self.front
+        ex = front.ex
+        ex.resp_bytes += len(data)
+        if ex.filter is not None:              # compress, token metering: as upstream.py does
+            data = ex.filter.feed(data)
+        if data:
+            front.server.send_data(front.id, data)
         if self.hold:
             self.held += flow_length
         else:
@@ -201,6 +215,12 @@ class UpstreamStream:
         self.up.streams.pop(self.id, None)
         front = self.front
         front.h2up = None
+        ex = front.ex
+        if ex.filter is not None:              # the transformed body's last bytes
+            tail = ex.filter.finish()
+            ex.filter = None
+            if tail:
+                front.server.send_data(front.id, tail)
         front.response_trailers(self.trailers)
 
     def upstream_gone(self) -> None:

@@ -5,9 +5,10 @@ the backend whole. A stream whose body stalls for ``body_timeout`` is answered 4
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import h2.config
 import h2.connection
@@ -99,28 +100,71 @@ def test_bodies_within_the_limits_reach_the_backend_whole(env: tuple[Gateway, Ba
     assert (streamed.status_code, streamed.json()["body_len"]) == (200, size)
 
 
-def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Backend]) -> None:
-    g, _ = env
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    request = [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/upload")]
-    conn.send_headers(1, request)
-    conn.send_data(1, b"x" * 100)              # and then nothing: no more DATA, no END_STREAM
-    status: dict[int, str] = {}
-    ended: set[int] = set()
+def _converse(g: Gateway, conn: h2.connection.H2Connection, handle: Callable[[h2.events.Event], bool]) -> None:
+    """Drive the client ``conn`` over a socket to the gateway until ``handle`` (given every event, and free to
+    send more) returns True."""
     with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
         sock.sendall(conn.data_to_send())
-        sent = time.monotonic()
-        while 3 not in ended:
+        while True:
             data = sock.recv(65536)
             assert data, "the gateway closed the connection"
+            done = False
             for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    status[event.stream_id] = dict(event.headers)[":status"]
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended.add(event.stream_id)
-                    if event.stream_id == 1:    # the same connection serves the next request
-                        conn.send_headers(3, request[:3] + [(":path", "/after")], end_stream=True)
+                done = handle(event) or done
             sock.sendall(conn.data_to_send())
+            if done:
+                return
+
+
+def _client() -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    return conn
+
+
+REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/upload")]
+
+
+def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Backend]) -> None:
+    g, _ = env
+    conn = _client()
+    conn.send_headers(1, REQUEST)
+    conn.send_data(1, b"x" * 100)              # and then nothing: no more DATA, no END_STREAM
+    status: dict[int, str] = {}
+
+    def handle(event: h2.events.Event) -> bool:
+        if isinstance(event, h2.events.ResponseReceived):
+            status[event.stream_id] = dict(event.headers)[":status"]
+        elif isinstance(event, h2.events.StreamEnded):
+            if event.stream_id == 1:            # the same connection serves the next request
+                conn.send_headers(3, REQUEST[:3] + [(":path", "/after")], end_stream=True)
+            return event.stream_id == 3
+        return False
+
+    sent = time.monotonic()
+    _converse(g, conn, handle)
     assert status == {1: "408", 3: "200"}
     assert time.monotonic() - sent >= 1.0            # not before body_timeout
+
+
+def test_100_continue_from_an_http11_backend_reaches_the_h2_client(env: tuple[Gateway, Backend]) -> None:
+    """An informational HEADERS block (RFC 9113 §8.1); the client sends its body only once it has it."""
+    g, _ = env
+    conn = _client()
+    conn.send_headers(1, REQUEST + [("expect", "100-continue"), ("content-length", "5")])
+    statuses: list[str] = []
+    body = bytearray()
+
+    def handle(event: h2.events.Event) -> bool:
+        if isinstance(event, (h2.events.InformationalResponseReceived, h2.events.ResponseReceived)):
+            statuses.append(dict(event.headers)[":status"])
+            if statuses == ["100"]:
+                conn.send_data(1, b"hello", end_stream=True)
+        elif isinstance(event, h2.events.DataReceived):
+            body.extend(event.data)
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        return isinstance(event, h2.events.StreamEnded)
+
+    _converse(g, conn, handle)
+    assert statuses == ["100", "200"]
+    assert json.loads(body)["body_len"] == 5

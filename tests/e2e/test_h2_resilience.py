@@ -1,7 +1,8 @@
 """HTTP/2 client streams (h2c prior knowledge) get the resilience HTTP/1.1 requests get, through the real binary
 with 2 workers: the ``retry`` middleware moves a stream past a dead backend or a 503 to another backend (HTTP/1.1
 and h2c backends), replaying the request body; passive health takes a failing backend out on h2 traffic; sticky
-sessions pin streams as they pin HTTP/1.1 requests; and whoami@internal says the stream is HTTP/2.0."""
+sessions pin streams as they pin HTTP/1.1 requests; the response phase runs for h2c backends; and
+whoami@internal says the stream is HTTP/2.0."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ retry_interval_ms = 10
 [routers.whoami]
 rule = "PathPrefix(`/whoami`)"
 service = "whoami@internal"
+[middlewares.stamp]
+type = "headers"
+response_headers = {X-Stamp = "h2c", Server = ""}
+[middlewares.squeeze]
+type = "compress"
+min_bytes = 10
+[routers.h2phase]
+rule = "PathPrefix(`/h2phase`)"
+service = "h2phase"
+middlewares = ["stamp", "squeeze"]
+[services.h2phase.load_balancer]
+servers = [{url = "h2c://127.0.0.1:H2OK"}]
 """ + "".join(f"""
 [routers.{name}]
 rule = "PathPrefix(`/{name}`)"
@@ -97,7 +110,7 @@ class _H2cConnection(asyncio.Protocol):
         data = json.dumps({"name": self.app.name, "body_len": len(body),
                            "body_sha256": hashlib.sha256(body).hexdigest()}).encode()
         self.conn.send_headers(stream_id, [(":status", str(self.app.status)), ("content-type", "application/json"),
-                                           ("content-length", str(len(data)))])
+                                           ("content-length", str(len(data))), ("server", "h2c-app")])
         self.conn.send_data(stream_id, data, end_stream=True)
 
 
@@ -245,3 +258,15 @@ def test_sticky_cookie_pins_h2_streams(env: dict[str, Any], service: str, names:
     assert {r.json()["name"] for r in pinned_replies} == {pinned}
     assert all("set-cookie" not in r.headers for r in pinned_replies)     # a bound session gets no new cookie
     assert {get().json()["name"] for _ in range(12)} == names             # without it, round-robin spreads them
+
+
+def test_response_phase_runs_for_h2c_backends(client: httpx.Client) -> None:
+    """The route's middlewares change the response of an h2c backend as they do an HTTP/1.1 one's: headers set
+    and removed, the body compressed as a stream (and its length dropped)."""
+    r = client.get("/h2phase/x", headers={"accept-encoding": "gzip"})
+    assert (r.status_code, r.http_version) == (200, "HTTP/2")
+    assert r.headers["x-stamp"] == "h2c" and "server" not in r.headers
+    assert r.headers["content-encoding"] == "gzip" and "content-length" not in r.headers
+    assert r.json()["name"] == "h2c-ok"                  # httpx decoded the gzip stream
+    plain = client.get("/h2phase/x", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.headers["x-stamp"] == "h2c"
