@@ -844,9 +844,9 @@ class H2Server(H2Endpoint):
         ex.upstream = up
         ex.t_up = perf_counter()
         self.outbox(stream.id).source = up
-        names = [name for name, _ in ex.headers]           # lowercase (valid_field)
+        names = [name.lower() for name, _ in ex.headers]   # middlewares may add fields in any case
         if b"te" in names:     # hop-by-hop (RFC 9110 §7.6.1): kept for HTTP/2 backends (gRPC needs it), not here
-            ex.headers = [field for field in ex.headers if field[0] != b"te"]
+            ex.headers = [field for field in ex.headers if field[0].lower() != b"te"]
         ex.req_chunked = ex.req_has_body and b"content-length" not in names
         up.bind(stream, ex, ClientProtocol._head(stream, ex), ex.service.response_timeout)  # type: ignore[arg-type]
         body = stream.body_to_send()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 import httpx
 from ai_support import AiBackend
 from harness import wait_until
@@ -66,6 +69,30 @@ def test_privacy_router_sends_sensitive_content_to_the_tee_service(gateway) -> N
             r = ask("mail a.person@example.com or call +1 415 555 0100", path="/redact")
             assert r["name"] == "cloud" and "a.person@example.com" not in r["body"]
             assert "[REDACTED:email]" in r["body"] and "[REDACTED:phone]" in r["body"]
+    finally:
+        cloud.stop()
+        tee.stop()
+
+
+def test_privacy_router_rewrites_an_http2_stream_body_with_one_framing(gateway) -> None:
+    """Over HTTP/2 a body without a declared length is read whole, redacted and forwarded to the HTTP/1.1
+    backend with its exact Content-Length and no chunked framing beside it."""
+    cloud, tee = AiBackend("cloud"), AiBackend("tee")
+    try:
+        gw = gateway(PRIVACY % {"cloud": cloud.url, "tee": tee.url})
+        text = json.dumps({"messages": [{"role": "user", "content": "mail a.person@example.com"}]}).encode()
+
+        def stream() -> Iterator[bytes]:
+            yield text[:10]
+            yield text[10:]
+
+        with httpx.Client(http2=True, http1=False, timeout=10) as c:
+            r = c.post(f"{gw.url}/redact", content=stream(), headers={"content-type": "application/json"})
+        assert (r.status_code, r.http_version) == (200, "HTTP/2"), r.text
+        seen = r.json()
+        assert seen["name"] == "cloud" and "[REDACTED:email]" in seen["body"]
+        assert "transfer-encoding" not in seen["headers"]
+        assert seen["headers"]["content-length"] == str(len(seen["body"].encode()))
     finally:
         cloud.stop()
         tee.stop()
