@@ -6,15 +6,13 @@ the backend whole. A stream whose body stalls for ``body_timeout`` is answered 4
 from __future__ import annotations
 
 import json
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import h2.config
-import h2.connection
 import h2.events
 import httpx
 import pytest
+from h2_client import client_connection, converse
 from harness import Backend, Gateway
 
 CONFIG = """
@@ -100,34 +98,12 @@ def test_bodies_within_the_limits_reach_the_backend_whole(env: tuple[Gateway, Ba
     assert (streamed.status_code, streamed.json()["body_len"]) == (200, size)
 
 
-def _converse(g: Gateway, conn: h2.connection.H2Connection, handle: Callable[[h2.events.Event], bool]) -> None:
-    """Drive the client ``conn`` over a socket to the gateway until ``handle`` (given every event, and free to
-    send more) returns True."""
-    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
-        sock.sendall(conn.data_to_send())
-        while True:
-            data = sock.recv(65536)
-            assert data, "the gateway closed the connection"
-            done = False
-            for event in conn.receive_data(data):
-                done = handle(event) or done
-            sock.sendall(conn.data_to_send())
-            if done:
-                return
-
-
-def _client() -> h2.connection.H2Connection:
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    return conn
-
-
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/upload")]
 
 
 def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Backend]) -> None:
     g, _ = env
-    conn = _client()
+    conn = client_connection()
     conn.send_headers(1, REQUEST)
     conn.send_data(1, b"x" * 100)              # and then nothing: no more DATA, no END_STREAM
     status: dict[int, str] = {}
@@ -142,7 +118,7 @@ def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Back
         return False
 
     sent = time.monotonic()
-    _converse(g, conn, handle)
+    converse(g.port, conn, handle)
     assert status == {1: "408", 3: "200"}
     assert time.monotonic() - sent >= 1.0            # not before body_timeout
 
@@ -150,7 +126,7 @@ def test_stalled_body_is_408_and_the_connection_goes_on(env: tuple[Gateway, Back
 def test_100_continue_from_an_http11_backend_reaches_the_h2_client(env: tuple[Gateway, Backend]) -> None:
     """An informational HEADERS block (RFC 9113 §8.1); the client sends its body only once it has it."""
     g, _ = env
-    conn = _client()
+    conn = client_connection()
     conn.send_headers(1, REQUEST + [("expect", "100-continue"), ("content-length", "5")])
     statuses: list[str] = []
     body = bytearray()
@@ -165,6 +141,6 @@ def test_100_continue_from_an_http11_backend_reaches_the_h2_client(env: tuple[Ga
             conn.acknowledge_received_data(event.flow_controlled_length, 1)
         return isinstance(event, h2.events.StreamEnded)
 
-    _converse(g, conn, handle)
+    converse(g.port, conn, handle)
     assert statuses == ["100", "200"]
     assert json.loads(body)["body_len"] == 5

@@ -19,6 +19,7 @@ import h2.events
 import httpx
 import pytest
 from aiohttp import web
+from h2_client import client_connection, converse
 from harness import Backend, Gateway, free_port, wait_until
 from proto_backends import LoopThread
 
@@ -98,6 +99,8 @@ class _H2cConnection(asyncio.Protocol):
         for event in self.conn.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
                 self.bodies[event.stream_id] = b""
+                if dict(event.headers)[":path"].endswith("/early-hints"):
+                    self.conn.send_headers(event.stream_id, [(":status", "103"), ("link", "</app.css>; rel=preload")])
             elif isinstance(event, h2.events.DataReceived):
                 self.bodies[event.stream_id] += event.data
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -270,3 +273,22 @@ def test_response_phase_runs_for_h2c_backends(client: httpx.Client) -> None:
     assert r.json()["name"] == "h2c-ok"                  # httpx decoded the gzip stream
     plain = client.get("/h2phase/x", headers={"accept-encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.headers["x-stamp"] == "h2c"
+
+
+def test_early_hints_from_an_h2c_backend_reach_the_h2_client(env: dict[str, Any]) -> None:
+    """A 1xx from an h2c backend is relayed as an informational HEADERS block, before the response."""
+    conn = client_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "h2.test"),
+                          (":path", "/h2phase/early-hints")], end_stream=True)
+    heads: list[dict[str, str]] = []
+
+    def handle(event: h2.events.Event) -> bool:
+        if isinstance(event, (h2.events.InformationalResponseReceived, h2.events.ResponseReceived)):
+            heads.append(dict(event.headers))
+        elif isinstance(event, h2.events.DataReceived):
+            conn.acknowledge_received_data(event.flow_controlled_length, 1)
+        return isinstance(event, h2.events.StreamEnded)
+
+    converse(env["gw"].port, conn, handle)
+    assert [head[":status"] for head in heads] == ["103", "200"]
+    assert heads[0]["link"] == "</app.css>; rel=preload" and heads[1]["x-stamp"] == "h2c"
