@@ -217,6 +217,12 @@ class RawH2:
         assert stream_id not in self.ended, f"stream {stream_id} answered: {self.headers.get(stream_id)}"
         return self.resets[stream_id]
 
+    def post_with_trailers(self, stream_id: int, path: bytes, trailers: list[tuple[bytes, bytes]]) -> None:
+        """A POST of ``body`` ended by a trailers block (which carries END_STREAM)."""
+        self.send(self.headers_frame(stream_id, request(path, b"POST"), end_stream=False),
+                  self.data_frame(stream_id, b"body"),
+                  self.headers_frame(stream_id, trailers))
+
     def get(self, stream_id: int, path: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes]:
         self.send(self.headers_frame(stream_id, request(path) + (extra or [])))
         self.wait(lambda: self.finished(stream_id), f"the answer on stream {stream_id}")
@@ -422,9 +428,7 @@ def test_malformed_trailers_reset_the_stream_and_the_request_never_completes_at_
     backend: Recorder = env["backend"]
     done = len(backend.complete)
     path = b"/trailers/" + field[0].strip(b":")
-    h2.send(h2.headers_frame(1, request(path, b"POST"), end_stream=False),
-            h2.data_frame(1, b"body"),
-            h2.headers_frame(1, [(b"x-checksum", b"1"), field]))
+    h2.post_with_trailers(1, path, [(b"x-checksum", b"1"), field])
     assert h2.expect_reset(1) == PROTOCOL_ERROR
     assert h2.get(3, b"/trailers/after") == (200, b"seen /trailers/after")
     assert h2.goaway is None
@@ -434,9 +438,7 @@ def test_malformed_trailers_reset_the_stream_and_the_request_never_completes_at_
 def test_valid_trailers_are_accepted(env: dict[str, Any], h2: RawH2) -> None:
     backend: Recorder = env["backend"]
     done = len(backend.complete)
-    h2.send(h2.headers_frame(1, request(b"/trailers/valid", b"POST"), end_stream=False),
-            h2.data_frame(1, b"body"),
-            h2.headers_frame(1, [(b"x-checksum", b"1")]))
+    h2.post_with_trailers(1, b"/trailers/valid", [(b"x-checksum", b"1")])
     h2.wait(lambda: h2.finished(1), "the answer on stream 1")
     assert h2.response(1) == (200, b"seen /trailers/valid")
     assert backend.complete[done:] == [b"/trailers/valid"]
@@ -448,9 +450,7 @@ def test_request_with_trailers_reaches_an_idle_upstream_as_exactly_one_message(
     backend: Recorder = env["backend"]
     assert h2.get(1, b"/trailers/warm") == (200, b"seen /trailers/warm")    # this worker now has an idle upstream
     errors = len(backend.errors)
-    h2.send(h2.headers_frame(3, request(b"/trailers/idle", b"POST"), end_stream=False),
-            h2.data_frame(3, b"body"),
-            h2.headers_frame(3, [(b"x-checksum", b"1")]))
+    h2.post_with_trailers(3, b"/trailers/idle", [(b"x-checksum", b"1")])
     h2.wait(lambda: h2.finished(3), "the answer on stream 3")
     assert h2.response(3) == (200, b"seen /trailers/idle")
     assert h2.get(5, b"/trailers/next") == (200, b"seen /trailers/next")
@@ -502,9 +502,7 @@ def test_malformed_trailers_while_connecting_upstream_leave_no_task_error(env: d
     fresh: Recorder = env["fresh"]
     logged = len(g.logs())
     done = len(fresh.complete)
-    h2.send(h2.headers_frame(1, request(b"/fresh/trailers", b"POST"), end_stream=False),
-            h2.data_frame(1, b"body"),
-            h2.headers_frame(1, [(b"X-Upper", b"1")]))
+    h2.post_with_trailers(1, b"/fresh/trailers", [(b"X-Upper", b"1")])
     assert h2.expect_reset(1) == PROTOCOL_ERROR
     assert h2.get(3, b"/fresh/after") == (200, b"seen /fresh/after")
     assert fresh.complete[done:] == [b"/fresh/after"]
