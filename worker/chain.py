@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import responses
 
 if TYPE_CHECKING:
-    from .http1 import Exchange
+    from .exchange import Exchange
     from .process import Worker
 
 JSON = b"application/json"

@@ -50,9 +50,10 @@ from hyperframe.frame import GoAwayFrame
 
 from ..shared import log as gwlog
 from . import framing, responses, upstream_h2
+from .exchange import Exchange, passive_failure, repick
 from .h2base import H2Endpoint, header_value, install_hpack
 from .headers import GATEWAY_SET
-from .http1 import ClientProtocol, Exchange, passive_failure, repick
+from .http1 import ClientProtocol
 from .proxy import grpc
 from .router import RequestView
 

@@ -26,7 +26,8 @@ from . import framing, responses
 from .headers import PLAIN_CONNECTION_OPTIONS, RESPONSE_SPECIAL, connection_tokens, named_by_connection
 
 if TYPE_CHECKING:
-    from .http1 import ClientProtocol, Exchange
+    from .exchange import Exchange
+    from .http1 import ClientProtocol
     from .services.upstream_pool import UpstreamPool
 
 NO_BODY_STATUS = frozenset((204, 304))

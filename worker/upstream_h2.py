@@ -31,8 +31,8 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..shared import log as gwlog
+from .exchange import passive_failure
 from .h2base import H2Endpoint, header_value, install_hpack
-from .http1 import passive_failure
 
 if TYPE_CHECKING:
     from .http2 import H2Server, Stream

@@ -8,7 +8,7 @@ from ..chain import Middleware
 from .paths import with_path
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 

@@ -15,7 +15,7 @@ from ..chain import Middleware, Reply, error_reply, remove_headers
 from .paths import split_target
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 REJECTED = "Invalid or missing API key"

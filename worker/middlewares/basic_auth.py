@@ -25,7 +25,7 @@ import bcrypt
 from ..chain import Middleware, Reply, error_reply, remove_headers
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 MISSING = "Missing Authorization header"

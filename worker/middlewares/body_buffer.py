@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..chain import Reply, error_reply
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
 
 
 class BodySink:

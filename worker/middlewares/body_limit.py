@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Middleware, Reply, error_reply
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 TOO_LARGE = "Request body too large"

@@ -55,7 +55,7 @@ from ..chain import JSON, Middleware, Reply, close_soon, error_reply, header_val
 from .body_buffer import forward_body, read_body
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 log = gwlog.get("worker.ai")

@@ -19,7 +19,7 @@ from ..chain import Middleware, Reply, error_reply
 from .plane_slot import slot_index
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 OPEN = "Service unavailable (circuit breaker open)"

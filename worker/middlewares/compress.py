@@ -21,7 +21,7 @@ import brotli
 from ..chain import Middleware, header_value
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 PREFERENCE = (b"br", b"gzip", b"deflate")

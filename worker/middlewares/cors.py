@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Middleware, Reply, error_reply, header_value, remove_headers
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 _ACAO = b"access-control-allow-origin"

@@ -23,7 +23,7 @@ from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
 from ..headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 _NOT_SENT = frozenset((b"content-length", b"transfer-encoding", b"expect", b"host", b"x-forwarded-method",

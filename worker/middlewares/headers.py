@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Middleware, remove_headers
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 Edit = tuple[frozenset[bytes], list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]

@@ -14,7 +14,7 @@ from ...shared.ipmatch import IPSet, parse_address
 from ..chain import Middleware, Reply, error_reply
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 

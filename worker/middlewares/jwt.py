@@ -34,7 +34,7 @@ from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
 from ..headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 JWKS_MIN_REFETCH = 10.0

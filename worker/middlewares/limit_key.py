@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
 
 KeyFunc = Callable[["Exchange"], bytes]
 

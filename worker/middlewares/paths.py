@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..chain import Reply, remove_headers
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
 
 
 def split_target(target: bytes) -> tuple[bytes, list[bytes]]:

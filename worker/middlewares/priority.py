@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Middleware, Reply, error_reply, header_value
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 PRIORITIES = ("critical", "high", "normal", "low", "best-effort")

@@ -30,7 +30,7 @@ from ..chain import Middleware, Reply, error_reply
 from .body_buffer import forward_body, read_prefix, restore_prefix
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 log = gwlog.get("worker.ai")

@@ -18,7 +18,7 @@ from .limit_key import key_func
 from .plane_slot import slot_index
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 REJECTED = "Rate limit exceeded"

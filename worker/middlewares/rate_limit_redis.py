@@ -29,7 +29,7 @@ from ..chain import Middleware, Reply, close_soon, error_reply
 from .limit_key import key_func
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 WARN_EVERY = 10.0

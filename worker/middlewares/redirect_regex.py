@@ -13,7 +13,7 @@ from ..chain import Middleware, Reply
 from .paths import redirect
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 _GROUP_REF = re.compile(r"\$(\d+|\{\w+\})")

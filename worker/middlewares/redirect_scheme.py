@@ -13,7 +13,7 @@ from ..chain import Middleware, Reply
 from .paths import redirect
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 DEFAULT_PORTS = {b"http": 80, b"https": 443}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Middleware
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))

@@ -14,7 +14,7 @@ from ..chain import Middleware
 from .paths import set_forwarded_prefix, with_path
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 

@@ -37,7 +37,7 @@ from ..chain import Middleware, error_reply, header_value
 
 if TYPE_CHECKING:
     from ..chain import BodyFilter
-    from ..http1 import Exchange
+    from ..exchange import Exchange
     from ..process import Worker
 
 KINDS = ("user", "agent", "session", "global")

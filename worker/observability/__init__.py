@@ -34,7 +34,8 @@ from .access_log import AccessLog, Writer
 from .tracing import OtlpExporter, Tracer
 
 if TYPE_CHECKING:
-    from ..http1 import ClientProtocol, Exchange
+    from ..exchange import Exchange
+    from ..http1 import ClientProtocol
     from ..process import Worker
 
 log = gwlog.get("worker")

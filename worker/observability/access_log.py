@@ -37,7 +37,8 @@ import orjson
 from ...shared import log as gwlog
 
 if TYPE_CHECKING:
-    from ..http1 import ClientProtocol, Exchange
+    from ..exchange import Exchange
+    from ..http1 import ClientProtocol
 
 log = gwlog.get("access_log")
 

@@ -36,7 +36,7 @@ import orjson
 from ...shared import log as gwlog
 
 if TYPE_CHECKING:
-    from ..http1 import Exchange
+    from ..exchange import Exchange
 
 log = gwlog.get("tracing")
 

@@ -28,7 +28,8 @@ from ..headers import HOP_BY_HOP, connection_tokens
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
-    from ..http1 import ClientProtocol, Exchange
+    from ..exchange import Exchange
+    from ..http1 import ClientProtocol
 
 UPGRADE_HEAD = b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 
