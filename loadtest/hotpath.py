@@ -33,7 +33,7 @@ from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.shared.plane import Plane, PlaneLayout
 from a3s_gateway.worker.http1 import ClientProtocol
 from a3s_gateway.worker.process import Worker
-from a3s_gateway.worker.upstream import UpstreamProtocol
+from a3s_gateway.worker.upstream.http1 import UpstreamProtocol
 
 REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 04:00:00 GMT\r\n"

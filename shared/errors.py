@@ -3,18 +3,21 @@
     GatewayError                      base of everything below
     ├── ConfigError                   a config could not be loaded; carries *every* Problem found
     ├── StateError                    an embeddable-API call made in the wrong lifecycle state
-    ├── UpstreamError                 talking to a backend failed (becomes a response, never a crash)
-    │   ├── ConnectError              502: refused, reset or unreachable before a response started
+    ├── PlaneError                    the shared-memory plane cannot be created or attached (shared/plane/errors.py)
+    ├── RuleSyntaxError               a router rule does not parse (shared/rules/lexer.py)
+    ├── UpstreamError                 talking to a backend failed before a response head (becomes a response)
+    │   ├── ConnectError              502: refused, reset or closed before a response started
     │   ├── UpstreamTimeout           504: connect / response-header timeout
-    │   └── BadUpstreamResponse       502: the backend's response could not be parsed
-    └── ClientError                   the client's request is malformed
+    │   └── BadUpstreamResponse       502: the backend's response could not be parsed or framed
+    └── ClientError                   the client's request is malformed (raised from the HTTP/1.1 parser callbacks)
         ├── BadRequest                400
-        ├── PayloadTooLarge           413
         ├── URITooLong                414
         └── HeaderTooLarge            431
 
-Request-path errors are turned into JSON responses in exactly one place (``worker/responses.py``);
-nothing else formats error bodies.
+Request-path errors carry their status and message; the wire protocols catch them in one place each
+(``Downstream.fail`` for upstream errors, ``ClientProtocol.data_received`` for client errors) and
+``worker/responses.py`` builds every error body; nothing else formats one. ``tests/unit/test_errors.py`` checks
+that this tree is the module's real one.
 """
 
 from __future__ import annotations
@@ -54,7 +57,13 @@ class StateError(GatewayError):
 
 
 class UpstreamError(GatewayError):
+    """The backend produced no response head: answered with ``status`` and ``message`` (or retried)."""
+
     status = 502
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class ConnectError(UpstreamError):
@@ -70,15 +79,13 @@ class BadUpstreamResponse(UpstreamError):
 
 
 class ClientError(GatewayError):
+    """A malformed request: answered with ``status`` and the connection closed."""
+
     status = 400
 
 
 class BadRequest(ClientError):
     status = 400
-
-
-class PayloadTooLarge(ClientError):
-    status = 413
 
 
 class URITooLong(ClientError):

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import responses
+from .responses import Answer
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -115,9 +116,9 @@ class Chain:
     def __bool__(self) -> bool:
         return bool(self.middlewares)
 
-    def on_request(self, ex: Exchange, start: int = 0) -> bytes | Awaitable[bytes | None] | None:
-        """None to proxy, the complete response to answer with, or an awaitable of either (``start``: the
-        middleware to go on from, after an asynchronous one)."""
+    def on_request(self, ex: Exchange, start: int = 0) -> Answer | Awaitable[Answer | None] | None:
+        """None to proxy, the answer to send, or an awaitable of either (``start``: the middleware to go on from,
+        after an asynchronous one)."""
         middlewares = self.middlewares
         for i in range(start, len(middlewares)):
             result = middlewares[i].on_request(ex)
@@ -128,12 +129,12 @@ class Chain:
             return self._resume(ex, result, i)  # type: ignore[arg-type]
         return None
 
-    async def _resume(self, ex: Exchange, pending: Awaitable[Reply | None], i: int) -> bytes | None:
+    async def _resume(self, ex: Exchange, pending: Awaitable[Reply | None], i: int) -> Answer | None:
         reply = await pending
         if reply is not None:
             return self.render(ex, reply, i)
         rest = self.on_request(ex, i + 1)
-        if rest is None or rest.__class__ is bytes:
+        if rest is None or rest.__class__ is Answer:
             return rest  # type: ignore[return-value]
         return await rest  # type: ignore[misc]
 
@@ -141,8 +142,8 @@ class Chain:
         for m in self.responders:
             m.on_response(ex, status, headers)
 
-    def render(self, ex: Exchange, reply: Reply, index: int) -> bytes:
-        """The bytes of middleware ``index``'s reply, after the response phase of the middlewares before it."""
+    def render(self, ex: Exchange, reply: Reply, index: int) -> Answer:
+        """Middleware ``index``'s reply, after the response phase of the middlewares before it."""
         ex.middleware = self.middlewares[index].name
         mw = self.indices[index]
         if mw >= 0 and self.count is not None:
@@ -150,13 +151,13 @@ class Chain:
         before = self.middlewares[:index]
         return self._compose(ex, reply, [m for m in self.responders if m in before])
 
-    def error(self, ex: Exchange, status: int, message: str | None = None) -> bytes:
+    def error(self, ex: Exchange, status: int, message: str | None = None) -> Answer:
         """A response the gateway writes itself (an upstream failure, no healthy backend) for a request whose
         request phase ran through the whole chain: it gets the response phase of every middleware."""
         return self._compose(ex, Reply(status, responses.error_body(status, message), [(b"Content-Type", JSON)]),
                              self.responders)
 
-    def _compose(self, ex: Exchange, reply: Reply, responders: Sequence[Middleware]) -> bytes:
+    def _compose(self, ex: Exchange, reply: Reply, responders: Sequence[Middleware]) -> Answer:
         headers = list(reply.headers)
         if reply.status not in NO_BODY_STATUS:
             headers.append((b"Content-Length", b"%d" % len(reply.body)))
@@ -169,8 +170,7 @@ class Chain:
             body = body_filter.feed(body) + body_filter.finish()
             headers = [h for h in headers if h[0].lower() != b"content-length"]
             headers.append((b"Content-Length", b"%d" % len(body)))
-        return responses.compose(reply.status, headers, body, close=not ex.keep_alive, head=ex.is_head,
-                                 keep_alive_header=not ex.http11 and ex.keep_alive)
+        return Answer(reply.status, headers, body)
 
 
 def header_value(headers: list[tuple[bytes, bytes]], lname: bytes) -> bytes | None:

@@ -1,79 +1,339 @@
-"""One request/response pair (``Exchange``) and the protocol-independent steps every wire protocol shares."""
+"""One request/response pair (``Exchange``), what a wire protocol offers the rest of the request path
+(``Downstream``), and the protocol-independent steps every protocol runs: route, start (internal services, backend
+pick), response head, failure, retry, accounting.
+
+HTTP/1.1 (``http1.ClientProtocol``) and HTTP/2 (``http2.Stream``) only translate bytes to and from an exchange; the
+upstream sides (``upstream.http1``, ``upstream.http2``) hand each client side a response as *status and fields*,
+never as serialized bytes. So routing, the middleware chain, backend picking, internal services and the response
+phase exist once and a protocol cannot behave differently by accident.
+
+States of an exchange, in order (who moves it on, and what holds in each):
+
+    state        entered when (by)                                  invariant
+    -----------  -------------------------------------------------  -------------------------------------------
+    ROUTED       the head parsed and ``route`` ran (protocol)        ``route``/``service`` set, or ``local`` (404,
+                                                                     a refused request) is the answer
+    SUSPENDED    an async request phase runs (``suspended=True``)   nothing is sent; body bytes wait in ``pending``
+    LOCAL        ``local`` set (chain reply, internal service,       no backend is picked; the answer goes out
+                 refused request)                                    once the exchange is first on its connection
+    PICKED       ``start`` chose ``backend`` and acquired it         exactly one ``backend.release()`` follows
+                                                                     (``release_backend``), whatever happens
+    BOUND        an upstream took it (``upstream`` set)              request bytes flow; ``pending`` is empty
+    RESPONDING   ``response_head`` passed (``resp_started=True``)    no error status can be sent any more: a
+                                                                     failure is a reset (``Downstream.abort``)
+    DONE         ``account`` ran (``counted=True``)                  counted, logged and traced exactly once;
+                                                                     status 0 when the client left first
+
+Side flags: ``req_done`` (the request body was read completely; set by the protocol only), ``retried`` (a reused
+keep-alive connection failed before any byte: resent once), ``attempts``/``replay`` (the retry middleware's),
+``upgrade`` (a WebSocket upgrade: ``proxy/websocket.py`` takes over from BOUND).
+
+A retry (``Downstream.fail`` or a retried status in ``response_head``) goes from BOUND back to PICKED through
+``retry_later``: the backend is released, and after the middleware's delay ``_redispatch`` picks another.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from ..shared import log as gwlog
+from ..shared.errors import ConnectError, UpstreamError, UpstreamTimeout
+from . import responses
+from .responses import Answer
+from .router import RequestView
 
 if TYPE_CHECKING:
     from .chain import BodyFilter
-    from .http1 import ClientProtocol
     from .middlewares.retry import Retry
+    from .process import Worker
     from .runtime import Backend, Route, Runtime, Service
-    from .upstream import UpstreamProtocol
+
+log = gwlog.get("worker")
+
+Fields = list[tuple[bytes, bytes]]
+NO_BODY_STATUS = frozenset((204, 304))
+
+
+class Downstream(Protocol):
+    """The client side of an exchange, as the upstream sides and the steps below use it. ``http1.ClientProtocol``
+    (one per connection) and ``http2.Stream`` (one per stream) implement it."""
+
+    worker: Worker
+    entrypoint: str
+    client_ip: str
+    peer: bytes                              # the client's address as bytes (X-Real-IP, X-Forwarded-For)
+    scheme: bytes
+    port: int
+    protocol: bytes                          # what the access log says for a client that is not HTTP/1.1
+    fwd_const: bytes                         # X-Real-IP / X-Forwarded-Proto / X-Forwarded-Port, serialized once
+
+    @property
+    def peername(self) -> tuple[str, int] | None: ...
+
+    def current(self, ex: Exchange) -> bool:
+        """Whether ``ex`` is still the exchange this side serves (not reset, not gone, first in line)."""
+
+    def connect_upstream(self, ex: Exchange) -> None:
+        """Send ``ex`` (its backend picked and acquired) to that backend."""
+
+    def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
+        """A 1xx response other than 101 (100 Continue, 103 Early Hints), before the final head."""
+
+    def send_head(self, ex: Exchange, status: int, reason: bytes, fields: Fields, length_known: bool,
+                  end: bool = False) -> None:
+        """The final response head, after the response phase. ``length_known``: ``fields`` carry the body's
+        Content-Length; ``end``: no body or trailers follow (an HTTP/2 trailers-only response)."""
+
+    def send_body(self, ex: Exchange, data: bytes) -> None:
+        """Response body bytes (already through ``ex.filter``); they may be buffered until ``flush``."""
+
+    def flush(self) -> None:
+        """Write what ``send_*`` buffered (the upstream side calls it once per read)."""
+
+    def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
+        """The response is complete: account it, release the backend, end it (with trailers where the protocol
+        has them) and go on with the connection."""
+
+    def answer(self, ex: Exchange, answer: Answer) -> None:
+        """Answer with a response the gateway built itself."""
+
+    def fail(self, ex: Exchange, error: UpstreamError) -> None:
+        """The backend produced no response head: passive health, then a retry or an error answer."""
+
+    def abort(self, ex: Exchange) -> None:
+        """The response broke after it started: the client can only learn it from a reset."""
+
+    def retry_later(self, ex: Exchange) -> None:
+        """Send ``ex`` again after the retry middleware's delay."""
+
+    def hold_body(self) -> None:
+        """The upstream pushes back: stop taking request body bytes from the client."""
+
+    def release_body(self) -> None:
+        """The upstream drained: take request body bytes again."""
 
 
 class Exchange:
-    """One request/response pair on a client connection.
+    """One request/response pair; its states are in the module docstring.
 
     Deliberately without ``__slots__``: most fields keep their class-level default for most requests (they
     belong to middlewares, retries, upgrades, tracing), so a new exchange only stores what differs — creating
-    one is a small dict, not thirty-odd slot stores. The protocol sets the request fields in
-    ``on_headers_complete``.
+    one is a small dict, not thirty-odd slot stores. The protocol sets the request fields.
     """
 
-    # request (set by ClientProtocol.on_headers_complete)
-    method = target = host = xff = b""
+    # request (set by the protocol before ``route``)
+    method: bytes = b""
+    target: bytes = b""                      # origin form: path and query
+    host: bytes = b""                        # Host / :authority as received
+    xff: bytes = b""                         # the X-Forwarded-For the backend gets
     xff_in: bytes | None = None              # the client's own X-Forwarded-For (ip-allow's trusted_proxies read it)
-    headers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]  # replaced per request, never mutated
-    keep_alive = http11 = is_head = req_chunked = req_has_body = False
-    conn: ClientProtocol | None = None
+    headers: Fields = ()  # type: ignore[assignment]  # what is forwarded: identity and framing fields removed
+    raw: Fields = ()  # type: ignore[assignment]      # the header fields as received (what the rules saw)
+    keep_alive: bool = False                 # the client connection may carry another request after this one
+    http11: bool = False                     # the client speaks HTTP/1.1 (False: HTTP/1.0, or HTTP/2 streams)
+    is_head: bool = False
+    req_chunked: bool = False                # the request body goes to an HTTP/1.1 backend chunk-framed
+    req_has_body: bool = False
+    conn: Downstream | None = None
     runtime: Runtime | None = None
     # progress
-    req_done = False
-    pending: list[bytes] | None = None       # request body parsed before an upstream was bound
-    pending_bytes = 0
-    req_bytes = 0
-    upstream: UpstreamProtocol | None = None
-    resp_started = False
-    retried = False
-    status = 0
-    resp_bytes = 0
-    counted = False
+    req_done: bool = False
+    pending: list[bytes] | None = None       # request body read before an upstream was bound
+    pending_bytes: int = 0
+    req_bytes: int = 0
+    upstream: Any = None                     # the bound ``upstream.http1.UpstreamProtocol`` (HTTP/1.1 backends)
+    resp_started: bool = False
+    resp_chunked: bool = False               # the HTTP/1.1 client gets the response body chunk-framed
+    retried: bool = False
+    status: int = 0
+    resp_bytes: int = 0
+    counted: bool = False
     # routing result
     route: Route | None = None
     service: Service | None = None
     backend: Backend | None = None
-    local: bytes | None = None               # a complete response the gateway answers with instead of proxying
+    local: Answer | None = None              # the gateway's own answer instead of a proxied response
     middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
     set_cookie: bytes | None = None          # a sticky-session cookie (Set-Cookie value) for the response
-    upgrade = False                          # a WebSocket upgrade: proxied by proxy/websocket.py
+    upgrade: bool = False                    # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;
     # a middleware reading the whole body first (middlewares/body_buffer.py)
-    suspended = False
+    suspended: bool = False
     filter: BodyFilter | None = None
-    req_limit = 0
+    req_limit: int = 0
     retry: Retry | None = None
-    attempts = 0
+    attempts: int = 0
     replay: bytearray | None = None
-    sink = None
+    sink: Any = None
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
-    usage_tap = None                         # token-meter's response tap (middlewares/token_meter.py)
+    usage_tap: Any = None                    # token-meter's response tap (middlewares/token_meter.py)
     # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
-    t_up = 0.0
-    span = None
+    t_up: float = 0.0
+    span: Any = None
     grpc_status: int | None = None           # set on HTTP/2 gRPC streams (http2.Stream.note_grpc_status)
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
 
 
+# -- request side
+def route(ex: Exchange, conn: Downstream, raw: Fields) -> Answer | Awaitable[Answer | None] | None:
+    """Match the entrypoint's routers and run the chain's request phase: None to go on (``start``), an answer, or
+    an awaitable of either. The rules see ``raw``, the client's header fields as received (identity headers
+    included), on every protocol."""
+    worker = conn.worker
+    runtime = ex.runtime = worker.runtime
+    ex.raw = raw
+    table = runtime.tables.get(conn.entrypoint)
+    path, _, query = ex.target.partition(b"?")
+    host = ex.host
+    host = host[: host.find(b"]") + 1] if host[:1] == b"[" else host.partition(b":")[0]
+    matched = table.match(RequestView(host.decode("latin-1").lower(), path.decode("latin-1"),
+                                      ex.method.decode("latin-1"), raw, query, conn.client_ip)) \
+        if table is not None else None
+    tracer = worker.obs.tracer
+    if tracer is not None:                   # after matching: rules see the client's own tracing headers
+        tracer.start(ex)
+    if matched is None:
+        return responses.error_answer(404)
+    ex.route = matched
+    ex.service = matched.service
+    if matched.chain.middlewares:
+        return matched.chain.on_request(ex)
+    return None
+
+
+def start(ex: Exchange, conn: Downstream) -> None:
+    """Serve a routed exchange whose request phase passed: an internal service answers it, or a backend is picked
+    (sticky session, conversation affinity, the balancer) and ``conn`` connects to it; 503 without one."""
+    service = ex.service
+    if service.internal is not None:
+        return conn.answer(ex, internal_answer(ex, conn))
+    if service.sticky is None:
+        backend = service.balancer.pick()
+    else:
+        backend, ex.set_cookie = service.sticky.pick(ex.headers, conn.worker.now)
+    dispatch(ex, conn, backend)
+
+
+def dispatch(ex: Exchange, conn: Downstream, backend: Backend | None) -> None:
+    """Send ``ex`` to ``backend`` (first try or retry), or answer 503 when the service has none."""
+    if backend is None:
+        return conn.answer(ex, error_for(ex, 503))
+    ex.backend = backend
+    backend.acquire()
+    conn.connect_upstream(ex)
+
+
+def internal_answer(ex: Exchange, conn: Downstream) -> Answer:
+    """The answer of an ``@internal`` service: ``acme-http01@internal`` (a pending challenge's key authorization,
+    tokens from the master) or ``whoami@internal`` (the request as the gateway saw it)."""
+    if ex.service.internal == "acme":
+        token = ex.target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
+        key_authorization = conn.worker.acme_tokens.get(token)
+        if key_authorization is None:
+            return error_for(ex, 404)
+        return responses.answer(200, key_authorization.encode(), b"text/plain")
+    return responses.answer(200, whoami(ex, conn), b"application/json")
+
+
+def whoami(ex: Exchange, conn: Downstream) -> bytes:
+    headers: dict[str, list[str]] = {}
+    for name, value in ex.raw:
+        headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    peer = conn.peername or ("", 0)
+    body: dict[str, Any] = {
+        "hostname": os.uname().nodename,
+        "method": ex.method.decode(),
+        "path": ex.target.decode("latin-1"),
+        "proto": "HTTP/1.1" if ex.http11 else conn.protocol.decode(),
+        "host": ex.host.decode("latin-1"),
+        "headers": headers,
+        "client": {"ip": peer[0], "port": peer[1]},
+        "entrypoint": conn.entrypoint,
+        "router": ex.route.name if ex.route else None,
+        "worker": {"slot": conn.worker.slot, "pid": os.getpid()},
+        "generation": ex.runtime.generation,
+    }
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def error_for(ex: Exchange, status: int, message: str | None = None) -> Answer:
+    """An error the gateway answers with; once routed, through the chain's response phase (CORS on a 502)."""
+    route = ex.route
+    if route is not None and route.chain.responders:
+        return route.chain.error(ex, status, message)
+    return responses.error_answer(status, message)
+
+
+def middleware_failed(ex: Exchange) -> Answer:
+    """500 for an asynchronous request phase that raised: logged, never fatal to the connection."""
+    log.exception("middleware failed on %s %s", ex.method, ex.target)
+    return responses.error_answer(500)
+
+
+# -- upstream side
+def connect_error(exc: BaseException) -> UpstreamError:
+    """The error a failed connection attempt to a backend becomes (every upstream side maps them here)."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("Gateway timeout: connecting to the backend timed out")
+    return ConnectError(f"Bad gateway: cannot connect to backend: {getattr(exc, 'strerror', None) or exc}")
+
+
+def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -> bool:
+    """A final response head arrived (``fields`` without hop-by-hop fields, edited in place): False when the retry
+    middleware retries this status (the caller drops the response unread and calls ``conn.retry_later``), else
+    True after passive health and the chain's response phase ran and the sticky cookie was added."""
+    retry = ex.retry
+    if retry is not None and status in retry.statuses and retry.again(ex, True):
+        return False
+    ex.resp_started = True
+    ex.status = status
+    service = ex.service
+    if service.passive_failures:
+        if status in service.passive_statuses:
+            passive_failure(ex, conn.worker.now)
+        else:
+            ex.backend.passive_success()  # type: ignore[union-attr]
+    route = ex.route
+    if route is not None and route.chain.responders:
+        route.chain.on_response(ex, status, fields)
+        if ex.filter is not None:            # a transformed body's length is not known
+            fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
+    if ex.set_cookie is not None:
+        fields.append((b"Set-Cookie", ex.set_cookie))
+    return True
+
+
 def passive_failure(ex: Exchange, now: float) -> None:
-    """Count a failed attempt against its backend's passive health (HTTP/1.1 connections and HTTP/2 streams)."""
+    """Count a failed attempt against its backend's passive health."""
     service, backend = ex.service, ex.backend
     if service.passive_failures and backend is not None:
         backend.plane.passive_failure(backend.idx, now, service.passive_failures, service.passive_cooldown)
+
+
+def retries(ex: Exchange, reached: bool) -> bool:
+    """Whether a failed attempt is sent again (``reached``: the request, or part of it, went out)."""
+    return ex.retry is not None and ex.retry.again(ex, reached)
+
+
+def retry_later(ex: Exchange, conn: Downstream) -> None:
+    """Send the exchange again after the retry middleware's delay, to another backend when there is one."""
+    failed = ex.backend
+    release_backend(ex)
+    conn.worker.loop.call_later(ex.retry.delay(ex), _redispatch, ex, conn, failed)  # type: ignore[union-attr]
+
+
+def _redispatch(ex: Exchange, conn: Downstream, failed: Backend | None) -> None:
+    if conn.current(ex):
+        dispatch(ex, conn, repick(ex.service, failed))
+        conn.flush()
 
 
 def repick(service: Service, failed: Backend | None) -> Backend | None:
@@ -85,3 +345,25 @@ def repick(service: Service, failed: Backend | None) -> Backend | None:
             break
         backend = balancer.pick()
     return backend
+
+
+# -- the end
+def account(ex: Exchange, conn: Downstream) -> None:
+    """Count a finished exchange on the plane, exactly once (status 0: the client left before a response)."""
+    if ex.counted:
+        return
+    ex.counted = True
+    if ex.on_done is not None:
+        for done in ex.on_done:
+            try:
+                done(ex)
+            except Exception:  # noqa: BLE001 — a middleware bug must not break accounting
+                log.exception("on_done hook failed")
+    conn.worker.obs.finish(ex, conn)         # the plane's counters and observations, access log, spans
+
+
+def release_backend(ex: Exchange) -> None:
+    backend = ex.backend
+    if backend is not None:
+        ex.backend = None
+        backend.release()

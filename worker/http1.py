@@ -9,6 +9,9 @@ Invariants:
   back-pressure on both sides.
 - Every request gets exactly one response: proxied, answered by a middleware or the gateway (``ex.local``), or
   an error from ``responses``. After a malformed request the connection is closed, never reused.
+- The protocol only translates: routing, the chain, backend picking and internal services are ``exchange``'s
+  steps; the upstream side hands over a response as status and fields (``Downstream``), which are serialized
+  here once. Response bytes are buffered in ``out`` and leave with one ``writelines`` per ``flush``.
 - Identity headers (X-Real-IP, X-Forwarded-Proto/Host/Port) are always the gateway's own; a client's copies are
   dropped. X-Forwarded-For keeps the client's list and appends the peer address.
 """
@@ -16,40 +19,45 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from collections.abc import Awaitable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httptools
-import orjson
 
-from ..shared import log as gwlog
-from . import framing, responses
-from .exchange import Exchange, passive_failure, repick
-from .headers import PLAIN_CONNECTION_OPTIONS, REQUEST_SPECIAL, connection_tokens, named_by_connection
+from ..shared.errors import BadRequest, ClientError, HeaderTooLarge, UpstreamError, URITooLong
+from . import exchange, framing, responses
+from .exchange import NO_BODY_STATUS, Exchange, Fields
+from .hop_headers import (
+    PLAIN_CONNECTION_OPTIONS,
+    REQUEST_SPECIAL,
+    connection_tokens,
+    forwarded_const,
+    named_by_connection,
+)
 from .proxy import websocket
-from .router import RequestView
+from .responses import Answer, status_line
+from .upstream import http1 as upstream_http1
+
+if TYPE_CHECKING:
+    from .limits import Limits
+    from .process import Worker
+    from .upstream.http1 import UpstreamProtocol
 
 # headers the request loop looks at: the proxy's own, plus underscore spellings of framing headers (framing.py)
 _SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES
 
-if TYPE_CHECKING:
-    from .process import Worker
-    from .runtime import Backend
-    from .upstream import UpstreamProtocol
-
 HIGH_WATER = 64 * 1024
-MAX_PIPELINE = 16
-MAX_URL = 8192
-MAX_HEADER_BYTES = 32 * 1024
 
-log = gwlog.get("worker")
+class Refused(Exception):
+    """The request's head is refused (``ClientProtocol._reject`` answered it); nothing after it is parsed."""
 
 
 class ClientProtocol(asyncio.Protocol):
+    """One client connection (the ``Downstream`` of its exchanges, one at a time)."""
+
     # limits (worker/limits.py): the head in progress must complete by ``head_deadline`` (0: no head in
     # progress); ``unparsed`` counts bytes fed since the parser last completed an element (a head, a chunk-size
     # line, a body piece), bounding what llhttp/httptools hold for a line that never ends; ``halted``: a request
@@ -58,7 +66,7 @@ class ClientProtocol(asyncio.Protocol):
     unparsed = 0
     halted = False
     write_paused = False
-    # the protocol of an exchange that is not HTTP/1.1 (access log, whoami); an http2.Stream says HTTP/2.0
+    # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
     protocol = b"HTTP/1.0"
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
@@ -73,11 +81,11 @@ class ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: Fields = []
         self.header_bytes = 0
-        self.error_status = 0
         self.queue: deque[Exchange] = deque()
         self.cur: Exchange | None = None
+        self.out: list[bytes] = []
         self.client_ip = ""
         self.peer = b""
         self.fwd_const = b""
@@ -87,15 +95,14 @@ class ClientProtocol(asyncio.Protocol):
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if peer else ""
-        ip = self.client_ip.encode()
-        self.peer = ip
-        self.fwd_const = b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (
-            ip, self.scheme, self.port)
+        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port)
         self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.head_deadline = self.worker.now + self.limits.header_timeout
         self.worker.connections.add(self)
+
+    @property
+    def peername(self) -> tuple[str, int] | None:
+        return self.transport.get_extra_info("peername")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -103,8 +110,8 @@ class ClientProtocol(asyncio.Protocol):
         for ex in self.queue:
             if ex.sink is not None:
                 ex.sink.abort()
-            self._account(ex)
-            self._release_backend(ex)
+            exchange.account(ex, self)
+            exchange.release_backend(ex)
             up = ex.upstream
             if up is not None and up.ex is ex:
                 up.abandon()
@@ -116,8 +123,7 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
             if self.unparsed > self.limits.max_unparsed:
-                self.error_status = 431 if self.head_deadline else 400
-                raise httptools.HttpParserError("line too long")
+                raise HeaderTooLarge("line too long") if self.head_deadline else BadRequest("line too long")
         except httptools.HttpParserUpgrade as e:
             # Past an upgrade request nothing more is parsed: bytes after its head wait for the tunnel.
             self.transport.pause_reading()
@@ -125,14 +131,15 @@ class ClientProtocol(asyncio.Protocol):
             rest = data[e.args[0]:]
             if rest and ex is not None and ex.upgrade:
                 ex.pending = (ex.pending or []) + [rest]
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, ClientError) as e:
+            error = e if isinstance(e, ClientError) else e.__context__     # raised in a parser callback
             ex = self.cur
-            if ex is not None and ex.req_done and not ex.keep_alive and not self.error_status:
+            if not isinstance(error, ClientError) and ex is not None and ex.req_done and not ex.keep_alive:
                 # bytes after a request that ends the connection (Connection: close, HTTP/1.0, a refused one)
                 # are never processed (RFC 9112 §9.6); that request's own response still goes out, then close
                 self.transport.pause_reading()
                 return
-            self.fail(self.error_status or 400)
+            self.fail_request(error.status if isinstance(error, ClientError) else 400)
 
     def pause_writing(self) -> None:
         # a client that does not read its responses gets no more requests parsed (local answers would pile up
@@ -169,7 +176,7 @@ class ClientProtocol(asyncio.Protocol):
     # -- httptools callbacks
     def on_message_begin(self) -> None:
         if self.halted:
-            raise ValueError("request after a refused one")
+            raise Refused
         self.url = b""
         self.headers = []
         self.header_bytes = 0
@@ -180,136 +187,117 @@ class ClientProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.limits.max_uri_bytes:
-            self.error_status = 414
-            raise ValueError("URI too long")
+            raise URITooLong("URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
         headers.append((name, value))
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > self.max_header_bytes or len(headers) > self.max_header_count:
-            self.error_status = 431
-            raise ValueError("header fields too large")
+            raise HeaderTooLarge("header fields too large")
 
     def on_headers_complete(self) -> None:
         p = self.parser
         self.head_deadline = 0.0
         self.unparsed = 0
         ex = Exchange()
-        method = p.get_method()
-        ex.method = method
+        ex.method = p.get_method()
         ex.conn = self
-        ex.http11 = p.get_http_version() == "1.1"
-        if not ex.http11 and p.get_http_version() != "1.0":
-            self.queue.append(ex)
-            self.cur = ex
-            return self._reject(ex, 505, "HTTP version not supported")
-        ex.keep_alive = p.should_keep_alive() and not self.worker.draining
-        ex.is_head = method == b"HEAD"
         self.cur = ex
         self.queue.append(ex)
+        version = p.get_http_version()
+        ex.http11 = version == "1.1"
+        try:
+            if not ex.http11 and version != "1.0":
+                raise Refused(505, "HTTP version not supported")
+            ex.keep_alive = p.should_keep_alive() and not self.worker.draining
+            ex.is_head = ex.method == b"HEAD"
+            self._request_fields(ex)
+            self._target(ex)
+        except Refused as e:
+            return self._reject(ex, *e.args)
+        if p.should_upgrade():
+            ex.keep_alive = False
+            if not websocket.is_websocket(self.headers):
+                ex.local = responses.error_answer(501, "Only WebSocket upgrades are supported")
+                return self._started(ex)
+            ex.upgrade = True
+        reply = exchange.route(ex, self, self.headers)
+        if reply is not None:
+            if reply.__class__ is Answer:
+                ex.local = reply  # type: ignore[assignment]
+            else:
+                ex.suspended = True
+                self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
+        self._started(ex)
 
-        host = None
-        xff = None
-        chunked = False
-        cl = None
-        has_body = False
-        tokens = None
-        raw = self.headers
+    def _request_fields(self, ex: Exchange) -> None:
+        """What is forwarded of the head's fields (``ex.headers``), its framing and identity; raises ``Refused``
+        for an ambiguous or invalid one."""
+        host = xff = cl = tokens = None
+        chunked = has_body = False
         kept = []
-        for name, value in raw:          # one pass; ordinary headers cost one set lookup
-            ln = name.lower()
+        for field in self.headers:        # one pass; ordinary fields cost one set lookup
+            ln = field[0].lower()
             if ln not in _SPECIAL:
-                kept.append((name, value))
+                kept.append(field)
             elif ln == b"host":
                 if host is not None:
-                    return self._reject(ex, 400, "Multiple Host headers")
-                host = value
+                    raise Refused(400, "Multiple Host headers")
+                host = field[1]
             elif ln == b"content-length":     # llhttp refused duplicates and non-digits; forward it canonical
-                cl = framing.content_length(value)
+                cl = framing.content_length(field[1])
                 if cl is None:
-                    return self._reject(ex, 400, "Invalid Content-Length")
+                    raise Refused(400, "Invalid Content-Length")
                 has_body = cl != b"0"
                 kept.append((b"Content-Length", cl))
             elif ln == b"x-forwarded-for":
-                xff = value if xff is None else xff + b", " + value
+                xff = field[1] if xff is None else xff + b", " + field[1]
             elif ln == b"transfer-encoding":
-                if chunked or not framing.is_chunked(value):
-                    return self._reject(ex, 400, "Unsupported Transfer-Encoding")
+                if chunked or not framing.is_chunked(field[1]):
+                    raise Refused(400, "Unsupported Transfer-Encoding")
                 chunked = True
-            elif ln == b"connection" and value.lower() not in PLAIN_CONNECTION_OPTIONS:
-                tokens = connection_tokens(value, tokens)
+            elif ln == b"connection" and field[1].lower() not in PLAIN_CONNECTION_OPTIONS:
+                tokens = connection_tokens(field[1], tokens)
             elif ln in framing.UNDERSCORE_ALIASES:
-                return self._reject(ex, 400, "Invalid header name")
+                raise Refused(400, "Invalid header name")
         drop = named_by_connection(tokens) if tokens is not None else None
         if drop is not None:             # rare: Connection names more headers to strip
             drop.discard(b"content-length")     # never: the body would be read as the next request
             kept = [(n, v) for n, v in kept if n.lower() not in drop]
         if chunked:
             if not ex.http11 or cl is not None:     # TE on HTTP/1.0, or TE with CL: the framing is ambiguous
-                return self._reject(ex, 400, "Invalid Transfer-Encoding")
+                raise Refused(400, "Invalid Transfer-Encoding")
             has_body = True
         ex.req_chunked = chunked
         ex.req_has_body = has_body
         ex.headers = kept
-        if has_body and self.limits.max_body_bytes:
-            if cl is not None and int(cl) > self.limits.max_body_bytes:    # int() of checked digits only
-                return self._reject(ex, 413, "Request body too large")
-            ex.req_limit = self.limits.max_body_bytes      # streamed: counted in on_body (middlewares may lower it)
+        limit = self.limits.max_body_bytes
+        if has_body and limit:
+            if cl is not None and int(cl) > limit:    # int() of checked digits only
+                raise Refused(413, "Request body too large")
+            ex.req_limit = limit              # streamed: counted in on_body (middlewares may lower it)
         if xff is not None:
             ex.xff_in = xff
         ex.xff = xff + b", " + self.peer if xff is not None and self.xff_trusted else self.peer
-
         if host is None:
             if ex.http11:
-                return self._reject(ex, 400, "Missing Host header")
+                raise Refused(400, "Missing Host header")
             host = b""
         elif host not in framing.VALID_HOSTS and not framing.valid_host(host):
-            return self._reject(ex, 400, "Invalid Host header")
+            raise Refused(400, "Invalid Host header")
         ex.host = host
+
+    def _target(self, ex: Exchange) -> None:
+        """``ex.target`` in origin form (an absolute-form URL loses scheme and authority)."""
         url = self.url
         if url[:1] != b"/":
             if url[:7].lower() in (b"http://", b"https:/"):
                 parts = urlsplit(url)
                 url = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-            elif not (url == b"*" and method == b"OPTIONS"):
-                return self._reject(ex, 400, "Invalid request target")
+            elif not (url == b"*" and ex.method == b"OPTIONS"):
+                raise Refused(400, "Invalid request target")
         ex.target = url
-        if self.worker.obs.tracer is not None:
-            self.worker.obs.tracer.start(ex)
-        if p.should_upgrade():
-            ex.keep_alive = False
-            if not websocket.is_websocket(raw):
-                ex.local = responses.error(501, "Only WebSocket upgrades are supported", close=True)
-                return self._started(ex)
-            ex.upgrade = True
-
-        runtime = self.worker.runtime
-        ex.runtime = runtime
-        table = runtime.tables.get(self.entrypoint)
-        path, _, query = url.partition(b"?")
-        hostname = host
-        if hostname[:1] == b"[":
-            hostname = hostname[: hostname.find(b"]") + 1]
-        else:
-            hostname = hostname.partition(b":")[0]
-        view = RequestView(hostname.decode("latin-1").lower(), path.decode("latin-1"), method.decode(),
-                           raw, query, self.client_ip)
-        route = table.match(view) if table is not None else None
-        if route is None:
-            ex.local = self._error(ex, 404)
-            return self._started(ex)
-        ex.route = route
-        ex.service = route.service
-        if route.chain.middlewares:
-            reply = route.chain.on_request(ex)
-            if reply is not None:
-                if reply.__class__ is bytes:
-                    ex.local = reply  # type: ignore[assignment]
-                else:
-                    ex.suspended = True
-                    self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
-        return self._started(ex)
 
     def on_body(self, body: bytes) -> None:
         ex = self.cur
@@ -319,7 +307,7 @@ class ClientProtocol(asyncio.Protocol):
             return ex.sink.feed(body)
         if ex.local is not None:
             return  # answered without a backend: the body is read and dropped
-        if ex.req_limit and self._over_limit(ex, len(body)):
+        if ex.req_limit and self._over_limit(ex):
             return
         if ex.req_chunked:
             body = b"%x\r\n%s\r\n" % (len(body), body)
@@ -371,72 +359,46 @@ class ClientProtocol(asyncio.Protocol):
     def _reject(self, ex: Exchange, status: int, message: str) -> None:
         self.halted = True                 # what follows a refused request is never parsed or forwarded
         ex.keep_alive = False
-        ex.local = responses.error(status, message, close=True)
+        ex.local = responses.error_answer(status, message)
         self._started(ex)
-
-    def _error(self, ex: Exchange, status: int, message: str | None = None) -> bytes:
-        route = ex.route
-        if route is not None and route.chain.responders:     # routed: the chain's response phase (CORS on a 502)
-            return route.chain.error(ex, status, message)
-        return responses.error(status, message, close=not ex.keep_alive, head=ex.is_head,
-                               keep_alive_header=not ex.http11 and ex.keep_alive)
 
     def start_exchange(self, ex: Exchange) -> None:
         if ex.suspended:
             return  # _resume_chain starts it
         if ex.local is not None:
-            return self._answer(ex, ex.local)
-        service = ex.service
-        if service.internal is not None:
-            return self._answer(ex, self._acme_http01(ex) if service.internal == "acme" else self._whoami(ex))
-        if service.sticky is None:
-            backend = service.balancer.pick()
-        else:
-            backend, ex.set_cookie = service.sticky.pick(ex.headers, self.worker.now)
-        if backend is None:
-            return self._answer(ex, self._error(ex, 503))
-        ex.backend = backend
-        backend.acquire()
-        self.connect_upstream(ex)
+            return self.answer(ex, ex.local)
+        exchange.start(ex, self)
 
-    def _head(self, ex: Exchange) -> bytes:
-        """The request head sent upstream (built late: the backend decides Host when pass_host_header=false)."""
-        host = ex.host if ex.service.pass_host_header else ex.backend.host_header
-        parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-        parts += [b"%s: %s\r\n" % h for h in ex.headers]
-        if ex.req_chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        parts.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\n" % (ex.xff, ex.host))
-        parts.append(self.fwd_const)
-        parts.append(b"\r\n")
-        return b"".join(parts)
+    async def _resume_chain(self, ex: Exchange, pending: Awaitable[Answer | None]) -> None:
+        """The end of an async request phase: answer with its reply, or proxy, once the exchange is first."""
+        try:
+            reply = await pending
+        except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
+            reply = exchange.middleware_failed(ex)
+        ex.suspended = False
+        if reply is not None:
+            ex.local = reply
+            if ex.pending_bytes > HIGH_WATER and not self.closed:
+                self.transport.resume_reading()
+            ex.pending = None
+            ex.pending_bytes = 0
+        if self.current(ex):
+            self.start_exchange(ex)
+
+    # -- Downstream: what the exchange steps and the upstream sides call
+    def current(self, ex: Exchange) -> bool:
+        return not self.closed and bool(self.queue) and self.queue[0] is ex
 
     def connect_upstream(self, ex: Exchange) -> None:
         if ex.upgrade:
             return websocket.connect(self, ex)
-        up = ex.backend.pool.get_idle()
-        if up is not None:
-            self._bind(ex, up)
-        else:
-            self.worker.loop.create_task(self._connect_and_bind(ex))
+        upstream_http1.proxy(self, ex)
 
-    async def _connect_and_bind(self, ex: Exchange) -> None:
-        pool = ex.backend.pool     # the client may leave meanwhile, and connection_lost clears ex.backend
-        try:
-            up = await pool.connect(ex.service.connect_timeout)
-        except TimeoutError:
-            return self.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
-        except OSError as e:
-            return self.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
-        if self.closed or not self.queue or self.queue[0] is not ex:
-            pool.release(up)
-            return
-        self._bind(ex, up)
-
-    def _bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+    def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        """An HTTP/1.1 upstream connection takes the exchange: the head, then the body read so far."""
         ex.upstream = up
         ex.t_up = perf_counter()
-        up.bind(self, ex, self._head(ex), ex.service.response_timeout)
+        up.bind(self, ex, ex.service.response_timeout)
         if ex.attempts and ex.replay:
             up.transport.write(bytes(ex.replay))  # a retry: the whole body so far (pending is its tail)
             ex.pending = None
@@ -448,88 +410,110 @@ class ClientProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
             ex.pending_bytes = 0
 
-    def _account(self, ex: Exchange) -> None:
-        """Count a finished exchange on the plane, exactly once (status 0: the client left before a response)."""
-        if ex.counted:
-            return
-        ex.counted = True
-        if ex.on_done is not None:
-            for done in ex.on_done:
-                try:
-                    done(ex)
-                except Exception:  # noqa: BLE001 — a middleware bug must not break accounting
-                    log.exception("on_done hook failed")
-        self.worker.obs.finish(ex, self)       # the plane's counters and observations, access log, spans
+    def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
+        self.out.append(b"".join([status_line(status, reason), *[b"%s: %s\r\n" % f for f in fields], b"\r\n"]))
 
-    def _release_backend(self, ex: Exchange) -> None:
-        backend = ex.backend
-        if backend is not None:
-            ex.backend = None
-            backend.release()
+    def send_head(self, ex: Exchange, status: int, reason: bytes, fields: Fields, length_known: bool,
+                  end: bool = False) -> None:
+        """Serialize the head once; a body of unknown length is chunk-framed for HTTP/1.1 clients and
+        close-delimited for HTTP/1.0 ones."""
+        parts = [status_line(status, reason)]
+        parts += [b"%s: %s\r\n" % f for f in fields]
+        if not length_known and not ex.is_head and status not in NO_BODY_STATUS:
+            if ex.http11:
+                ex.resp_chunked = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                ex.keep_alive = False
+        if not ex.keep_alive:
+            parts.append(b"Connection: close\r\n\r\n")
+        elif not ex.http11:
+            parts.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        self.out.append(b"".join(parts))
 
-    def _answer(self, ex: Exchange, data: bytes) -> None:
-        ex.resp_started = True
-        ex.status = int(data[9:12])
-        ex.local = data
-        self._account(ex)              # before the client sees it (see UpstreamProtocol.on_message_complete)
-        self._release_backend(ex)
-        self.transport.write(data)
-        self.response_finished(ex, chunked_end=False)
+    def send_body(self, ex: Exchange, data: bytes) -> None:
+        if ex.resp_chunked:
+            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.out.append(data)
 
-    def upstream_failed(self, ex: Exchange, status: int, message: str) -> None:
-        """The backend could not produce a response head: answer with a JSON error."""
-        passive_failure(ex, self.worker.now)
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if not self.closed:
+                self.transport.writelines(out)
+
+    def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
+        """The response is complete (HTTP/1.1 has no trailers to send: they are dropped)."""
+        exchange.account(ex, self)             # before the client sees the end (see UpstreamProtocol)
+        exchange.release_backend(ex)
         if self.closed:
-            self._release_backend(ex)
+            self.out = []
+            return
+        if ex.resp_chunked:
+            self.out.append(b"0\r\n\r\n")
+        self.flush()
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        if not ex.keep_alive or (self.worker.draining and not queue):
+            self.closed = True
+            self.transport.close()
+            return
+        if queue:
+            if len(queue) == self.max_pipeline and not self.write_paused:
+                self.transport.resume_reading()
+            self.start_exchange(queue[0])
+
+    def answer(self, ex: Exchange, answer: Answer) -> None:
+        ex.resp_started = True
+        ex.status = answer.status
+        ex.local = answer
+        self.out.append(responses.compose(answer.status, answer.fields, answer.body, close=not ex.keep_alive,
+                                          head=ex.is_head, keep_alive_header=not ex.http11 and ex.keep_alive))
+        self.finish(ex)
+
+    def fail(self, ex: Exchange, error: UpstreamError) -> None:
+        exchange.passive_failure(ex, self.worker.now)
+        if self.closed:
+            exchange.release_backend(ex)
             return
         reached = ex.upstream is not None     # the request (or part of it) went out before the failure
         ex.upstream = None
-        if ex.retry is not None and ex.retry.again(ex, reached):
+        if exchange.retries(ex, reached):
             return self.retry_later(ex)
         if not ex.req_done:
             ex.keep_alive = False      # the rest of the request body would be misread as a new request
-        self._answer(ex, self._error(ex, status, message))
+        self.answer(ex, exchange.error_for(ex, error.status, error.message))
+
+    def abort(self, ex: Exchange) -> None:
+        """The backend died mid-response: the client can only learn it from a reset connection."""
+        exchange.account(ex, self)
+        exchange.release_backend(ex)
+        self.out = []
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
 
     def retry_later(self, ex: Exchange) -> None:
-        """Send the exchange again after the retry middleware's delay, to another backend when there is one."""
-        failed = ex.backend
-        self._release_backend(ex)
-        self.worker.loop.call_later(ex.retry.delay(ex), self._redispatch, ex, failed)  # type: ignore[union-attr]
+        exchange.retry_later(ex, self)
 
-    def _redispatch(self, ex: Exchange, failed: Backend | None) -> None:
-        if self.closed or not self.queue or self.queue[0] is not ex:
-            return
-        backend = repick(ex.service, failed)
-        if backend is None:
-            return self._answer(ex, self._error(ex, 503))
-        ex.backend = backend
-        backend.acquire()
-        self.connect_upstream(ex)
+    def hold_body(self) -> None:
+        self.transport.pause_reading()
 
-    async def _resume_chain(self, ex: Exchange, pending: Awaitable[bytes | None]) -> None:
-        """The end of an async request phase: answer with its reply, or proxy, once the exchange is first."""
-        try:
-            reply = await pending
-        except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
-            log.exception("middleware failed on %s %s", ex.method, ex.target)
-            reply = responses.error(500, close=not ex.keep_alive, head=ex.is_head,   # the chain did not finish:
-                                    keep_alive_header=not ex.http11 and ex.keep_alive)  # no response phase
-        ex.suspended = False
-        if reply is not None:
-            ex.local = reply
-            if ex.pending_bytes > HIGH_WATER and not self.closed:
-                self.transport.resume_reading()
-            ex.pending = None
-            ex.pending_bytes = 0
-        if not self.closed and self.queue and self.queue[0] is ex:
-            self.start_exchange(ex)
+    def release_body(self) -> None:
+        self.transport.resume_reading()
 
-    def _over_limit(self, ex: Exchange, size: int) -> bool:
+    # -- limits
+    def _over_limit(self, ex: Exchange) -> bool:
         """Check the streamed request body (``ex.req_bytes``, counted in on_body) against ``ex.req_limit``;
         past it, answer 413 and stop forwarding."""
         if ex.req_bytes <= ex.req_limit:
             return False
-        ex.local = reply = responses.too_large(ex.req_limit, close=True)
+        ex.local = reply = responses.too_large(ex.req_limit)
         ex.req_limit = 0
         ex.keep_alive = False
         ex.pending = None
@@ -540,68 +524,54 @@ class ClientProtocol(asyncio.Protocol):
         if ex.resp_started:
             self.abort(ex)
         elif self.queue and self.queue[0] is ex and not ex.suspended:
-            self._release_backend(ex)
-            self._answer(ex, reply)
+            exchange.release_backend(ex)
+            self.answer(ex, reply)
         return True
 
-    def response_finished(self, ex: Exchange, chunked_end: bool) -> None:
-        if not ex.counted:         # usually done already, before the response's last bytes went out
-            self._account(ex)
-        if ex.backend is not None:
-            self._release_backend(ex)
+    def sweep(self, now: float, limits: Limits) -> None:
+        """The worker's sweep (every 0.5 s): the header timeout, the idle keep-alive timeout and the body timeout.
+        Time the gateway holds the client back (an exchange in flight, reading paused) never counts."""
         if self.closed:
-            return
-        t = self.transport
-        if chunked_end:
-            t.write(b"0\r\n\r\n")
-        if self.queue and self.queue[0] is ex:
-            self.queue.popleft()
-        if not ex.keep_alive or (self.worker.draining and not self.queue):
-            self.closed = True
-            t.close()
             return
         if self.queue:
-            if len(self.queue) == self.max_pipeline and not self.write_paused:
-                t.resume_reading()
-            self.start_exchange(self.queue[0])
+            ex = self.cur
+            if ex is None or ex.req_done or ex.upgrade or not self.transport.is_reading():
+                self.last_active = now          # busy on the gateway's side: nothing counts against the client
+                if self.head_deadline:
+                    self.head_deadline = max(self.head_deadline, now + limits.header_timeout)
+            elif self.last_active < now - limits.body_timeout:
+                self.body_timed_out(ex)
+        elif self.head_deadline:
+            if self.head_deadline < now:
+                self.head_timed_out()
+        elif self.last_active < now - limits.idle_timeout:
+            self.close_if_idle()
 
     def head_timed_out(self) -> None:
-        """The worker's sweep: the request head did not complete within the header timeout (slowloris)."""
-        if self.closed:
-            return
+        """The request head did not complete within the header timeout (slowloris)."""
         self.closed = True
         if self.url or self.headers:           # a request was started: tell the client why
-            self.transport.write(responses.error(408, close=True))
+            self.transport.write(responses.error(408))
         self.transport.close()
 
     def body_timed_out(self, ex: Exchange) -> None:
-        """The worker's sweep: no request body bytes for the body timeout while the gateway was reading."""
-        if self.closed:
-            return
+        """No request body bytes for the body timeout while the gateway was reading."""
         if ex.resp_started or self.queue[0] is not ex:
             return self.abort(ex)
         up = ex.upstream
         if up is not None and up.ex is ex:
             up.abandon()                # the upstream request is incomplete: never reuse that connection
         ex.upstream = None
-        self.fail(408)
+        self.fail_request(408)
 
-    def fail(self, status: int) -> None:
+    def fail_request(self, status: int) -> None:
         """A malformed request: answer it (unless a response is already on the wire) and close."""
         if self.closed:
             return
         self.closed = True
         if not (self.queue and self.queue[0].resp_started):
-            self.transport.write(responses.error(status, close=True))
+            self.transport.write(responses.error(status))
         self.transport.close()
-
-    def abort(self, ex: Exchange) -> None:
-        """The backend died mid-response: the client can only learn it from a reset connection."""
-        self._account(ex)
-        self._release_backend(ex)
-        if not self.closed:
-            self.closed = True
-            self.transport.abort()
 
     def close_if_idle(self) -> bool:
         if not self.queue and not self.closed:
@@ -609,37 +579,3 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
             return True
         return False
-
-    def _acme_http01(self, ex: Exchange) -> bytes:
-        """ACME HTTP-01: the key authorization of a pending challenge (tokens come from the master)."""
-        token = ex.target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
-        answer = self.worker.acme_tokens.get(token)
-        if answer is None:
-            return self._error(ex, 404)
-        data = answer.encode()
-        reply = responses.build(200, data, b"text/plain", close=not ex.keep_alive,
-                                keep_alive_header=not ex.http11 and ex.keep_alive)
-        return reply[: len(reply) - len(data)] if ex.is_head else reply
-
-    def _whoami(self, ex: Exchange) -> bytes:
-        headers: dict[str, list[str]] = {}
-        for name, value in self.headers:
-            headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
-        peer = self.transport.get_extra_info("peername") or ("", 0)
-        body: dict[str, Any] = {
-            "hostname": os.uname().nodename,
-            "method": ex.method.decode(),
-            "path": ex.target.decode("latin-1"),
-            "proto": "HTTP/1.1" if ex.http11 else self.protocol.decode(),   # self: an http2.Stream too
-            "host": ex.host.decode("latin-1"),
-            "headers": headers,
-            "client": {"ip": peer[0], "port": peer[1]},
-            "entrypoint": self.entrypoint,
-            "router": ex.route.name if ex.route else None,
-            "worker": {"slot": self.worker.slot, "pid": os.getpid()},
-            "generation": ex.runtime.generation,
-        }
-        data = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
-        reply = responses.build(200, data, b"application/json", close=not ex.keep_alive,
-                                keep_alive_header=not ex.http11 and ex.keep_alive)
-        return reply[: len(reply) - len(data)] if ex.is_head else reply

@@ -29,13 +29,12 @@ from ..shared import log as gwlog
 from ..shared.channel import Channel
 from ..shared.plane import Plane
 from . import limits, middlewares, runtime, tls
-from .http1 import ClientProtocol
-from .http2 import Handover
+from .handover import Handover
 from .observability import Observability
 from .proxy import tcp, udp
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
-from .upstream import UpstreamProtocol
+from .upstream.http1 import UpstreamProtocol
 
 SWEEP_INTERVAL = 0.5
 CLIENT_IDLE_TIMEOUT = 60.0
@@ -52,7 +51,7 @@ class Worker:
         self.runtime: Runtime = None  # type: ignore[assignment]
         self.pools: dict[PoolKey, UpstreamPool] = {}
         self.make_pool = runtime.make_pool_factory(loop)
-        self.connections: set[ClientProtocol] = limits.ConnectionSet()   # counted per entrypoint
+        self.connections: set[limits.Connection] = limits.ConnectionSet()   # counted per entrypoint
         self.limits = limits.Limits()                                    # [limits] of the current generation
         self.waiting: set[UpstreamProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
@@ -186,7 +185,9 @@ class Worker:
             for up in [u for u in self.waiting if u.deadline < now]:
                 self.waiting.discard(up)
                 up.timed_out()
-            limits.sweep_clients(self, now)     # header, idle and body timeouts
+            lim = self.limits
+            for conn in list(self.connections):     # header, idle and body timeouts (limits.py)
+                conn.sweep(now, lim)
             for pool in self.pools.values():
                 pool.sweep(now)
             for store in self.cert_stores.values():

@@ -25,7 +25,7 @@ from .services import balancer
 from .services.affinity import Affinity
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
-from .upstream import UpstreamProtocol
+from .upstream.http1 import UpstreamProtocol
 
 INTERNAL_WHOAMI = "whoami@internal"
 INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)

@@ -1,6 +1,6 @@
-"""The HPACK coders ``install_hpack`` gives an HTTP/2 connection (worker/h2base.py), checked against the reference
-``hpack`` library: what ``FieldEncoder`` writes decodes to the same fields with ``hpack.Decoder`` (and never
-touches the dynamic table), and what ``hpack.Encoder`` writes (dynamic table, size changes) decodes the same with
+"""The HPACK coders ``install_hpack`` gives an HTTP/2 connection (worker/http2/field_coding.py), checked against
+the reference ``hpack`` library: what ``FieldEncoder`` writes decodes to the same fields with ``hpack.Decoder``
+(and never touches the dynamic table), and what ``hpack.Encoder`` writes (dynamic table, size changes) decodes the same with
 ``RepeatDecoder`` as with ``hpack.Decoder``, including blocks answered from the repeat cache, which must never
 outlive a table change or a lowered limit, and which stays within its documented bounds."""
 
@@ -13,8 +13,8 @@ import h2.connection
 import h2.events
 import hpack
 import pytest
-from a3s_gateway.worker import h2base
-from a3s_gateway.worker.h2base import FieldEncoder, RepeatDecoder, install_hpack
+from a3s_gateway.worker.http2 import field_coding as h2base
+from a3s_gateway.worker.http2.field_coding import FieldEncoder, RepeatDecoder, install_hpack
 from hpack import HeaderTuple, NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, HeadersFrame
 

@@ -20,7 +20,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
-from ..headers import HOP_BY_HOP
+from ..hop_headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

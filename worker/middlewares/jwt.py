@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ...shared import log as gwlog
 from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
-from ..headers import HOP_BY_HOP
+from ..hop_headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

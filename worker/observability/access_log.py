@@ -191,10 +191,10 @@ class Clock:
 
 def _reason(ex: Exchange) -> str | None:
     """The message of an error response the gateway wrote itself ({"error": ...} JSON body)."""
-    data = ex.local
-    if data is None or ex.status < 400:
+    answer = ex.local
+    if answer is None or ex.status < 400:
         return None
-    body = data[data.find(b"\r\n\r\n") + 4 :]
+    body = answer.body
     try:
         msg = orjson.loads(body).get("error")
     except (orjson.JSONDecodeError, AttributeError):

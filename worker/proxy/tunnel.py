@@ -7,9 +7,9 @@ Each side gets a ``Pipe`` protocol that writes what it receives into the other s
 - Half-close: EOF from one side becomes ``write_eof`` on the other (TLS transports, which cannot half-close,
   are closed after their buffer drains instead); the tunnel closes when both directions ended, or when either
   side is lost.
-- The tunnel sits in the worker's ``connections`` set like a client connection: ``queue`` is always empty, so
-  the worker's sweep closes it after ``CLIENT_IDLE_TIMEOUT`` without traffic in either direction, and a
-  draining worker closes it. ``on_close`` runs exactly once.
+- The tunnel sits in the worker's ``connections`` set like a client connection and is never busy: its
+  ``sweep`` closes it after ``[limits] idle_timeout`` without traffic in either direction, and a draining worker
+  closes it. ``on_close`` runs exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..limits import Limits
     from ..process import Worker
 
 
@@ -77,7 +78,7 @@ class Pipe(asyncio.Protocol):
 class Tunnel:
     """Two pipes joined; ``a`` and ``b`` are the protocols to install on each side."""
 
-    __slots__ = ("worker", "a", "b", "last_active", "queue", "closed", "bytes", "on_close", "entrypoint")
+    __slots__ = ("worker", "a", "b", "last_active", "closed", "bytes", "on_close", "entrypoint")
 
     def __init__(self, worker: Worker, entrypoint: str, on_close: Callable[[Tunnel], None] | None = None) -> None:
         self.worker = worker
@@ -86,7 +87,6 @@ class Tunnel:
         self.b = Pipe(self)
         self.a.peer, self.b.peer = self.b, self.a
         self.last_active = worker.now
-        self.queue = ()                      # never "busy": the idle sweep and drain may close it
         self.closed = False
         self.bytes = 0
         self.on_close = on_close
@@ -108,6 +108,10 @@ class Tunnel:
         """Both sides are connected (the pipes were made the transports' protocols): track the tunnel."""
         if not self.closed:
             self.worker.connections.add(self)  # type: ignore[arg-type]
+
+    def sweep(self, now: float, limits: Limits) -> None:
+        if self.last_active < now - limits.idle_timeout:
+            self.close_if_idle()
 
     def close_if_idle(self) -> bool:
         self.close()

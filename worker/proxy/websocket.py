@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from ..headers import HOP_BY_HOP, connection_tokens
+from ...shared.errors import BadUpstreamResponse, ConnectError
+from .. import exchange
+from ..hop_headers import HOP_BY_HOP, connection_tokens
+from ..responses import status_line
+from ..upstream.http1 import request_head
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -57,15 +61,13 @@ async def _connect(client: ClientProtocol, ex: Exchange) -> None:
     try:
         _, up = await asyncio.wait_for(loop.create_connection(lambda: UpgradeUpstream(client, ex), pool.host,
                                                               pool.port, **kwargs), ex.service.connect_timeout)
-    except TimeoutError:
-        return client.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
-    except OSError as e:
-        return client.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+    except (TimeoutError, OSError) as e:
+        return client.fail(ex, exchange.connect_error(e))
     if client.closed:
         up.transport.close()
-        client._release_backend(ex)
+        exchange.release_backend(ex)
         return
-    head = client._head(ex)
+    head = request_head(ex, client)
     up.transport.write(head[:-2] + UPGRADE_HEAD)
     if ex.pending:
         up.transport.writelines(ex.pending)
@@ -95,7 +97,7 @@ class UpgradeUpstream(asyncio.Protocol):
         except httptools.HttpParserError:
             self.transport.close()
             if not self.ex.resp_started:
-                self.client.upstream_failed(self.ex, 502, "Bad gateway: invalid response from backend")
+                self.client.fail(self.ex, BadUpstreamResponse("Bad gateway: invalid response from backend"))
             else:
                 self.client.abort(self.ex)
 
@@ -103,9 +105,9 @@ class UpgradeUpstream(asyncio.Protocol):
         if self.switched:
             return
         if not self.ex.resp_started:
-            self.client.upstream_failed(self.ex, 502, "Bad gateway: backend closed the connection")
+            self.client.fail(self.ex, ConnectError("Bad gateway: backend closed the connection"))
         else:
-            self.client.response_finished(self.ex, chunked_end=False)
+            self.client.finish(self.ex)
 
     # -- httptools callbacks
     def on_status(self, status: bytes) -> None:
@@ -120,16 +122,13 @@ class UpgradeUpstream(asyncio.Protocol):
             self.reason, self.headers = b"", []
             return
         ex = self.ex
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.reason)]
-        for name, value in self.headers:
-            ln = name.lower()
-            if ln in HOP_BY_HOP and not (status == 101 and ln in (b"connection", b"upgrade")):
-                continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+        fields = [f for f in self.headers
+                  if f[0].lower() not in HOP_BY_HOP or (status == 101 and f[0].lower() in (b"connection", b"upgrade"))]
         ex.resp_started = True
         ex.status = status
-        if ex.route is not None and ex.route.chain:
-            ex.route.chain.on_response(ex, status, parts)
+        if ex.route is not None and ex.route.chain.responders:
+            ex.route.chain.on_response(ex, status, fields)
+        parts = [status_line(status, self.reason), *[b"%s: %s\r\n" % f for f in fields]]
         if status != 101:
             parts.append(b"Connection: close\r\n")
         parts.append(b"\r\n")
@@ -152,7 +151,7 @@ class UpgradeUpstream(asyncio.Protocol):
 
         def finished(tunnel: Tunnel) -> None:
             ex.resp_bytes += tunnel.bytes
-            client.response_finished(ex, chunked_end=False)
+            client.finish(ex)
 
         tunnel = Tunnel(client.worker, client.entrypoint, finished)
         tunnel.join(client.transport, self.transport)

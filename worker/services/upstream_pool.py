@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..upstream import UpstreamProtocol
+    from ..upstream.http1 import UpstreamProtocol
 
 
 class UpstreamPool:

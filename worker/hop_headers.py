@@ -1,6 +1,9 @@
-"""Header facts shared by the HTTP/1.1 server and client sides."""
+"""Hop-by-hop and identity header facts shared by the HTTP/1.1 server and upstream sides (the `headers`
+middleware is ``middlewares/headers.py``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the non-standard ones proxies must not forward.
 HOP_BY_HOP = frozenset((
@@ -38,3 +41,12 @@ def connection_tokens(value: bytes, into: set[bytes] | None = None) -> set[bytes
         if t:
             tokens.add(t)
     return tokens
+
+
+def forwarded_const(transport: Any, scheme: bytes, port: int) -> tuple[str, bytes, bytes]:
+    """A new client connection's address (str and bytes) and its identity fields (X-Real-IP, X-Forwarded-Proto,
+    X-Forwarded-Port) serialized once for every request it carries."""
+    peer = transport.get_extra_info("peername")
+    client_ip = peer[0] if peer else ""
+    ip = client_ip.encode()
+    return client_ip, ip, b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (ip, scheme, port)

@@ -1,4 +1,4 @@
-"""The HTTP/2 client side: streams of ``http2.H2Server`` proxied to HTTP/2 backends (``h2c://`` servers, and
+"""The HTTP/2 upstream side: streams of ``http2.H2Server`` proxied to HTTP/2 backends (``h2c://`` servers, and
 gRPC calls to ``https://`` servers, which must then offer ALPN ``h2``).
 
 One multiplexed connection per backend (scheme, host, port) per worker, opened on first use and shared by
@@ -7,15 +7,15 @@ every stream; a new one is opened when it is gone or has received GOAWAY. A prox
 
 - request: HEADERS built from the client's (``:authority`` per ``pass_host_header``, forwarding headers
   added, ``te: trailers`` kept), DATA and trailers relayed as they come, END_STREAM when the client ended.
-- response: HEADERS (after the route's response phase: ``headers``, ``compress``... as for HTTP/1.1 backends),
-  DATA (through the phase's body filter, if any) and *trailers* (``grpc-status``...); DATA is acknowledged to the
-  backend only once it is queued for the client, and not while the client's outbox is over its high water mark
+- response: handed to the client stream as status and fields after ``exchange.response_head`` (passive health,
+  retry, the route's response phase: ``headers``, ``compress``... as for HTTP/1.1 backends), DATA (through the
+  phase's body filter, if any) and *trailers* (``grpc-status``...); DATA is acknowledged to the backend only once
+  it is queued for the client, and not while the client's outbox is over its high water mark
   (the client stream pauses this stream as its source), so flow control holds end to end.
 - a reset or lost backend becomes a reset of the client stream, or — before any response head — a gateway
   answer (502, or gRPC UNAVAILABLE); a client reset cancels the backend stream (RST_STREAM CANCEL).
-- as for HTTP/1.1 backends (``upstream.py``): a failure or a status in ``passive_health.statuses`` counts for
-  passive health, and a head whose status the ``retry`` middleware retries is dropped unread (RST_STREAM CANCEL)
-  before the client stream is sent again.
+- a head whose status the ``retry`` middleware retries is dropped unread (RST_STREAM CANCEL) before the client
+  stream is sent again.
 """
 
 from __future__ import annotations
@@ -30,16 +30,19 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ..shared import log as gwlog
-from .exchange import passive_failure
-from .h2base import H2Endpoint, header_value, install_hpack
+from ...shared import log as gwlog
+from ...shared.errors import ConnectError, UpstreamTimeout
+from .. import exchange
+from ..http2.endpoint import H2Endpoint, header_value
+from ..http2.field_coding import install_hpack
 
 if TYPE_CHECKING:
-    from .http2 import H2Server, Stream
-    from .process import Worker
-    from .services.upstream_pool import UpstreamPool
+    from ..http2.server import H2Server
+    from ..http2.stream import Stream
+    from ..process import Worker
+    from ..services.upstream_pool import UpstreamPool
 
-log = gwlog.get("worker.upstream_h2")
+log = gwlog.get("worker.upstream.http2")
 
 CONNECTION_WINDOW = 16 << 20
 _NOT_FORWARDED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
@@ -93,7 +96,8 @@ class H2Upstream(H2Endpoint):
             elif isinstance(event, h2.events.ResponseReceived) and us is not None:
                 us.response_head(event.headers, event.stream_ended is not None)
             elif isinstance(event, h2.events.InformationalResponseReceived) and us is not None:
-                us.front.interim([(n, v) for n, v in event.headers if n not in _NOT_FORWARDED])
+                us.front.send_interim(int(header_value(event.headers, b":status") or 0), b"",
+                                      _forwarded(event.headers))
             elif isinstance(event, h2.events.TrailersReceived) and us is not None:
                 us.trailers = list(event.headers)
             elif isinstance(event, h2.events.StreamEnded) and us is not None:
@@ -133,7 +137,7 @@ class UpstreamStream:
             return
         self.cancel()
         front = self.front
-        front.upstream_failed(front.ex, 504, "Gateway timeout: backend did not answer in time")
+        front.fail(front.ex, UpstreamTimeout("Gateway timeout: backend did not answer in time"))
         front.server.flush()
 
     # -- request side (called by the client stream)
@@ -174,37 +178,22 @@ class UpstreamStream:
         front = self.front
         ex = front.ex
         status = int(header_value(headers, b":status") or 0)
-        retry = ex.retry
-        if retry is not None and status in retry.statuses and retry.again(ex, True):
-            self.cancel()                      # the response is dropped unread, as upstream.py does
+        fields = _forwarded(headers)
+        if not exchange.response_head(ex, front, status, fields):
+            self.cancel()                      # a retried status: the response is dropped unread
             front.h2up = None
             return front.retry_later(ex)
-        service = ex.service
-        if service.passive_failures:           # as upstream.py does for HTTP/1.1 backends
-            if status in service.passive_statuses:
-                passive_failure(ex, front.worker.now)
-            else:
-                ex.backend.passive_success()  # type: ignore[union-attr]
         ex.upstream = None
-        headers = [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
-        route = ex.route
-        if route is not None and route.chain.responders:    # the response phase, as upstream.py runs it
-            route.chain.on_response(ex, status, headers)
-            # responders name fields in any case, HTTP/2 wants lowercase; a transformed body has no known length
-            headers = [(n.lower(), v) for n, v in headers
-                       if ex.filter is None or n.lower() != b"content-length"]
-        if ex.set_cookie is not None:
-            headers.append((b"set-cookie", ex.set_cookie))
-        front.send_headers(headers, end_stream=ended)
+        front.send_head(ex, status, b"", fields, True, end=ended)
 
     def response_data(self, data: bytes, flow_length: int) -> None:
         front = self.front
         ex = front.ex
         ex.resp_bytes += len(data)
-        if ex.filter is not None:              # compress, token metering: as upstream.py does
+        if ex.filter is not None:              # compress, token metering: as for HTTP/1.1 backends
             data = ex.filter.feed(data)
         if data:
-            front.server.send_data(front.id, data)
+            front.send_body(ex, data)
         if self.hold:
             self.held += flow_length
         else:
@@ -220,8 +209,8 @@ class UpstreamStream:
             tail = ex.filter.finish()
             ex.filter = None
             if tail:
-                front.server.send_data(front.id, tail)
-        front.response_trailers(self.trailers)
+                front.send_body(ex, tail)
+        front.finish(ex, self.trailers)
 
     def upstream_gone(self) -> None:
         if self.done:
@@ -232,12 +221,17 @@ class UpstreamStream:
         self.done = True
         self.up.streams.pop(self.id, None)
         front = self.front
-        front.upstream_failed(front.ex, 502, "Bad gateway: backend reset the stream")
+        front.fail(front.ex, ConnectError("Bad gateway: backend reset the stream"))
         front.server.flush()
 
 
-def open_stream(server: H2Server, front: Stream) -> None:
-    server.worker.loop.create_task(_open(server, front))
+def _forwarded(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A response's fields without pseudo-fields and connection-specific ones."""
+    return [(n, v) for n, v in headers if n[:1] != b":" and n not in _NOT_FORWARDED]
+
+
+def open_stream(front: Stream) -> None:
+    front.worker.loop.create_task(_open(front.server, front))
 
 
 _connections: dict[UpstreamPool, H2Upstream] = {}
@@ -267,11 +261,8 @@ async def _open(server: H2Server, front: Stream) -> None:
     backend, service = ex.backend, ex.service
     try:
         up = await _connection(server.worker, backend.pool, service.connect_timeout)
-    except TimeoutError:
-        front.upstream_failed(ex, 504, "Gateway timeout: connecting to the backend timed out")
-        return server.flush()
-    except OSError as e:
-        front.upstream_failed(ex, 502, f"Bad gateway: cannot connect to backend: {e.strerror or e}")
+    except (TimeoutError, OSError) as e:
+        front.fail(ex, exchange.connect_error(e))
         return server.flush()
     if server.streams.get(front.id) is not front:
         return                                  # the client reset the stream meanwhile
@@ -279,8 +270,8 @@ async def _open(server: H2Server, front: Stream) -> None:
     headers = [(b":method", ex.method), (b":scheme", b"https" if backend.scheme == "https" else b"http"),
                (b":authority", authority), (b":path", ex.target)]
     headers += [(n, v) for n, v in ex.headers if n not in _NOT_FORWARDED]
-    headers += [(b"x-forwarded-for", ex.xff), (b"x-forwarded-host", ex.host), (b"x-real-ip", server.peer),
-                (b"x-forwarded-proto", server.scheme), (b"x-forwarded-port", b"%d" % server.port)]
+    headers += [(b"x-forwarded-for", ex.xff), (b"x-forwarded-host", ex.host), (b"x-real-ip", front.peer),
+                (b"x-forwarded-proto", front.scheme), (b"x-forwarded-port", b"%d" % front.port)]
     stream_id = up.conn.get_next_available_stream_id()
     body = front.body_to_send()
     no_body = ex.req_done and not body

@@ -38,6 +38,7 @@ def from_http_status(status: int) -> tuple[int, str]:
 
 
 def trailers_only(code: int, message: str) -> list[tuple[bytes, bytes]]:
-    """The single HEADERS block of a trailers-only gRPC response (``grpc-message`` is percent-encoded)."""
-    return [(b":status", b"200"), (b"content-type", b"application/grpc"),
+    """The fields of a trailers-only gRPC response, sent as a single HEADERS block with ``:status`` 200
+    (``grpc-message`` is percent-encoded)."""
+    return [(b"content-type", b"application/grpc"),
             (b"grpc-status", str(code).encode()), (b"grpc-message", quote(message, safe=" ").encode())]

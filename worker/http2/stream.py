@@ -1,0 +1,327 @@
+"""``Stream``: one request on an HTTP/2 connection, the ``Downstream`` of its exchange.
+
+The upstream side hands the stream its response as status and fields (HEADERS are built from them directly), body
+pieces (DATA, through the connection's outbox) and the end (with trailers from HTTP/2 backends). Towards
+backends:
+- HTTP/1.1 backends (``http://``, ``https://``) go through ``upstream.http1`` and its pool; the request body is
+  chunk-framed unless the request declared a content-length.
+- HTTP/2 backends (``h2c://``, and gRPC to ``https://``) go through ``upstream.http2`` stream by stream, with
+  trailers passed through.
+
+Invariants:
+- Request bytes are acknowledged to the client only after they were handed to the upstream, and not while the
+  upstream pushes back (``hold``).
+- Every stream gets exactly one response or one RST_STREAM. gRPC requests that fail in the gateway get a gRPC
+  answer (HTTP 200, ``grpc-status``), see ``proxy/grpc_status.py``.
+- A failed attempt counts for passive health and, under the ``retry`` middleware, the stream is sent again
+  (``exchange.retry_later``), replaying the body the middleware kept — as over HTTP/1.1.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from ...shared.errors import UpstreamError
+from .. import exchange, responses
+from ..exchange import NO_BODY_STATUS, Exchange, Fields
+from ..proxy import grpc_status
+from ..responses import Answer
+from ..upstream import http1 as upstream_http1
+from ..upstream import http2 as upstream_http2
+from .endpoint import header_value
+
+if TYPE_CHECKING:
+    from ..process import Worker
+    from ..upstream.http1 import UpstreamProtocol
+    from ..upstream.http2 import UpstreamStream
+    from .server import H2Server
+
+
+class Stream:
+    """One request on an HTTP/2 connection.
+
+    It is also the ``conn`` that ``Observability.finish`` and the middlewares read (client_ip, entrypoint,
+    ``protocol``), so a stream is counted, logged and traced like an HTTP/1.1 request."""
+
+    __slots__ = ("server", "worker", "entrypoint", "client_ip", "peer", "scheme", "port", "fwd_const", "id", "ex",
+                 "grpc", "head_sent", "hold", "held", "unacked", "h2up", "request_trailers", "body_mark",
+                 "body_since")
+    protocol = b"HTTP/2.0"                    # what the access log and whoami say
+
+    def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool) -> None:
+        self.server = server
+        self.worker: Worker = server.worker
+        self.entrypoint = server.entrypoint
+        self.client_ip = server.client_ip
+        self.peer = server.peer
+        self.scheme = server.scheme
+        self.port = server.port
+        self.fwd_const = server.fwd_const
+        self.id = stream_id
+        self.ex = ex
+        self.grpc = grpc_request
+        self.head_sent = False
+        self.hold = False                      # the upstream pushes back: do not open the client's window
+        self.held = 0
+        self.unacked = 0                       # request bytes buffered before an upstream was bound
+        self.h2up: UpstreamStream | None = None
+        self.request_trailers: Fields | None = None
+        self.body_mark = -1                    # the body bytes the last sweep saw, and since when (sweep_bodies)
+        self.body_since = 0.0
+
+    @property
+    def peername(self) -> Any:
+        return self.server.transport.get_extra_info("peername")
+
+    # -- Downstream: towards the backend
+    def current(self, ex: Exchange) -> bool:
+        return self.server.streams.get(self.id) is self
+
+    def connect_upstream(self, ex: Exchange) -> None:
+        backend = ex.backend
+        if backend.scheme == "h2c" or (self.grpc and backend.scheme == "https"):
+            upstream_http2.open_stream(self)
+        else:
+            upstream_http1.proxy(self, ex)
+
+    def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        """An HTTP/1.1 upstream connection takes the stream: the head, then the body read so far, chunk-framed
+        unless the request declared its length."""
+        ex.upstream = up
+        ex.t_up = perf_counter()
+        self.server.outbox(self.id).source = up
+        names = [name.lower() for name, _ in ex.headers]   # middlewares may add fields in any case
+        if b"te" in names:     # hop-by-hop (RFC 9110 §7.6.1): kept for HTTP/2 backends (gRPC needs it), not here
+            ex.headers = [field for field in ex.headers if field[0].lower() != b"te"]
+        ex.req_chunked = ex.req_has_body and b"content-length" not in names
+        up.bind(self, ex, ex.service.response_timeout)
+        body = self.body_to_send()
+        if body is not None or (ex.req_done and ex.req_chunked):
+            body = body or []
+            if ex.req_chunked:
+                body = [b"%x\r\n%s\r\n" % (len(d), d) for d in body]
+                if ex.req_done:
+                    body.append(b"0\r\n\r\n")
+            up.transport.writelines(body)
+            ex.pending = None
+            unacked, self.unacked = self.unacked, 0
+            self.ack(unacked)
+            self.server.flush()
+
+    def body_to_send(self) -> list[bytes] | None:
+        """What a newly bound upstream gets of the request body: the bytes that arrived before it, or on a retry
+        the whole body so far (kept raw by the retry middleware; ``pending`` is then its tail)."""
+        ex = self.ex
+        if ex.attempts and ex.replay is not None:
+            return [bytes(ex.replay)] if ex.replay else None
+        return ex.pending
+
+    def hold_body(self) -> None:
+        self.hold = True
+
+    def release_body(self) -> None:
+        self.hold = False
+        held, self.held = self.held, 0
+        self.server.ack(self.id, held)
+        self.server.flush()
+
+    def fail(self, ex: Exchange, error: UpstreamError) -> None:
+        exchange.passive_failure(ex, self.worker.now)
+        reached = ex.upstream is not None or self.h2up is not None    # the request (or part of it) went out
+        ex.upstream = None
+        self.h2up = None
+        if not self.current(ex):
+            return exchange.release_backend(ex)    # the client reset the stream meanwhile
+        if exchange.retries(ex, reached):
+            return self.retry_later(ex)
+        if self.hold:
+            self.release_body()                # the failed upstream's push-back ends with it
+        exchange.release_backend(ex)
+        self.answer_error(error.status, error.message)
+
+    def retry_later(self, ex: Exchange) -> None:
+        """Also called for a retried status: that upstream's push-back ends with it."""
+        if self.hold:
+            self.release_body()
+        exchange.retry_later(ex, self)
+
+    # -- Downstream: the response
+    def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
+        """A 1xx response (100 Continue, 103 Early Hints): an informational HEADERS block (RFC 9113 §8.1)."""
+        if self.head_sent:
+            return
+        try:
+            self.server.conn.send_headers(self.id, _h2_fields(status, fields))
+        except h2.exceptions.ProtocolError:
+            pass                               # the client reset the stream meanwhile
+
+    def send_head(self, ex: Exchange, status: int, reason: bytes, fields: Fields, length_known: bool,
+                  end: bool = False) -> None:
+        self.head_sent = True
+        ex.resp_started = True
+        ex.status = status
+        headers = _h2_fields(status, fields)
+        if end:
+            self.note_grpc_status(headers)
+        try:
+            self.server.conn.send_headers(self.id, headers, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            self.server.drop_outbox(self.id)   # the client reset the stream meanwhile
+        if end:
+            self.server.drop_outbox(self.id)
+
+    def send_body(self, ex: Exchange, data: bytes) -> None:
+        self.server.send_data(self.id, data)
+
+    def flush(self) -> None:
+        self.server.flush()
+
+    def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
+        if trailers:
+            self.note_grpc_status(trailers)
+        exchange.account(ex, self)
+        exchange.release_backend(ex)
+        self.server.end_stream(self.id, trailers)
+        self.server.stream_done(self)
+
+    def answer(self, ex: Exchange, answer: Answer) -> None:
+        """Answer with a response the gateway built (an error, a middleware's reply, an internal service)."""
+        ex.local = answer                      # counted and logged as the gateway's own answer, as for HTTP/1.1
+        if self.grpc:
+            return self.answer_grpc(*grpc_status.from_http_status(answer.status))
+        no_body = ex.is_head or answer.status in NO_BODY_STATUS or not answer.body
+        self.send_head(ex, answer.status, b"", answer.fields, True)
+        if not no_body:
+            self.server.send_data(self.id, answer.body)
+        self.finish(ex)
+
+    def answer_error(self, status: int, message: str | None = None) -> None:
+        if self.head_sent:                     # too late for a status: the client learns it from a reset
+            return self.abort(self.ex)
+        self.answer(self.ex, exchange.error_for(self.ex, status, message))
+
+    def answer_grpc(self, code: int, message: str) -> None:
+        self.send_head(self.ex, 200, b"", grpc_status.trailers_only(code, message), True, end=True)
+        exchange.account(self.ex, self)
+        exchange.release_backend(self.ex)
+        self.server.stream_done(self)
+
+    def abort(self, ex: Exchange) -> None:
+        exchange.account(ex, self)
+        exchange.release_backend(ex)
+        self.server.reset(self.id, ErrorCodes.INTERNAL_ERROR)
+        self.server.stream_done(self)
+
+    def note_grpc_status(self, headers: Fields) -> None:
+        """A gRPC call's outcome is its ``grpc-status`` (the HTTP status is 200 either way): kept for its span."""
+        if self.grpc and self.ex.span is not None:
+            code = header_value(headers, b"grpc-status")
+            if code is not None and code.isdigit():
+                self.ex.grpc_status = int(code)
+
+    # -- the request body (events from the client)
+    def request_data(self, data: bytes, flow_length: int) -> None:
+        ex = self.ex
+        if not data:       # an empty DATA frame (padding only, or END_STREAM alone): chunk-framed it would be
+            self.ack(flow_length)      # "0\r\n\r\n", the end of the body, and the real end a stray next request
+            return
+        ex.req_bytes += len(data)
+        if ex.req_limit and ex.req_bytes > ex.req_limit:
+            return self._too_large(flow_length)
+        if ex.sink is not None:        # a middleware reads the whole body first (middlewares/body_buffer.py)
+            ex.sink.feed(data)
+            self.ack(flow_length)
+            return
+        if ex.replay is not None:              # the retry middleware keeps the body (raw) to send it again
+            ex.retry.keep(ex, data)  # type: ignore[union-attr]
+        if self.h2up is not None:
+            self.h2up.send_body(data)
+            self.ack(flow_length)
+            return
+        up = ex.upstream
+        if up is not None:
+            if up.ex is ex:
+                up.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if ex.req_chunked else data)
+            self.ack(flow_length)
+            return
+        # held raw until an upstream is bound: HTTP/1.1 upstreams get it chunk-framed, HTTP/2 ones as DATA
+        if ex.pending is None:
+            ex.pending = [data]
+        else:
+            ex.pending.append(data)
+        self.unacked += flow_length
+
+    def _too_large(self, flow_length: int) -> None:
+        """The streamed body passed ``ex.req_limit`` ([limits] max_body_bytes, body-limit): 413."""
+        self.ack(flow_length)
+        limit, self.ex.req_limit = self.ex.req_limit, 0
+        self._give_up_body(responses.too_large(limit))
+
+    def body_timed_out(self) -> None:
+        """No body bytes for ``[limits] body_timeout`` while the gateway was reading (``H2Server.sweep``): 408."""
+        self._give_up_body(responses.error_answer(408))
+
+    def _give_up_body(self, reply: Answer) -> None:
+        """Stop reading the request body: the upstream request is abandoned (it never gets the rest) and the
+        client gets ``reply``, or a reset if the response already started, as over HTTP/1.1. The connection's
+        other streams go on."""
+        ex = self.ex
+        ex.pending = None
+        self._stop_upstream()
+        if self.head_sent:
+            return self.abort(ex)
+        self.answer(ex, reply)
+        self.server.flush()
+
+    def request_ended(self, trailers: Fields | None = None) -> None:
+        """The request is complete: once, although h2 reports trailers and the StreamEnded they carry apart."""
+        ex = self.ex
+        if ex.req_done:
+            return
+        ex.req_done = True
+        if ex.sink is not None:
+            return ex.sink.complete()
+        self.request_trailers = trailers
+        if self.h2up is not None:
+            self.h2up.end_body(trailers)
+        elif ex.req_chunked and ex.local is None:
+            up = ex.upstream
+            if up is not None and up.ex is ex:
+                up.transport.write(b"0\r\n\r\n")
+
+    def ack(self, size: int) -> None:
+        if self.hold:
+            self.held += size
+        else:
+            self.server.ack(self.id, size)
+
+    def cancel(self) -> None:
+        """The client reset the stream or went away: stop the upstream side now, and count the exchange (status
+        0 when no response was sent), as HTTP/1.1 does for a client that leaves."""
+        exchange.account(self.ex, self)
+        self._stop_upstream()
+
+    def _stop_upstream(self) -> None:
+        """Abandon what carries the request on (a middleware reading the body, an HTTP/2 or HTTP/1.1 upstream
+        request) and free the backend."""
+        ex = self.ex
+        if ex.sink is not None:
+            ex.sink.abort()
+        if self.h2up is not None:
+            self.h2up.cancel()
+            self.h2up = None
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            up.abandon()
+        ex.upstream = None
+        exchange.release_backend(ex)
+
+
+def _h2_fields(status: int, fields: Fields) -> Fields:
+    """HEADERS for a response: ``:status`` first, names in lowercase (responders and HTTP/1.1 backends name fields
+    in any case)."""
+    return [(b":status", b"%d" % status), *[(name.lower(), value) for name, value in fields]]
