@@ -1,7 +1,7 @@
 """The HPACK coders ``install_hpack`` gives an HTTP/2 connection (worker/http2/field_coding.py), checked against
 the reference ``hpack`` library: what ``FieldEncoder`` writes decodes to the same fields with ``hpack.Decoder``
-(and never touches the dynamic table), and what ``hpack.Encoder`` writes (dynamic table, size changes) decodes the same with
-``RepeatDecoder`` as with ``hpack.Decoder``, including blocks answered from the repeat cache, which must never
+(and never touches the dynamic table), and what ``hpack.Encoder`` writes (dynamic table, size changes) decodes the
+same with ``RepeatDecoder`` as with ``hpack.Decoder``, including blocks answered from the repeat cache, which must never
 outlive a table change or a lowered limit, and which stays within its documented bounds."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the access log and distributed tracing.
 
 ``Observability`` is one per worker (``worker.obs``). The protocol calls two hooks:
 - ``tracer.start(ex)`` when a request head is parsed, only when ``tracer`` is not None (tracing on);
-- ``finish(ex, conn)`` exactly once per exchange, from ``ClientProtocol._account`` (an HTTP/2 stream's ``conn``
+- ``finish(ex, conn)`` exactly once per exchange, from ``exchange.account`` (an HTTP/2 stream's ``conn``
   is its ``http2.Stream``, so streams are counted, logged and traced alike): one ``plane.account`` call
   writes the status-class counts and bytes per router/service/backend, the duration histograms, request counts
   by entrypoint/method/status class, gateway-written responses and retries to this worker's rows on the plane
@@ -34,8 +34,7 @@ from .access_log import AccessLog, Writer
 from .tracing import OtlpExporter, Tracer
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
-    from ..http1 import ClientProtocol
+    from ..exchange import Downstream, Exchange
     from ..process import Worker
 
 log = gwlog.get("worker")
@@ -95,7 +94,7 @@ class Observability:
                 self.exporter = None
 
     # -- hot path
-    def finish(self, ex: Exchange, conn: ClientProtocol) -> None:
+    def finish(self, ex: Exchange, conn: Downstream) -> None:
         now = perf_counter()
         route, service, backend = ex.route, ex.service, ex.backend
         status = ex.status

@@ -37,8 +37,8 @@ import orjson
 from ...shared import log as gwlog
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
-    from ..http1 import ClientProtocol
+    from ..exchange import Downstream, Exchange
+
 
 log = gwlog.get("access_log")
 
@@ -236,7 +236,7 @@ class AccessLog:
         self.consts: dict[tuple[int, int, str], bytes] = {}   # per (route, backend, entrypoint): names
         self.escaped: dict[bytes, bytes] = {}   # host, path and user-agent values -> JSON strings (bounded)
 
-    def log(self, ex: Exchange, conn: ClientProtocol, now: float) -> None:
+    def log(self, ex: Exchange, conn: Downstream, now: float) -> None:
         seconds = now - ex.t0
         status = ex.status
         if self.filtered and not self._wanted(status, seconds):
@@ -265,7 +265,7 @@ class AccessLog:
             esc[value] = js
         return js
 
-    def _const(self, ex: Exchange, conn: ClientProtocol, key: tuple[int, int, str]) -> bytes:
+    def _const(self, ex: Exchange, conn: Downstream, key: tuple[int, int, str]) -> bytes:
         """The router, service, backend, entrypoint and worker fields, encoded once per route and backend."""
         route, service, backend = ex.route, ex.service, ex.backend
         const = self.consts[key] = _dumps({
@@ -275,7 +275,7 @@ class AccessLog:
             "entrypoint": conn.entrypoint, "worker": self.slot})[1:-1]
         return const
 
-    def _json(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+    def _json(self, ex: Exchange, conn: Downstream, now: float, seconds: float, status: int) -> bytes:
         """The default line (every field, no captured headers): one bytes template; strings that come from
         the request are escaped by orjson (and remembered), the per-route names are encoded once. Same output
         as ``_json_dict`` (tests/unit/test_metrics_observations.py checks it)."""
@@ -312,7 +312,7 @@ class AccessLog:
             _NO_SPAN if span is None else f'"{span.trace_id}","span_id":"{span.span_id}"'.encode(),
             ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
 
-    def _json_dict(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+    def _json_dict(self, ex: Exchange, conn: Downstream, now: float, seconds: float, status: int) -> bytes:
         target = getattr(ex, "target", b"")
         path, _, query = target.partition(b"?")
         headers = getattr(ex, "headers", ())
@@ -365,7 +365,7 @@ class AccessLog:
             entry = {k: v for k, v in entry.items() if (include is None or k in include) and k not in exclude}
         return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
 
-    def _common(self, ex: Exchange, conn: ClientProtocol, now: float, seconds: float, status: int) -> bytes:
+    def _common(self, ex: Exchange, conn: Downstream, now: float, seconds: float, status: int) -> bytes:
         target = ex.target
         if self.drop_query:
             target = target.partition(b"?")[0]
