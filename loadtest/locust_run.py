@@ -352,8 +352,7 @@ def _run_reporting_start_failures(args: argparse.Namespace) -> int:
     try:
         return run(args)
     except RuntimeError as e:
-        # A process that did not come up: say which, and show the end of its log (e.g. a config the gateway
-        # rejects because a middleware this profile uses is not implemented yet).
+        # A process that did not come up: say which, and show the end of its log (e.g. a config the gateway rejects).
         print(f"locust_run.py: {e}", file=sys.stderr)
         out = Path(args.out) if args.out else None
         for name in ("gateway.log", "origin.log"):

@@ -28,12 +28,10 @@ import time
 from typing import Any
 
 from ..shared import log as gwlog
-from ..shared.compiled import check_implemented
 from ..shared.config import GatewayConfig
 from ..shared.config.redact import redact_urls
 from ..shared.errors import ConfigError, GatewayError, StateError
 from ..shared.plane import Plane, PlaneLayout
-from ..worker import middlewares
 from . import admin, sd_notify
 from .arbiter import Arbiter
 from .control import ControlPlane
@@ -54,7 +52,6 @@ class Gateway:
                  user: str | None = None, group: str | None = None, handle_signals: bool = True) -> None:
         self._listen = listen
         self._config = config.with_listen(listen) if listen else config
-        check_implemented(self._config, middlewares.implemented)
         self.workers = workers or os.cpu_count() or 1
         self.log_level = log_level
         self.log_format = log_format
@@ -225,7 +222,6 @@ class Gateway:
             cfg = new_config if new_config is not None else GatewayConfig.from_file(self._config.source)
             if self._listen:
                 cfg = cfg.with_listen(self._listen)
-            check_implemented(cfg, middlewares.implemented)
             effective = self._control.compile_input(cfg)     # + providers' services, ACME certificates
             # New entrypoint addresses are bound now (a bind error rejects the reload, nothing changed);
             # unchanged addresses keep their sockets and queued connections.

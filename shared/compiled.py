@@ -11,18 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .config import GatewayConfig
-from .errors import ConfigError, Problem
-
-
-def check_implemented(cfg: GatewayConfig, implemented: Any) -> None:
-    """Reject configs that use a middleware type this build has no implementation for."""
-    problems = [
-        Problem(cfg.source, f"middlewares.{name}.type", f"middleware type '{m['type']}' is not implemented yet")
-        for name, m in cfg.middlewares.items()
-        if not implemented(m["type"])
-    ]
-    if problems:
-        raise ConfigError(problems)
 
 
 def compile_generation(cfg: GatewayConfig, generation: int) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """Gateway configuration: loading, validation, normalization and redaction.
 
+The package holds the config's whole life before compilation: ``load`` (TOML/YAML, ``${VAR}``, conf.d),
+``schema`` (the field-spec machinery), ``gateway_schema`` (the document's tables), ``middleware_types`` (the
+registry of middleware types) with their key tables in ``middleware_schema`` and ``ai_schema``, ``validate``
+(cross-references), ``default`` (the embedded default config) and ``redact`` (secrets hidden for display).
+
 ``GatewayConfig`` is an immutable-by-convention value: ``data`` is the normalized dict (defaults filled,
 durations in float seconds, JSON-serializable), ``source`` where it came from. Every constructor raises
 ``ConfigError`` carrying every problem found (file, dotted key path, message, suggestion).

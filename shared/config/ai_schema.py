@@ -1,5 +1,5 @@
 """Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter`` and
-``priority`` middleware types (merged into ``MIDDLEWARE_TYPES``) and the ``affinity`` / ``agent_health``
+``priority`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` / ``agent_health``
 tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each module."""
 
 from __future__ import annotations
@@ -57,72 +57,73 @@ def _webhook_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Repo
         rep.add(join(path, "token"), "platform 'feishu' needs 'token' (verification token) and/or 'encrypt_key'")
 
 
-AI_MIDDLEWARES = {
-    "channel-webhook": Table(
-        {
-            "platform": Field(Str(choices=PLATFORMS), required=True),
-            "secret": Field(Nullable(Str(nonempty=True))),
-            "public_key": Field(Nullable(Str(check=_hex_key_error))),
-            "token": Field(Nullable(Str(nonempty=True))),
-            "encrypt_key": Field(Nullable(Str(nonempty=True))),
-            "encoding_aes_key": Field(Nullable(Str(check=_aes_key_error))),
-            "receive_id": Field(Nullable(Str(nonempty=True))),
-            "max_age": Field(_POSITIVE, 300.0),
-            "max_body_bytes": Field(Int(minimum=1), 1048576),
-            "ack": Field(Str(choices=("backend", "immediate")), "backend"),
-            "signature_header": Field(Str(check=header_name_error), "X-Webchat-Signature"),
-            "timestamp_header": Field(Str(check=header_name_error), "X-Webchat-Timestamp"),
-        },
-        post=_webhook_post,
-    ),
-    "privacy-router": Table(
-        {
-            "tee_service": Field(Str(nonempty=True), required=True),
-            "tee_threshold": Field(Str(choices=LEVELS), "confidential"),
-            "sensitive_keywords": Field(ListOf(Str(nonempty=True)), []),
-            "sensitive_patterns": Field(ListOf(Str(check=regex_error)), []),
-            "inspect_headers": Field(ListOf(Str(check=header_name_error)), []),
-            "max_inspect_bytes": Field(Int(minimum=1), 65536),
-            "redact": Field(Bool(), False),
-            "privacy_header": Field(Str(check=header_name_error), "X-Privacy-Level"),
-        }
-    ),
-    "token-meter": Table(
-        {
-            "max_tokens": Field(Int(minimum=1), required=True),
-            "window": Field(_POSITIVE, 60.0),
-            "keys": Field(ListOf(Str(choices=KEY_KINDS)), list(KEY_KINDS)),
-            "limits": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
-                                         "window": Field(Nullable(_POSITIVE))}),
-                                  key_check=lambda k: None if k in KEY_KINDS else
-                                  f"must be one of {', '.join(KEY_KINDS)}"), {}),
-            "overrides": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
-                                            "window": Field(Nullable(_POSITIVE))}),
-                                     key_check=lambda k: None if k == "global" or (
-                                         k.split(":", 1)[0] in KEY_KINDS[:3] and ":" in k) else
-                                     "must be 'user:<id>', 'agent:<id>', 'session:<id>' or 'global'"), {}),
-            "user_header": Field(Str(check=header_name_error), "X-User-Id"),
-            "agent_header": Field(Str(check=header_name_error), "X-Agent-Id"),
-            "session_header": Field(Str(check=header_name_error), "X-Session-Id"),
-            "chars_per_token": Field(Int(minimum=1), 4),
-            "max_parse_bytes": Field(Int(minimum=1), 1048576),
-        }
-    ),
-    "priority": Table(
-        {
-            "priority_header": Field(Str(check=header_name_error), "X-Request-Priority"),
-            "trust_header": Field(Bool(), True),
-            "default_priority": Field(Str(choices=PRIORITY_NAMES), "normal"),
-            "user_header": Field(Str(check=header_name_error), "X-User-Id"),
-            "user_tiers": Field(MapOf(Str(choices=PRIORITY_NAMES)), {}),
-            "high_priority_paths": Field(ListOf(Str(check=path_error)), []),
-            "low_priority_paths": Field(ListOf(Str(check=path_error)), []),
-            "max_concurrency": Field(Int(minimum=0), 0),
-            "max_queue": Field(Int(minimum=0), 100),
-            "queue_timeout_ms": Field(Int(minimum=0), 5000),
-        }
-    ),
-}
+CHANNEL_WEBHOOK = Table(
+    {
+        "platform": Field(Str(choices=PLATFORMS), required=True),
+        "secret": Field(Nullable(Str(nonempty=True))),
+        "public_key": Field(Nullable(Str(check=_hex_key_error))),
+        "token": Field(Nullable(Str(nonempty=True))),
+        "encrypt_key": Field(Nullable(Str(nonempty=True))),
+        "encoding_aes_key": Field(Nullable(Str(check=_aes_key_error))),
+        "receive_id": Field(Nullable(Str(nonempty=True))),
+        "max_age": Field(_POSITIVE, 300.0),
+        "max_body_bytes": Field(Int(minimum=1), 1048576),
+        "ack": Field(Str(choices=("backend", "immediate")), "backend"),
+        "signature_header": Field(Str(check=header_name_error), "X-Webchat-Signature"),
+        "timestamp_header": Field(Str(check=header_name_error), "X-Webchat-Timestamp"),
+    },
+    post=_webhook_post,
+)
+
+PRIVACY_ROUTER = Table(
+    {
+        "tee_service": Field(Str(nonempty=True), required=True),
+        "tee_threshold": Field(Str(choices=LEVELS), "confidential"),
+        "sensitive_keywords": Field(ListOf(Str(nonempty=True)), []),
+        "sensitive_patterns": Field(ListOf(Str(check=regex_error)), []),
+        "inspect_headers": Field(ListOf(Str(check=header_name_error)), []),
+        "max_inspect_bytes": Field(Int(minimum=1), 65536),
+        "redact": Field(Bool(), False),
+        "privacy_header": Field(Str(check=header_name_error), "X-Privacy-Level"),
+    }
+)
+
+TOKEN_METER = Table(
+    {
+        "max_tokens": Field(Int(minimum=1), required=True),
+        "window": Field(_POSITIVE, 60.0),
+        "keys": Field(ListOf(Str(choices=KEY_KINDS)), list(KEY_KINDS)),
+        "limits": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
+                                     "window": Field(Nullable(_POSITIVE))}),
+                              key_check=lambda k: None if k in KEY_KINDS else
+                              f"must be one of {', '.join(KEY_KINDS)}"), {}),
+        "overrides": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
+                                        "window": Field(Nullable(_POSITIVE))}),
+                                 key_check=lambda k: None if k == "global" or (
+                                     k.split(":", 1)[0] in KEY_KINDS[:3] and ":" in k) else
+                                 "must be 'user:<id>', 'agent:<id>', 'session:<id>' or 'global'"), {}),
+        "user_header": Field(Str(check=header_name_error), "X-User-Id"),
+        "agent_header": Field(Str(check=header_name_error), "X-Agent-Id"),
+        "session_header": Field(Str(check=header_name_error), "X-Session-Id"),
+        "chars_per_token": Field(Int(minimum=1), 4),
+        "max_parse_bytes": Field(Int(minimum=1), 1048576),
+    }
+)
+
+PRIORITY = Table(
+    {
+        "priority_header": Field(Str(check=header_name_error), "X-Request-Priority"),
+        "trust_header": Field(Bool(), True),
+        "default_priority": Field(Str(choices=PRIORITY_NAMES), "normal"),
+        "user_header": Field(Str(check=header_name_error), "X-User-Id"),
+        "user_tiers": Field(MapOf(Str(choices=PRIORITY_NAMES)), {}),
+        "high_priority_paths": Field(ListOf(Str(check=path_error)), []),
+        "low_priority_paths": Field(ListOf(Str(check=path_error)), []),
+        "max_concurrency": Field(Int(minimum=0), 0),
+        "max_queue": Field(Int(minimum=0), 100),
+        "queue_timeout_ms": Field(Int(minimum=0), 5000),
+    }
+)
 
 AFFINITY = Table(
     {

@@ -1,5 +1,5 @@
 """The schema of the whole config: entrypoints, routers, services, providers and admin (middlewares come from
-``middleware_schema``), assembled into ``CONFIG``.
+``middleware_types``), assembled into ``CONFIG``.
 
 Invariants of the normalized form (see README of the package API in ``__init__``):
 
@@ -17,7 +17,7 @@ import ssl
 from typing import Any
 
 from .ai_schema import AFFINITY, AGENT_HEALTH
-from .middleware_schema import MIDDLEWARE
+from .middleware_types import MIDDLEWARE
 from .schema import (
     Bool,
     Duration,

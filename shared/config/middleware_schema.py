@@ -1,15 +1,11 @@
-"""Per-type key specs of ``[middlewares.<name>]`` tables, in one table keyed by middleware ``type``.
+"""Key tables of the core middleware types, one ``Table`` per config ``type`` (``rate-limit`` → ``RATE_LIMIT``).
 
 The original used one flat schema for every type and ignored keys a type does not read. Here each type accepts
 only its own keys: a key that belongs to another type is reported as not applying to this one, anything else as
 unknown (with a suggestion). Required keys and defaults follow the spec (§1.5, §4).
 
-Invariants:
-
-* ``MIDDLEWARE_TYPES`` is the single source of truth for accepted types and their keys. A middleware module that
-  grows new options adds them here (``MIDDLEWARE_TYPES["cors"].fields["expose_headers"] = Field(...)``); new
-  types are new entries. Type names and the "does not apply" check read the table at check time.
-* A normalized middleware is ``{"type": <type>, **<every key of that type, defaults filled>}``.
+Which type uses which table is said once, in ``middleware_types.MIDDLEWARE_TYPES``; the AI-agent types' tables
+are in ``ai_schema.py``. A middleware module that grows new options adds them to its table here.
 """
 
 from __future__ import annotations
@@ -17,9 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .ai_schema import AI_MIDDLEWARES
 from .schema import (
-    INVALID,
     Bool,
     Duration,
     Field,
@@ -29,7 +23,6 @@ from .schema import (
     Nullable,
     Number,
     Reporter,
-    Spec,
     Str,
     Table,
     header_name_error,
@@ -157,171 +150,153 @@ def _ip_filter(list_key: str) -> Table:
     )
 
 
-MIDDLEWARE_TYPES: dict[str, Table] = {
-    "api-key": Table(
-        {
-            "header": Field(_HEADER_NAME, "X-API-Key"),
-            "keys": Field(ListOf(Str(nonempty=True), min_items=1), required=True),
-            "query_param": Field(Nullable(Str(nonempty=True))),
-            "forward_key": Field(Bool(), False),
-        }
-    ),
-    "basic-auth": Table(
-        {
-            "username": Field(Nullable(Str(nonempty=True))),
-            "password": Field(Nullable(Str(nonempty=True))),
-            "users": Field(ListOf(Str(check=_htpasswd_error)), []),
-            "realm": Field(Str(nonempty=True, check=_realm_error), "a3s-gateway"),
-            "header_field": Field(Nullable(_HEADER_NAME)),
-            "remove_header": Field(Bool(), True),
-        },
-        post=_basic_auth_post,
-    ),
-    "jwt": Table(
-        {
-            "value": Field(Nullable(Str(nonempty=True))),
-            "public_key": Field(Nullable(Str(nonempty=True))),
-            "jwks_url": Field(Nullable(Str(check=url_check("http", "https")))),
-            "jwks_refresh": Field(Duration(check=lambda s: None if s >= 1 else "must be at least 1s"), 300.0),
-            "alg": Field(Nullable(Str(choices=JWT_ALGORITHMS))),
-            "header": Field(_HEADER_NAME, "Authorization"),
-            "cookie": Field(Nullable(_HEADER_NAME)),
-            "query_param": Field(Nullable(Str(nonempty=True))),
-            "leeway": Field(Duration(), 60.0),
-            "require_exp": Field(Bool(), True),
-            "issuer": Field(Nullable(Str(nonempty=True))),
-            "audience": Field(Nullable(Str(nonempty=True))),
-            "claims_to_headers": Field(MapOf(_HEADER_NAME), {"sub": "X-JWT-Subject"}),
-        },
-        post=_jwt_post,
-    ),
-    "forward-auth": Table(
-        {
-            "forward_auth_url": Field(Str(check=url_check("http", "https")), required=True),
-            "forward_auth_response_headers": Field(_HEADER_LIST, []),
-            "forward_auth_request_headers": Field(Nullable(_HEADER_LIST)),  # null: every request header
-            "timeout": Field(Duration(check=lambda s: None if s > 0 else "must be greater than 0"), 5.0),
-        }
-    ),
-    "rate-limit": Table(
-        {
-            "rate": Field(_POSITIVE_RATE, required=True),
-            "burst": _OPTIONAL_BURST,
-            "period": _PERIOD,
-            # per client by default (as nginx's limit_req by $binary_remote_addr); "global" is the original's
-            "key": Field(Str(check=_rate_limit_key_error), "client-ip"),
-        },
-        post=_burst_defaults_to_rate,
-    ),
-    "rate-limit-redis": Table(
-        {
-            "rate": Field(_POSITIVE_RATE, required=True),
-            "burst": _OPTIONAL_BURST,
-            "period": _PERIOD,
-            "key": Field(Str(check=_rate_limit_key_error), "router"),
-            "redis_url": Field(Str(check=url_check("redis", "rediss")), required=True),
-            "timeout_ms": Field(Int(minimum=1), 50),
-        },
-        post=_burst_defaults_to_rate,
-    ),
-    "cors": Table(
-        {
-            "allowed_origins": Field(ListOf(Str(nonempty=True)), ["*"]),
-            "allowed_methods": Field(_HEADER_LIST, ["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
-            "allowed_headers": Field(_HEADER_LIST, ["Content-Type", "Authorization"]),
-            "expose_headers": Field(_HEADER_LIST, []),
-            "allow_credentials": Field(Bool(), False),
-            "max_age": Field(Int(minimum=0), 86400),
-        }
-    ),
-    "headers": Table(
-        {
-            "request_headers": Field(_HEADER_MAP, {}),    # set (replace); "" removes, as Traefik does
-            "response_headers": Field(_HEADER_MAP, {}),
-            "add_request_headers": Field(_HEADER_MAP, {}),   # append
-            "add_response_headers": Field(_HEADER_MAP, {}),
-            "remove_request_headers": Field(_HEADER_LIST, []),
-            "remove_response_headers": Field(_HEADER_LIST, []),
-        }
-    ),
-    "strip-prefix": Table({"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)}),
-    "strip-prefix-regex": Table({"regex": Field(ListOf(Str(check=regex_error), min_items=1), required=True)}),
-    "add-prefix": Table({"prefix": Field(Str(check=path_error), required=True)}),
-    "replace-path": Table({"path": Field(Str(check=path_error), required=True)}),
-    "redirect-scheme": Table(
-        {
-            "scheme": Field(Str(choices=("http", "https")), "https"),
-            "port": Field(Nullable(Int(minimum=1, maximum=65535))),
-            "permanent": _PERMANENT,
-        }
-    ),
-    "redirect-regex": Table(
-        {
-            "regex": Field(Str(check=regex_error), required=True),
-            "replacement": Field(Str(nonempty=True), required=True),
-            "permanent": _PERMANENT,
-        }
-    ),
-    "body-limit": Table({"max_body_bytes": Field(Int(minimum=1), required=True)}),
-    "retry": Table(
-        {
-            "max_retries": Field(Int(minimum=1), 3),
-            "retry_interval_ms": Field(Int(minimum=0), 100),
-            "backoff": Field(Str(choices=("constant", "exponential")), "constant"),
-            "retry_on_statuses": Field(ListOf(Int(minimum=500, maximum=599)), [502, 503, 504]),
-            "replay_buffer_bytes": Field(Int(minimum=0), 65536),
-        }
-    ),
-    "ip-allow": _ip_filter("allowed_ips"),
-    "ip-block": _ip_filter("blocked_ips"),
-    "compress": Table(
-        {
-            "min_bytes": Field(Int(minimum=0), 1024),
-            "level": Field(Int(minimum=1, maximum=9), 6),
-        }
-    ),
-    "circuit-breaker": Table(
-        {
-            "failure_threshold": Field(Int(minimum=1), 5),
-            "success_threshold": Field(Int(minimum=1), 1),
-            "cooldown_secs": Field(Duration(), 30.0),
-            "failure_statuses": Field(ListOf(Int(minimum=100, maximum=599)), [500, 502, 503, 504]),
-        }
-    ),
-}
+API_KEY = Table(
+    {
+        "header": Field(_HEADER_NAME, "X-API-Key"),
+        "keys": Field(ListOf(Str(nonempty=True), min_items=1), required=True),
+        "query_param": Field(Nullable(Str(nonempty=True))),
+        "forward_key": Field(Bool(), False),
+    }
+)
 
+BASIC_AUTH = Table(
+    {
+        "username": Field(Nullable(Str(nonempty=True))),
+        "password": Field(Nullable(Str(nonempty=True))),
+        "users": Field(ListOf(Str(check=_htpasswd_error)), []),
+        "realm": Field(Str(nonempty=True, check=_realm_error), "a3s-gateway"),
+        "header_field": Field(Nullable(_HEADER_NAME)),
+        "remove_header": Field(Bool(), True),
+    },
+    post=_basic_auth_post,
+)
 
-MIDDLEWARE_TYPES.update(AI_MIDDLEWARES)   # channel-webhook, privacy-router, token-meter, priority (ai_schema.py)
+JWT = Table(
+    {
+        "value": Field(Nullable(Str(nonempty=True))),
+        "public_key": Field(Nullable(Str(nonempty=True))),
+        "jwks_url": Field(Nullable(Str(check=url_check("http", "https")))),
+        "jwks_refresh": Field(Duration(check=lambda s: None if s >= 1 else "must be at least 1s"), 300.0),
+        "alg": Field(Nullable(Str(choices=JWT_ALGORITHMS))),
+        "header": Field(_HEADER_NAME, "Authorization"),
+        "cookie": Field(Nullable(_HEADER_NAME)),
+        "query_param": Field(Nullable(Str(nonempty=True))),
+        "leeway": Field(Duration(), 60.0),
+        "require_exp": Field(Bool(), True),
+        "issuer": Field(Nullable(Str(nonempty=True))),
+        "audience": Field(Nullable(Str(nonempty=True))),
+        "claims_to_headers": Field(MapOf(_HEADER_NAME), {"sub": "X-JWT-Subject"}),
+    },
+    post=_jwt_post,
+)
 
-SERVICE_REFERENCES: dict[str, tuple[str, ...]] = {"privacy-router": ("tee_service",)}
-"""Keys of a middleware type that name a service: checked at load like a router's ``service`` (validate.py)."""
+FORWARD_AUTH = Table(
+    {
+        "forward_auth_url": Field(Str(check=url_check("http", "https")), required=True),
+        "forward_auth_response_headers": Field(_HEADER_LIST, []),
+        "forward_auth_request_headers": Field(Nullable(_HEADER_LIST)),  # null: every request header
+        "timeout": Field(Duration(check=lambda s: None if s > 0 else "must be greater than 0"), 5.0),
+    }
+)
 
+RATE_LIMIT = Table(
+    {
+        "rate": Field(_POSITIVE_RATE, required=True),
+        "burst": _OPTIONAL_BURST,
+        "period": _PERIOD,
+        # per client by default (as nginx's limit_req by $binary_remote_addr); "global" is the original's
+        "key": Field(Str(check=_rate_limit_key_error), "client-ip"),
+    },
+    post=_burst_defaults_to_rate,
+)
 
-class MiddlewareSpec(Spec):
-    """A ``[middlewares.<name>]`` table: ``type`` picks the key table from ``MIDDLEWARE_TYPES``."""
+RATE_LIMIT_REDIS = Table(
+    {
+        "rate": Field(_POSITIVE_RATE, required=True),
+        "burst": _OPTIONAL_BURST,
+        "period": _PERIOD,
+        "key": Field(Str(check=_rate_limit_key_error), "router"),
+        "redis_url": Field(Str(check=url_check("redis", "rediss")), required=True),
+        "timeout_ms": Field(Int(minimum=1), 50),
+    },
+    post=_burst_defaults_to_rate,
+)
 
-    expected = "a table"
-    _type = Str(choices=MIDDLEWARE_TYPES)
+CORS = Table(
+    {
+        "allowed_origins": Field(ListOf(Str(nonempty=True)), ["*"]),
+        "allowed_methods": Field(_HEADER_LIST, ["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+        "allowed_headers": Field(_HEADER_LIST, ["Content-Type", "Authorization"]),
+        "expose_headers": Field(_HEADER_LIST, []),
+        "allow_credentials": Field(Bool(), False),
+        "max_age": Field(Int(minimum=0), 86400),
+    }
+)
 
-    def convert(self, value: Any, path: str, rep: Reporter) -> Any:
-        if not isinstance(value, dict):
-            self.type_error(value, path, rep)
-            return INVALID
-        type_path = join(path, "type")
-        if "type" not in value:
-            rep.add(type_path, "required key is missing")
-            return INVALID
-        kind = self._type.normalize(value["type"], type_path, rep)
-        if kind is INVALID:
-            return INVALID
+HEADERS = Table(
+    {
+        "request_headers": Field(_HEADER_MAP, {}),    # set (replace); "" removes, as Traefik does
+        "response_headers": Field(_HEADER_MAP, {}),
+        "add_request_headers": Field(_HEADER_MAP, {}),   # append
+        "add_response_headers": Field(_HEADER_MAP, {}),
+        "remove_request_headers": Field(_HEADER_LIST, []),
+        "remove_response_headers": Field(_HEADER_LIST, []),
+    }
+)
 
-        def foreign_key(key: str) -> str | None:
-            if any(key in table.fields for table in MIDDLEWARE_TYPES.values()):
-                return f"key '{key}' does not apply to middleware type '{kind}'"
-            return None
+STRIP_PREFIX = Table({"prefixes": Field(ListOf(Str(check=path_error), min_items=1), required=True)})
 
-        rest = {k: v for k, v in value.items() if k != "type"}
-        return {"type": kind, **MIDDLEWARE_TYPES[kind].convert_table(rest, path, rep, foreign_key)}
+STRIP_PREFIX_REGEX = Table({"regex": Field(ListOf(Str(check=regex_error), min_items=1), required=True)})
 
+ADD_PREFIX = Table({"prefix": Field(Str(check=path_error), required=True)})
 
-MIDDLEWARE = MiddlewareSpec()
+REPLACE_PATH = Table({"path": Field(Str(check=path_error), required=True)})
+
+REDIRECT_SCHEME = Table(
+    {
+        "scheme": Field(Str(choices=("http", "https")), "https"),
+        "port": Field(Nullable(Int(minimum=1, maximum=65535))),
+        "permanent": _PERMANENT,
+    }
+)
+
+REDIRECT_REGEX = Table(
+    {
+        "regex": Field(Str(check=regex_error), required=True),
+        "replacement": Field(Str(nonempty=True), required=True),
+        "permanent": _PERMANENT,
+    }
+)
+
+BODY_LIMIT = Table({"max_body_bytes": Field(Int(minimum=1), required=True)})
+
+RETRY = Table(
+    {
+        "max_retries": Field(Int(minimum=1), 3),
+        "retry_interval_ms": Field(Int(minimum=0), 100),
+        "backoff": Field(Str(choices=("constant", "exponential")), "constant"),
+        "retry_on_statuses": Field(ListOf(Int(minimum=500, maximum=599)), [502, 503, 504]),
+        "replay_buffer_bytes": Field(Int(minimum=0), 65536),
+    }
+)
+
+IP_ALLOW = _ip_filter("allowed_ips")
+
+IP_BLOCK = _ip_filter("blocked_ips")
+
+COMPRESS = Table(
+    {
+        "min_bytes": Field(Int(minimum=0), 1024),
+        "level": Field(Int(minimum=1, maximum=9), 6),
+    }
+)
+
+CIRCUIT_BREAKER = Table(
+    {
+        "failure_threshold": Field(Int(minimum=1), 5),
+        "success_threshold": Field(Int(minimum=1), 1),
+        "cooldown_secs": Field(Duration(), 30.0),
+        "failure_statuses": Field(ListOf(Int(minimum=100, maximum=599)), [500, 502, 503, 504]),
+    }
+)
+

@@ -1,7 +1,7 @@
 """Checks a raw config: schema normalization (``gateway_schema.CONFIG``) followed by cross-reference checks.
 
 Cross-references: a router's service, entrypoints and middlewares must exist (closest name suggested), and so
-must a service a middleware names (``SERVICE_REFERENCES``: privacy-router's ``tee_service``); a router's rule must
+must a service a middleware names (a type's ``service_keys``: privacy-router's ``tee_service``); a router's rule must
 parse (as a TCP rule when every entrypoint it names is tcp or udp), and no two listeners may claim the same port.
 
 A service or middleware reference may carry the provider that defines the object, as in Traefik: ``name@file``
@@ -20,7 +20,7 @@ from typing import Any
 
 from .default import DEFAULT_SERVICE_NAMES
 from .gateway_schema import CONFIG
-from .middleware_schema import SERVICE_REFERENCES
+from .middleware_types import MIDDLEWARE_TYPES
 from .schema import INVALID, Reporter, join, suggest
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
@@ -95,7 +95,7 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
     middlewares = set(data.get("middlewares", {}))
     check_rule = _rule_checker()
     for name, params in data.get("middlewares", {}).items():
-        for key in SERVICE_REFERENCES.get(params["type"], ()):
+        for key in MIDDLEWARE_TYPES[params["type"]].service_keys:
             if key in params:
                 path = join(join("middlewares", name), key)
                 params[key] = _resolve(rep, path, "service", params[key], services, DEFAULT_SERVICE_NAMES)

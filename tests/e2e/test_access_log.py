@@ -9,7 +9,6 @@ import signal
 from pathlib import Path
 
 import httpx
-import pytest
 from harness import free_port, wait_until
 from obs_util import json_lines, scrape, value
 
@@ -94,10 +93,6 @@ def test_404_and_502_lines_carry_the_gateways_reason(gateway, backends, tmp_path
 
 
 def test_429_line_from_a_rate_limit(gateway, backends, tmp_path):
-    from a3s_gateway.worker import middlewares
-
-    if not middlewares.implemented("rate-limit"):
-        pytest.skip("the in-memory rate-limit middleware is not in this build")
     log = tmp_path / "access.log"
     cfg = _config(backends().url, _log_table(log)).replace(
         'service = "svc"\n', 'service = "svc"\nmiddlewares = ["limit"]\n', 1)

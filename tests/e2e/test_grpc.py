@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from a3s_gateway.worker import middlewares
 from certs import CA
 from harness import Gateway, free_port
 
@@ -184,8 +183,6 @@ def test_gateway_failures_are_grpc_statuses(env: dict, target: str, code: grpc.S
     assert info.value.code() == code
 
 
-@pytest.mark.skipif(not (middlewares.implemented("basic-auth") and middlewares.implemented("rate-limit")),
-                    reason="basic-auth / rate-limit middlewares not in this build")
 def test_middleware_refusals_are_grpc_statuses(tmp_path: Path, env: dict) -> None:
     config = env["config"].replace('service = "echo"', 'service = "echo"\nmiddlewares = ["auth", "limit"]')
     config += ('[middlewares.auth]\ntype = "basic-auth"\nusername = "u"\npassword = "p"\n'

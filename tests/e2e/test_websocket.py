@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from a3s_gateway.worker import middlewares
 from harness import Gateway
 from proto_backends import WebSocketEcho
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -105,7 +104,6 @@ def test_open_websocket_survives_a_reload_of_an_unrelated_route(gw: Gateway, ech
         assert ws.recv(timeout=5) == "after"
 
 
-@pytest.mark.skipif(not middlewares.implemented("basic-auth"), reason="basic-auth middleware not in this build")
 def test_middleware_request_phase_applies_to_the_upgrade(tmp_path_factory: pytest.TempPathFactory,
                                                           echo: WebSocketEcho) -> None:
     config = CONFIG.replace("{backend}", echo.url).replace('service = "ws"', 'service = "ws"\nmiddlewares = ["auth"]')

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from a3s_gateway.shared.config import DEFAULT_SERVICE_NAMES, ConfigError, GatewayConfig
-from a3s_gateway.shared.config.middleware_schema import MIDDLEWARE_TYPES
+from a3s_gateway.shared.config.middleware_types import MIDDLEWARE_TYPES
 from a3s_gateway.shared.errors import Problem
 
 # The "Configuration Model" example from the seed README, verbatim.

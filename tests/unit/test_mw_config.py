@@ -7,8 +7,10 @@ import subprocess
 
 import pytest
 from a3s_gateway.shared.config import ConfigError, GatewayConfig
+from a3s_gateway.shared.config.middleware_types import MIDDLEWARE_TYPES
 from a3s_gateway.shared.ipmatch import IPSet
-from a3s_gateway.worker.middlewares import REGISTRY, implemented
+from a3s_gateway.worker.chain import Middleware
+from a3s_gateway.worker.middlewares import middleware_class
 from a3s_gateway.worker.middlewares.basic_auth import apr1
 from a3s_gateway.worker.middlewares.compress import compressible, negotiate
 from a3s_gateway.worker.middlewares.redirect_regex import python_template
@@ -60,11 +62,22 @@ def test_invalid_params_are_reported_at_load_with_middleware_and_key(middleware:
     assert expected in problems(middleware)
 
 
-def test_every_configurable_type_is_implemented() -> None:
-    from a3s_gateway.shared.config.middleware_schema import MIDDLEWARE_TYPES
+SHARED_MODULES = {"ip-block": "ip-allow"}
+"""Types whose class lives in a sibling type's module."""
 
-    assert set(MIDDLEWARE_TYPES) <= set(REGISTRY)
-    assert implemented("jwt") and not implemented("no-such-type")
+
+@pytest.mark.parametrize("type_name", MIDDLEWARE_TYPES)
+def test_every_configurable_type_is_implemented_by_its_namesake_class(type_name: str) -> None:
+    module, _, cls = MIDDLEWARE_TYPES[type_name].implementation.partition(":")
+    assert module == SHARED_MODULES.get(type_name, type_name).replace("-", "_")
+    assert cls == "".join(word.capitalize() for word in type_name.split("-"))
+    implementation = middleware_class(type_name)
+    assert issubclass(implementation, Middleware) and implementation.__name__ == cls
+    assert implementation.__module__ == f"a3s_gateway.worker.middlewares.{module}"
+
+
+def test_unknown_middleware_type_is_not_registered() -> None:
+    assert "jwt" in MIDDLEWARE_TYPES and "no-such-type" not in MIDDLEWARE_TYPES
 
 
 @pytest.mark.parametrize("accept,coding", [

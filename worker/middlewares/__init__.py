@@ -1,8 +1,9 @@
-"""Built-in middlewares, one module per config ``type`` (``rate-limit`` → ``rate_limit.py`` → ``RateLimit``).
+"""The built-in middlewares, one module per config ``type`` (``rate-limit`` → ``rate_limit.py`` → ``RateLimit``);
+the helpers they share are in ``_support/``.
 
-``REGISTRY`` maps a type string to its module and class (imported on first use). A class is constructed from
-already-validated params (``shared/config/middleware_schema.py`` checks them at load), so construction cannot
-fail on user input.
+Which class implements a type is said once, in ``shared/config/middleware_types.py`` (``MIDDLEWARE_TYPES``), as a
+``"module:Class"`` string. A class is constructed from already-validated params (the same registry checks them
+at load), so construction cannot fail on user input.
 
 ``Builder`` is the one place a worker turns ``[middlewares.*]`` into instances. An instance whose name and
 params are unchanged by a reload is reused, so its state (connection pools, JWKS cache) survives; a middleware
@@ -12,54 +13,26 @@ referenced by several routers is one instance. Kinds that keep per-router state 
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ...shared.config.middleware_types import MIDDLEWARE_TYPES
 from ..chain import Middleware
 
 if TYPE_CHECKING:
     from ..process import Worker
 
-# type → (module, class). Modules are imported on first use: a worker only pays for the middlewares its
-# config uses (aiohttp, redis, PyJWT, cryptography… are heavy imports and slow every worker start otherwise).
-REGISTRY: dict[str, tuple[str, str]] = {
-    "api-key": ("api_key", "ApiKey"),
-    "basic-auth": ("basic_auth", "BasicAuth"),
-    "jwt": ("jwt", "Jwt"),
-    "forward-auth": ("forward_auth", "ForwardAuth"),
-    "rate-limit": ("rate_limit", "RateLimit"),
-    "rate-limit-redis": ("rate_limit_redis", "RateLimitRedis"),
-    "cors": ("cors", "Cors"),
-    "headers": ("headers", "Headers"),
-    "strip-prefix": ("strip_prefix", "StripPrefix"),
-    "strip-prefix-regex": ("strip_prefix_regex", "StripPrefixRegex"),
-    "add-prefix": ("add_prefix", "AddPrefix"),
-    "replace-path": ("replace_path", "ReplacePath"),
-    "redirect-scheme": ("redirect_scheme", "RedirectScheme"),
-    "redirect-regex": ("redirect_regex", "RedirectRegex"),
-    "body-limit": ("body_limit", "BodyLimit"),
-    "retry": ("retry", "Retry"),
-    "ip-allow": ("ip_allow", "IpAllow"),
-    "ip-block": ("ip_allow", "IpBlock"),
-    "compress": ("compress", "Compress"),
-    "circuit-breaker": ("circuit_breaker", "CircuitBreaker"),
-    # AI-agent extensions
-    "channel-webhook": ("channel_webhook", "ChannelWebhook"),
-    "privacy-router": ("privacy_router", "PrivacyRouter"),
-    "token-meter": ("token_meter", "TokenMeter"),
-    "priority": ("priority", "Priority"),
-}
 
-
+@cache
 def middleware_class(type_name: str) -> type[Middleware]:
-    module, cls = REGISTRY[type_name]
+    """The class implementing a config ``type``, imported when a config first uses it: a worker only pays for
+    the middlewares its config uses (aiohttp, redis, PyJWT, cryptography… are heavy imports and slow every
+    worker start otherwise)."""
+    module, _, cls = MIDDLEWARE_TYPES[type_name].implementation.partition(":")
     return getattr(import_module(f"{__name__}.{module}"), cls)
-
-
-def implemented(type_name: str) -> bool:
-    return type_name in REGISTRY
 
 
 def build(name: str, params: dict[str, Any], worker: Worker | None = None) -> Middleware:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from ..chain import Middleware, Reply, error_reply, remove_headers
-from .paths import split_target
+from ._support.paths import split_target
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

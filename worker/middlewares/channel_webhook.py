@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...shared import log as gwlog
 from ..chain import JSON, Middleware, Reply, close_soon, error_reply, header_value
-from .body_buffer import forward_body, read_body
+from ._support.body_buffer import forward_body, read_body
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware, Reply, error_reply
-from .plane_slot import slot_index
+from ._support.plane_slot import slot_index
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
 from ..chain import Middleware, Reply, error_reply
-from .body_buffer import forward_body, read_prefix, restore_prefix
+from ._support.body_buffer import forward_body, read_prefix, restore_prefix
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

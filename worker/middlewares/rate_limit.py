@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware, Reply, error_reply
-from .limit_key import key_func
-from .plane_slot import slot_index
+from ._support.limit_key import key_func
+from ._support.plane_slot import slot_index
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

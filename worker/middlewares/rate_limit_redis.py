@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from ...shared import log as gwlog
 from ..chain import Middleware, Reply, close_soon, error_reply
-from .limit_key import key_func
+from ._support.limit_key import key_func
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware, Reply
-from .paths import redirect
+from ._support.paths import redirect
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware, remove_headers
-from .paths import with_path
+from ._support.paths import with_path
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

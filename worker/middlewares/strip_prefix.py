@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware
-from .paths import set_forwarded_prefix, with_path
+from ._support.paths import set_forwarded_prefix, with_path
 
 if TYPE_CHECKING:
     from ..exchange import Exchange

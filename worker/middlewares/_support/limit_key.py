@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ...exchange import Exchange
 
 KeyFunc = Callable[["Exchange"], bytes]
 

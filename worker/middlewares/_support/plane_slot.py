@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..process import Worker
+    from ...process import Worker
 
 
 def slot_index(worker: Worker, kind: str, name: str) -> int:

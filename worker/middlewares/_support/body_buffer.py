@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..chain import Reply, error_reply
+from ...chain import Reply, error_reply
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ...exchange import Exchange
 
 
 class BodySink:

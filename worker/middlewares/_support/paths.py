@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..chain import Reply, remove_headers
+from ...chain import Reply, remove_headers
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ...exchange import Exchange
 
 
 def split_target(target: bytes) -> tuple[bytes, list[bytes]]:

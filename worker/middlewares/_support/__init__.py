@@ -1,0 +1,4 @@
+"""Helpers several middlewares share, kept apart so that ``worker/middlewares/`` holds one module per config
+``type`` and nothing else: request-target rewriting (``paths``), what a rate limiter counts by (``limit_key``),
+the plane index of a stateful middleware (``plane_slot``) and whole-body buffering (``body_buffer``).
+Nothing here is a middleware; the package is private to the middlewares."""
