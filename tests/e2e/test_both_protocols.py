@@ -351,6 +351,12 @@ def test_whoami_internal_echoes_the_request(client: Client) -> None:
     assert who["proto"] == ("HTTP/1.1" if client.proto == "http1" else "HTTP/2.0")
 
 
+def test_whoami_internal_lists_header_fields_without_http2_pseudo_headers(client: Client) -> None:
+    """The echo's ``headers`` are the request's header fields; HTTP/2's :method, :path... are not among them."""
+    who = client.get("/whoami").json()
+    assert [k for k in who["headers"] if k.startswith(":")] == []
+
+
 # --------------------------------------------------------------------------------------------- middlewares
 
 def test_headers_middleware_sets_adds_and_removes_on_both_sides(client: Client) -> None:
