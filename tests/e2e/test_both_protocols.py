@@ -71,7 +71,7 @@ def test_header_and_header_regexp_route_alike(client: Client, path: str, headers
 
 def test_header_matcher_sees_the_client_x_forwarded_for(client: Client) -> None:
     """Matchers see the client's own header list on every protocol: a rule on X-Forwarded-For matches the
-    value the client sent, not the one the gateway forwards (over h2c it matched the rewritten list: 404)."""
+    value the client sent, not the one the gateway forwards (over HTTP/2 it did not match: 404)."""
     r = client.get("/xff", headers={"X-Forwarded-For": "1.2.3.4"})
     assert routed_to(r) == (200, "b"), r.text
     assert r.json()["headers"]["x-forwarded-for"] == ["127.0.0.1"]     # an untrusted client's value is replaced
