@@ -1,10 +1,10 @@
 """Python cost of one proxied HTTP/2 stream on the worker's hot path, without sockets or the kernel.
 
-Like ``hotpath.py`` (whose fake transports, config profiles and flags it reuses), but the client side speaks
-HTTP/2: each batch opens ``--streams`` concurrent GET streams (h2load's ``-m``) on one connection, the real
-``H2Server`` routes them to HTTP/1.1 upstream connections, each upstream answers, and the server's frames go back
-to the client. After a warm-up with an ``h2`` client, the client is nearly free (as h2load's C code is), so the
-figure is the gateway's own Python.
+Like ``hotpath.py`` (whose in-memory worker and config profiles, tests/support/inmemory.py, it reuses), but
+the client side speaks HTTP/2: each batch opens ``--streams`` concurrent GET streams (h2load's ``-m``) on one
+connection, the real ``H2Server`` routes them to HTTP/1.1 upstream connections, each upstream answers, and the
+server's frames go back to the client. After a warm-up with an ``h2`` client, the client is nearly free (as
+h2load's C code is), so the figure is the gateway's own Python.
 
     python loadtest/hotpath_h2.py [plain|full|CONFIG.toml] [--requests N] [--streams M] [--profile]
 """
@@ -15,7 +15,9 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import sys
 import time
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -23,22 +25,10 @@ import h2.events
 from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.worker.http2 import H2Server
 from a3s_gateway.worker.process import Worker
-from hotpath import RESPONSE, Transport, config_text, loaded_worker
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-class Wire(Transport):
-    """Keeps what the server writes, for the client to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def take(self) -> bytes:
-        data, self.out = b"".join(self.out), []
-        return data
+from support.inmemory import RESPONSE, Wire, config_text, loaded_worker  # noqa: E402
 
 
 def main() -> None:

@@ -163,7 +163,7 @@ class Exchange:
     upgrade: bool = False                    # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;
-    # a middleware reading the whole body first (middlewares/body_buffer.py)
+    # a middleware reading the whole body first (middlewares/_support/body_buffer.py)
     suspended: bool = False
     filter: BodyFilter | None = None
     req_limit: int = 0

@@ -232,7 +232,7 @@ class Stream:
         ex.req_bytes += len(data)
         if ex.req_limit and ex.req_bytes > ex.req_limit:
             return self._too_large(flow_length)
-        if ex.sink is not None:        # a middleware reads the whole body first (middlewares/body_buffer.py)
+        if ex.sink is not None:        # a middleware reads the whole body first (middlewares/_support/body_buffer.py)
             ex.sink.feed(data)
             self.ack(flow_length)
             return
