@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .middlewares.retry import Retry
     from .process import Worker
     from .runtime import Backend, Route, Runtime, Service
+    from .upstream.http1 import UpstreamProtocol
 
 log = gwlog.get("worker")
 
@@ -80,6 +81,10 @@ class Downstream(Protocol):
 
     def connect_upstream(self, ex: Exchange) -> None:
         """Send ``ex`` (its backend picked and acquired) to that backend."""
+
+    def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        """An HTTP/1.1 upstream connection (``upstream.http1.proxy``) takes ``ex``: hand it the request body read
+        so far, framed for HTTP/1.1."""
 
     def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
         """A 1xx response other than 101 (100 Continue, 103 Early Hints), before the final head."""
@@ -146,7 +151,7 @@ class Exchange:
     pending: list[bytes] | None = None       # request body read before an upstream was bound
     pending_bytes: int = 0
     req_bytes: int = 0
-    upstream: Any = None                     # the bound ``upstream.http1.UpstreamProtocol`` (HTTP/1.1 backends)
+    upstream: UpstreamProtocol | None = None  # the bound HTTP/1.1 upstream connection (HTTP/1.1 backends)
     resp_started: bool = False
     resp_chunked: bool = False               # the HTTP/1.1 client gets the response body chunk-framed
     retried: bool = False
@@ -219,11 +224,16 @@ def start(ex: Exchange, conn: Downstream) -> None:
         backend = service.balancer.pick()
     else:
         backend, ex.set_cookie = service.sticky.pick(ex.headers, conn.worker.now)
-    dispatch(ex, conn, backend)
+    if backend is None:
+        return conn.answer(ex, error_for(ex, 503))
+    ex.backend = backend
+    backend.acquire()
+    conn.connect_upstream(ex)
 
 
 def dispatch(ex: Exchange, conn: Downstream, backend: Backend | None) -> None:
-    """Send ``ex`` to ``backend`` (first try or retry), or answer 503 when the service has none."""
+    """Send a retried ``ex`` to ``backend``, or answer 503 when the service has none (``start`` does the same
+    for a first try, inline: it is on every request's path)."""
     if backend is None:
         return conn.answer(ex, error_for(ex, 503))
     ex.backend = backend

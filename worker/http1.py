@@ -23,20 +23,14 @@ from collections import deque
 from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import httptools
 
 from ..shared.errors import BadRequest, ClientError, HeaderTooLarge, UpstreamError, URITooLong
-from . import exchange, framing, responses
+from . import exchange, responses
 from .exchange import NO_BODY_STATUS, Exchange, Fields
-from .hop_headers import (
-    PLAIN_CONNECTION_OPTIONS,
-    REQUEST_SPECIAL,
-    connection_tokens,
-    forwarded_const,
-    named_by_connection,
-)
+from .hop_headers import forwarded_const
+from .http1_request import Refused, read_request
 from .proxy import websocket
 from .responses import Answer, status_line
 from .upstream import http1 as upstream_http1
@@ -46,14 +40,7 @@ if TYPE_CHECKING:
     from .process import Worker
     from .upstream.http1 import UpstreamProtocol
 
-# headers the request loop looks at: the proxy's own, plus underscore spellings of framing headers (framing.py)
-_SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES
-
 HIGH_WATER = 64 * 1024
-
-class Refused(Exception):
-    """The request's head is refused (``ClientProtocol._reject`` answered it); nothing after it is parsed."""
-
 
 class ClientProtocol(asyncio.Protocol):
     """One client connection (the ``Downstream`` of its exchanges, one at a time)."""
@@ -212,8 +199,8 @@ class ClientProtocol(asyncio.Protocol):
                 raise Refused(505, "HTTP version not supported")
             ex.keep_alive = p.should_keep_alive() and not self.worker.draining
             ex.is_head = ex.method == b"HEAD"
-            self._request_fields(ex)
-            self._target(ex)
+            read_request(ex, self.headers, self.url, self.limits.max_body_bytes)
+            ex.xff = ex.xff_in + b", " + self.peer if ex.xff_in is not None and self.xff_trusted else self.peer
         except Refused as e:
             return self._reject(ex, *e.args)
         if p.should_upgrade():
@@ -230,74 +217,6 @@ class ClientProtocol(asyncio.Protocol):
                 ex.suspended = True
                 self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
         self._started(ex)
-
-    def _request_fields(self, ex: Exchange) -> None:
-        """What is forwarded of the head's fields (``ex.headers``), its framing and identity; raises ``Refused``
-        for an ambiguous or invalid one."""
-        host = xff = cl = tokens = None
-        chunked = has_body = False
-        kept = []
-        for field in self.headers:        # one pass; ordinary fields cost one set lookup
-            ln = field[0].lower()
-            if ln not in _SPECIAL:
-                kept.append(field)
-            elif ln == b"host":
-                if host is not None:
-                    raise Refused(400, "Multiple Host headers")
-                host = field[1]
-            elif ln == b"content-length":     # llhttp refused duplicates and non-digits; forward it canonical
-                cl = framing.content_length(field[1])
-                if cl is None:
-                    raise Refused(400, "Invalid Content-Length")
-                has_body = cl != b"0"
-                kept.append((b"Content-Length", cl))
-            elif ln == b"x-forwarded-for":
-                xff = field[1] if xff is None else xff + b", " + field[1]
-            elif ln == b"transfer-encoding":
-                if chunked or not framing.is_chunked(field[1]):
-                    raise Refused(400, "Unsupported Transfer-Encoding")
-                chunked = True
-            elif ln == b"connection" and field[1].lower() not in PLAIN_CONNECTION_OPTIONS:
-                tokens = connection_tokens(field[1], tokens)
-            elif ln in framing.UNDERSCORE_ALIASES:
-                raise Refused(400, "Invalid header name")
-        drop = named_by_connection(tokens) if tokens is not None else None
-        if drop is not None:             # rare: Connection names more headers to strip
-            drop.discard(b"content-length")     # never: the body would be read as the next request
-            kept = [(n, v) for n, v in kept if n.lower() not in drop]
-        if chunked:
-            if not ex.http11 or cl is not None:     # TE on HTTP/1.0, or TE with CL: the framing is ambiguous
-                raise Refused(400, "Invalid Transfer-Encoding")
-            has_body = True
-        ex.req_chunked = chunked
-        ex.req_has_body = has_body
-        ex.headers = kept
-        limit = self.limits.max_body_bytes
-        if has_body and limit:
-            if cl is not None and int(cl) > limit:    # int() of checked digits only
-                raise Refused(413, "Request body too large")
-            ex.req_limit = limit              # streamed: counted in on_body (middlewares may lower it)
-        if xff is not None:
-            ex.xff_in = xff
-        ex.xff = xff + b", " + self.peer if xff is not None and self.xff_trusted else self.peer
-        if host is None:
-            if ex.http11:
-                raise Refused(400, "Missing Host header")
-            host = b""
-        elif host not in framing.VALID_HOSTS and not framing.valid_host(host):
-            raise Refused(400, "Invalid Host header")
-        ex.host = host
-
-    def _target(self, ex: Exchange) -> None:
-        """``ex.target`` in origin form (an absolute-form URL loses scheme and authority)."""
-        url = self.url
-        if url[:1] != b"/":
-            if url[:7].lower() in (b"http://", b"https:/"):
-                parts = urlsplit(url)
-                url = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-            elif not (url == b"*" and ex.method == b"OPTIONS"):
-                raise Refused(400, "Invalid request target")
-        ex.target = url
 
     def on_body(self, body: bytes) -> None:
         ex = self.cur
@@ -418,7 +337,8 @@ class ClientProtocol(asyncio.Protocol):
         """Serialize the head once; a body of unknown length is chunk-framed for HTTP/1.1 clients and
         close-delimited for HTTP/1.0 ones."""
         parts = [status_line(status, reason)]
-        parts += [b"%s: %s\r\n" % f for f in fields]
+        for name, value in fields:
+            parts += (name, b": ", value, b"\r\n")
         if not length_known and not ex.is_head and status not in NO_BODY_STATUS:
             if ex.http11:
                 ex.resp_chunked = True
@@ -449,7 +369,10 @@ class ClientProtocol(asyncio.Protocol):
     def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
         """The response is complete (HTTP/1.1 has no trailers to send: they are dropped)."""
         exchange.account(ex, self)             # before the client sees the end (see UpstreamProtocol)
-        exchange.release_backend(ex)
+        backend = ex.backend
+        if backend is not None:                # exchange.release_backend, inline: every request passes here
+            ex.backend = None
+            backend.release()
         if self.closed:
             self.out = []
             return
