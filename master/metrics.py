@@ -34,9 +34,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from ..shared.config.redact import redact_url
-from ..shared.plane.ai import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
+from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 
 if TYPE_CHECKING:
     from .gateway import Gateway

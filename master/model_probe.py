@@ -32,7 +32,6 @@ from .generations import backend_key
 from .probing import ServiceProbes
 
 log = gwlog.get("master.agent_health")
-STATES = ("loading", "ready", "busy", "error", "unreachable")
 
 
 @dataclass

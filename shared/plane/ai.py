@@ -25,15 +25,12 @@ restarts at 0: permissive, never a wrong rejection).
 
 from __future__ import annotations
 
+from ..vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from .buckets import FP, SEQ, BucketTable
 from .layout import PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
-LEVELS = ("public", "internal", "confidential", "restricted")
-KEY_KINDS = ("user", "agent", "session", "global")
-PRIORITIES = ("critical", "high", "normal", "low", "best-effort")
-AGENT_STATES = ("loading", "ready", "busy", "error", "unreachable")
 COUNTERS = (
     *(f"privacy_{lv}" for lv in LEVELS), "privacy_tee_routed", "privacy_redacted",
     *(f"tokens_{k}" for k in KEY_KINDS), *(f"token_rejected_{k}" for k in KEY_KINDS), "tokens_estimated",

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 log = gwlog.get("worker.ai")
 
-LEVELS = ("public", "internal", "confidential", "restricted")
+from ...shared.vocabulary import LEVELS  # noqa: E402
+
 PUBLIC, INTERNAL, CONFIDENTIAL, RESTRICTED = range(4)
 RESTRICTED_WORDS = ("ssn", "social security", "credit card", "password", "api key", "api_key", "secret key",
                     "medical", "passport", "diagnosis")
