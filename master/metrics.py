@@ -320,7 +320,7 @@ class GatewayCollector:
                 fo.add_metric([name], mw["fail_open"].get(idx, 0))
         yield fo
 
-    # -- AI-agent extensions (shared/plane/ai.py, master/model_probe.py)
+    # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
         config = compiled["config"]
         slots = compiled["slots"]
