@@ -24,11 +24,11 @@ from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
-from .healthcheck import HealthChecker
-from .model_probe import ModelProbe
+from .probes.http import HealthChecker
+from .probes.model import ModelProbe
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
-from .watch import FileWatcher
+from .providers.file import FileWatcher
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -41,7 +41,7 @@ class ControlPlane:
         self.gateway = gateway
         self.static: GatewayConfig | None = None
         self.health: HealthChecker | None = None
-        self.agents: ModelProbe | None = None      # agent_health probes (model_probe.py)
+        self.agents: ModelProbe | None = None      # agent_health probes (probes/model.py)
         self.watcher: FileWatcher | None = None
         self.discovery: Discovery | None = None
         self.dns: DnsResolver | None = None

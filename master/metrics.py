@@ -34,9 +34,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from ..shared.config.redact import redact_url
-from ..shared.plane.ai import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
+from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -320,7 +320,7 @@ class GatewayCollector:
                 fo.add_metric([name], mw["fail_open"].get(idx, 0))
         yield fo
 
-    # -- AI-agent extensions (shared/plane/ai.py, master/model_probe.py)
+    # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
         config = compiled["config"]
         slots = compiled["slots"]

@@ -8,6 +8,7 @@ import base64
 import re
 from typing import Any
 
+from ..vocabulary import KEY_KINDS, LEVELS, PRIORITIES
 from .schema import (
     Bool,
     Duration,
@@ -26,9 +27,7 @@ from .schema import (
 )
 
 PLATFORMS = ("slack", "discord", "telegram", "feishu", "lark", "dingtalk", "wecom", "wechat", "webchat", "web")
-LEVELS = ("public", "internal", "confidential", "restricted")
-PRIORITY_NAMES = ("critical", "high", "normal", "low", "best-effort", "besteffort", "0", "1", "2", "3", "4")
-KEY_KINDS = ("user", "agent", "session", "global")
+PRIORITY_NAMES = (*PRIORITIES, "besteffort", *(str(i) for i in range(len(PRIORITIES))))   # what parse_priority takes
 _POSITIVE = Duration(check=lambda s: None if s > 0 else "must be greater than 0")
 
 

@@ -235,7 +235,7 @@ LOAD_BALANCER = Table(
         "health_check": Field(Nullable(HEALTH_CHECK)),
         "sticky": Field(Nullable(STICKY)),
         "affinity": Field(Nullable(AFFINITY)),            # conversation affinity (ai_schema.py)
-        "agent_health": Field(Nullable(AGENT_HEALTH)),    # model health probe (master/model_probe.py)
+        "agent_health": Field(Nullable(AGENT_HEALTH)),    # model health probe (master/probes/model.py)
         "pass_host_header": Field(Bool(), True),
         "timeouts": Field(TIMEOUTS, {}),
         "passive_health": Field(PASSIVE_HEALTH, {}),

@@ -19,21 +19,18 @@ Sliding window (the original used fixed windows): a window of length ``window`` 
 sub-windows; usage at ``now`` is the sum of the last SUB sub-windows (the current one included) plus the
 oldest one weighted by the part of it still inside the window. Every column is written only by its worker,
 one aligned word at a time (``(id << 40) | n``): no lock on the hot path. New keys take the bucket's fcntl
-lock (like rate-limit); a full bucket evicts its least recently used entry (an evicted key restarts at 0:
-permissive, never a wrong rejection).
+lock (``buckets.py``, as rate-limit does); a full bucket evicts its least recently used entry (an evicted key
+restarts at 0: permissive, never a wrong rejection).
 """
 
 from __future__ import annotations
 
-from .hashing import Fingerprinter
-from .layout import BUCKET, PlaneLayout
+from ..vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
+from .buckets import FP, SEQ, BucketTable
+from .layout import PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
-LEVELS = ("public", "internal", "confidential", "restricted")
-KEY_KINDS = ("user", "agent", "session", "global")
-PRIORITIES = ("critical", "high", "normal", "low", "best-effort")
-AGENT_STATES = ("loading", "ready", "busy", "error", "unreachable")
 COUNTERS = (
     *(f"privacy_{lv}" for lv in LEVELS), "privacy_tee_routed", "privacy_redacted",
     *(f"tokens_{k}" for k in KEY_KINDS), *(f"token_rejected_{k}" for k in KEY_KINDS), "tokens_estimated",
@@ -44,19 +41,20 @@ COUNTER_INDEX = {n: i for i, n in enumerate(COUNTERS)}
 NC = 48
 GW = 1 + len(PRIORITIES)
 REC = 3
-SEQ, FP, LAST = range(3)
+LAST = 2
 SUB = 4               # sub-windows per window
 RING = SUB + 1        # + the partly expired oldest one
 ID_BITS = 23
 ID_MASK = (1 << ID_BITS) - 1
 N_MASK = (1 << 40) - 1
-SPIN = 64
 _PERSON = b"a3s-tokens-v1\0\0\0"
 assert len(COUNTERS) <= NC
 
 
-class AiTable:
+class AiTable(BucketTable):
     SEGMENT = "ai"
+    REC = REC
+    RANK = LAST
 
     @staticmethod
     def nbytes(layout: PlaneLayout) -> int:
@@ -76,15 +74,9 @@ class AiTable:
         off += W * self.S * GW * 8
         self.agents = seg.view(off, layout.max_backends * 8)
         off += layout.max_backends * 8
-        self.E = layout.token_entries
-        self.nbuckets = self.E // BUCKET
-        self.q = seg.view(off, self.E * REC * 8)
-        self.d = seg.view(off, self.E * REC * 8, "d")
+        super().__init__(seg, off, layout.token_entries, locks, lock_base, secret)
         off += self.E * REC * 8
         self.t = seg.view(off, self.E * self.W1 * RING * 8)
-        self.locks = locks
-        self.lock_base = lock_base
-        self._fp = Fingerprinter(secret).fp
 
     # ------------------------------------------------------------ counters / gauges
     def add(self, col: int, name: str, n: int = 1) -> None:
@@ -122,48 +114,23 @@ class AiTable:
     # ------------------------------------------------------------ token windows
     def _entry(self, key: bytes, now: float, create: bool) -> int:
         fp = self._fp(_PERSON, key)
-        b0 = (fp >> 16) % self.nbuckets * BUCKET
-        q = self.q
-        r0 = b0 * REC
-        try:
-            k = q[r0 + FP: r0 + BUCKET * REC: REC].tolist().index(fp)
-            e = b0 + k
-            if not q[e * REC + SEQ] & 1:
-                if now - self.d[e * REC + LAST] > 0.5:
-                    self.d[e * REC + LAST] = now
-                return e
-        except ValueError:
-            if not create:
-                return -1
-        return self._install(fp, b0, now)
+        b0 = self._bucket(fp)
+        e = self._find(fp, b0)
+        if e >= 0 and not self.q[e * REC + SEQ] & 1:
+            if now - self.d[e * REC + LAST] > 0.5:
+                self.d[e * REC + LAST] = now
+            return e
+        if e < 0 and not create:
+            return -1
+        d, t, size = self.d, self.t, self.W1 * RING
 
-    def _install(self, fp: int, b0: int, now: float) -> int:
-        q, d, t = self.q, self.d, self.t
-        k = self.lock_base + b0 // BUCKET
-        self.locks.acquire(k)
-        try:
-            victim, best = -1, None
-            for e in range(b0, b0 + BUCKET):
-                r = e * REC
-                seq, efp = q[r + SEQ], q[r + FP]
-                if efp == fp and not seq & 1:
-                    return e
-                score = -2.0 if seq & 1 else -1.0 if efp == 0 else d[r + LAST]
-                if best is None or score < best:
-                    victim, best = e, score
-            r = victim * REC
-            seq = q[r + SEQ]
-            q[r + SEQ] = seq + 1 if not seq & 1 else seq
-            q[r + FP] = 0
-            s = victim * self.W1 * RING
-            for i in range(s, s + self.W1 * RING):
+        def fill(r: int) -> None:
+            s = r // REC * size
+            for i in range(s, s + size):
                 t[i] = 0
-            q[r + FP] = fp
             d[r + LAST] = now
-            q[r + SEQ] = (seq | 1) + 1
-            return victim
-        finally:
-            self.locks.release(k)
+
+        return self._install(fp, b0, fill, keep=_installed_meanwhile)[0]
 
     def token_record(self, key: bytes, window: float, n: int, now: float, col: int) -> None:
         e = self._entry(key, now, True)
@@ -234,3 +201,6 @@ class AiTable:
         return {"token_entries": self.E, "used": used}
 
 
+def _installed_meanwhile(r: int) -> bool:
+    """A key's entry found under the lock was installed by another process since our lock-free look: use it."""
+    return True

@@ -60,20 +60,22 @@ from __future__ import annotations
 
 import struct
 
-from .hashing import Fingerprinter
-from .layout import BUCKET, PlaneLayout
+from .buckets import FP, SEQ, BucketTable
+from .layout import PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
 REC = 6
-SEQ, FP, RATE, ANCHOR, LAST = range(5)
-SPIN = 64
+RATE, ANCHOR, LAST = 2, 3, 4
 WHERE_MAX = 4096        # (limiter, key) locations a process remembers (~1 MB); more keys are hashed each time
 _PERSON = struct.Struct("<qq")
 
 
-class RateLimitTable:
+class RateLimitTable(BucketTable):
     SEGMENT = "ratelimit"
+    REC = REC
+    RANK = LAST
+    PAYLOAD = (("d", RATE), ("d", ANCHOR))
 
     @staticmethod
     def nbytes(layout: PlaneLayout) -> int:
@@ -82,56 +84,25 @@ class RateLimitTable:
 
     def __init__(self, seg: Segment, layout: PlaneLayout, locks: RangeLocks | None, lock_base: int,
                  secret: bytes) -> None:
-        self.E = layout.ratelimit_entries
-        self.nbuckets = self.E // BUCKET
+        E = layout.ratelimit_entries
         self.W1 = layout.max_workers + 1
-        off = 0
-        self.gen = seg.view(off, layout.max_limiters * 8, "q")
-        off += layout.max_limiters * 8
-        self.q = seg.view(off, self.E * REC * 8, "q")
-        self.d = seg.view(off, self.E * REC * 8, "d")
-        off += self.E * REC * 8
-        self.cnt = seg.view(off, self.E * self.W1 * 8, "q")
-        self.locks = locks
-        self.lock_base = lock_base
-        self._fp = Fingerprinter(secret).fp
+        gen_bytes = layout.max_limiters * 8
+        super().__init__(seg, gen_bytes, E, locks, lock_base, secret)
+        self.gen = seg.view(0, gen_bytes, "q")
+        self.cnt = seg.view(gen_bytes + E * REC * 8, E * self.W1 * 8, "q")
         self._where: dict[tuple[int, bytes], tuple[int, int, int]] = {}
-
-    def _read(self, e: int, fp: int) -> tuple[float, float] | None:
-        """RATE, ANCHOR of entry ``e`` read seqlock-consistent, or None if it does not hold ``fp``."""
-        q, d = self.q, self.d
-        r = e * REC
-        for _ in range(SPIN):
-            s1 = q[r + SEQ]
-            if s1 & 1:
-                continue
-            if q[r + FP] != fp:
-                return None
-            rate = d[r + RATE]
-            anchor = d[r + ANCHOR]
-            if q[r + SEQ] == s1:
-                return rate, anchor
-        return None
-
-    def _lookup(self, fp: int, b0: int) -> tuple[int, float, float]:
-        """Entry index, RATE, ANCHOR of ``fp`` in bucket b0 (first entry index), read seqlock-consistent."""
-        r0 = b0 * REC
-        try:
-            k = self.q[r0 + FP : r0 + BUCKET * REC : REC].tolist().index(fp)
-        except ValueError:
-            return -1, 0.0, 0.0
-        got = self._read(b0 + k, fp)
-        return (-1, 0.0, 0.0) if got is None else (b0 + k, *got)
 
     def _entry(self, limiter: int, key: bytes, rate: float, now: float, rows: int) -> tuple[int, float]:
         """The entry of (limiter, key) anchored at ``rate``, and its ANCHOR: found or installed (``take`` has
         tried the remembered location first)."""
         gen = self.gen[limiter]
         fp = self._fp(_PERSON.pack(limiter, gen), key)
-        b0 = (fp >> 16) % self.nbuckets * BUCKET
-        e, erate, anchor = self._lookup(fp, b0)
-        if e < 0 or erate != rate:
-            e, anchor = self._install(fp, b0, rate, now, rows)
+        b0 = self._bucket(fp)
+        got = self._lookup(fp, b0)
+        if got is not None and got[2] == rate:
+            e, anchor = got[0], got[3]
+        else:
+            e, anchor = self._install_at(fp, b0, rate, now, rows)
         if len(self._where) >= WHERE_MAX:   # bounded: start over rather than track LRU
             self._where.clear()
         self._where[limiter, key] = (gen, fp, e)
@@ -190,41 +161,23 @@ class RateLimitTable:
             d[r + LAST] = now
         return True, int(after), 0.0
 
-    def _install(self, fp: int, b0: int, rate: float, now: float, rows: int) -> tuple[int, float]:
-        """Under the bucket's lock: find or (re)write the entry for fp with a full bucket at ``now``."""
-        q, d = self.q, self.d
-        k = self.lock_base + b0 // BUCKET
-        self.locks.acquire(k)
-        try:
-            victim, best = -1, None
-            for e in range(b0, b0 + BUCKET):
-                r = e * REC
-                seq, efp = q[r + SEQ], q[r + FP]
-                if seq & 1:  # a writer died mid-rewrite: free
-                    victim, best = e, -2.0
-                    continue
-                if efp == fp:
-                    if d[r + RATE] == rate:
-                        return e, d[r + ANCHOR]
-                    victim, best = e, -3.0
-                    break
-                score = -1.0 if efp == 0 else d[r + LAST]
-                if best is None or score < best:
-                    victim, best = e, score
-            r = victim * REC
-            s = victim * self.W1
-            c = sum(self.cnt[s : s + 1 + rows])
-            anchor = c - rate * now
-            seq = q[r + SEQ]
-            q[r + SEQ] = seq + 1 if not seq & 1 else seq
-            q[r + FP] = fp
+    def _install_at(self, fp: int, b0: int, rate: float, now: float, rows: int) -> tuple[int, float]:
+        """The entry of fp anchored at ``rate`` and its ANCHOR: the one installed meanwhile by another process,
+        else (re)written under the bucket's lock with a full bucket at ``now``."""
+        d, cnt, W1 = self.d, self.cnt, self.W1
+
+        def current(r: int) -> float | None:
+            return d[r + ANCHOR] if d[r + RATE] == rate else None
+
+        def fill(r: int) -> float:
+            s = r // REC * W1
+            anchor = sum(cnt[s : s + 1 + rows]) - rate * now
             d[r + RATE] = rate
             d[r + ANCHOR] = anchor
             d[r + LAST] = now
-            q[r + SEQ] = (seq | 1) + 1
-            return victim, anchor
-        finally:
-            self.locks.release(k)
+            return anchor
+
+        return self._install(fp, b0, fill, keep=current)
 
     def reset_limiter(self, limiter: int) -> None:
         self.gen[limiter] = self.gen[limiter] + 1

@@ -21,19 +21,21 @@ Whether a bound backend is still healthy or still exists is the caller's check (
 
 from __future__ import annotations
 
-from .hashing import Fingerprinter
-from .layout import BUCKET, PlaneLayout
+from .buckets import FP, SEQ, BucketTable
+from .layout import PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
 REC = 4
-SEQ, FP, BACKEND, EXPIRES = range(4)
-SPIN = 64
+BACKEND, EXPIRES = 2, 3
 _PREFIX = b"a3s-sticky-v1\0\0\0"
 
 
-class StickyTable:
+class StickyTable(BucketTable):
     SEGMENT = "sticky"
+    REC = REC
+    RANK = EXPIRES
+    PAYLOAD = (("q", BACKEND), ("d", EXPIRES))
 
     @staticmethod
     def nbytes(layout: PlaneLayout) -> int:
@@ -41,89 +43,39 @@ class StickyTable:
 
     def __init__(self, seg: Segment, layout: PlaneLayout, locks: RangeLocks | None, lock_base: int,
                  secret: bytes) -> None:
-        self.E = layout.sticky_entries
-        self.nbuckets = self.E // BUCKET
-        self.q = seg.view(0, self.E * REC * 8, "q")
-        self.d = seg.view(0, self.E * REC * 8, "d")
-        self.locks = locks
-        self.lock_base = lock_base
-        self._fp = Fingerprinter(secret).fp
-
-    def _lookup(self, fp: int, b0: int) -> tuple[int, int, float, int]:
-        q, d = self.q, self.d
-        r0 = b0 * REC
-        try:
-            k = q[r0 + FP : r0 + BUCKET * REC : REC].tolist().index(fp)
-        except ValueError:
-            return -1, -1, 0.0, 0
-        r = r0 + k * REC
-        for _ in range(SPIN):
-            s1 = q[r + SEQ]
-            if s1 & 1:
-                continue
-            if q[r + FP] != fp:
-                break
-            backend = q[r + BACKEND]
-            exp = d[r + EXPIRES]
-            if q[r + SEQ] == s1:
-                return b0 + k, backend, exp, s1
-        return -1, -1, 0.0, 0
+        super().__init__(seg, 0, layout.sticky_entries, locks, lock_base, secret)
 
     def _where(self, key: bytes) -> tuple[int, int]:
         fp = self._fp(_PREFIX, key)
-        return fp, (fp >> 16) % self.nbuckets * BUCKET
+        return fp, self._bucket(fp)
 
     def get(self, key: bytes, now: float) -> int | None:
         fp, b0 = self._where(key)
-        e, backend, exp, _ = self._lookup(fp, b0)
-        if e < 0 or exp <= now:
-            return None
-        return backend
+        got = self._lookup(fp, b0)
+        return got[2] if got is not None and got[3] > now else None
 
     def bind(self, key: bytes, backend: int, now: float, ttl: float) -> None:
         fp, b0 = self._where(key)
         expires = now + ttl
-        e, cur, _, seq = self._lookup(fp, b0)
-        if e >= 0 and cur == backend:
-            r = e * REC
+        got = self._lookup(fp, b0)
+        if got is not None and got[2] == backend:
+            r = got[0] * REC
             self.d[r + EXPIRES] = expires
-            if self.q[r + SEQ] == seq:
+            if self.q[r + SEQ] == got[1]:
                 return
         q, d = self.q, self.d
-        k = self.lock_base + b0 // BUCKET
-        self.locks.acquire(k)
-        try:
-            victim, best = -1, None
-            for e in range(b0, b0 + BUCKET):
-                r = e * REC
-                s, efp = q[r + SEQ], q[r + FP]
-                if efp == fp and not s & 1:
-                    victim = e
-                    break
-                if s & 1:
-                    score = -3.0
-                elif efp == 0:
-                    score = -2.0
-                else:
-                    exp = d[r + EXPIRES]
-                    score = -1.0 if exp <= now else exp
-                if best is None or score < best:
-                    victim, best = e, score
-            r = victim * REC
-            s = q[r + SEQ]
-            q[r + SEQ] = s + 1 if not s & 1 else s
-            q[r + FP] = fp
+
+        def fill(r: int) -> None:
             q[r + BACKEND] = backend
             d[r + EXPIRES] = expires
-            q[r + SEQ] = (s | 1) + 1
-        finally:
-            self.locks.release(k)
+
+        self._install(fp, b0, fill, expired_at=now)   # a held entry is rewritten too (new backend, or a raced refresh)
 
     def unbind(self, key: bytes) -> None:
         fp, b0 = self._where(key)
-        e, _, _, _ = self._lookup(fp, b0)
-        if e >= 0:
-            self.d[e * REC + EXPIRES] = 0.0
+        got = self._lookup(fp, b0)
+        if got is not None:
+            self.d[got[0] * REC + EXPIRES] = 0.0
 
     def occupancy(self, now: float) -> dict:
         fps = self.q[FP::REC].tolist()
@@ -131,3 +83,4 @@ class StickyTable:
         used = sum(1 for f in fps if f)
         live = sum(1 for f, x in zip(fps, exps) if f and x > now)
         return {"entries": self.E, "used": used, "live": live}
+

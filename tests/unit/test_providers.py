@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from a3s_gateway.master.healthcheck import parse_status_range
+from a3s_gateway.master.probes.http import parse_status_range
 from a3s_gateway.master.providers.discovery import DocumentError, Seed, check_document, contribution
 from a3s_gateway.master.providers.dns import DnsResolver, is_name, names_in
 

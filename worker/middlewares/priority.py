@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from ..exchange import Exchange
     from ..process import Worker
 
-PRIORITIES = ("critical", "high", "normal", "low", "best-effort")
+from ...shared.vocabulary import PRIORITIES
+
 POLL = 0.005
 
 

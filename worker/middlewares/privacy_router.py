@@ -26,6 +26,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
+from ...shared.vocabulary import LEVELS
 from ..chain import Middleware, Reply, error_reply
 from ._support.body_buffer import forward_body, read_prefix, restore_prefix
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = gwlog.get("worker.ai")
 
-LEVELS = ("public", "internal", "confidential", "restricted")
 PUBLIC, INTERNAL, CONFIDENTIAL, RESTRICTED = range(4)
 RESTRICTED_WORDS = ("ssn", "social security", "credit card", "password", "api key", "api_key", "secret key",
                     "medical", "passport", "diagnosis")

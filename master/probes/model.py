@@ -11,14 +11,15 @@ A backend starts ``unreachable`` (the spec's default) and is probed at once. Sta
 shared-memory plane: the health flag is up only for ``ready`` (so every balancer sends new traffic only
 there), and the state itself (``Plane.agent_state``) lets a service fall back to ``busy`` backends when no
 backend is ready (``worker/services/affinity.py``). Snapshots appear in the admin API under
-``control.agent_health`` and as metrics. Reloads behave like ``healthcheck.HealthChecker``: unchanged
-services keep their task and backends keep their state; a dropped service's task is cancelled.
+``control.agent_health`` and as metrics. Reloads behave like ``http.HealthChecker`` (one loop,
+``reconcile.ServiceProbes``): unchanged services keep their task and backends keep their state (published
+again on every reload, since the health checks reset unchecked backends' flags); a dropped service's task is
+cancelled.
 Do not combine ``agent_health`` with ``health_check`` on one service (both would drive the same flag).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +27,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..shared import log as gwlog
-from ..shared.plane import Plane
-from .generations import backend_key
-from .probing import ServiceProbes
+from ...shared import log as gwlog
+from .reconcile import ServiceProbes
 
 log = gwlog.get("master.agent_health")
-STATES = ("loading", "ready", "busy", "error", "unreachable")
 
 
 @dataclass
@@ -48,47 +46,17 @@ class AgentState:
 
 
 class ModelProbe(ServiceProbes):
-    def __init__(self, plane: Plane) -> None:
-        super().__init__()
-        self.plane = plane
-        self.states: dict[str, AgentState] = {}
+    KEY = "agent_health"
 
-    def update(self, compiled: dict[str, Any]) -> None:
-        services = compiled["config"].get("services", {})
-        slots = compiled["slots"]["backends"]
-        wanted: dict[str, Any] = {}
-        for name, svc in services.items():
-            cfg = svc["load_balancer"].get("agent_health")
-            if cfg:
-                servers = svc["load_balancer"]["servers"]
-                wanted[name] = (cfg, [(s["url"], slots[backend_key(name, s["url"])]) for s in servers])
-        for name in list(self.tasks):
-            if self.tasks[name][0] != wanted.get(name):
-                self.tasks.pop(name)[1].cancel()
-        probed = {backend_key(n, url) for n, (_c, servers) in wanted.items() for url, _i in servers}
-        for key in list(self.states):
-            if key not in probed:
-                del self.states[key]
-        for name, svc in services.items():          # backends without a probe: no agent state
-            for s in svc["load_balancer"]["servers"]:
-                if backend_key(name, s["url"]) not in probed:
-                    self.plane.set_agent_state(slots[backend_key(name, s["url"])], None)
-        if self.session is None and wanted:
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
-        loop = asyncio.get_running_loop()
-        for name, settings in wanted.items():
-            cfg, servers = settings
-            for url, idx in servers:              # (re)publish: a reload may have reset the health flag
-                st = self.states.setdefault(backend_key(name, url), AgentState(backend_url=url))
-                self._publish(idx, st)
-            if name not in self.tasks:
-                self.tasks[name] = (settings, loop.create_task(self._run(name, cfg, servers),
-                                                               name=f"agent_health:{name}"))
+    def _new_state(self, url: str) -> AgentState:
+        return AgentState(backend_url=url)
 
     def _publish(self, idx: int, st: AgentState) -> None:
         self.plane.set_agent_state(idx, st.status)
         self.plane.set_healthy(idx, st.status == "ready")
 
+    def _unprobed(self, idx: int) -> None:
+        self.plane.set_agent_state(idx, None)   # no agent state; the health flag is the health checks' own
 
     def snapshot(self) -> dict[str, Any]:
         return {key: {"status": s.status, "backend_url": s.backend_url,
@@ -117,7 +85,7 @@ class ModelProbe(ServiceProbes):
         except aiohttp.ClientError as e:
             error = f"{type(e).__name__}: {e}"
         latency = (time.perf_counter() - t0) * 1000.0
-        st = self.states.setdefault(backend_key(service, url), AgentState(backend_url=url))
+        st = self._state(service, url)
         before = st.status
         reported = doc.get("status") if isinstance(doc, dict) else None
         if error is None and reported not in ("loading", "ready", "busy", "error"):

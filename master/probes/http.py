@@ -7,25 +7,23 @@ good ones; the master writes that on the shared-memory plane (``plane.set_health
 balancer reads it. A probe fails on a connection error, on ``timeout``, or on a status outside
 ``expected_status``.
 
-Reloads (``update``): a service whose servers and check settings are unchanged keeps its task; any other
-service's task is cancelled and awaited (no task outlives its service), and a backend that is still there
-keeps its counters and its up/down state, because state is keyed by the backend's plane key
-(``service|url``), not by the task. A backend that no longer has a check is marked healthy again.
+Reloads (``update``, the loop of ``reconcile.ServiceProbes``): a service whose servers and check settings are
+unchanged keeps its task; any other service's task is cancelled and awaited (no task outlives its service),
+and a backend that is still there keeps its counters and its up/down state, because state is keyed by the
+backend's plane key (``service|url``), not by the task. A backend that no longer has a check is marked
+healthy again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from ..shared import log as gwlog
-from ..shared.plane import Plane
-from .generations import backend_key
-from .probing import ServiceProbes
+from ...shared import log as gwlog
+from .reconcile import ServiceProbes
 
 log = gwlog.get("master.health")
 
@@ -46,52 +44,17 @@ def parse_status_range(spec: str) -> tuple[int, int]:
 
 
 class HealthChecker(ServiceProbes):
-    def __init__(self, plane: Plane) -> None:
-        super().__init__()
-        self.plane = plane
-        self.states: dict[str, BackendState] = {}          # backend key -> state
-        self.probes = 0
+    KEY = "health_check"
+    DECOMPRESS = False
 
-    def update(self, compiled: dict[str, Any]) -> None:
-        """Make the running checks match a generation (see the module docstring)."""
-        services = compiled["config"].get("services", {})
-        slots = compiled["slots"]["backends"]
-        wanted: dict[str, Any] = {}
-        for name, svc in services.items():
-            lb = svc["load_balancer"]
-            hc = lb.get("health_check")
-            if not hc:
-                continue
-            servers = [(s["url"], slots[backend_key(name, s["url"])]) for s in lb["servers"]]
-            wanted[name] = (hc, servers)
-        for name in list(self.tasks):
-            if self.tasks[name][0] != wanted.get(name):
-                self.tasks.pop(name)[1].cancel()
-        checked = {backend_key(n, url) for n, (_hc, servers) in wanted.items() for url, _idx in servers}
-        for key in list(self.states):
-            if key not in checked:
-                del self.states[key]
-        # Backends that lost their check (or are new) start healthy: the master is the only writer of the flag.
-        for name, svc in services.items():
-            for s in svc["load_balancer"]["servers"]:
-                key = backend_key(name, s["url"])
-                if key not in checked:
-                    self.plane.set_healthy(slots[key], True)
-        if self.session is None and wanted:
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0),
-                                                 auto_decompress=False)
-        loop = asyncio.get_running_loop()
-        for name, settings in wanted.items():
-            if name not in self.tasks:
-                hc, servers = settings
-                for url, idx in servers:
-                    state = self.states.setdefault(backend_key(name, url), BackendState())
-                    self.plane.set_healthy(idx, state.healthy)
-                self.tasks[name] = (settings, loop.create_task(self._run(name, hc, servers),
-                                                               name=f"healthcheck:{name}"))
+    def _new_state(self, url: str) -> BackendState:
+        return BackendState()
 
-    def running(self) -> list[str]:
-        return sorted(self.tasks)
+    def _publish(self, idx: int, state: BackendState) -> None:
+        self.plane.set_healthy(idx, state.healthy)
+
+    def _unprobed(self, idx: int) -> None:
+        self.plane.set_healthy(idx, True)      # a backend that lost its check (or is new) starts healthy
 
     def snapshot(self) -> dict[str, Any]:
         return {key: {"healthy": s.healthy, "failures": s.failures, "successes": s.successes,
@@ -116,8 +79,7 @@ class HealthChecker(ServiceProbes):
             error = f"timeout after {hc['timeout']}s"
         except aiohttp.ClientError as e:
             error = f"{type(e).__name__}: {e}"
-        self.probes += 1
-        state = self.states.setdefault(backend_key(service, url), BackendState())
+        state = self._state(service, url)
         state.last_probe = time.time()
         state.last_error = error
         if error is None:

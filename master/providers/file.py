@@ -1,4 +1,4 @@
-"""The file provider's watcher: reload when the config file or its conf.d directory changes.
+"""The file provider: reload when the config file or its conf.d directory changes.
 
 Runs in the master (never in workers), on ``watchfiles`` (inotify). It watches the *folders* that hold the
 main file and the ``providers.file.directory``, not the files themselves, because editors save by writing a
@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import watchfiles
 
-from ..shared import log as gwlog
-from ..shared.config.load import CONFIG_EXTENSIONS
+from ...shared import log as gwlog
+from ...shared.config.load import CONFIG_EXTENSIONS
 
 log = gwlog.get("master.watch")
 
