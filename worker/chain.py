@@ -14,8 +14,9 @@ Invariants:
 - A ``Reply`` from middleware *i* goes through the response phase of middlewares ``0..i-1`` only (they ran
   their request phase; a CORS middleware listed before an auth middleware decorates the 401).
 - A response the gateway writes itself for a routed request once the whole request phase ran (502/503/504,
-  ``Chain.error``) goes through the response phase of every middleware, like a backend's response: CORS
-  headers are on a 502. Only error paths pay for it; the proxied fast path is unchanged.
+  ``Chain.error``; an ``@internal`` service's answer, ``Chain.answer``) goes through the response phase of every
+  middleware, like a backend's response: CORS headers are on a 502 and on ``whoami@internal``. Only those paths
+  pay for it; the proxied fast path is unchanged.
 - A ``Reply`` is recorded: ``ex.middleware`` names the middleware that answered, and the plane counts it by
   middleware and status code (``Plane.middleware_answered``; the metric
   ``a3s_gateway_middleware_rejections_total``).
@@ -154,8 +155,11 @@ class Chain:
     def error(self, ex: Exchange, status: int, message: str | None = None) -> Answer:
         """A response the gateway writes itself (an upstream failure, no healthy backend) for a request whose
         request phase ran through the whole chain: it gets the response phase of every middleware."""
-        return self._compose(ex, Reply(status, responses.error_body(status, message), [(b"Content-Type", JSON)]),
-                             self.responders)
+        return self.answer(ex, Reply(status, responses.error_body(status, message), [(b"Content-Type", JSON)]))
+
+    def answer(self, ex: Exchange, reply: Reply) -> Answer:
+        """``reply`` (an error, an internal service's answer) after the response phase of every middleware."""
+        return self._compose(ex, reply, self.responders)
 
     def _compose(self, ex: Exchange, reply: Reply, responders: Sequence[Middleware]) -> Answer:
         headers = list(reply.headers)

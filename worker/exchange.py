@@ -44,6 +44,7 @@ import orjson
 from ..shared import log as gwlog
 from ..shared.errors import ConnectError, UpstreamError, UpstreamTimeout
 from . import responses
+from .chain import Reply
 from .responses import Answer
 from .router import RequestView
 
@@ -55,6 +56,11 @@ if TYPE_CHECKING:
     from .upstream.http1 import UpstreamProtocol
 
 log = gwlog.get("worker")
+
+# Per-request debug lines (the router chosen or why none, a middleware's answer, the backend picked and why,
+# upstream errors and retries): set by the worker once logging is set up (``--log-level debug``), so that when off
+# they cost one global test per step.
+DEBUG = False
 
 Fields = list[tuple[bytes, bytes]]
 NO_BODY_STATUS = frozenset((204, 304))
@@ -206,12 +212,28 @@ def route(ex: Exchange, conn: Downstream, raw: Fields) -> Answer | Awaitable[Ans
     if tracer is not None:                   # after matching: rules see the client's own tracing headers
         tracer.start(ex)
     if matched is None:
+        if DEBUG:
+            log.debug("%s: no router of entrypoint %r matched (host %r, path %r)", _said(ex), conn.entrypoint,
+                      host.decode("latin-1"), path.decode("latin-1"))
         return responses.error_answer(404)
     ex.route = matched
     ex.service = matched.service
     if matched.chain.middlewares:
-        return matched.chain.on_request(ex)
+        result = matched.chain.on_request(ex)
+        if DEBUG:
+            log.debug("%s: router %r, middlewares %s: %s", _said(ex), matched.name,
+                      [m.name for m in matched.chain.middlewares],
+                      "go on" if result is None else f"answered {result.status} by {ex.middleware!r}"
+                      if result.__class__ is Answer else "waiting for an asynchronous middleware")
+        return result
+    if DEBUG:
+        log.debug("%s: router %r", _said(ex), matched.name)
     return None
+
+
+def _said(ex: Exchange) -> str:
+    """How a debug line names the request."""
+    return f"{ex.method.decode('latin-1')} {ex.host.decode('latin-1')}{ex.target.decode('latin-1')}"
 
 
 def start(ex: Exchange, conn: Downstream) -> None:
@@ -224,11 +246,18 @@ def start(ex: Exchange, conn: Downstream) -> None:
         backend = service.balancer.pick()
     else:
         backend, ex.set_cookie = service.sticky.pick(ex.headers, conn.worker.now)
+    if DEBUG:
+        _debug_pick(ex, backend, "sticky session or affinity" if service.sticky is not None else "balancer")
     if backend is None:
         return conn.answer(ex, error_for(ex, 503))
     ex.backend = backend
     backend.acquire()
     conn.connect_upstream(ex)
+
+
+def _debug_pick(ex: Exchange, backend: Backend | None, why: str) -> None:
+    log.debug("%s: service %r, %s", _said(ex), ex.service.name,
+              f"backend {backend.shown_url} ({why})" if backend is not None else "no healthy backend: 503")
 
 
 def dispatch(ex: Exchange, conn: Downstream, backend: Backend | None) -> None:
@@ -242,15 +271,18 @@ def dispatch(ex: Exchange, conn: Downstream, backend: Backend | None) -> None:
 
 
 def internal_answer(ex: Exchange, conn: Downstream) -> Answer:
-    """The answer of an ``@internal`` service: ``acme-http01@internal`` (a pending challenge's key authorization,
-    tokens from the master) or ``whoami@internal`` (the request as the gateway saw it)."""
+    """The answer of an ``@internal`` service, after the chain's response phase: ``acme-http01@internal`` (a
+    pending challenge's key authorization, tokens from the master) or ``whoami@internal`` (the request as the
+    gateway saw it)."""
     if ex.service.internal == "acme":
         token = ex.target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
         key_authorization = conn.worker.acme_tokens.get(token)
         if key_authorization is None:
             return error_for(ex, 404)
-        return responses.answer(200, key_authorization.encode(), b"text/plain")
-    return responses.answer(200, whoami(ex, conn), b"application/json")
+        reply = Reply(200, key_authorization.encode(), [(b"Content-Type", b"text/plain")])
+    else:
+        reply = Reply(200, whoami(ex, conn), [(b"Content-Type", b"application/json")])
+    return ex.route.chain.answer(ex, reply)     # the response phase too (CORS on whoami@internal)
 
 
 def whoami(ex: Exchange, conn: Downstream) -> bytes:
@@ -328,9 +360,16 @@ def passive_failure(ex: Exchange, now: float) -> None:
         backend.plane.passive_failure(backend.idx, now, service.passive_failures, service.passive_cooldown)
 
 
-def retries(ex: Exchange, reached: bool) -> bool:
-    """Whether a failed attempt is sent again (``reached``: the request, or part of it, went out)."""
-    return ex.retry is not None and ex.retry.again(ex, reached)
+def failed(ex: Exchange, conn: Downstream, error: UpstreamError, reached: bool) -> bool:
+    """An attempt failed before a response head (``Downstream.fail``): counted for passive health; whether it is
+    sent again (``reached``: the request, or part of it, went out)."""
+    passive_failure(ex, conn.worker.now)
+    again = ex.retry is not None and ex.retry.again(ex, reached)
+    if DEBUG:
+        backend = ex.backend
+        log.debug("%s: %s from %s: %s", _said(ex), error.message, backend.shown_url if backend else "a backend",
+                  f"retry {ex.attempts}" if again else f"answered {error.status}")
+    return again
 
 
 def retry_later(ex: Exchange, conn: Downstream) -> None:
@@ -342,7 +381,10 @@ def retry_later(ex: Exchange, conn: Downstream) -> None:
 
 def _redispatch(ex: Exchange, conn: Downstream, failed: Backend | None) -> None:
     if conn.current(ex):
-        dispatch(ex, conn, repick(ex.service, failed))
+        backend = repick(ex.service, failed)
+        if DEBUG:
+            _debug_pick(ex, backend, f"retry {ex.attempts}")
+        dispatch(ex, conn, backend)
         conn.flush()
 
 

@@ -32,7 +32,7 @@ from .exchange import NO_BODY_STATUS, Exchange, Fields
 from .hop_headers import forwarded_const
 from .http1_request import Refused, read_request
 from .proxy import websocket
-from .responses import Answer, status_line
+from .responses import STATUS_LINES, Answer, status_line
 from .upstream import http1 as upstream_http1
 
 if TYPE_CHECKING:
@@ -119,6 +119,8 @@ class ClientProtocol(asyncio.Protocol):
             if rest and ex is not None and ex.upgrade:
                 ex.pending = (ex.pending or []) + [rest]
         except (httptools.HttpParserError, ClientError) as e:
+            if str(e) == "Invalid HTTP version":      # llhttp's word for any version but 1.0, 1.1 and 2.0
+                return self.fail_request(505)
             error = e if isinstance(e, ClientError) else e.__context__     # raised in a parser callback
             ex = self.cur
             if not isinstance(error, ClientError) and ex is not None and ex.req_done and not ex.keep_alive:
@@ -336,7 +338,7 @@ class ClientProtocol(asyncio.Protocol):
                   end: bool = False) -> None:
         """Serialize the head once; a body of unknown length is chunk-framed for HTTP/1.1 clients and
         close-delimited for HTTP/1.0 ones."""
-        parts = [status_line(status, reason)]
+        parts = [STATUS_LINES.get((status, reason)) or status_line(status, reason)]
         for name, value in fields:
             parts += (name, b": ", value, b"\r\n")
         if not length_known and not ex.is_head and status not in NO_BODY_STATUS:
@@ -395,18 +397,19 @@ class ClientProtocol(asyncio.Protocol):
         ex.resp_started = True
         ex.status = answer.status
         ex.local = answer
+        ex.resp_bytes = 0 if ex.is_head else len(answer.body)
         self.out.append(responses.compose(answer.status, answer.fields, answer.body, close=not ex.keep_alive,
                                           head=ex.is_head, keep_alive_header=not ex.http11 and ex.keep_alive))
         self.finish(ex)
 
     def fail(self, ex: Exchange, error: UpstreamError) -> None:
-        exchange.passive_failure(ex, self.worker.now)
-        if self.closed:
-            exchange.release_backend(ex)
-            return
         reached = ex.upstream is not None     # the request (or part of it) went out before the failure
         ex.upstream = None
-        if exchange.retries(ex, reached):
+        if self.closed:
+            exchange.passive_failure(ex, self.worker.now)
+            exchange.release_backend(ex)
+            return
+        if exchange.failed(ex, self, error, reached):
             return self.retry_later(ex)
         if not ex.req_done:
             ex.keep_alive = False      # the rest of the request body would be misread as a new request

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ import uvloop
 from ..shared import log as gwlog
 from ..shared.channel import Channel
 from ..shared.plane import Plane
-from . import limits, middlewares, runtime, tls
+from . import exchange, limits, middlewares, runtime, tls
 from .handover import Handover
 from .observability import Observability
 from .proxy import tcp, udp
@@ -288,4 +289,5 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the master decides
     gwlog.setup(args.log_level, args.log_format, proc=f"worker-{args.slot}")
+    exchange.DEBUG = exchange.log.isEnabledFor(logging.DEBUG)
     return uvloop.run(run(args.slot, args.channel_fd))

@@ -36,6 +36,7 @@ _DEFAULT_MESSAGES = {
     502: "Bad gateway",
     503: NO_BACKEND,
     504: "Gateway timeout",
+    505: "HTTP version not supported",
 }
 
 

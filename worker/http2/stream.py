@@ -130,13 +130,13 @@ class Stream:
         self.server.flush()
 
     def fail(self, ex: Exchange, error: UpstreamError) -> None:
-        exchange.passive_failure(ex, self.worker.now)
         reached = ex.upstream is not None or self.h2up is not None    # the request (or part of it) went out
         ex.upstream = None
         self.h2up = None
-        if not self.current(ex):
-            return exchange.release_backend(ex)    # the client reset the stream meanwhile
-        if exchange.retries(ex, reached):
+        if not self.current(ex):               # the client reset the stream meanwhile
+            exchange.passive_failure(ex, self.worker.now)
+            return exchange.release_backend(ex)
+        if exchange.failed(ex, self, error, reached):
             return self.retry_later(ex)
         if self.hold:
             self.release_body()                # the failed upstream's push-back ends with it
@@ -196,6 +196,7 @@ class Stream:
         no_body = ex.is_head or answer.status in NO_BODY_STATUS or not answer.body
         self.send_head(ex, answer.status, b"", answer.fields, True)
         if not no_body:
+            ex.resp_bytes = len(answer.body)
             self.server.send_data(self.id, answer.body)
         self.finish(ex)
 

@@ -113,7 +113,8 @@ class UpstreamProtocol(asyncio.Protocol):
         client.worker.waiting.discard(self)
         if ex.resp_started:
             if self.mode == MODE_CLOSE:        # close-delimited body: EOF ends it
-                self._filter_tail(client, ex)
+                if ex.filter is not None:
+                    self._filter_tail(client, ex)
                 client.finish(ex)
             else:
                 client.flush()
@@ -158,17 +159,15 @@ class UpstreamProtocol(asyncio.Protocol):
                 else:
                     client.fail(ex, BadUpstreamResponse("Bad gateway: invalid response from backend"))
             return
-        if client is not None:
-            client.flush()
+        if self.client is not None:            # still bound: what this read gave the client side goes out (a
+            client.flush()                     # finished response was flushed by ``finish``)
 
     def _filter_tail(self, client: Downstream, ex: Exchange) -> None:
-        """The transformed body's last bytes."""
-        body_filter = ex.filter
-        if body_filter is not None:
-            ex.filter = None
-            tail = body_filter.finish()
-            if tail:
-                client.send_body(ex, tail)
+        """The transformed body's last bytes (``ex.filter`` set)."""
+        tail = ex.filter.finish()
+        ex.filter = None
+        if tail:
+            client.send_body(ex, tail)
 
     # -- binding
     def bind(self, client: Downstream, ex: Exchange, timeout: float) -> None:
@@ -303,7 +302,8 @@ class UpstreamProtocol(asyncio.Protocol):
         if client is None or not ex.resp_started:
             return  # interim (1xx) message, or detached
         keep = self.parser.should_keep_alive() and ex.req_done
-        self._filter_tail(client, ex)
+        if ex.filter is not None:
+            self._filter_tail(client, ex)
         self.client = self.ex = None
         if self.client_paused:
             self.client_paused = False
