@@ -67,6 +67,7 @@ class ClientProtocol(asyncio.Protocol):
         self.port = port
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_version=True)   # the version is checked here: any 1.x is 1.1
         self.url = b""
         self.headers: Fields = []
         self.header_bytes = 0
@@ -119,8 +120,6 @@ class ClientProtocol(asyncio.Protocol):
             if rest and ex is not None and ex.upgrade:
                 ex.pending = (ex.pending or []) + [rest]
         except (httptools.HttpParserError, ClientError) as e:
-            if str(e) == "Invalid HTTP version":      # llhttp's word for any version but 1.0, 1.1 and 2.0
-                return self.fail_request(505)
             error = e if isinstance(e, ClientError) else e.__context__     # raised in a parser callback
             ex = self.cur
             if not isinstance(error, ClientError) and ex is not None and ex.req_done and not ex.keep_alive:
@@ -195,7 +194,7 @@ class ClientProtocol(asyncio.Protocol):
         self.cur = ex
         self.queue.append(ex)
         version = p.get_http_version()
-        ex.http11 = version == "1.1"
+        ex.http11 = version == "1.1" or (version[:2] == "1." and version != "1.0")   # 1.x is 1.1 (RFC 9112 §2.3)
         try:
             if not ex.http11 and version != "1.0":
                 raise Refused(505, "HTTP version not supported")

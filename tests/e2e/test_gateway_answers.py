@@ -1,6 +1,6 @@
 """Responses the gateway writes itself, through the real binary, over HTTP/1.1 and h2c: their body bytes are
-logged, an ``@internal`` service's answer gets the router's response phase, an HTTP version llhttp refuses is a
-505, and ``--log-level debug`` says why each request went where it went."""
+logged, an ``@internal`` service's answer gets the router's response phase, HTTP/1.x is served as HTTP/1.1 and
+other major versions get a 505, and ``--log-level debug`` says why each request went where it went."""
 
 from __future__ import annotations
 
@@ -68,14 +68,25 @@ def test_an_internal_service_answer_gets_the_response_phase(gateway, backends, t
     assert r.headers["access-control-allow-origin"] == "https://x.com"
 
 
-@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/3.1"])
-def test_an_http_version_other_than_1_0_1_1_is_answered_505(gateway, backends, version):
-    g = gateway(_config(backends().url))
-    with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:
-        s.sendall(b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n".replace(b"HTTP/1.1", version))
+def _raw_get(port: int, version: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /api/v HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".replace(b"HTTP/1.1", version))
         reply = b""
         while chunk := s.recv(65536):
             reply += chunk
+    return reply
+
+
+def test_an_http_1_x_minor_version_is_served_as_http_1_1(gateway, backends):
+    g = gateway(_config(backends().url))
+    reply = _raw_get(g.port, b"HTTP/1.2")
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" not in reply.split(b"\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize("version", [b"HTTP/3.1", b"HTTP/0.9", b"HTTP/2.0"])
+def test_another_major_http_version_is_answered_505(gateway, backends, version):
+    g = gateway(_config(backends().url))
+    reply = _raw_get(g.port, version)
     assert reply.startswith(b"HTTP/1.1 505 ")
     assert b'{"error":"HTTP version not supported"}' in reply
 

@@ -62,7 +62,7 @@ class H2Server(H2Endpoint):
         self.entrypoint = entrypoint
         self.scheme = scheme
         self.port = port
-        # h2's checks of received fields are off: _request and valid_field make them (and more) in the pass
+        # h2's checks of received fields are off: fields.read_request makes them (and more) in the pass
         # over the fields the gateway makes anyway; h2 still checks content-length against the DATA received.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
                                            normalize_outbound_headers=False, validate_inbound_headers=False,
