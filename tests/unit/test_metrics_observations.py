@@ -13,6 +13,7 @@ from a3s_gateway.shared.plane import Plane, PlaneError, PlaneLayout
 from a3s_gateway.shared.plane.observations import BOUNDS, METHOD_INDEX, NB, entrypoint_indices
 from a3s_gateway.worker.observability import tracing
 from a3s_gateway.worker.observability.access_log import Clock
+from a3s_gateway.worker.responses import Answer
 
 LAYOUT = PlaneLayout(max_workers=4, max_backends=8, max_routers=8, max_services=8, ratelimit_entries=64,
                      max_breakers=4, sticky_entries=64, max_limiters=4)
@@ -242,7 +243,7 @@ def test_access_log_fast_path_matches_the_dict_path():
     cfg = GatewayConfig.from_toml("[access_log]\nenabled = true\n").data["access_log"]
     al = AccessLog(cfg, None, asyncio.new_event_loop(), 3, lambda k, n: None)  # type: ignore[arg-type]
     span = types.SimpleNamespace(trace_id="a" * 32, span_id="b" * 16)
-    local = b'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 20\r\n\r\n{"error":"x \\"y\\""}'
+    local = Answer(502, [(b"Content-Length", b"20")], b'{"error":"x \\"y\\""}')
     for ex in (
         types.SimpleNamespace(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
                               headers=[(b"User-Agent", b'ua "1"')], host=b"h", http11=True, req_bytes=5,
