@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from .upstream.http1 import UpstreamProtocol
 
 HIGH_WATER = 64 * 1024
+LINGER_BYTES = 1 << 20
+LINGER_SECONDS = 2.0
 
 class ClientProtocol(asyncio.Protocol):
     """One client connection (the ``Downstream`` of its exchanges, one at a time)."""
@@ -53,6 +55,8 @@ class ClientProtocol(asyncio.Protocol):
     unparsed = 0
     halted = False
     write_paused = False
+    lingering = 0.0                           # closing: when to stop reading and dropping (``close_lingering``)
+    linger_left = LINGER_BYTES
     # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
     protocol = b"HTTP/1.0"
 
@@ -106,6 +110,8 @@ class ClientProtocol(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return self._drop(data)
         self.last_active = self.worker.now
         self.unparsed += len(data)
         try:
@@ -121,13 +127,16 @@ class ClientProtocol(asyncio.Protocol):
                 ex.pending = (ex.pending or []) + [rest]
         except (httptools.HttpParserError, ClientError) as e:
             error = e if isinstance(e, ClientError) else e.__context__     # raised in a parser callback
+            if isinstance(error, ClientError):
+                return self.fail_request(error.status)
             ex = self.cur
-            if not isinstance(error, ClientError) and ex is not None and ex.req_done and not ex.keep_alive:
+            if ex is not None and ex.req_done and not ex.keep_alive:
                 # bytes after a request that ends the connection (Connection: close, HTTP/1.0, a refused one)
                 # are never processed (RFC 9112 §9.6); that request's own response still goes out, then close
                 self.transport.pause_reading()
                 return
-            self.fail_request(error.status if isinstance(error, ClientError) else 400)
+            # llhttp's reason ("Duplicate Content-Length"...) tells the client what was refused
+            self.fail_request(400, None if error is not None else f"Bad request: {e}")
 
     def pause_writing(self) -> None:
         # a client that does not read its responses gets no more requests parsed (local answers would pile up
@@ -384,8 +393,11 @@ class ClientProtocol(asyncio.Protocol):
         if queue and queue[0] is ex:
             queue.popleft()
         if not ex.keep_alive or (self.worker.draining and not queue):
-            self.closed = True
-            self.transport.close()
+            if ex.req_done and not self.halted:
+                self.closed = True
+                self.transport.close()
+            else:
+                self.close_lingering()         # the client may still be sending (a body, refused requests)
             return
         if queue:
             if len(queue) == self.max_pipeline and not self.write_paused:
@@ -457,6 +469,8 @@ class ClientProtocol(asyncio.Protocol):
         """The worker's sweep (every 0.5 s): the header timeout, the idle keep-alive timeout and the body timeout.
         Time the gateway holds the client back (an exchange in flight, reading paused) never counts."""
         if self.closed:
+            if self.lingering and self.lingering < now:
+                self.transport.close()
             return
         if self.queue:
             ex = self.cur
@@ -474,9 +488,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def head_timed_out(self) -> None:
         """The request head did not complete within the header timeout (slowloris)."""
-        self.closed = True
         if self.url or self.headers:           # a request was started: tell the client why
             self.transport.write(responses.error(408))
+            return self.close_lingering()
+        self.closed = True
         self.transport.close()
 
     def body_timed_out(self, ex: Exchange) -> None:
@@ -489,14 +504,30 @@ class ClientProtocol(asyncio.Protocol):
         ex.upstream = None
         self.fail_request(408)
 
-    def fail_request(self, status: int) -> None:
+    def fail_request(self, status: int, message: str | None = None) -> None:
         """A malformed request: answer it (unless a response is already on the wire) and close."""
         if self.closed:
             return
-        self.closed = True
         if not (self.queue and self.queue[0].resp_started):
-            self.transport.write(responses.error(status))
-        self.transport.close()
+            self.transport.write(responses.error(status, message))
+        self.close_lingering()
+
+    def close_lingering(self) -> None:
+        """Close after an answer that may leave request bytes unsent or unread (a refused head, a response before
+        the body was read): half-close, then read and drop up to ``LINGER_BYTES`` for ``LINGER_SECONDS`` before
+        closing, as nginx's lingering close does; closing with unread bytes makes the kernel send a reset, which can
+        destroy the answer before the client reads it."""
+        self.closed = True
+        self.lingering = self.worker.now + LINGER_SECONDS
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+        transport.resume_reading()
+
+    def _drop(self, data: bytes) -> None:
+        self.linger_left -= len(data)
+        if self.linger_left < 0:
+            self.transport.close()
 
     def close_if_idle(self) -> bool:
         if not self.queue and not self.closed:

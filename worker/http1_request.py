@@ -82,10 +82,14 @@ def read_request(ex: Exchange, raw: Fields, url: bytes, max_body_bytes: int) -> 
 
 
 def _origin_form(ex: Exchange, url: bytes) -> bytes:
-    """A request target not in origin form: an absolute-form URL loses scheme and authority, ``*`` stays for
-    OPTIONS."""
+    """A request target not in origin form: an absolute-form URL's authority replaces Host (RFC 9112 §3.2.2) and
+    the rest is the target; ``*`` stays for OPTIONS."""
     if url[:7].lower() in (b"http://", b"https:/"):
         parts = urlsplit(url)
+        authority = parts.netloc
+        if b"@" in authority or not (authority in framing.VALID_HOSTS or framing.valid_host(authority)):
+            raise Refused(400, "Invalid request target")
+        ex.host = authority
         return (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
     if url == b"*" and ex.method == b"OPTIONS":
         return url

@@ -70,11 +70,12 @@ def valid_trailers(fields: Fields) -> bool:
     return all(f[0][:1] != b":" and (f in _VALID_FIELDS or valid_field(f[0], f[1])) for f in fields)
 
 
-def read_request(ex: Exchange, raw: Fields) -> tuple[Fields, bool] | None:
-    """Fill ``ex``'s request from a HEADERS block: the regular fields as received (what the rules see) and whether
-    it is a gRPC call, or None for a malformed request. Pseudo-fields come first, each at most once (RFC 9113
-    §8.3): :method always; :scheme and :path unless a plain CONNECT, which has neither; :protocol only on CONNECT
-    (RFC 8441); an authority (:authority or Host; the same one when both are given)."""
+def read_request(ex: Exchange, raw: Fields) -> tuple[Fields, bool, int] | None:
+    """Fill ``ex``'s request from a HEADERS block: the regular fields as received (what the rules see), whether
+    it is a gRPC call and its content-length (-1: none declared), or None for a malformed request. Pseudo-fields
+    come first, each at most once (RFC 9113 §8.3): :method always; :scheme and :path unless a plain CONNECT, which
+    has neither; :protocol only on CONNECT (RFC 8441); an authority (:authority or Host; the same one when both
+    are given)."""
     pseudo: dict[bytes, bytes] = {}
     i = 0
     for field in raw:
@@ -86,8 +87,8 @@ def read_request(ex: Exchange, raw: Fields) -> tuple[Fields, bool] | None:
         pseudo[name] = field[1]
         i += 1
     regular = raw[i:] if i else raw
-    is_grpc = _forwarded(ex, regular)
-    if is_grpc is None:
+    forwarded = _forwarded(ex, regular)
+    if forwarded is None:
         return None
     method = pseudo.get(b":method")
     path = pseudo.get(b":path")
@@ -111,17 +112,19 @@ def read_request(ex: Exchange, raw: Fields) -> tuple[Fields, bool] | None:
     ex.is_head = method == b"HEAD"
     ex.host = authority
     ex.target = path or b"/"
-    return regular, is_grpc
+    return regular, *forwarded
 
 
-def _forwarded(ex: Exchange, regular: Fields) -> bool | None:
+def _forwarded(ex: Exchange, regular: Fields) -> tuple[bool, int] | None:
     """``ex.headers`` from the regular fields (and ``ex.host``, ``ex.xff_in``); whether the request is a gRPC
-    call, or None when a field is malformed."""
+    call and its declared content-length (-1: none), or None when a field is malformed (two content-lengths that
+    differ included)."""
     kept: Fields = []
     xff = None
     cookies: list[bytes] = []
     is_grpc = False
     host = None
+    length = -1
     for field in regular:
         name, value = field
         if field not in _VALID_FIELDS and not valid_field(name, value):
@@ -141,6 +144,10 @@ def _forwarded(ex: Exchange, regular: Fields) -> bool | None:
         else:
             if name == b"content-type" and value[:16] == b"application/grpc":
                 is_grpc = True
+            elif name == b"content-length":    # canonical digits (valid_field)
+                if length >= 0 and int(value) != length:
+                    return None
+                length = int(value)
             kept.append(field)
     if cookies:
         kept.append((b"cookie", b"; ".join(cookies)))
@@ -149,4 +156,4 @@ def _forwarded(ex: Exchange, regular: Fields) -> bool | None:
         ex.host = host
     if xff is not None:
         ex.xff_in = xff
-    return is_grpc
+    return is_grpc, length

@@ -26,6 +26,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -34,7 +35,7 @@ from .. import exchange, responses
 from ..exchange import Exchange
 from ..hop_headers import forwarded_const
 from ..responses import Answer
-from .endpoint import H2Endpoint, header_value
+from .endpoint import H2Endpoint
 from .field_coding import install_hpack
 from .fields import read_request, valid_trailers
 from .stream import Stream
@@ -53,6 +54,22 @@ RESET_LIMIT = 200
 RESET_WINDOW = 10.0
 
 
+class _LengthCheckedHere(h2.stream.H2Stream):
+    """A request stream whose content-length the gateway checks itself (``fields.py``, ``Stream.request_data``): h2's
+    own check raises out of ``receive_data`` and so ends the whole connection, where RFC 9113 §8.1.1 makes a bad
+    or unmet content-length an error of that stream only."""
+
+    def _initialize_content_length(self, headers: object) -> None:
+        self._expected_content_length = None
+
+
+class _ServerConnection(h2.connection.H2Connection):
+    def _begin_new_stream(self, stream_id: int, allowed_ids: object) -> h2.stream.H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)  # type: ignore[arg-type]
+        stream.__class__ = _LengthCheckedHere
+        return stream
+
+
 class H2Server(H2Endpoint):
     """The server side of one HTTP/2 connection."""
 
@@ -67,7 +84,7 @@ class H2Server(H2Endpoint):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
                                            normalize_outbound_headers=False, validate_inbound_headers=False,
                                            normalize_inbound_headers=False)
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _ServerConnection(config=config)
         install_hpack(self.conn)
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
@@ -83,6 +100,7 @@ class H2Server(H2Endpoint):
         self.resets = 0
         self.reset_window = worker.now
         self.goaway = False
+        self.batch: list[h2.events.Event] = []  # the events of the read being handled
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,6 +127,7 @@ class H2Server(H2Endpoint):
         except h2.exceptions.ProtocolError:
             self._close(None)
             return
+        self.batch = events
         try:
             for event in events:
                 self._event(event)
@@ -139,7 +158,7 @@ class H2Server(H2Endpoint):
                 if valid_trailers(event.headers):
                     stream.request_ended(event.headers)
                 else:
-                    self._malformed(event.stream_id)
+                    self.malformed(event.stream_id)
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self.window_changed(event)
         elif isinstance(event, h2.events.StreamReset):
@@ -176,7 +195,7 @@ class H2Server(H2Endpoint):
             self._close(ErrorCodes.ENHANCE_YOUR_CALM)
 
     # -- requests
-    def _malformed(self, stream_id: int) -> None:
+    def malformed(self, stream_id: int) -> None:
         """A malformed request or trailers: a stream error (RFC 9113 §8.1.1), the other streams go on."""
         self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
         stream = self.streams.pop(stream_id, None)
@@ -191,19 +210,18 @@ class H2Server(H2Endpoint):
         ex = Exchange()
         read = read_request(ex, event.headers)
         if read is None:
-            return self._malformed(stream_id)
-        raw, is_grpc = read
+            return self.malformed(stream_id)
+        raw, is_grpc, length = read
         ex.keep_alive = True
         ex.xff = ex.xff_in + b", " + self.peer if ex.xff_in is not None and self.xff_trusted else self.peer
-        ex.req_has_body = event.stream_ended is None
-        stream = self.streams[stream_id] = Stream(self, stream_id, ex, is_grpc)
+        ex.req_has_body = event.stream_ended is None and length != 0 and (length > 0 or not self._ends_empty(event))
+        stream = self.streams[stream_id] = Stream(self, stream_id, ex, is_grpc, length)
         ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
         if event.stream_ended is not None:
             ex.req_done = True
         limit = self.worker.limits.max_body_bytes
         if limit and ex.req_has_body:          # as for HTTP/1.1: a declared length at once, else as it streams
-            cl = header_value(ex.headers, b"content-length")
-            if cl is not None and int(cl) > limit:     # digits only (valid_field)
+            if length > limit:
                 return stream.answer(ex, responses.too_large(limit))
             ex.req_limit = limit
         reply = exchange.route(ex, stream, raw)
@@ -213,6 +231,18 @@ class H2Server(H2Endpoint):
             stream.answer(ex, reply)  # type: ignore[arg-type]
         else:
             self.worker.loop.create_task(self._resume_chain(stream, reply))  # type: ignore[arg-type]
+
+    def _ends_empty(self, event: h2.events.RequestReceived) -> bool:
+        """Whether this read already ends the request with no body bytes (HEADERS, then an empty DATA frame with
+        END_STREAM): the request then goes to an HTTP/1.1 backend without a body, not as an empty chunked one."""
+        batch = self.batch
+        for later in batch[batch.index(event) + 1:]:
+            if getattr(later, "stream_id", None) == event.stream_id:
+                if isinstance(later, h2.events.StreamEnded):
+                    return True
+                if not isinstance(later, h2.events.DataReceived) or later.data:
+                    return False
+        return False
 
     async def _resume_chain(self, stream: Stream, pending: Awaitable[Answer | None]) -> None:
         """The end of an asynchronous request phase (forward-auth...): answer with its reply, or proxy."""

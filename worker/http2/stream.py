@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from .server import H2Server
 
 
+_BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
+
+
 class Stream:
     """One request on an HTTP/2 connection.
 
@@ -48,11 +51,11 @@ class Stream:
     ``protocol``), so a stream is counted, logged and traced like an HTTP/1.1 request."""
 
     __slots__ = ("server", "worker", "entrypoint", "client_ip", "peer", "scheme", "port", "fwd_const", "id", "ex",
-                 "grpc", "head_sent", "hold", "held", "unacked", "h2up", "request_trailers", "body_mark",
+                 "grpc", "length", "head_sent", "hold", "held", "unacked", "h2up", "request_trailers", "body_mark",
                  "body_since")
     protocol = b"HTTP/2.0"                    # what the access log and whoami say
 
-    def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool) -> None:
+    def __init__(self, server: H2Server, stream_id: int, ex: Exchange, grpc_request: bool, length: int = -1) -> None:
         self.server = server
         self.worker: Worker = server.worker
         self.entrypoint = server.entrypoint
@@ -64,6 +67,7 @@ class Stream:
         self.id = stream_id
         self.ex = ex
         self.grpc = grpc_request
+        self.length = length                   # the declared content-length, checked here (-1: none)
         self.head_sent = False
         self.hold = False                      # the upstream pushes back: do not open the client's window
         self.held = 0
@@ -98,6 +102,8 @@ class Stream:
         if b"te" in names:     # hop-by-hop (RFC 9110 §7.6.1): kept for HTTP/2 backends (gRPC needs it), not here
             ex.headers = [field for field in ex.headers if field[0].lower() != b"te"]
         ex.req_chunked = ex.req_has_body and b"content-length" not in names
+        if not ex.req_has_body and ex.method in _BODY_METHODS and b"content-length" not in names:
+            ex.headers = [*ex.headers, (b"content-length", b"0")]    # what an HTTP/1.1 client would have sent
         up.bind(self, ex, ex.service.response_timeout)
         body = self.body_to_send()
         if body is not None or (ex.req_done and ex.req_chunked):
@@ -231,6 +237,8 @@ class Stream:
             self.ack(flow_length)      # "0\r\n\r\n", the end of the body, and the real end a stray next request
             return
         ex.req_bytes += len(data)
+        if 0 <= self.length < ex.req_bytes:   # more DATA than declared: malformed (RFC 9113 §8.1.1)
+            return self._malformed(flow_length)
         if ex.req_limit and ex.req_bytes > ex.req_limit:
             return self._too_large(flow_length)
         if ex.sink is not None:        # a middleware reads the whole body first (middlewares/_support/body_buffer.py)
@@ -255,6 +263,13 @@ class Stream:
         else:
             ex.pending.append(data)
         self.unacked += flow_length
+
+    def _malformed(self, flow_length: int) -> None:
+        """The body does not match its content-length: reset this stream only; the connection's window gets back
+        every byte the stream was given."""
+        unacked, self.unacked, self.held = self.unacked + self.held + flow_length, 0, 0
+        self.server.ack(self.id, unacked)
+        self.server.malformed(self.id)
 
     def _too_large(self, flow_length: int) -> None:
         """The streamed body passed ``ex.req_limit`` ([limits] max_body_bytes, body-limit): 413."""
@@ -283,6 +298,8 @@ class Stream:
         ex = self.ex
         if ex.req_done:
             return
+        if self.length >= 0 and ex.req_bytes != self.length:    # less DATA than declared: malformed
+            return self._malformed(0)
         ex.req_done = True
         if ex.sink is not None:
             return ex.sink.complete()
