@@ -148,6 +148,7 @@ class Exchange:
     keep_alive: bool = False                 # the client connection may carry another request after this one
     http11: bool = False                     # the client speaks HTTP/1.1 (False: HTTP/1.0, or HTTP/2 streams)
     is_head: bool = False
+    expect_continue: bool = False            # an HTTP/1.1 client waits for 100 Continue before sending its body
     req_chunked: bool = False                # the request body goes to an HTTP/1.1 backend chunk-framed
     req_has_body: bool = False
     conn: Downstream | None = None

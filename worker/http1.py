@@ -226,7 +226,16 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 ex.suspended = True
                 self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
+                if ex.sink is not None:        # a middleware reads the body during the request phase
+                    self.expect_continue(ex)
         self._started(ex)
+
+    def expect_continue(self, ex: Exchange) -> None:
+        """Ask for the body of an ``Expect: 100-continue`` request now that the request phase let it through (so
+        body-limit or auth refuse before the client sends it); once, and only for the exchange being served."""
+        if ex.expect_continue and not ex.req_done and self.current(ex):
+            ex.expect_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         ex = self.cur
@@ -321,6 +330,8 @@ class ClientProtocol(asyncio.Protocol):
     def connect_upstream(self, ex: Exchange) -> None:
         if ex.upgrade:
             return websocket.connect(self, ex)
+        if ex.expect_continue:
+            self.expect_continue(ex)
         upstream_http1.proxy(self, ex)
 
     def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
@@ -405,6 +416,8 @@ class ClientProtocol(asyncio.Protocol):
             self.start_exchange(queue[0])
 
     def answer(self, ex: Exchange, answer: Answer) -> None:
+        if ex.expect_continue and not ex.req_done:
+            ex.keep_alive = False              # the body may never come: nothing after it can be framed
         ex.resp_started = True
         ex.status = answer.status
         ex.local = answer

@@ -1,10 +1,11 @@
 """What an HTTP/1.1 request head may be, and how it becomes an ``Exchange``'s request (``read_request``).
 
 The framing policy (RFC 9112 §6): one Content-Length, forwarded canonical; Transfer-Encoding only exactly one
-"chunked", only in HTTP/1.1 and never beside a Content-Length; no framing-header spellings with "_" (a backend
-may read them as the real ones). One Host, valid. The client's identity headers (X-Real-IP,
-X-Forwarded-Proto/Host/Port) are dropped, its X-Forwarded-For kept to be extended, and what ``Connection`` names
-is stripped. Anything else refuses the request (``Refused``): it is answered and nothing after it is parsed.
+"chunked", only in HTTP/1.1 and never beside a Content-Length; no framing-header spellings with "_" (a backend may
+read them as the real ones). One Host, valid. The client's identity headers (X-Real-IP, X-Forwarded-Proto/Host/Port)
+are dropped, its X-Forwarded-For kept to be extended, and what ``Connection`` names is stripped. ``Expect:
+100-continue`` is the gateway's to answer, not forwarded. Anything else refuses the request (``Refused``): it is
+answered and nothing after it is parsed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from . import framing
 from .exchange import Exchange, Fields
 from .hop_headers import PLAIN_CONNECTION_OPTIONS, REQUEST_SPECIAL, connection_tokens, named_by_connection
 
-# headers the request loop looks at: the proxy's own, plus underscore spellings of framing headers (framing.py)
-_SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES
+# headers the request loop looks at: the proxy's own, Expect, and underscore spellings of framing headers
+# (framing.py)
+_SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES | {b"expect"}
 
 
 class Refused(Exception):
@@ -51,6 +53,11 @@ def read_request(ex: Exchange, raw: Fields, url: bytes, max_body_bytes: int) -> 
             chunked = True
         elif ln == b"connection" and field[1].lower() not in PLAIN_CONNECTION_OPTIONS:
             tokens = connection_tokens(field[1], tokens)
+        elif ln == b"expect":
+            if field[1].lower() == b"100-continue":     # the gateway answers it (ClientProtocol.expect_continue)
+                ex.expect_continue = ex.http11
+            else:
+                kept.append(field)
         elif ln in framing.UNDERSCORE_ALIASES:
             raise Refused(400, "Invalid header name")
     drop = named_by_connection(tokens) if tokens is not None else None

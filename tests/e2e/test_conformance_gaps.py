@@ -1,7 +1,8 @@
 """Protocol corners where the gateway now behaves as RFC 9112/9113 (and nginx) say, through the real binary:
 a bad content-length on one HTTP/2 stream resets that stream only, an HTTP/2 request whose body ends empty reaches
 an HTTP/1.1 backend without a body, an absolute-form target's authority replaces Host, an early error is followed
-by a lingering close (the client reads it whole), and a refused framing says why."""
+by a lingering close (the client reads it whole), a refused framing says why, and ``Expect: 100-continue`` is
+answered by the gateway once the request phase let the request through."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ address = "127.0.0.1:{admin}"
 [routers.other]
 rule = "Host(`other.example`)"
 service = "other"
+[routers.guarded]
+rule = "PathPrefix(`/guarded`)"
+service = "rec"
+middlewares = ["auth"]
+[middlewares.auth]
+type = "basic-auth"
+users = ["u:{SHA}UWuXg/ylF+7L0dBk2i0WUxCxl1k="]
 [routers.all]
 rule = "PathPrefix(`/`)"
 service = "rec"
@@ -145,3 +153,29 @@ def test_a_refused_framing_says_why(recorded):
     status, _headers_, body = client.read_response()
     assert status == 400
     assert b"Duplicate Content-Length" in body or b"content-length" in body.lower()
+
+
+def test_expect_100_continue_is_answered_once_the_request_phase_passed(recorded):
+    g, rec, _other = recorded
+    client = RawClient(g.port)
+    client.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    while b"\r\n\r\n" not in client.buf:       # the interim answer comes before any body byte was sent
+        assert client._fill(), "the gateway closed the connection"
+    assert client.buf.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    client.send(b"hello")
+    status, _headers_, body = client.read_response()
+    assert (status, body) == (200, b"ok")
+    ((_method, target, fields, sent),) = rec.requests()
+    assert (target, sent) == ("/up", b"hello")
+    assert b"expect" not in {name.lower() for name, _ in fields}
+
+
+def test_expect_100_continue_refused_by_a_middleware_gets_the_final_status_at_once(recorded):
+    g, rec, _other = recorded
+    client = RawClient(g.port)
+    client.send(b"POST /guarded HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    status, headers, _body = client.read_response()
+    assert status == 401 and headers[b"connection"] == b"close"
+    assert not client.buf.startswith(b"HTTP/1.1 100")
+    assert client.closed()
+    assert rec.requests() == []
