@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from a3s_gateway.shared.config import gateway_schema as gs
 from a3s_gateway.shared.config.middleware_types import MIDDLEWARE_TYPES
 from a3s_gateway.shared.config.schema import (
