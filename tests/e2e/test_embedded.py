@@ -156,9 +156,9 @@ def test_start_refuses_outside_the_main_thread(tmp_path):
 
 
 def test_readme_library_example_runs_as_written(tmp_path, backends):
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "library.md").read_text()
     match = re.search(r"<!-- library-example -->\s*```python\n(.*?)```", readme, re.S)
-    assert match, "README has no library example"
+    assert match, "docs/library.md has no library example"
     b = backends("readme")
     port, admin = free_port(), free_port()
     (tmp_path / "gateway.toml").write_text(f"""
