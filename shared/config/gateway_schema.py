@@ -249,7 +249,41 @@ LOAD_BALANCER = Table(
     }
 )
 
-SERVICE = Table({"load_balancer": Field(LOAD_BALANCER, required=True)})
+# A service of services (worker/services/weighted.py): children are any services, nested to any depth; cycles and
+# unknown names are rejected by validate.py with their key paths.
+WEIGHTED = Table(
+    {
+        "services": Field(
+            ListOf(
+                Table({"name": Field(Str(nonempty=True), required=True), "weight": Field(Int(minimum=0), 1)}),
+                min_items=1,
+                too_few="a weighted service needs at least one child service",
+            ),
+            required=True,
+        ),
+        "sticky": Field(Nullable(STICKY)),          # pins a client to one child (the cookie names the child)
+    }
+)
+
+SERVICE_KINDS = ("load_balancer", "weighted")
+"""The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
+
+
+def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    given = [kind for kind in SERVICE_KINDS if raw.get(kind) is not None]
+    if len(given) != 1:
+        rep.add(path, f"a service needs exactly one of {', '.join(SERVICE_KINDS)}; "
+                      + (f"got {' and '.join(given)}" if given else "got none"))
+
+
+SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
+                                                                ("weighted", WEIGHTED))}, post=_one_kind)
+
+
+def load_balancers(services: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, load_balancer table) of the normalized services that have servers (every kind but those of
+    services)."""
+    return [(name, svc["load_balancer"]) for name, svc in services.items() if svc.get("load_balancer") is not None]
 
 PROVIDERS = Table(
     {

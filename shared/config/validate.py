@@ -35,6 +35,7 @@ def check(raw: Any, rep: Reporter) -> dict[str, Any]:
     if data is INVALID:
         return {}
     _check_routers(data, rep)
+    _check_services(data, rep)
     _check_listeners(data, rep)
     return data
 
@@ -116,6 +117,42 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
             message = check_rule(router["rule"], kind)
             if message:
                 rep.add(join(path, "rule"), message)
+
+
+def _check_services(data: dict[str, Any], rep: Reporter) -> None:
+    """A service of services names defined services (not built-in ones: those have no servers to pick), and no
+    service reaches itself through its children; a cycle is reported once, with its path."""
+    services = data.get("services", {})
+    defined = set(services)
+    children: dict[str, list[tuple[str, str]]] = {}      # name → [(child name, key path of the reference)]
+    for name, svc in services.items():
+        weighted = svc.get("weighted")
+        if weighted is None:
+            continue
+        refs = children[name] = []
+        for i, child in enumerate(weighted.get("services", [])):
+            path = f"{join(join('services', name), 'weighted')}.services[{i}].name"
+            child["name"] = _resolve(rep, path, "service", child["name"], defined)
+            if child["name"] in defined:
+                refs.append((child["name"], path))
+    reported: set[frozenset[str]] = set()
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in done:
+            return
+        for child, path in children.get(name, ()):
+            if child in trail or child == name:
+                cycle = trail[trail.index(child):] + [name] if child in trail else [name]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    rep.add(path, "services form a cycle: " + " → ".join([*cycle, child]))
+                continue
+            visit(child, [*trail, name])
+        done.add(name)
+
+    for name in children:
+        visit(name, [])
 
 
 def _check_listeners(data: dict[str, Any], rep: Reporter) -> None:
