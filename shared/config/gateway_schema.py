@@ -271,9 +271,11 @@ SERVICE_KINDS = ("load_balancer", "weighted")
 
 def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     given = [kind for kind in SERVICE_KINDS if raw.get(kind) is not None]
-    if len(given) != 1:
-        rep.add(path, f"a service needs exactly one of {', '.join(SERVICE_KINDS)}; "
-                      + (f"got {' and '.join(given)}" if given else "got none"))
+    if not given:
+        rep.add(join(path, "load_balancer"), "required key is missing (or another service kind: "
+                f"{', '.join(SERVICE_KINDS[1:])})")
+    elif len(given) > 1:
+        rep.add(path, f"a service has exactly one kind, got {' and '.join(given)}")
 
 
 SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),

@@ -132,6 +132,9 @@ def _check_services(data: dict[str, Any], rep: Reporter) -> None:
         refs = children[name] = []
         for i, child in enumerate(weighted.get("services", [])):
             path = f"{join(join('services', name), 'weighted')}.services[{i}].name"
+            if child["name"] in DEFAULT_SERVICE_NAMES:
+                rep.add(path, f"'{child['name']}' is built in and has no servers: it cannot be a child service")
+                continue
             child["name"] = _resolve(rep, path, "service", child["name"], defined)
             if child["name"] in defined:
                 refs.append((child["name"], path))
