@@ -8,8 +8,9 @@ health and counters, exactly as if a router had named the leaf.
 Invariants:
 
 * Picking is smooth weighted round-robin (nginx's, as a load balancer's ``weighted`` strategy uses over servers):
-  every child is chosen ``weight`` times per cycle of ``sum(weights)`` picks, interleaved (3:1 gives A A B A, never
-  in blocks), deterministically from the generation's start, in each worker. A weight of 0 removes the child.
+  every child is chosen ``weight`` times per cycle of ``sum(weights)`` picks (weights divided by their gcd),
+  interleaved (3:1 gives A A B A, never in blocks), deterministically from the generation's start, in each
+  worker. A weight of 0 removes the child.
 * Health propagates: a child whose pick fails (every server down by active or passive health, or a service of
   services with no live child) is passed over for that request and the turn goes to the next child by score, so
   its share goes to its siblings in their ratio and comes back when it does. With no live child the pick fails,
@@ -22,6 +23,9 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .balancer import Balancer
@@ -42,60 +46,103 @@ class Node(Protocol):
         """``headers`` None: a bare pick (no sticky session), as TCP and retries make."""
 
 
+SCHEDULE_MAX = 1 << 16
+"""Longest precomputed cycle; larger weight sums are scaled down to it (a share moves by at most 1/65536)."""
+
+
+def schedule(weights: list[int]) -> list[int]:
+    """One cycle of smooth weighted round-robin over ``weights`` (all > 0): the child index of each pick."""
+    divisor = math.gcd(*weights)
+    weights = [w // divisor for w in weights]
+    total = sum(weights)
+    if total > SCHEDULE_MAX:
+        weights = [max(1, w * SCHEDULE_MAX // total) for w in weights]
+        total = sum(weights)
+    current = [0] * len(weights)
+    out = []
+    for _ in range(total):
+        best = 0
+        for i, w in enumerate(weights):
+            current[i] += w
+            if current[i] > current[best]:
+                best = i
+        current[best] -= total
+        out.append(best)
+    return out
+
+
 class Weighted:
+    """Picks walk a ring of the children's pick functions laid out in smooth WRR order (``schedule``), one step per
+    request, so the hot path costs the same for any weights; a child that cannot serve is passed over and the
+    request takes the next turn of another child."""
+
     def __init__(self, children: list[tuple[str, Node, int]], sticky: dict[str, Any] | None) -> None:
         kept = [(name, node, weight) for name, node, weight in children if weight > 0]
         self.names = [name for name, _, _ in kept]
-        self.children = [node for _, node, _ in kept]
-        self.weights = [weight for _, _, weight in kept]
-        self.current = [0] * len(kept)
-        self.cookie = sticky["cookie"].encode() if sticky is not None else None
+        self.picks = [_pick_of(node) for _, node, _ in kept]
+        order = schedule([weight for _, _, weight in kept]) if kept else []
+        self.turns = itertools.cycle([self.picks[i] for i in order])   # shared by sticky and unpinned picks
+        self.ring = len(order)
+        self.children = len(kept)
         if sticky is not None:
+            cookie = sticky["cookie"].encode()
             attrs = cookie_attributes(sticky)
-            self.pins = [hashlib.sha256(name.encode()).hexdigest()[:16].encode() for name in self.names]
-            self.set_cookies = [(b"%s=%s; %s" % (self.cookie, pin, attrs),) for pin in self.pins]
+            pins = [hashlib.sha256(name.encode()).hexdigest()[:16].encode() for name in self.names]
+            self.sticky = (cookie, {pin: pick for pin, pick in zip(pins, self.picks, strict=True)},
+                           {pick: (b"%s=%s; %s" % (cookie, pin, attrs),) for pin, pick in zip(pins, self.picks,
+                                                                                             strict=True)})
+            self.pick = self._sticky_pick                                 # type: ignore[method-assign]
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
-        if self.cookie is not None and headers is not None:
-            return self._sticky_pick(headers, now)
-        return self._pick(headers, now)[0]
+        if self.ring == 0:
+            return None
+        picked = next(self.turns)(headers, now)
+        return picked if picked is not None else self._pass_over(headers, now)[0]
 
-    def _pick(self, headers: Fields | None, now: float) -> tuple[Picked | None, int]:
-        """(the pick, the index of the child it went through)."""
-        children, weights, current = self.children, self.weights, self.current
-        n = len(children)
-        skipped = 0                                  # bit i: child i failed to pick for this request
-        for _ in range(n):
-            best = -1
-            total = 0
-            for i in range(n):
-                if skipped >> i & 1:
-                    continue
-                score = current[i] + weights[i]
-                current[i] = score
-                total += weights[i]
-                if best < 0 or score > current[best]:
-                    best = i
-            if best < 0:
+    def _pass_over(self, headers: Fields | None, now: float, failed: tuple[Callable, ...] = ()
+                   ) -> tuple[Picked | None, Callable | None]:
+        """The next turns of the children that did not fail yet, until one serves (with its pick function)."""
+        turns = self.turns
+        failed = set(failed)
+        for _ in range(self.ring):
+            if len(failed) >= self.children:
                 break
-            current[best] -= total
-            picked = children[best].pick(headers, now)
+            pick = next(turns)
+            if pick in failed:
+                continue
+            picked = pick(headers, now)
             if picked is not None:
-                return picked, best
-            skipped |= 1 << best
-        return None, -1
+                return picked, pick
+            failed.add(pick)
+        return None, None
 
-    def _sticky_pick(self, headers: Fields, now: float) -> Picked | None:
-        pin = cookie_value(headers, self.cookie)  # type: ignore[arg-type]
-        if pin is not None and pin in self.pins:
-            picked = self.children[self.pins.index(pin)].pick(headers, now)
+    def _sticky_pick(self, headers: Fields | None, now: float) -> Picked | None:
+        cookie, by_pin, set_cookie = self.sticky
+        pinned = by_pin.get(cookie_value(headers, cookie)) if headers is not None else None  # type: ignore[arg-type]
+        if pinned is not None:
+            picked = pinned(headers, now)
             if picked is not None:
                 return picked
-        picked, child = self._pick(headers, now)
-        if picked is None:
-            return None
+        picked, pick = self._pass_over(headers, now, () if pinned is None else (pinned,))
+        if picked is None or headers is None:
+            return picked
         service, backend, cookies = picked
-        return service, backend, cookies + self.set_cookies[child]
+        return service, backend, cookies + set_cookie[pick]
+
+
+def _pick_of(node: Node) -> Callable[[Fields | None, float], Picked | None]:
+    """The function a parent calls to pick through ``node``: for a plain load balancer, its balancer's pick
+    wrapped to name the service (one call fewer than ``Service.pick`` per request)."""
+    service: Any = node
+    if getattr(service, "kind", None) is not None or getattr(service, "sticky", True) is not None:
+        return node.pick
+    pick_backend = service.balancer.pick
+
+    def pick(headers: Fields | None, now: float) -> Picked | None:
+        backend = pick_backend()
+        return None if backend is None else (service, backend, ())
+
+    return pick
 
 
 class KindBalancer(Balancer):
