@@ -24,6 +24,7 @@ from .chain import Chain
 from .router import RouterTable
 from .services import balancer
 from .services.affinity import Affinity
+from .services.failover import Failover
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
 from .services.weighted import Fields, KindBalancer, Picked, Weighted
@@ -84,7 +85,7 @@ class Service:
     passive_cooldown: float = 10.0
     passive_statuses: frozenset[int] = frozenset()
     sticky: Sticky | Affinity | None = None
-    kind: Weighted | None = None            # a service of services: picks through its children to a leaf
+    kind: Weighted | Failover | None = None  # a service of services: picks through its children to a leaf
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
         """(leaf service, backend, Set-Cookie values) for a request with ``headers`` (None: a bare pick, no
@@ -203,10 +204,15 @@ def _service_of_services(name: str, configs: dict[str, Any], services: dict[str,
     service = services.get(name)
     if service is not None:
         return service
-    weighted = configs[name]["weighted"]
-    children = [(c["name"], _service_of_services(c["name"], configs, services, slots), c["weight"])
-                for c in weighted["services"]]
-    kind = Weighted(children, weighted["sticky"])
+    weighted, failover = configs[name]["weighted"], configs[name]["failover"]
+    kind: Weighted | Failover
+    if failover is not None:
+        kind = Failover(_service_of_services(failover["service"], configs, services, slots),
+                        _service_of_services(failover["fallback"], configs, services, slots))
+    else:
+        children = [(c["name"], _service_of_services(c["name"], configs, services, slots), c["weight"])
+                    for c in weighted["services"]]
+        kind = Weighted(children, weighted["sticky"])
     service = services[name] = Service(name, [], KindBalancer(kind), True, 5.0, 60.0, idx=slots[name], kind=kind)
     return service
 

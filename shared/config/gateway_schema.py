@@ -265,7 +265,11 @@ WEIGHTED = Table(
     }
 )
 
-SERVICE_KINDS = ("load_balancer", "weighted")
+# The fallback serves while the primary cannot (worker/services/failover.py); both are any services.
+FAILOVER = Table({"service": Field(Str(nonempty=True), required=True),
+                  "fallback": Field(Str(nonempty=True), required=True)})
+
+SERVICE_KINDS = ("load_balancer", "weighted", "failover")
 """The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
 
 
@@ -279,7 +283,18 @@ def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter
 
 
 SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
-                                                                ("weighted", WEIGHTED))}, post=_one_kind)
+                                                                ("weighted", WEIGHTED), ("failover", FAILOVER))},
+                post=_one_kind)
+
+
+def child_services(svc: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """The services a normalized service of services picks through, as (key path inside the service, the table
+    holding the name, its key): ``table[key]`` is the child's name, and where a resolved name is written back."""
+    if svc.get("weighted") is not None:
+        return [(f"weighted.services[{i}].name", c, "name") for i, c in enumerate(svc["weighted"]["services"])]
+    if svc.get("failover") is not None:
+        return [(f"failover.{key}", svc["failover"], key) for key in ("service", "fallback") if key in svc["failover"]]
+    return []
 
 
 def load_balancers(services: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .default import DEFAULT_SERVICE_NAMES
-from .gateway_schema import CONFIG
+from .gateway_schema import CONFIG, child_services
 from .middleware_types import MIDDLEWARE_TYPES
 from .schema import INVALID, Reporter, join, suggest
 
@@ -126,18 +126,15 @@ def _check_services(data: dict[str, Any], rep: Reporter) -> None:
     defined = set(services)
     children: dict[str, list[tuple[str, str]]] = {}      # name → [(child name, key path of the reference)]
     for name, svc in services.items():
-        weighted = svc.get("weighted")
-        if weighted is None:
-            continue
         refs = children[name] = []
-        for i, child in enumerate(weighted.get("services", [])):
-            path = f"{join(join('services', name), 'weighted')}.services[{i}].name"
-            if child["name"] in DEFAULT_SERVICE_NAMES:
-                rep.add(path, f"'{child['name']}' is built in and has no servers: it cannot be a child service")
+        for key, holder, field in child_services(svc):
+            path, ref = join(join("services", name), key), holder[field]
+            if ref in DEFAULT_SERVICE_NAMES:
+                rep.add(path, f"'{ref}' is built in and has no servers: it cannot be a child service")
                 continue
-            child["name"] = _resolve(rep, path, "service", child["name"], defined)
-            if child["name"] in defined:
-                refs.append((child["name"], path))
+            resolved = holder[field] = _resolve(rep, path, "service", ref, defined)
+            if resolved in defined:
+                refs.append((resolved, path))
     reported: set[frozenset[str]] = set()
     done: set[str] = set()
 

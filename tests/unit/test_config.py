@@ -527,7 +527,7 @@ def test_required_keys_and_cross_checks() -> None:
             None,
         ),
         ("routers.r.rule", "required key is missing", None),
-        ("services.s.load_balancer", "required key is missing (or another service kind: weighted)", None),
+        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover)", None),
         ("middlewares.m.type", "required key is missing", None),
         ("middlewares.rl.rate", "must be greater than 0, got 0", None),
         ("providers.discovery.seeds", "required key is missing", None),
@@ -875,7 +875,7 @@ LB = {"load_balancer": {"servers": [{"url": "http://a:1"}]}}
 
 def test_weighted_service_normalizes_children_and_drops_the_file_suffix() -> None:
     cfg = GatewayConfig.from_dict({"services": {"a": LB, "w": {"weighted": {"services": [{"name": "a@file"}]}}}})
-    assert cfg.services["w"] == {"load_balancer": None,
+    assert cfg.services["w"] == {"load_balancer": None, "failover": None,
                                  "weighted": {"services": [{"name": "a", "weight": 1}], "sticky": None}}
     assert cfg.services["a"]["weighted"] is None
     assert GatewayConfig.from_dict(cfg.to_dict()) == cfg
@@ -890,6 +890,8 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
             "canary": child("a", "v3"), "a": LB, "x": child("y"), "y": child("z"), "z": child("x"),
             "self": child("self"), "both": {**LB, **child("a")}, "empty": {"weighted": {"services": []}},
             "internal": child("whoami@internal"),
+            "fo": {"failover": {"service": "a@file", "fallback": "nope"}}, "fo2": {"failover": {"service": "fo2"}},
+            "fo3": {"failover": {"service": "a", "fallback": "x"}},
         }})
     assert problems_of(excinfo) == {
         ("services.canary.weighted.services[1].name", "unknown service 'v3'", None),
@@ -899,4 +901,7 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
         ("services.empty.weighted.services", "a weighted service needs at least one child service", None),
         ("services.internal.weighted.services[0].name",
          "'whoami@internal' is built in and has no servers: it cannot be a child service", None),
+        ("services.fo.failover.fallback", "unknown service 'nope'", None),
+        ("services.fo2.failover.fallback", "required key is missing", None),
+        ("services.fo2.failover.service", "services form a cycle: fo2 → fo2", None),
     }

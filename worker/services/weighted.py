@@ -79,7 +79,7 @@ class Weighted:
     def __init__(self, children: list[tuple[str, Node, int]], sticky: dict[str, Any] | None) -> None:
         kept = [(name, node, weight) for name, node, weight in children if weight > 0]
         self.names = [name for name, _, _ in kept]
-        self.picks = [_pick_of(node) for _, node, _ in kept]
+        self.picks = [pick_of(node) for _, node, _ in kept]
         order = schedule([weight for _, _, weight in kept]) if kept else []
         self.turns = itertools.cycle([self.picks[i] for i in order])   # shared by sticky and unpinned picks
         self.ring = len(order)
@@ -130,7 +130,7 @@ class Weighted:
         return service, backend, cookies + set_cookie[pick]
 
 
-def _pick_of(node: Node) -> Callable[[Fields | None, float], Picked | None]:
+def pick_of(node: Node) -> Callable[[Fields | None, float], Picked | None]:
     """The function a parent calls to pick through ``node``: for a plain load balancer, its balancer's pick
     wrapped to name the service (one call fewer than ``Service.pick`` per request)."""
     service: Any = node

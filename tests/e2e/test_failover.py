@@ -1,0 +1,42 @@
+"""The ``failover`` service kind through the real binary, 2 workers, counting backends."""
+
+from __future__ import annotations
+
+import httpx
+from harness import Backend, wait_until
+from test_weighted import HEAD, lb, service_health, spread, weighted
+
+
+def failover(name: str, primary: str, fallback: str) -> str:
+    return f'[services.{name}.failover]\nservice = "{primary}"\nfallback = "{fallback}"\n'
+
+
+def test_failover_serves_from_fallback_while_primary_is_down_then_503_json_when_both_are(gateway, backends):
+    p, f = backends("p"), backends("f")
+    g = gateway(HEAD + failover("top", "main", "spare") + lb("main", p.url, health=True)
+                + lb("spare", f.url, health=True), workers=2)
+    assert set(spread(g, 40, clients=4)) == {"p"}
+    p.stop()
+    wait_until(lambda: service_health(g, "main") == "down", what="primary down")
+    assert spread(g, 40, clients=4) == {"f": 40}
+    view = httpx.get(f"{g.admin}/api/services/top").json()
+    assert view["kind"] == "failover" and view["health"] == "up"
+    assert view["service"] == {"name": "main", "health": "down"} and view["fallback"]["health"] == "up"
+    f.stop()
+    wait_until(lambda: service_health(g, "top") == "down", what="both down")
+    r = httpx.get(g.url + "/")
+    assert r.status_code == 503 and r.headers["content-type"].startswith("application/json")
+    Backend("p", p.port)
+    wait_until(lambda: service_health(g, "main") == "up", what="primary back")
+    assert spread(g, 40, clients=4) == {"p": 40}
+
+
+def test_weighted_service_with_no_live_child_makes_the_failover_above_it_switch(gateway, backends):
+    a, f = backends("a"), backends("f")
+    config = HEAD + failover("top", "split", "spare") + weighted("split", ("x", 3), ("y", 1)) \
+        + lb("x", a.url, health=True) + lb("y", a.url, health=True) + lb("spare", f.url)
+    g = gateway(config, workers=2)
+    assert set(spread(g, 40, clients=4)) == {"a"}
+    a.stop()
+    wait_until(lambda: service_health(g, "split") == "down", what="every child of the weighted service down")
+    assert spread(g, 40, clients=4) == {"f": 40}
