@@ -9,14 +9,14 @@ import httpx
 from harness import Backend, wait_until
 
 HEAD = """
+[routers.all]
+service = "top"
+rule = "PathPrefix(`/`)"
 [entrypoints.web]
 address = "127.0.0.1:{web}"
 [admin]
 address = "127.0.0.1:{admin}"
-[routers.all]
-rule = "PathPrefix(`/`)"
-service = "top"
-"""
+"""                                          # every test names its routed service "top"
 
 DEAD = "http://127.0.0.1:1"                  # nothing listens: a pick of it would answer 502
 
@@ -147,6 +147,15 @@ def test_reload_changing_weights_keeps_in_flight_request_and_applies_new_split(g
     t.join(10)
     assert slow[0].status_code == 200 and slow[0].headers["x-backend"] == "a"
     assert set(spread(g, 40, clients=4)) == {"b"}
+
+
+def test_retry_through_a_weighted_service_goes_to_another_child(gateway, backends):
+    a = backends("a")
+    retry = '[middlewares.r]\ntype = "retry"\nmax_retries = 2\nretry_interval_ms = 1\n'
+    config = HEAD.replace('service = "top"', 'service = "top"\nmiddlewares = ["r"]') + retry \
+        + weighted("top", ("dead", 1), ("a", 1)) + lb("dead", DEAD) + lb("a", a.url)
+    g = gateway(config, workers=2)
+    assert spread(g, 40, clients=4) == {"a": 40}      # every pick of "dead" was retried on "a"
 
 
 def test_bad_weighted_reference_and_cycle_are_rejected_and_last_good_config_keeps_serving(gateway, backends):
