@@ -228,6 +228,9 @@ def start(ex: Exchange, conn: Downstream) -> None:
         ex.service, backend, cookies = picked
         if cookies:
             ex.set_cookie = cookies
+        replay = getattr(service.kind, "replay", None)
+        if replay is not None:               # a failover with ``errors``: the primary's answer may be replaced
+            replay.arm(ex, service.kind)
     elif service.sticky is None:
         backend = service.balancer.pick()
     else:
@@ -376,9 +379,12 @@ def repick(ex: Exchange, failed: Backend | None) -> Backend | None:
 
 
 def _repick_through(ex: Exchange, top: Service, failed: Backend | None) -> Backend | None:
+    kind: Any = top.kind
+    replay = getattr(kind, "replay", None)
+    pick = kind.fallback if replay is not None and ex.retry is replay else kind.pick
     picked = None
     for _ in range(RETRY_PICKS):
-        picked = top.kind.pick(None, 0.0)  # type: ignore[union-attr]
+        picked = pick(None, 0.0)
         if picked is None or picked[1] is not failed:
             break
     if picked is None:

@@ -207,8 +207,8 @@ def _service_of_services(name: str, configs: dict[str, Any], services: dict[str,
     weighted, failover = configs[name]["weighted"], configs[name]["failover"]
     kind: Weighted | Failover
     if failover is not None:
-        kind = Failover(_service_of_services(failover["service"], configs, services, slots),
-                        _service_of_services(failover["fallback"], configs, services, slots))
+        kind = Failover(name, _service_of_services(failover["service"], configs, services, slots),
+                        _service_of_services(failover["fallback"], configs, services, slots), failover["errors"])
     else:
         children = [(c["name"], _service_of_services(c["name"], configs, services, slots), c["weight"])
                     for c in weighted["services"]]

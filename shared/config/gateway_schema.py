@@ -266,8 +266,16 @@ WEIGHTED = Table(
 )
 
 # The fallback serves while the primary cannot (worker/services/failover.py); both are any services.
-FAILOVER = Table({"service": Field(Str(nonempty=True), required=True),
-                  "fallback": Field(Str(nonempty=True), required=True)})
+FAILOVER = Table({
+    "service": Field(Str(nonempty=True), required=True),
+    "fallback": Field(Str(nonempty=True), required=True),
+    # the primary's answers with these statuses are dropped and the request (body replayed) goes to the fallback
+    "errors": Field(Nullable(Table({
+        "status": Field(ListOf(Str(check=_status_range_error), min_items=1,
+                               too_few="list at least one status or range, e.g. '500-504'"), required=True),
+        "max_body_bytes": Field(Int(minimum=0), 1 << 20),      # a larger body: the primary's answer stands
+    }))),
+})
 
 SERVICE_KINDS = ("load_balancer", "weighted", "failover")
 """The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""

@@ -153,6 +153,11 @@ def _check_services(data: dict[str, Any], rep: Reporter) -> None:
 
     for name in children:
         visit(name, [])
+    routed = {router.get("service") for router in data.get("routers", {}).values()}
+    for name, svc in services.items():
+        if (svc.get("failover") or {}).get("errors") is not None and name not in routed:
+            rep.add(join(join(join("services", name), "failover"), "errors"),
+                    "acts only on a failover that a router names; no router names this service")
 
 
 def _check_listeners(data: dict[str, Any], rep: Reporter) -> None:

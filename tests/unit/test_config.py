@@ -892,6 +892,7 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
             "internal": child("whoami@internal"),
             "fo": {"failover": {"service": "a@file", "fallback": "nope"}}, "fo2": {"failover": {"service": "fo2"}},
             "fo3": {"failover": {"service": "a", "fallback": "x"}},
+            "fo4": {"failover": {"service": "a", "fallback": "a", "errors": {"status": ["500-504", "6xx"]}}},
         }})
     assert problems_of(excinfo) == {
         ("services.canary.weighted.services[1].name", "unknown service 'v3'", None),
@@ -904,4 +905,7 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
         ("services.fo.failover.fallback", "unknown service 'nope'", None),
         ("services.fo2.failover.fallback", "required key is missing", None),
         ("services.fo2.failover.service", "services form a cycle: fo2 → fo2", None),
+        ("services.fo4.failover.errors.status[1]", "expected a status or a range like '200-399', got '6xx'", None),
+        ("services.fo4.failover.errors", "acts only on a failover that a router names; no router names this "
+         "service", None),
     }
