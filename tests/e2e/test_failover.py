@@ -6,9 +6,10 @@ import hashlib
 import os
 
 import httpx
+import pytest
 from harness import Backend, wait_until
 from recording_backend import RecordingBackend
-from test_weighted import HEAD, lb, service_health, spread, weighted
+from test_weighted import HEAD, client, lb, service_health, spread, weighted
 
 
 def failover(name: str, primary: str, fallback: str) -> str:
@@ -49,27 +50,30 @@ def test_weighted_service_with_no_live_child_makes_the_failover_above_it_switch(
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy"
 
 
-def test_failover_on_a_listed_status_replays_the_body_to_the_fallback_up_to_the_limit(gateway, backends):
+@pytest.mark.parametrize("proto", ["http1", "h2c"])
+def test_failover_on_a_listed_status_replays_the_body_to_the_fallback_up_to_the_limit(gateway, backends, proto):
     primary = RecordingBackend()
     primary.script["/upload"] = BUSY
     f = backends("f")
     errors = '[services.top.failover.errors]\nstatus = ["500-504"]\nmax_body_bytes = 65536\n'
     g = gateway(HEAD + failover("top", "main", "spare") + errors + lb("main", primary.url) + lb("spare", f.url),
                 workers=2)
+    c = client(proto)
     try:
         body = os.urandom(40000)
-        r = httpx.post(g.url + "/upload", content=body)
+        r = c.post(g.url + "/upload", content=body)
         assert r.status_code == 200 and r.headers["x-backend"] == "f"
         assert r.json()["body_len"] == 40000 and r.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
         seen = [req for c in primary.conns for req in c.requests]
         assert [(m, t, len(b)) for m, t, _h, b in seen] == [("POST", "/upload", 40000)]   # the primary had it whole
-        r = httpx.get(g.url + "/upload")                        # a body-less request fails over too
+        r = c.get(g.url + "/upload")                        # a body-less request fails over too
         assert r.status_code == 200 and r.headers["x-backend"] == "f"
         served = httpx.get(f.url + "/stats").json()["requests"]
-        r = httpx.post(g.url + "/upload", content=os.urandom(70000))  # over max_body_bytes: the 503 stands
+        r = c.post(g.url + "/upload", content=os.urandom(70000))  # over max_body_bytes: the 503 stands
         assert (r.status_code, r.text) == (503, "busy")
         assert httpx.get(f.url + "/stats").json()["requests"] == served
-        r = httpx.get(g.url + "/other")                         # an unlisted status (200) stands
+        r = c.get(g.url + "/other")                         # an unlisted status (200) stands
         assert r.status_code == 200 and r.text == "ok"
     finally:
+        c.close()
         primary.stop()

@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 
 import httpx
+import pytest
 from harness import Backend, wait_until
 
 HEAD = """
@@ -32,9 +33,14 @@ def weighted(name: str, *children: tuple[str, int], sticky: str = "") -> str:
     return f"[services.{name}.weighted]\nservices = [{items}]\n{sticky}"
 
 
-def sequence(g, n: int) -> list[str]:
+def client(proto: str = "http1") -> httpx.Client:
+    """HTTP/1.1, or h2c (HTTP/2 with prior knowledge): both run the same exchange steps."""
+    return httpx.Client(timeout=10) if proto == "http1" else httpx.Client(http1=False, http2=True, timeout=10)
+
+
+def sequence(g, n: int, proto: str = "http1") -> list[str]:
     """Backends of ``n`` requests on one keep-alive connection, so one worker's picks in order."""
-    with httpx.Client() as c:
+    with client(proto) as c:
         return [c.get(g.url + "/").headers["x-backend"] for _ in range(n)]
 
 
@@ -64,10 +70,11 @@ def service_health(g, name: str) -> str:
     return httpx.get(f"{g.admin}/api/services/{name}").json()["health"]
 
 
-def test_weighted_3_to_1_interleaves_children_in_an_exact_sequence(gateway, backends):
+@pytest.mark.parametrize("proto", ["http1", "h2c"])
+def test_weighted_3_to_1_interleaves_children_in_an_exact_sequence(gateway, backends, proto):
     a, b = backends("a"), backends("b")
     g = gateway(HEAD + weighted("top", ("a", 3), ("b", 1)) + lb("a", a.url) + lb("b", b.url), workers=2)
-    assert "".join(x[0] for x in sequence(g, 16)) == "aaba" * 4
+    assert "".join(x[0] for x in sequence(g, 16, proto)) == "aaba" * 4
 
 
 def test_weighted_1_1_2_interleaves_and_weight_zero_child_gets_nothing(gateway, backends):
