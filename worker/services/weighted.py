@@ -46,8 +46,9 @@ class Node(Protocol):
         """``headers`` None: a bare pick (no sticky session), as TCP and retries make."""
 
 
-SCHEDULE_MAX = 1 << 16
-"""Longest precomputed cycle; larger weight sums are scaled down to it (a share moves by at most 1/65536)."""
+SCHEDULE_MAX = 1 << 14
+"""Longest precomputed cycle; larger weight sums are scaled down to it (a share moves by at most 1/16384). Building
+it costs O(cycle × children) once per generation."""
 
 
 def schedule(weights: list[int]) -> list[int]:
