@@ -228,7 +228,7 @@ def start(ex: Exchange, conn: Downstream) -> None:
         ex.service, backend, cookies = picked
         if cookies:
             ex.set_cookie = cookies
-        replay = getattr(service.kind, "replay", None)
+        replay = service.kind.replay
         if replay is not None:               # a failover with ``errors``: the primary's answer may be replaced
             replay.arm(ex, service.kind)
     elif service.sticky is None:
@@ -380,8 +380,7 @@ def repick(ex: Exchange, failed: Backend | None) -> Backend | None:
 
 def _repick_through(ex: Exchange, top: Service, failed: Backend | None) -> Backend | None:
     kind: Any = top.kind
-    replay = getattr(kind, "replay", None)
-    pick = kind.fallback if replay is not None and ex.retry is replay else kind.pick
+    pick = kind.fallback if kind.replay is not None and ex.retry is kind.replay else kind.pick
     picked = None
     for _ in range(RETRY_PICKS):
         picked = pick(None, 0.0)

@@ -77,6 +77,8 @@ class Weighted:
     request, so the hot path costs the same for any weights; a child that cannot serve is passed over and the
     request takes the next turn of another child."""
 
+    replay = None                                    # only a failover replays a request elsewhere (failover.py)
+
     def __init__(self, children: list[tuple[str, Node, int]], sticky: dict[str, Any] | None) -> None:
         kept = [(name, node, weight) for name, node, weight in children if weight > 0]
         self.names = [name for name, _, _ in kept]
