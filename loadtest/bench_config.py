@@ -1,4 +1,4 @@
-"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain`` or ``full``).
+"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain``, ``full`` or ``weighted``).
 
 The gateway listens on 127.0.0.1:8090 and proxies to the reference origin on 127.0.0.1:9001, as
 ``shared/bench/run_anchors.sh`` expects. The admin API moves to 127.0.0.1:9190 to stay clear of other tools.
@@ -52,7 +52,23 @@ burst = 10000000
     return "".join(parts)
 
 
-PROFILES = {"plain": lambda: PLAIN, "full": full}
+# Every request goes through two levels of weighted services before reaching a load balancer (compare with
+# ``plain``: the budget is 1 µs more per request, loadtest/hotpath.py).
+WEIGHTED = HEAD + """
+[routers.all]
+rule = "PathPrefix(`/`)"
+service = "split"
+[services.split.weighted]
+services = [{name = "stable", weight = 9}, {name = "canary", weight = 1}]
+[services.stable.weighted]
+services = [{name = "origin", weight = 1}, {name = "origin-b", weight = 1}]
+[services.canary.weighted]
+services = [{name = "origin", weight = 1}]
+[services.origin-b.load_balancer]
+servers = [{url = "http://127.0.0.1:9001"}]
+"""
+
+PROFILES = {"plain": lambda: PLAIN, "full": full, "weighted": lambda: WEIGHTED}
 
 
 def main() -> None:

@@ -142,12 +142,41 @@ class NodeView:
                 "agent_health": self.control["agent_health"].get(key)}
 
     def service(self, name: str, svc: dict[str, Any]) -> dict[str, Any]:
-        lb = dict(svc["load_balancer"])
-        servers = [self._server(name, s) for s in lb.pop("servers")]
         routers = [n for n, r in self.config["routers"].items() if r["service"] == name]
         middlewares = [m for n in routers for m in self.config["routers"][n]["middlewares"]]
-        return {"name": name, "provider": self._provider("services", name), **lb, "servers": servers,
-                "routers": routers, "circuit_breakers": self._breakers(middlewares)}
+        out = {"name": name, "provider": self._provider("services", name), "health": self._health(name),
+               "routers": routers, "circuit_breakers": self._breakers(middlewares)}
+        if svc.get("weighted") is not None:
+            weighted = svc["weighted"]
+            children = [{**child, "health": self._health(child["name"])} for child in weighted["services"]]
+            return {**out, "kind": "weighted", "services": children, "sticky": weighted["sticky"]}
+        if svc.get("failover") is not None:
+            failover = svc["failover"]
+            return {**out, "kind": "failover",
+                    **{key: {"name": failover[key], "health": self._health(failover[key])}
+                       for key in ("service", "fallback")}}
+        lb = dict(svc["load_balancer"])
+        servers = [self._server(name, s) for s in lb.pop("servers")]
+        return {**out, "kind": "load_balancer", **lb, "servers": servers}
+
+    def _health(self, name: str, seen: frozenset[str] = frozenset()) -> str:
+        """``up`` while the service can serve: a load balancer with a healthy server, a weighted service with a
+        live child of weight > 0, a failover with a live primary or fallback (health propagates up through
+        nesting, as the workers pick)."""
+        svc = self.config["services"].get(name)
+        if svc is None or name in seen:
+            return "down"
+        if svc.get("weighted") is not None:
+            live = any(c["weight"] > 0 and self._health(c["name"], seen | {name}) == "up"
+                       for c in svc["weighted"]["services"])
+            return "up" if live else "down"
+        if svc.get("failover") is not None:
+            live = any(self._health(svc["failover"][key], seen | {name}) == "up" for key in ("service", "fallback"))
+            return "up" if live else "down"
+        backends = self.slots.get("backends", {})
+        healthy = (self.plane["backends"].get(backends.get(backend_key(name, s["url"])), {}).get("healthy", True)
+                   for s in svc["load_balancer"]["servers"])
+        return "up" if any(healthy) else "down"
 
     def middleware(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         out = {"name": name, **params,

@@ -18,6 +18,7 @@ import orjson
 
 from ..shared.compiled import compile_generation
 from ..shared.config import GatewayConfig
+from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.plane import Plane, SlotAllocator
 
@@ -46,9 +47,9 @@ class Generations:
 
     def _keys(self, cfg: GatewayConfig) -> dict[str, list[str]]:
         keys: dict[str, list[str]] = {kind: [] for kind in KINDS}
-        for name, svc in cfg.services.items():
-            keys["services"].append(name)
-            keys["backends"] += [backend_key(name, s["url"]) for s in svc["load_balancer"]["servers"]]
+        keys["services"] = list(cfg.services)
+        for name, lb in load_balancers(cfg.services):
+            keys["backends"] += [backend_key(name, s["url"]) for s in lb["servers"]]
         keys["routers"] = list(cfg.routers)
         for name, params in cfg.middlewares.items():
             keys["middlewares"].append(name)     # per-middleware counters: by name, kept across param changes

@@ -64,6 +64,7 @@ DEBUG = False
 
 Fields = list[tuple[bytes, bytes]]
 NO_BODY_STATUS = frozenset((204, 304))
+RETRY_PICKS = 8                              # picks through a service of services to find another backend
 
 
 class Downstream(Protocol):
@@ -171,7 +172,7 @@ class Exchange:
     backend: Backend | None = None
     local: Answer | None = None              # the gateway's own answer instead of a proxied response
     middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
-    set_cookie: bytes | None = None          # a sticky-session cookie (Set-Cookie value) for the response
+    set_cookie: bytes | tuple[bytes, ...] | None = None  # sticky-session cookies (Set-Cookie values) to send
     upgrade: bool = False                    # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;
@@ -243,7 +244,17 @@ def start(ex: Exchange, conn: Downstream) -> None:
     service = ex.service
     if service.internal is not None:
         return conn.answer(ex, internal_answer(ex, conn))
-    if service.sticky is None:
+    if service.kind is not None:             # a service of services: the exchange runs on the leaf it picks
+        picked = service.kind.pick(ex.headers, conn.worker.now)
+        if picked is None:
+            return conn.answer(ex, error_for(ex, 503))
+        ex.service, backend, cookies = picked
+        if cookies:
+            ex.set_cookie = cookies
+        replay = service.kind.replay
+        if replay is not None:               # a failover with ``errors``: the primary's answer may be replaced
+            replay.arm(ex, service.kind)
+    elif service.sticky is None:
         backend = service.balancer.pick()
     else:
         backend, ex.set_cookie = service.sticky.pick(ex.headers, conn.worker.now)
@@ -349,8 +360,12 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
         route.chain.on_response(ex, status, fields)
         if ex.filter is not None:            # a transformed body's length is not known
             fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
-    if ex.set_cookie is not None:
-        fields.append((b"Set-Cookie", ex.set_cookie))
+    cookie = ex.set_cookie
+    if cookie is not None:
+        if cookie.__class__ is tuple:        # picked through a service of services (one cookie per level)
+            fields += [(b"Set-Cookie", c) for c in cookie]
+        else:
+            fields.append((b"Set-Cookie", cookie))  # type: ignore[arg-type]
     return True
 
 
@@ -382,15 +397,21 @@ def retry_later(ex: Exchange, conn: Downstream) -> None:
 
 def _redispatch(ex: Exchange, conn: Downstream, failed: Backend | None) -> None:
     if conn.current(ex):
-        backend = repick(ex.service, failed)
+        backend = repick(ex, failed)
         if DEBUG:
             _debug_pick(ex, backend, f"retry {ex.attempts}")
         dispatch(ex, conn, backend)
         conn.flush()
 
 
-def repick(service: Service, failed: Backend | None) -> Backend | None:
-    """A retry's backend: another one than ``failed`` when the balancer offers one within a round."""
+def repick(ex: Exchange, failed: Backend | None) -> Backend | None:
+    """A retry's backend: another one than ``failed`` when the balancer offers one within a round. Through a
+    service of services the pick starts again at the router's service (so another child may serve), without
+    sticky sessions."""
+    top = ex.route.service if ex.route is not None else ex.service
+    if top.kind is not None:
+        return _repick_through(ex, top, failed)
+    service = ex.service
     balancer = service.balancer
     backend = balancer.pick()
     for _ in range(len(service.backends)):
@@ -398,6 +419,20 @@ def repick(service: Service, failed: Backend | None) -> Backend | None:
             break
         backend = balancer.pick()
     return backend
+
+
+def _repick_through(ex: Exchange, top: Service, failed: Backend | None) -> Backend | None:
+    kind: Any = top.kind
+    pick = kind.fallback if kind.replay is not None and ex.retry is kind.replay else kind.pick
+    picked = None
+    for _ in range(RETRY_PICKS):
+        picked = pick(None, 0.0)
+        if picked is None or picked[1] is not failed:
+            break
+    if picked is None:
+        return None
+    ex.service = picked[0]
+    return picked[1]
 
 
 # -- the end

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
@@ -23,8 +24,10 @@ from .chain import Chain
 from .router import RouterTable
 from .services import balancer
 from .services.affinity import Affinity
+from .services.failover import Failover
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
+from .services.weighted import Fields, KindBalancer, Picked, Weighted
 from .upstream.http1 import UpstreamProtocol
 
 INTERNAL_WHOAMI = "whoami@internal"
@@ -81,7 +84,21 @@ class Service:
     passive_failures: int = 0               # consecutive failures that take a backend out; 0 = off
     passive_cooldown: float = 10.0
     passive_statuses: frozenset[int] = frozenset()
-    sticky: Sticky | None = None
+    sticky: Sticky | Affinity | None = None
+    kind: Weighted | Failover | None = None  # a service of services: picks through its children to a leaf
+
+    def pick(self, headers: Fields | None, now: float) -> Picked | None:
+        """(leaf service, backend, Set-Cookie values) for a request with ``headers`` (None: a bare pick, no
+        session), or None when this service cannot serve — how health propagates to a parent."""
+        if self.kind is not None:
+            return self.kind.pick(headers, now)
+        if self.sticky is None or headers is None:
+            backend, cookie = self.balancer.pick(), None
+        else:
+            backend, cookie = self.sticky.pick(headers, now)
+        if backend is None:
+            return None
+        return self, backend, () if cookie is None else (cookie,)
 
 
 @dataclass
@@ -130,8 +147,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         INTERNAL_WHOAMI: Service(INTERNAL_WHOAMI, [], balancer.RoundRobin([]), True, 0, 0, internal="whoami"),
         INTERNAL_ACME: Service(INTERNAL_ACME, [], balancer.RoundRobin([]), True, 0, 0, internal="acme"),
     }
-    for name, svc in config.get("services", {}).items():
-        lb = svc["load_balancer"]
+    for name, lb in load_balancers(config.get("services", {})):
         backends = []
         for server in lb["servers"]:
             parts = urlsplit(server["url"])
@@ -163,6 +179,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             # conversation affinity and/or the model probe's busy fallback (services/affinity.py)
             service.sticky = Affinity(lb.get("affinity"), service.idx, backends, service.balancer, plane,
                                       busy_fallback=lb.get("agent_health") is not None)
+    for name in config.get("services", {}):
+        _service_of_services(name, config["services"], services, slots["services"])
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []
@@ -178,6 +196,25 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
                             chain, list(eps), slots["routers"][name]))
     tables = {ep: RouterTable(r for r in routes if ep in r.entrypoints) for ep in http_entrypoints}
     return Runtime(compiled["generation"], config, tables, services)
+
+
+def _service_of_services(name: str, configs: dict[str, Any], services: dict[str, Service],
+                         slots: dict[str, int]) -> Service:
+    """The service ``name``, building a service of services after its children (validation ruled out cycles)."""
+    service = services.get(name)
+    if service is not None:
+        return service
+    weighted, failover = configs[name]["weighted"], configs[name]["failover"]
+    kind: Weighted | Failover
+    if failover is not None:
+        kind = Failover(name, _service_of_services(failover["service"], configs, services, slots),
+                        _service_of_services(failover["fallback"], configs, services, slots), failover["errors"])
+    else:
+        children = [(c["name"], _service_of_services(c["name"], configs, services, slots), c["weight"])
+                    for c in weighted["services"]]
+        kind = Weighted(children, weighted["sticky"])
+    service = services[name] = Service(name, [], KindBalancer(kind), True, 5.0, 60.0, idx=slots[name], kind=kind)
+    return service
 
 
 def make_pool_factory(loop: Any) -> Callable[..., UpstreamPool]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from ...shared.config.gateway_schema import load_balancers
 from ...shared.plane import Plane
 from ..generations import backend_key
 
@@ -56,8 +57,7 @@ class ServiceProbes:
         services = compiled["config"].get("services", {})
         slots = compiled["slots"]["backends"]
         wanted: dict[str, Any] = {}
-        for name, svc in services.items():
-            lb = svc["load_balancer"]
+        for name, lb in load_balancers(services):
             cfg = lb.get(self.KEY)
             if cfg:
                 wanted[name] = (cfg, [(s["url"], slots[backend_key(name, s["url"])]) for s in lb["servers"]])
@@ -68,8 +68,8 @@ class ServiceProbes:
         for key in list(self.states):
             if key not in probed:
                 del self.states[key]
-        for name, svc in services.items():
-            for s in svc["load_balancer"]["servers"]:
+        for name, lb in load_balancers(services):
+            for s in lb["servers"]:
                 key = backend_key(name, s["url"])
                 if key not in probed:
                     self._unprobed(slots[key])

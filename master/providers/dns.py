@@ -33,6 +33,7 @@ import dns.rdatatype
 import dns.resolver
 
 from ...shared import log as gwlog
+from ...shared.config.gateway_schema import load_balancers
 from ...shared.config.schema import parse_address
 
 log = gwlog.get("master.dns")
@@ -53,8 +54,8 @@ def is_name(host: str | None) -> bool:
 def names_in(services: dict[str, Any]) -> set[str]:
     """Every hostname used by a server URL."""
     out = set()
-    for svc in services.values():
-        for s in svc["load_balancer"]["servers"]:
+    for _name, lb in load_balancers(services):
+        for s in lb["servers"]:
             host = urlsplit(s["url"]).hostname
             if is_name(host):
                 out.add(host)
@@ -132,8 +133,7 @@ class DnsResolver:
 
     def expand(self, services: dict[str, Any]) -> None:
         """Replace hostname servers by their resolved addresses, in place (normalized config data)."""
-        for svc in services.values():
-            lb = svc["load_balancer"]
+        for _name, lb in load_balancers(services):
             servers = []
             for s in lb["servers"]:
                 parts = urlsplit(s["url"])

@@ -249,7 +249,66 @@ LOAD_BALANCER = Table(
     }
 )
 
-SERVICE = Table({"load_balancer": Field(LOAD_BALANCER, required=True)})
+# A service of services (worker/services/weighted.py): children are any services, nested to any depth; cycles and
+# unknown names are rejected by validate.py with their key paths.
+WEIGHTED = Table(
+    {
+        "services": Field(
+            ListOf(
+                Table({"name": Field(Str(nonempty=True), required=True), "weight": Field(Int(minimum=0), 1)}),
+                min_items=1,
+                too_few="a weighted service needs at least one child service",
+            ),
+            required=True,
+        ),
+        "sticky": Field(Nullable(STICKY)),          # pins a client to one child (the cookie names the child)
+    }
+)
+
+# The fallback serves while the primary cannot (worker/services/failover.py); both are any services.
+FAILOVER = Table({
+    "service": Field(Str(nonempty=True), required=True),
+    "fallback": Field(Str(nonempty=True), required=True),
+    # the primary's answers with these statuses are dropped and the request (body replayed) goes to the fallback
+    "errors": Field(Nullable(Table({
+        "status": Field(ListOf(Str(check=_status_range_error), min_items=1,
+                               too_few="list at least one status or range, e.g. '500-504'"), required=True),
+        "max_body_bytes": Field(Int(minimum=0), 1 << 20),      # a larger body: the primary's answer stands
+    }))),
+})
+
+SERVICE_KINDS = ("load_balancer", "weighted", "failover")
+"""The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
+
+
+def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    given = [kind for kind in SERVICE_KINDS if raw.get(kind) is not None]
+    if not given:
+        rep.add(join(path, "load_balancer"), "required key is missing (or another service kind: "
+                f"{', '.join(SERVICE_KINDS[1:])})")
+    elif len(given) > 1:
+        rep.add(path, f"a service has exactly one kind, got {' and '.join(given)}")
+
+
+SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
+                                                                ("weighted", WEIGHTED), ("failover", FAILOVER))},
+                post=_one_kind)
+
+
+def child_services(svc: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """The services a normalized service of services picks through, as (key path inside the service, the table
+    holding the name, its key): ``table[key]`` is the child's name, and where a resolved name is written back."""
+    if svc.get("weighted") is not None:
+        return [(f"weighted.services[{i}].name", c, "name") for i, c in enumerate(svc["weighted"]["services"])]
+    if svc.get("failover") is not None:
+        return [(f"failover.{key}", svc["failover"], key) for key in ("service", "fallback") if key in svc["failover"]]
+    return []
+
+
+def load_balancers(services: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, load_balancer table) of the normalized services that have servers (every kind but those of
+    services)."""
+    return [(name, svc["load_balancer"]) for name, svc in services.items() if svc.get("load_balancer") is not None]
 
 PROVIDERS = Table(
     {

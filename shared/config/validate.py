@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .default import DEFAULT_SERVICE_NAMES
-from .gateway_schema import CONFIG
+from .gateway_schema import CONFIG, child_services
 from .middleware_types import MIDDLEWARE_TYPES
 from .schema import INVALID, Reporter, join, suggest
 
@@ -35,6 +35,7 @@ def check(raw: Any, rep: Reporter) -> dict[str, Any]:
     if data is INVALID:
         return {}
     _check_routers(data, rep)
+    _check_services(data, rep)
     _check_listeners(data, rep)
     return data
 
@@ -116,6 +117,47 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
             message = check_rule(router["rule"], kind)
             if message:
                 rep.add(join(path, "rule"), message)
+
+
+def _check_services(data: dict[str, Any], rep: Reporter) -> None:
+    """A service of services names defined services (not built-in ones: those have no servers to pick), and no
+    service reaches itself through its children; a cycle is reported once, with its path."""
+    services = data.get("services", {})
+    defined = set(services)
+    children: dict[str, list[tuple[str, str]]] = {}      # name → [(child name, key path of the reference)]
+    for name, svc in services.items():
+        refs = children[name] = []
+        for key, holder, field in child_services(svc):
+            path, ref = join(join("services", name), key), holder[field]
+            if ref in DEFAULT_SERVICE_NAMES:
+                rep.add(path, f"'{ref}' is built in and has no servers: it cannot be a child service")
+                continue
+            resolved = holder[field] = _resolve(rep, path, "service", ref, defined)
+            if resolved in defined:
+                refs.append((resolved, path))
+    reported: set[frozenset[str]] = set()
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in done:
+            return
+        for child, path in children.get(name, ()):
+            if child in trail or child == name:
+                cycle = trail[trail.index(child):] + [name] if child in trail else [name]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    rep.add(path, "services form a cycle: " + " → ".join([*cycle, child]))
+                continue
+            visit(child, [*trail, name])
+        done.add(name)
+
+    for name in children:
+        visit(name, [])
+    routed = {router.get("service") for router in data.get("routers", {}).values()}
+    for name, svc in services.items():
+        if (svc.get("failover") or {}).get("errors") is not None and name not in routed:
+            rep.add(join(join(join("services", name), "failover"), "errors"),
+                    "acts only on a failover that a router names; no router names this service")
 
 
 def _check_listeners(data: dict[str, Any], rep: Reporter) -> None:

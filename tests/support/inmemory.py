@@ -78,8 +78,8 @@ class Wire(Transport):
 
 
 def config_text(which: str) -> str:
-    """The ``plain`` or ``full`` profile of ``loadtest/bench_config.py``, or the text of a config file."""
-    if which in ("plain", "full"):
+    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``), or a config file's text."""
+    if which in ("plain", "full", "weighted"):
         return subprocess.run([sys.executable, str(BENCH_CONFIG), which], capture_output=True,
                               text=True, check=True).stdout
     return Path(which).read_text()

@@ -527,7 +527,7 @@ def test_required_keys_and_cross_checks() -> None:
             None,
         ),
         ("routers.r.rule", "required key is missing", None),
-        ("services.s.load_balancer", "required key is missing", None),
+        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover)", None),
         ("middlewares.m.type", "required key is missing", None),
         ("middlewares.rl.rate", "must be greater than 0, got 0", None),
         ("providers.discovery.seeds", "required key is missing", None),
@@ -868,3 +868,44 @@ def test_config_errors_never_quote_secrets() -> None:
         text = str(info.value)
         for secret in ("SECRET-A", "123456789", "987654321", "SECRET-B", "SECRET-C", "55555555"):
             assert secret not in text, text
+
+
+LB = {"load_balancer": {"servers": [{"url": "http://a:1"}]}}
+
+
+def test_weighted_service_normalizes_children_and_drops_the_file_suffix() -> None:
+    cfg = GatewayConfig.from_dict({"services": {"a": LB, "w": {"weighted": {"services": [{"name": "a@file"}]}}}})
+    assert cfg.services["w"] == {"load_balancer": None, "failover": None,
+                                 "weighted": {"services": [{"name": "a", "weight": 1}], "sticky": None}}
+    assert cfg.services["a"]["weighted"] is None
+    assert GatewayConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_paths() -> None:
+    def child(*names: str) -> dict:
+        return {"weighted": {"services": [{"name": n} for n in names]}}
+
+    with pytest.raises(ConfigError) as excinfo:
+        GatewayConfig.from_dict({"services": {
+            "canary": child("a", "v3"), "a": LB, "x": child("y"), "y": child("z"), "z": child("x"),
+            "self": child("self"), "both": {**LB, **child("a")}, "empty": {"weighted": {"services": []}},
+            "internal": child("whoami@internal"),
+            "fo": {"failover": {"service": "a@file", "fallback": "nope"}}, "fo2": {"failover": {"service": "fo2"}},
+            "fo3": {"failover": {"service": "a", "fallback": "x"}},
+            "fo4": {"failover": {"service": "a", "fallback": "a", "errors": {"status": ["500-504", "6xx"]}}},
+        }})
+    assert problems_of(excinfo) == {
+        ("services.canary.weighted.services[1].name", "unknown service 'v3'", None),
+        ("services.z.weighted.services[0].name", "services form a cycle: x → y → z → x", None),
+        ("services.self.weighted.services[0].name", "services form a cycle: self → self", None),
+        ("services.both", "a service has exactly one kind, got load_balancer and weighted", None),
+        ("services.empty.weighted.services", "a weighted service needs at least one child service", None),
+        ("services.internal.weighted.services[0].name",
+         "'whoami@internal' is built in and has no servers: it cannot be a child service", None),
+        ("services.fo.failover.fallback", "unknown service 'nope'", None),
+        ("services.fo2.failover.fallback", "required key is missing", None),
+        ("services.fo2.failover.service", "services form a cycle: fo2 → fo2", None),
+        ("services.fo4.failover.errors.status[1]", "expected a status or a range like '200-399', got '6xx'", None),
+        ("services.fo4.failover.errors", "acts only on a failover that a router names; no router names this "
+         "service", None),
+    }

@@ -21,6 +21,29 @@ if TYPE_CHECKING:
     from .balancer import Balancer
 
 
+def cookie_attributes(cfg: dict[str, Any]) -> bytes:
+    """The attributes of a ``Set-Cookie`` for a ``sticky`` table (``ttl`` is its Max-Age)."""
+    attrs = [b"Path=/", b"Max-Age=%d" % int(cfg["ttl"]), b"SameSite=" + cfg["same_site"].capitalize().encode()]
+    if cfg["http_only"]:
+        attrs.append(b"HttpOnly")
+    if cfg["secure"] or cfg["same_site"] == "none":
+        attrs.append(b"Secure")              # browsers refuse SameSite=None without Secure
+    return b"; ".join(attrs)
+
+
+def cookie_value(headers: list[tuple[bytes, bytes]], cookie: bytes) -> bytes | None:
+    """The first non-empty value of the cookie named ``cookie`` in the request's Cookie headers."""
+    name = cookie + b"="
+    for hname, value in headers:
+        if hname.lower() != b"cookie":
+            continue
+        for part in value.split(b";"):
+            part = part.strip()
+            if part.startswith(name) and len(part) > len(name):
+                return part[len(name):]
+    return None
+
+
 class Sticky:
     def __init__(self, cfg: dict[str, Any], service_idx: int, backends: list[Backend], balancer: Balancer,
                  plane: Plane) -> None:
@@ -30,28 +53,11 @@ class Sticky:
         self.plane = plane
         self.by_idx = {b.idx: b for b in backends}
         self.prefix = b"%d:" % service_idx            # bindings are per service
-        attrs = [b"Path=/", b"Max-Age=%d" % int(self.ttl), b"SameSite=" + cfg["same_site"].capitalize().encode()]
-        if cfg["http_only"]:
-            attrs.append(b"HttpOnly")
-        if cfg["secure"] or cfg["same_site"] == "none":
-            attrs.append(b"Secure")              # browsers refuse SameSite=None without Secure
-        self.attrs = b"; ".join(attrs)
-
-    def session_id(self, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-        """The first non-empty value of our cookie in the request's Cookie headers."""
-        name = self.cookie + b"="
-        for hname, value in headers:
-            if hname.lower() != b"cookie":
-                continue
-            for part in value.split(b";"):
-                part = part.strip()
-                if part.startswith(name) and len(part) > len(name):
-                    return part[len(name):]
-        return None
+        self.attrs = cookie_attributes(cfg)
 
     def pick(self, headers: list[tuple[bytes, bytes]], now: float) -> tuple[Backend | None, bytes | None]:
         """(backend, the value of a Set-Cookie to add to the response, or None)."""
-        sid = self.session_id(headers)
+        sid = cookie_value(headers, self.cookie)
         plane = self.plane
         if sid is not None:
             key = self.prefix + sid
