@@ -244,9 +244,13 @@ class FakeApiServer:
 
     def _notify(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
         for w in self._watches:
-            if w.plural == plural and w.namespace in (None, obj["metadata"].get("namespace")) \
-                    and _selector_matches(w.selector, obj["metadata"].get("labels") or {}):
+            if self._wants(w, plural, obj):
                 w.queue.put_nowait((kind, obj))
+
+    @staticmethod
+    def _wants(w: _Watch, plural: str, obj: dict[str, Any]) -> bool:
+        return (w.plural == plural and w.namespace in (None, obj["metadata"].get("namespace"))
+                and _selector_matches(w.selector, obj["metadata"].get("labels") or {}))
 
     # -- HTTP
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -356,7 +360,7 @@ class FakeApiServer:
         w = _Watch(plural, ns, selector)
         if since and since != "0":
             for rv, p, kind, obj in self.events:
-                if rv > int(since) and p == plural:
+                if rv > int(since) and self._wants(w, p, obj):
                     w.queue.put_nowait((kind, obj))
         else:
             for obj in self._matching(plural, ns, selector):
