@@ -161,9 +161,8 @@ class FakeApiServer:
 
     # -- test hooks
     def apply(self, *objs: dict[str, Any]) -> None:
-        """Create or replace each object (kind and metadata.namespace pick where it goes)."""
-        for obj in objs:
-            self._call(self._put, PLURAL_OF_KIND[obj["kind"]], copy.deepcopy(obj))
+        """Create or replace each object (kind and metadata.namespace pick where it goes), all in one go."""
+        self._call(lambda: [self._put(PLURAL_OF_KIND[o["kind"]], copy.deepcopy(o)) for o in objs])
 
     def delete(self, kind: str, name: str, namespace: str = "") -> None:
         self._call(self._delete, PLURAL_OF_KIND[kind], namespace, name)

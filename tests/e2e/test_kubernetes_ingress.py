@@ -207,10 +207,12 @@ key_file = "{default.key}"
     api.apply(tls_secret("shop-tls", second.cert, second.key))
     want_second = x509.load_pem_x509_certificate(second.cert.read_bytes()).serial_number
     wait_until(lambda: served_serial(secure, pki, "shop.test") == want_second, timeout=15, what="rotated cert")
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(pki.path))) as c:
-        r = c.get(f"https://shop.test:{secure}/", extensions={"sni_hostname": "shop.test"},
-                  headers={"Host": "shop.test"})
-    assert r.json()["name"] == "secure"
+    ctx = ssl.create_default_context(cafile=str(pki.path))
+    with socket.create_connection(("127.0.0.1", secure), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="shop.test") as tls_sock:
+        tls_sock.sendall(b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+        answer = b"".join(iter(lambda: tls_sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200") and b'"secure"' in answer
     assert gw.health()["last_reload"]["ok"]
 
 
@@ -268,16 +270,17 @@ def test_a_burst_of_1000_events_costs_few_rebuilds_and_noop_updates_none(api, ba
     gw = gateway(config(api, tmp_path))
     wait_until(lambda: name_at(gw, "/") == "app", timeout=15, what="ingress served")
     before = rebuilds(gw)
-    api.apply(*[ingress("app", [rule("a.test", path("/", "app"))], labels={"burst": str(i)})
-                for i in range(1000)])
+    # every event changes the config (the router's priority), the last one its path
+    api.apply(*[ingress("app", [rule("a.test", path("/", "app"))], annotations={"a3s.io/router.priority": str(i)})
+                for i in range(10, 1009)], ingress("app", [rule("a.test", path("/final", "app"))]))
     events = lambda: next(w for w in kube_state(gw)["watches"] if w["kind"] == "Ingress")["events"]  # noqa: E731
     wait_until(lambda: events() >= 1000, timeout=30, what="1000 events seen")
-    wait_until(lambda: kube_state(gw)["translations"] and rebuilds(gw) >= before, what="settled")
+    wait_until(lambda: name_at(gw, "/") == 404 and name_at(gw, "/final") == "app", timeout=15, what="last state")
     burst = rebuilds(gw) - before
-    assert burst <= 3, burst
+    assert 1 <= burst <= 2, burst
     # the same object again (only resourceVersion changes): ignored, no rebuild
     translations = kube_state(gw)["translations"]
-    api.apply(ingress("app", [rule("a.test", path("/", "app"))], labels={"burst": "999"}))
+    api.apply(ingress("app", [rule("a.test", path("/final", "app"))]))
     wait_until(lambda: events() >= 1001, what="no-op event seen")
     ingresses = next(w for w in kube_state(gw)["watches"] if w["kind"] == "Ingress")
     assert ingresses["ignored"] >= 1
