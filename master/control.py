@@ -182,21 +182,22 @@ class ControlPlane:
         if want_watch and self.watcher is None:
             self.watcher = FileWatcher(key[0], key[1], lambda reason: self.reload(reason))
             self.watcher.start()
-        # discovery provider
-        disc = cfg.data.get("providers", {}).get("discovery")
-        if self.discovery is not None and self.discovery.settings != disc:
-            self._spawn_stop(self.discovery)
-            self.discovery = None
-        if disc is not None and self.discovery is None:
-            self.discovery = Discovery(disc, self._republish, self._discovery_rejects)
-            self.discovery.start()
-        kube = cfg.data.get("providers", {}).get("kubernetes")
-        if self.kubernetes is not None and self.kubernetes.settings != kube:
-            self._spawn_stop(self.kubernetes)
-            self.kubernetes = None
-        if kube is not None and self.kubernetes is None:
-            self.kubernetes = KubernetesProvider(kube, self._republish, self._kubernetes_rejects)
-            self.kubernetes.start()
+        # discovery and Kubernetes providers
+        providers = cfg.data.get("providers", {})
+        self.discovery = self._reconcile(self.discovery, providers.get("discovery"),
+                                         lambda s: Discovery(s, self._republish, self._discovery_rejects))
+        self.kubernetes = self._reconcile(self.kubernetes, providers.get("kubernetes"),
+                                          lambda s: KubernetesProvider(s, self._republish, self._kubernetes_rejects))
+
+    def _reconcile(self, current: Any, settings: dict[str, Any] | None, make: Any) -> Any:
+        """A polling provider matching ``settings``: kept when they did not change, else stopped and remade."""
+        if current is not None and current.settings != settings:
+            self._spawn_stop(current)
+            current = None
+        if settings is not None and current is None:
+            current = make(settings)
+            current.start()
+        return current
 
     def _spawn_stop(self, component: Any) -> None:
         task = asyncio.get_running_loop().create_task(component.stop())
