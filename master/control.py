@@ -29,6 +29,8 @@ from .probes.model import ModelProbe
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
 from .providers.file import FileWatcher
+from .providers.kubernetes import KubernetesProvider
+from .providers.kubernetes import merge as merge_kubernetes
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -44,6 +46,7 @@ class ControlPlane:
         self.agents: ModelProbe | None = None      # agent_health probes (probes/model.py)
         self.watcher: FileWatcher | None = None
         self.discovery: Discovery | None = None
+        self.kubernetes: KubernetesProvider | None = None
         self.dns: DnsResolver | None = None
         self.acme: AcmeManager | None = None
         self._lock: asyncio.Lock | None = None
@@ -59,7 +62,10 @@ class ControlPlane:
 
     def compile_input(self, cfg: GatewayConfig) -> GatewayConfig:
         data = cfg.to_dict()
-        if self.discovery is not None and self._merge_discovered(data, self.discovery.seeds, warn=True):
+        merged = self.discovery is not None and self._merge_discovered(data, self.discovery.seeds, warn=True)
+        if self.kubernetes is not None:
+            merged |= merge_kubernetes(data, self.kubernetes.contribution, self.kubernetes.settings["entrypoints"])
+        if merged:
             data = GatewayConfig.from_dict(data, source=cfg.source).data   # same validation as files
         if self.dns is not None:
             self.dns.expand(data["services"])
@@ -85,6 +91,18 @@ class ControlPlane:
         self._merge_discovered(data, seeds, warn=False)
         try:
             GatewayConfig.from_dict(data, source="<discovery>")
+        except ConfigError as e:
+            return "; ".join(str(p) for p in e.problems[:3])
+        return None
+
+    def _kubernetes_rejects(self, contribution: dict[str, Any]) -> str | None:
+        if self.static is None:
+            return None
+        data = self.static.to_dict()
+        if not merge_kubernetes(data, contribution, self.static.data["providers"]["kubernetes"]["entrypoints"]):
+            return None
+        try:
+            GatewayConfig.from_dict(data, source="<kubernetes>")
         except ConfigError as e:
             return "; ".join(str(p) for p in e.problems[:3])
         return None
@@ -164,14 +182,22 @@ class ControlPlane:
         if want_watch and self.watcher is None:
             self.watcher = FileWatcher(key[0], key[1], lambda reason: self.reload(reason))
             self.watcher.start()
-        # discovery provider
-        disc = cfg.data.get("providers", {}).get("discovery")
-        if self.discovery is not None and self.discovery.settings != disc:
-            self._spawn_stop(self.discovery)
-            self.discovery = None
-        if disc is not None and self.discovery is None:
-            self.discovery = Discovery(disc, self._republish, self._discovery_rejects)
-            self.discovery.start()
+        # discovery and Kubernetes providers
+        providers = cfg.data.get("providers", {})
+        self.discovery = self._reconcile(self.discovery, providers.get("discovery"),
+                                         lambda s: Discovery(s, self._republish, self._discovery_rejects))
+        self.kubernetes = self._reconcile(self.kubernetes, providers.get("kubernetes"),
+                                          lambda s: KubernetesProvider(s, self._republish, self._kubernetes_rejects))
+
+    def _reconcile(self, current: Any, settings: dict[str, Any] | None, make: Any) -> Any:
+        """A polling provider matching ``settings``: kept when they did not change, else stopped and remade."""
+        if current is not None and current.settings != settings:
+            self._spawn_stop(current)
+            current = None
+        if settings is not None and current is None:
+            current = make(settings)
+            current.start()
+        return current
 
     def _spawn_stop(self, component: Any) -> None:
         task = asyncio.get_running_loop().create_task(component.stop())
@@ -183,11 +209,11 @@ class ControlPlane:
         self.started = False
         if self._pending is not None:
             self._pending.cancel()
-        for component in (self.watcher, self.discovery, self.dns, self.acme, self.health, self.agents):
+        for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents):
             if component is not None:
                 await component.stop()
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
-        self.watcher = self.discovery = self.dns = self.acme = self.health = self.agents = None
+        self.watcher = self.discovery = self.kubernetes = self.dns = self.acme = self.health = self.agents = None
 
     # -- reload triggers
     async def reload(self, reason: str, reread: bool = True) -> GatewayError | None:
@@ -217,6 +243,7 @@ class ControlPlane:
             "watch": {"config": self.watcher.config_path, "directory": self.watcher.directory}
             if self.watcher else None,
             "discovery": self.discovery.snapshot() if self.discovery else None,
+            "kubernetes": self.kubernetes.snapshot() if self.kubernetes else None,
             "dns": self.dns.snapshot() if self.dns else None,
             "acme": self.acme.snapshot() if self.acme else None,
         }

@@ -17,6 +17,7 @@ import ssl
 from typing import Any
 
 from .ai_schema import AFFINITY, AGENT_HEALTH
+from .kubernetes_schema import KUBERNETES
 from .middleware_types import MIDDLEWARE
 from .schema import (
     Bool,
@@ -333,6 +334,8 @@ PROVIDERS = Table(
                 )
             )
         ),
+        # Ingress, IngressClass, EndpointSlices and TLS Secrets; see master/providers/kubernetes/
+        "kubernetes": Field(Nullable(KUBERNETES)),
         # Resolve hostname servers (A/AAAA; SRV for _service._proto.name) in the master; see master/providers/dns.py
         "dns": Field(
             Nullable(

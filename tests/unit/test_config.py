@@ -202,6 +202,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
             "failure_threshold": 3,
         },
         "dns": None,
+        "kubernetes": None,
     }
     assert cfg.data["admin"] == {
         "enabled": True,

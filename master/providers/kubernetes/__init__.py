@@ -1,0 +1,11 @@
+"""The Kubernetes provider: Ingress v1 and IngressClass, backends from EndpointSlices, TLS from Secrets, status
+written back by the Lease holder.
+
+One module per concept: ``client`` (which cluster), ``watch`` (list + watch into per-kind stores),
+``ingress`` (Ingress → routers/services), ``endpoints`` (Service port → servers), ``tls`` (Secrets → files),
+``status`` (leader election and status writes), ``provider`` (debounced rebuilds, validation per object).
+"""
+
+from .provider import KubernetesProvider, merge
+
+__all__ = ["KubernetesProvider", "merge"]

@@ -1,0 +1,187 @@
+"""The Kubernetes provider: reflectors → translation → one contribution, published like a file reload.
+
+Flow: every reflector (``watch.py``) calls ``_changed()`` when its store changed; the rebuild waits until no
+change has arrived for ``throttle`` seconds (at most ``max_wait × throttle`` after the first one, so a steady
+trickle still gets applied), and only once every kind has been listed, so a half-synced cluster never becomes
+a generation. A rebuild translates the stores (``ingress.py``) into one ``Part`` per object, checks the result
+with the gateway's own validator (``accepts``), and when it is invalid checks each object alone and leaves out
+the ones that break it — reported with their namespace/name in ``snapshot()`` and the log — so the rest keeps
+serving. Only a contribution that differs from the published one asks the control plane for a generation
+(``on_change``); a burst of events therefore costs few rebuilds, and a no-op costs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightkube.resources.core_v1 import Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import Ingress, IngressClass
+
+from ....shared import log as gwlog
+from .client import make_client
+from .ingress import IngressTranslator
+from .part import Part
+from .status import StatusWriter
+from .tls import CertFiles
+from .watch import Kind, Reflector
+
+log = gwlog.get("master.kubernetes")
+
+KINDS = (
+    Kind("Ingress", Ingress, namespaced=True, selected=True, status_is_ours=True),
+    Kind("IngressClass", IngressClass, namespaced=False),
+    Kind("Service", Service, namespaced=True),
+    Kind("EndpointSlice", EndpointSlice, namespaced=True),
+    Kind("Secret", Secret, namespaced=True),
+)
+
+
+def empty() -> dict[str, Any]:
+    return {"routers": {}, "services": {}, "certificates": []}
+
+
+def merge(data: dict[str, Any], contribution: dict[str, Any], entrypoints: list[str]) -> bool:
+    """Add the contribution to a config dict (names the files define win); True when it added anything.
+
+    Certificates go to every TLS entrypoint among ``entrypoints`` ([] = all), after the files' own."""
+    for key in ("routers", "services"):
+        for name, value in contribution[key].items():
+            data[key].setdefault(name, copy.deepcopy(value))
+    if contribution["certificates"]:
+        for name, ep in data["entrypoints"].items():
+            tls = ep.get("tls")
+            if tls and ep.get("protocol", "http") == "http" and (not entrypoints or name in entrypoints):
+                tls["certificates"] = [*tls.get("certificates", []), *copy.deepcopy(contribution["certificates"])]
+    return bool(contribution["routers"] or contribution["services"] or contribution["certificates"])
+
+
+class KubernetesProvider:
+    def __init__(self, settings: dict[str, Any], on_change: Callable[[str], Awaitable[None]],
+                 accepts: Callable[[dict[str, Any]], str | None]) -> None:
+        """``accepts(contribution)`` says why the config with it would be invalid, or None."""
+        self.settings = settings
+        self.on_change = on_change
+        self.accepts = accepts
+        self.contribution = empty()
+        self.certs = CertFiles(settings["certs_dir"])
+        self.reflectors: dict[str, Reflector] = {}
+        self.errors: dict[str, list[str]] = {}        # "Ingress ns/name" → what was left out and why
+        self.parts: list[Part] = []
+        self.stats: dict[str, Any] = {"rebuilds": 0, "translations": 0, "last_rebuild": None}
+        self.status: StatusWriter | None = None
+        self._dirty: asyncio.Event | None = None
+        self._first_change = self._last_change = 0.0
+        self._tasks: list[asyncio.Task] = []
+        self.client: Any = None
+
+    def start(self) -> None:
+        self.client = make_client(self.settings)
+        self._dirty = asyncio.Event()
+        for kind in KINDS:
+            reflector = Reflector(self.client, kind, self.settings["namespaces"], self.settings["label_selector"],
+                                  self._changed)
+            self.reflectors[kind.name] = reflector
+            reflector.start()
+        self._tasks = [asyncio.get_running_loop().create_task(self._debounced(), name="k8s-rebuild")]
+        if self.settings["status"]["enabled"]:
+            self.status = StatusWriter(self.client, self.settings, self.reflectors, lambda: self.parts)
+            self.status.start()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.status is not None:
+            await self.status.stop()
+        for reflector in self.reflectors.values():
+            await reflector.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"watches": [r.snapshot() for r in self.reflectors.values()], **self.stats,
+                "routers": len(self.contribution["routers"]), "services": len(self.contribution["services"]),
+                "errors": self.errors, "leader": self.status.is_leader if self.status else None}
+
+    def _changed(self) -> None:
+        assert self._dirty is not None
+        now = time.monotonic()
+        if not self._dirty.is_set():
+            self._first_change = now
+        self._last_change = now
+        self._dirty.set()
+
+    async def _debounced(self) -> None:
+        assert self._dirty is not None
+        throttle = self.settings["throttle"]
+        while True:
+            await self._dirty.wait()
+            while True:
+                now = time.monotonic()
+                quiet_at = self._last_change + throttle
+                latest = self._first_change + throttle * self.settings["max_wait"]
+                if now >= min(quiet_at, latest):
+                    break
+                await asyncio.sleep(min(quiet_at, latest) - now)
+            if not all(r.has_synced for r in self.reflectors.values()):
+                await asyncio.sleep(throttle)     # the first lists are still running: wait for all of them
+                continue
+            self._dirty.clear()
+            try:
+                if self.rebuild():
+                    await self.on_change("kubernetes")
+            except Exception as e:  # noqa: BLE001 — logged; the next change tries again
+                log.error(f"kubernetes rebuild failed: {type(e).__name__}: {e}")
+
+    def rebuild(self) -> bool:
+        """Translate the stores; True when the accepted contribution changed (and was adopted)."""
+        self.stats["translations"] += 1
+        parts = IngressTranslator(self.settings, self.reflectors).parts()
+        contribution = self._combine(parts)
+        problem = self.accepts(contribution)
+        if problem is not None:
+            good = []
+            for part in parts:
+                alone = self.accepts(self._combine([part]))
+                if alone is None:
+                    good.append(part)
+                else:
+                    part.errors.append(f"left out: {alone}")
+                    part.routers, part.services, part.certificates = {}, {}, []
+            contribution = self._combine(good)
+            problem = self.accepts(contribution)
+        self.errors = {p.source: p.errors for p in parts if p.errors}
+        for source, errors in self.errors.items():
+            for error in errors:
+                log.warning(f"{source}: {error}")
+        self.parts = parts
+        if self.status is not None:
+            self.status.poke()
+        if problem is not None:
+            log.error(f"kubernetes objects rejected together, keeping the previous ones: {problem}")
+            return False
+        if contribution == self.contribution:
+            return False
+        self.contribution = contribution
+        self.stats["rebuilds"] += 1
+        self.stats["last_rebuild"] = time.time()
+        self.certs.prune({f for pair in contribution["certificates"] for f in pair.values()})
+        return True
+
+    def _combine(self, parts: list[Part]) -> dict[str, Any]:
+        out = empty()
+        seen: set[tuple[str, str]] = set()
+        for part in parts:
+            out["routers"].update(part.routers)
+            out["services"].update(part.services)
+            for pem in part.certificates:
+                pair = self.certs.pair(*pem)
+                if (key := (pair["cert_file"], pair["key_file"])) not in seen:
+                    seen.add(key)
+                    out["certificates"].append(pair)
+        return out
