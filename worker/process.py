@@ -39,6 +39,7 @@ from .upstream.http1 import UpstreamProtocol
 SWEEP_INTERVAL = 0.5
 CLIENT_IDLE_TIMEOUT = 60.0
 EXIT_BOOT_ERROR = 3
+CLOSE_TIMEOUT = 2.0      # seconds the exit waits for middlewares' and the exporter's HTTP/Redis clients to close
 
 log = gwlog.get("worker")
 
@@ -274,6 +275,7 @@ async def run(slot: int, channel_fd: int) -> int:
     await worker.stopped.wait()
     for t in tasks:
         t.cancel()
+    await worker.build_middlewares.close(CLOSE_TIMEOUT)
     await worker.obs.close()
     worker.plane.close()
     return 0
