@@ -56,8 +56,15 @@ def validate(argv: list[str]) -> int:
     return 0
 
 
+SUBCOMMANDS = """subcommands:
+  a3s-gateway validate --config FILE      check a config file and exit (every problem, with its key path)
+  a3s-gateway status [--pid PID] [--json] print a running gateway's workers, backends and tables
+(run one with --help for its options)"""
+
+
 def serve(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.")
+    ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.",
+                                 epilog=SUBCOMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="TOML or YAML config file (default: ./gateway.toml or the embedded default)")
     ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
