@@ -65,7 +65,8 @@ SUBCOMMANDS = """subcommands:
 def serve(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.",
                                  epilog=SUBCOMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="TOML or YAML config file (default: ./gateway.toml or the embedded default)")
+    ap.add_argument("--config", help="TOML, YAML or JSON config file (.toml, .yaml/.yml, .json; default: "
+                    "./gateway.toml or the embedded default)")
     ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
