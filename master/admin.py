@@ -258,7 +258,8 @@ class AdminServer:
             await site.start()
         except OSError as e:
             await self.runner.cleanup()
-            raise GatewayError(f"cannot bind admin API on {self.host}:{self.port}: {e.strerror or e}") from e
+            raise GatewayError(f"cannot bind admin API on {self.host}:{self.port}: {e.strerror or e} (move it with "
+                               "--admin ADDR or admin.address, or turn it off with --admin off)") from e
 
     async def stop(self) -> None:
         await self.runner.cleanup()

@@ -1,7 +1,7 @@
 """The ``a3s-gateway`` command line: a thin user of ``Gateway`` (one lifecycle for binary and library).
 
-    a3s-gateway [--config FILE] [--listen ADDR] [--workers N] [--log-level LEVEL] [--log-format json|text]
-                [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
+    a3s-gateway [--config FILE] [--listen ADDR] [--admin ADDR|off] [--workers N] [--log-level LEVEL]
+                [--log-format json|text] [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
     a3s-gateway status [--pid PID] [--json]
 
@@ -68,6 +68,8 @@ def serve(argv: list[str]) -> int:
     ap.add_argument("--config", help="TOML, YAML or JSON config file (.toml, .yaml/.yml, .json; default: "
                     "./gateway.toml or the embedded default)")
     ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
+    ap.add_argument("--admin", metavar="ADDR|off", help="override the admin API's address, or 'off' to disable it "
+                    "(survives reloads)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
@@ -84,8 +86,8 @@ def serve(argv: list[str]) -> int:
         if args.config is None and not os.path.exists("gateway.toml"):
             log.info("no config file: using the embedded default (web on 127.0.0.1:8080 → whoami@internal)")
         gateway = Gateway(cfg, workers=args.workers, log_level=args.log_level, log_format=args.log_format,
-                          graceful_timeout=args.graceful_timeout, listen=args.listen, user=args.user,
-                          group=args.group)
+                          graceful_timeout=args.graceful_timeout, listen=args.listen, admin=args.admin,
+                          user=args.user, group=args.group)
     except ConfigError as e:
         for p in e.problems:
             log.error(str(p))

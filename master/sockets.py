@@ -23,6 +23,11 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _move_hint(name: str) -> str:
+    """How to move entrypoint ``name`` somewhere else, for a bind error (``web`` also has a flag)."""
+    return f"set entrypoints.{name}.address" + (" or pass --listen ADDR" if name == "web" else "")
+
+
 def bind(host: str, port: int, protocol: str) -> socket.socket:
     """One reuseport socket for ``host:port`` (TCP for http/tcp entrypoints, UDP for udp)."""
     kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
@@ -86,10 +91,10 @@ class Listeners:
                     try:
                         for _ in range(slots):
                             socks.append(bind(ep["host"], ep["port"], ep.get("protocol", "http")))
-                    except GatewayError:
+                    except GatewayError as e:
                         for s in socks:
                             s.close()
-                        raise
+                        raise GatewayError(f"entrypoint '{name}': {e} ({_move_hint(name)})") from e
                     lid = self._next_lid
                     self._next_lid += 1
                     self.sets[lid], self.addresses[lid] = socks, addr

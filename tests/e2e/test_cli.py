@@ -4,11 +4,13 @@ where the gateway really listens."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import httpx
-from harness import BINARY, Gateway
+from harness import BINARY, Gateway, free_port, port_open, wait_until
 
 JSON_CONFIG = {
     "entrypoints": {"web": {"address": "127.0.0.1:{web}"}},
@@ -30,6 +32,7 @@ def test_help_lists_the_validate_and_status_subcommands() -> None:
     r = subprocess.run([*BINARY, "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert "a3s-gateway validate --config FILE" in r.stdout and "a3s-gateway status" in r.stdout
+    assert "--admin ADDR|off" in r.stdout
 
 
 def test_json_config_is_parsed_as_json_and_serves(tmp_path: Path) -> None:
@@ -46,3 +49,51 @@ def test_invalid_json_config_is_reported_as_json_with_its_position(tmp_path: Pat
     r = subprocess.run([*BINARY, "validate", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "invalid JSON: Expecting property name enclosed in double quotes (at line 2, column 15)" in r.stderr
+
+
+def test_admin_flag_moves_the_admin_api_off_the_configured_address(tmp_path: Path) -> None:
+    configured, moved = free_port(), free_port()
+    g = Gateway(WHOAMI % configured, tmp_path, admin=moved, extra_args=["--admin", f"127.0.0.1:{moved}"])
+    try:
+        assert g.health()["state"] == "running"       # the harness reads health on the moved port
+        assert not port_open(configured)
+    finally:
+        assert g.stop() == 0
+
+
+def test_admin_off_serves_traffic_without_an_admin_api(tmp_path: Path) -> None:
+    configured = free_port()
+    g = Gateway(WHOAMI % configured, tmp_path, wait=False, extra_args=["--admin", "off"])
+    try:
+        wait_until(lambda: "gateway running" in g.logs(), 20, what="gateway running")
+        assert httpx.get(g.url + "/x").status_code == 200
+        assert not port_open(configured)
+    finally:
+        g.proc.send_signal(signal.SIGTERM)
+        assert g.proc.wait(30) == 0
+
+
+def test_admin_address_in_use_fails_start_naming_the_admin_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(WHOAMI.replace("{web}", str(free_port())) % port)
+        r = subprocess.run([*BINARY, "--config", str(cfg), "--workers", "1"], capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 1
+    assert f"cannot bind admin API on 127.0.0.1:{port}" in r.stderr and "--admin ADDR" in r.stderr, r.stderr
+
+
+def test_web_address_in_use_fails_start_naming_the_listen_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(WHOAMI.replace("{web}", str(port)) % free_port())
+        r = subprocess.run([*BINARY, "--config", str(cfg), "--workers", "1"], capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 1
+    assert "entrypoint 'web': cannot bind" in r.stderr and "--listen ADDR" in r.stderr, r.stderr

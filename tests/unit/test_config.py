@@ -868,3 +868,15 @@ def test_config_errors_never_quote_secrets() -> None:
         text = str(info.value)
         for secret in ("SECRET-A", "123456789", "987654321", "SECRET-B", "SECRET-C", "55555555"):
             assert secret not in text, text
+
+
+def test_with_admin_moves_or_disables_the_admin_api() -> None:
+    cfg = GatewayConfig.default()
+    moved = cfg.with_admin("127.0.0.1:9191")
+    assert (moved.data["admin"]["enabled"], moved.data["admin"]["host"], moved.data["admin"]["port"]) == (
+        True, "127.0.0.1", 9191)
+    assert cfg.data["admin"]["port"] == 9090  # original untouched
+    assert cfg.with_admin("off").data["admin"]["enabled"] is False
+    with pytest.raises(ConfigError) as excinfo:
+        cfg.with_admin("nonsense")
+    assert [p.path for p in excinfo.value.problems] == ["admin.address"]
