@@ -7,6 +7,7 @@
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
+The start-up log names every address really listened on once all workers accept.
 Exit codes: 0 clean stop, 1 invalid config or failed start, 2 usage error.
 """
 
@@ -84,7 +85,8 @@ def serve(argv: list[str]) -> int:
     try:
         cfg = _load(args.config)
         if args.config is None and not os.path.exists("gateway.toml"):
-            log.info("no config file: using the embedded default (web on 127.0.0.1:8080 → whoami@internal)")
+            # where it listens is logged once the workers accept (--listen/--admin may have moved it)
+            log.info("no config file: using the embedded default config (every request → whoami@internal)")
         gateway = Gateway(cfg, workers=args.workers, log_level=args.log_level, log_format=args.log_format,
                           graceful_timeout=args.graceful_timeout, listen=args.listen, admin=args.admin,
                           user=args.user, group=args.group)

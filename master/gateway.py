@@ -175,9 +175,11 @@ class Gateway:
         self._last_reload.update(ok=True, at=time.time(), generation=1)
         self.file_sync["at"] = self._last_reload["at"]
         sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running, generation 1")
-        log.info("gateway running", extra={"fields": {
-            "workers": self.workers, "generation": 1,
-            "entrypoints": {n: ep["address"] for n, ep in self._config.entrypoints.items()}}})
+        addresses = self._listeners.urls()
+        if self._admin is not None:
+            addresses["admin API"] = self._admin.url()
+        log.info("gateway running: " + ", ".join(f"{name} on {url}" for name, url in addresses.items()),
+                 extra={"fields": {"workers": self.workers, "generation": 1, "listening": addresses}})
         if self._stop_after_start is not None:
             self._spawn(self.shutdown(graceful=self._stop_after_start))
 
@@ -256,7 +258,8 @@ class Gateway:
         if new_config is None:
             self.file_sync = {"at": self._last_reload["at"], "errors": None}
         self._control.applied(cfg, compiled)
-        log.info("config reloaded", extra={"fields": {"generation": self._generation}})
+        log.info("config reloaded", extra={"fields": {"generation": self._generation,
+                                                      "listening": self._listeners.urls()}})
 
     # -- internals
     def _overridden(self, cfg: GatewayConfig) -> GatewayConfig:

@@ -68,6 +68,7 @@ def test_admin_off_serves_traffic_without_an_admin_api(tmp_path: Path) -> None:
         wait_until(lambda: "gateway running" in g.logs(), 20, what="gateway running")
         assert httpx.get(g.url + "/x").status_code == 200
         assert not port_open(configured)
+        assert "admin API on" not in g.logs()
     finally:
         g.proc.send_signal(signal.SIGTERM)
         assert g.proc.wait(30) == 0
@@ -97,3 +98,25 @@ def test_web_address_in_use_fails_start_naming_the_listen_flag(tmp_path: Path) -
                            timeout=60)
     assert r.returncode == 1
     assert "entrypoint 'web': cannot bind" in r.stderr and "--listen ADDR" in r.stderr, r.stderr
+
+
+def test_start_log_names_the_addresses_listened_on_once_workers_accept(tmp_path: Path) -> None:
+    """The embedded default config moved by ``--listen`` and ``--admin``: the log shows the real addresses and
+    never the default's 8080, and the line comes only once both workers accept."""
+    web, admin = free_port(), free_port()
+    log = tmp_path / "gateway.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*BINARY, "--workers", "2", "--log-format", "text", "--listen", f"127.0.0.1:{web}",
+                                 "--admin", f"127.0.0.1:{admin}"], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            line = wait_until(lambda: next((ln for ln in log.read_text().splitlines() if "gateway running" in ln),
+                                           None), 20, what="gateway running")
+            workers = {httpx.get(f"http://127.0.0.1:{web}/", headers={"Connection": "close"}).json()["worker"]["pid"]
+                       for _ in range(40)}
+            assert len(workers) == 2      # both workers were accepting when the line was written
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    assert f"web on http://127.0.0.1:{web}" in line and f"admin API on http://127.0.0.1:{admin}" in line, line
+    assert "8080" not in log.read_text()
