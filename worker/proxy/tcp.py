@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
 from ...shared.rules import Rule, parse_rule
+from ..retire import accept_queued
 from ..tls import CertStore
 from . import clienthello
 from .tunnel import Tunnel
@@ -113,12 +114,20 @@ class TcpEntrypoint:
                 log.warning(f"tcp entrypoint {self.name}: accept failed: {e}")
                 await asyncio.sleep(0.05)
                 continue
-            if not self._admit(addr[0]):
-                conn.close()
-                continue
-            conn.setblocking(False)
-            self.active += 1
-            loop.create_task(self._serve(conn, addr[0]))
+            self._take(conn, addr[0])
+
+    def accept_queued(self) -> None:
+        """The entrypoint is being removed: relay the connections still waiting in its accept queue."""
+        for conn in accept_queued(self.sock):
+            self._take(conn, conn.getpeername()[0])
+
+    def _take(self, conn: socket.socket, client_ip: str) -> None:
+        if not self._admit(client_ip):
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.active += 1
+        self.worker.loop.create_task(self._serve(conn, client_ip))
 
     def _admit(self, ip: str) -> bool:
         if self.max_connections and self.active >= self.max_connections:
