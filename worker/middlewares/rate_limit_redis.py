@@ -17,7 +17,6 @@ The client (a connection pool) is created once per worker on first use and reuse
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ...shared import log as gwlog
 from ..chain import Middleware, Reply, error_reply
 from ._support.lazy_client import LazyClient
 from ._support.limit_key import key_func
+from ._support.ratelimit_fields import RateLimitFields
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -68,6 +68,7 @@ class RateLimitRedis(Middleware):
         self.url = params["redis_url"]
         self.rate = params["rate"] / params["period"]
         self.burst = params["burst"]
+        self.fields = RateLimitFields(name, params["rate"], params["period"])
         self.timeout = params["timeout_ms"] / 1000
         self.key = key_func(params["key"])
         self.prefix = b"a3s:ratelimit:" if params["key"] == "router" else b"a3s:ratelimit:%s:" % name.encode()
@@ -106,8 +107,7 @@ class RateLimitRedis(Middleware):
             return None
         if admitted:
             return None
-        retry_after = max(1, math.ceil(float(wait)))
-        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % retry_after)])
+        return error_reply(429, REJECTED, self.fields.rejected(float(wait)))
 
     def failed(self, error: BaseException) -> None:
         now = time.monotonic()
