@@ -47,8 +47,11 @@ def render(snap: dict[str, Any]) -> str:
     lines += table("workers", ("slot", "pid", "generation", "restarts", "heartbeat"), [
         (w["slot"], w["pid"], w["generation"], w["restarts"],
          "never" if w["heartbeat_age_s"] is None else f"{w['heartbeat_age_s']:.1f}s ago") for w in snap["workers"]])
-    lines += table("backends", ("backend", "state", "in-flight", "requests", "consecutive failures"), [
-        (_name(b), "healthy" if b["healthy"] else "DOWN", b["inflight"], b["requests"], b["consecutive_failures"])
+    lines += table("backends (requests: HTTP; connections: TCP connections and UDP sessions, relayed/failed)",
+                   ("backend", "state", "in-flight", "requests", "connections", "bytes in", "bytes out",
+                    "consecutive failures"), [
+        (_name(b), "healthy" if b["healthy"] else "DOWN", b["inflight"], b["requests"],
+         f"{b['connections']}/{b['connection_failures']}", b["bytes_in"], b["bytes_out"], b["consecutive_failures"])
         for b in snap["backends"]])
     if snap["breakers"]:
         lines += table("circuit breakers", ("breaker", "state"), [(_name(b), b["state"]) for b in snap["breakers"]])

@@ -172,8 +172,9 @@ def test_status_subcommand_prints_workers_backends_and_tables_as_aligned_text(ga
     assert workers[0].split() == ["slot", "pid", "generation", "restarts", "heartbeat"]
     assert sorted(w.split()[0] for w in workers[1:]) == ["0", "1"]
     backend = next(line for line in lines if f"svc|{b.url}" in line)
-    assert backend.split()[1:] == ["healthy", "0", "5", "0"]
-    header = lines[lines.index("backends") + 1]
+    cols = backend.split()[1:]
+    assert cols[:4] == ["healthy", "0", "5", "0/0"] and cols[-1] == "0" and int(cols[5]) > 0   # bytes out
+    header = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("backends"))
     end = header.index("requests") + len("requests")
     assert backend[end - 1] == "5" and backend[end] == " "          # numbers right-aligned under their header
     assert next(line for line in lines if line.strip().startswith("rate-limit")).split()[1:] == ["65536", "0", "0"]
