@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from harness import BINARY, Gateway, free_port, port_open, wait_until
 
 JSON_CONFIG = {
@@ -74,30 +75,23 @@ def test_admin_off_serves_traffic_without_an_admin_api(tmp_path: Path) -> None:
         assert g.proc.wait(30) == 0
 
 
-def test_admin_address_in_use_fails_start_naming_the_admin_flag(tmp_path: Path) -> None:
+@pytest.mark.parametrize("taken_by, expected", [
+    ("admin", ("cannot bind admin API on 127.0.0.1:{port}", "--admin ADDR")),
+    ("web", ("entrypoint 'web': cannot bind 127.0.0.1:{port}", "--listen ADDR")),
+])
+def test_start_on_a_taken_port_fails_naming_the_flag_that_moves_it(tmp_path: Path, taken_by: str,
+                                                                   expected: tuple[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        web, admin = (free_port(), port) if taken_by == "admin" else (port, free_port())
         cfg = tmp_path / "gateway.toml"
-        cfg.write_text(WHOAMI.replace("{web}", str(free_port())) % port)
+        cfg.write_text(WHOAMI.replace("{web}", str(web)) % admin)
         r = subprocess.run([*BINARY, "--config", str(cfg), "--workers", "1"], capture_output=True, text=True,
                            timeout=60)
     assert r.returncode == 1
-    assert f"cannot bind admin API on 127.0.0.1:{port}" in r.stderr and "--admin ADDR" in r.stderr, r.stderr
-
-
-def test_web_address_in_use_fails_start_naming_the_listen_flag(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        cfg = tmp_path / "gateway.toml"
-        cfg.write_text(WHOAMI.replace("{web}", str(port)) % free_port())
-        r = subprocess.run([*BINARY, "--config", str(cfg), "--workers", "1"], capture_output=True, text=True,
-                           timeout=60)
-    assert r.returncode == 1
-    assert "entrypoint 'web': cannot bind" in r.stderr and "--listen ADDR" in r.stderr, r.stderr
+    assert all(part.format(port=port) in r.stderr for part in expected), r.stderr
 
 
 def test_start_log_names_the_addresses_listened_on_once_workers_accept(tmp_path: Path) -> None:
