@@ -164,7 +164,7 @@ class Worker:
             return
         store = self.cert_stores.get(ep["name"])
         factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
-        for conn in accept_queued(self.listen_socks[ep["lid"]]):
+        for conn, _addr in accept_queued(self.listen_socks[ep["lid"]]):
             self.loop.create_task(self.loop.connect_accepted_socket(factory, conn,
                                                                     ssl=store.front if store else None))
 

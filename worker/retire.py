@@ -16,22 +16,24 @@ import struct
 import termios
 
 
-def accept_queued(sock: socket.socket) -> list[socket.socket]:
-    """Every connection waiting in a listening socket's accept queue, taken now (non-blocking)."""
+def accept_queued(sock: socket.socket) -> list[tuple[socket.socket, tuple]]:
+    """Every connection waiting in a listening socket's accept queue, with its peer address, taken now."""
     sock.setblocking(False)     # the flag is the open file's: already so for the worker's server on it
     taken = []
     while True:
         try:
-            conn, _addr = sock.accept()
+            conn, addr = sock.accept()
         except OSError:           # BlockingIOError: the queue is empty
             return taken
         conn.setblocking(False)
-        taken.append(conn)
+        taken.append((conn, addr))
 
 
 def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
-    """Bytes the kernel holds for a connection that its protocol has not read yet (FIONREAD)."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    """Bytes the kernel holds for a connection that its protocol has not read yet (FIONREAD); 0 for what is not a
+    socket transport (a TCP relay's pair of transports)."""
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
     if sock is None or sock.fileno() < 0:
         return 0
     try:

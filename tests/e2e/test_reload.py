@@ -296,3 +296,29 @@ def test_requests_queued_on_an_entrypoint_being_removed_are_answered_not_reset(g
         with c:
             head = c.recv(65536)        # ConnectionResetError here is the bug
             assert head.startswith(b"HTTP/1.1 200 ") or head.startswith(b"HTTP/1.1 404 "), head
+
+
+RELAY = """
+[entrypoints.relay]
+address = "127.0.0.1:{relay}"
+protocol = "tcp"
+[routers.relay]
+rule = "HostSNI(`*`)"
+service = "raw"
+entrypoints = ["relay"]
+[services.raw.load_balancer]
+servers = [{url = "tcp://HOSTPORT"}]
+"""
+
+
+def test_reload_removing_a_tcp_entrypoint_with_a_live_relay_is_applied(gateway, backends):
+    b = backends()
+    relay = free_port()
+    g = gateway(BASE.replace("BACKEND", b.url) + RELAY.replace("HOSTPORT", f"127.0.0.1:{b.port}"), workers=2,
+                relay=relay)
+    with socket.create_connection(("127.0.0.1", relay), timeout=10) as c:
+        c.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(65536).startswith(b"HTTP/1.1 200")
+        g.reload(BASE.replace("BACKEND", b.url))
+        assert g.health()["last_reload"]["ok"] is True, g.health()["last_reload"]
+    wait_until(lambda: not port_open(relay), 10, what="removed TCP entrypoint closed")

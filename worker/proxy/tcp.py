@@ -129,8 +129,8 @@ class TcpEntrypoint:
 
     def accept_queued(self) -> None:
         """The entrypoint is being removed: relay the connections still waiting in its accept queue."""
-        for conn in accept_queued(self.sock):
-            self._take(conn, conn.getpeername()[0])
+        for conn, addr in accept_queued(self.sock):
+            self._take(conn, addr[0])
 
     def _take(self, conn: socket.socket, client_ip: str) -> None:
         if not self._admit(client_ip):
