@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 
 from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
-from . import metrics
+from . import metrics, sockets
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
 
 if TYPE_CHECKING:
@@ -287,7 +287,12 @@ class AdminServer:
             await site.start()
         except OSError as e:
             await self.runner.cleanup()
-            raise GatewayError(f"cannot bind admin API on {self.host}:{self.port}: {e.strerror or e}") from e
+            raise GatewayError(f"cannot bind admin API on {self.host}:{self.port}: {e.strerror or e} (move it with "
+                               "--admin ADDR or admin.address, or turn it off with --admin off)") from e
+
+    def url(self) -> str:
+        """Where the API really listens (``http://host:port``)."""
+        return sockets.url("http", self.runner.addresses[0])
 
     async def stop(self) -> None:
         await self.runner.cleanup()

@@ -1,12 +1,13 @@
 """The ``a3s-gateway`` command line: a thin user of ``Gateway`` (one lifecycle for binary and library).
 
-    a3s-gateway [--config FILE] [--listen ADDR] [--workers N] [--log-level LEVEL] [--log-format json|text]
-                [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
+    a3s-gateway [--config FILE] [--listen ADDR] [--admin ADDR|off] [--workers N] [--log-level LEVEL]
+                [--log-format json|text] [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
     a3s-gateway status [--pid PID] [--json]
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
+The start-up log names every address really listened on once all workers accept.
 Exit codes: 0 clean stop, 1 invalid config or failed start, 2 usage error.
 """
 
@@ -56,10 +57,20 @@ def validate(argv: list[str]) -> int:
     return 0
 
 
+SUBCOMMANDS = """subcommands:
+  a3s-gateway validate --config FILE      check a config file and exit (every problem, with its key path)
+  a3s-gateway status [--pid PID] [--json] print a running gateway's workers, backends and tables
+(run one with --help for its options)"""
+
+
 def serve(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.")
-    ap.add_argument("--config", help="TOML or YAML config file (default: ./gateway.toml or the embedded default)")
+    ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.",
+                                 epilog=SUBCOMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="TOML, YAML or JSON config file (.toml, .yaml/.yml, .json; default: "
+                    "./gateway.toml or the embedded default)")
     ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
+    ap.add_argument("--admin", metavar="ADDR|off", help="override the admin API's address, or 'off' to disable it "
+                    "(survives reloads)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
@@ -74,10 +85,11 @@ def serve(argv: list[str]) -> int:
     try:
         cfg = _load(args.config)
         if args.config is None and not os.path.exists("gateway.toml"):
-            log.info("no config file: using the embedded default (web on 127.0.0.1:8080 → whoami@internal)")
+            # where it listens is logged once the workers accept (--listen/--admin may have moved it)
+            log.info("no config file: using the embedded default config (every request → whoami@internal)")
         gateway = Gateway(cfg, workers=args.workers, log_level=args.log_level, log_format=args.log_format,
-                          graceful_timeout=args.graceful_timeout, listen=args.listen, user=args.user,
-                          group=args.group)
+                          graceful_timeout=args.graceful_timeout, listen=args.listen, admin=args.admin,
+                          user=args.user, group=args.group)
     except ConfigError as e:
         for p in e.problems:
             log.error(str(p))

@@ -49,9 +49,10 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, workers: int | None = None, log_level: str = "info",
                  log_format: str = "json", graceful_timeout: float = 30.0, listen: str | None = None,
-                 user: str | None = None, group: str | None = None, handle_signals: bool = True) -> None:
-        self._listen = listen
-        self._config = config.with_listen(listen) if listen else config
+                 admin: str | None = None, user: str | None = None, group: str | None = None,
+                 handle_signals: bool = True) -> None:
+        self._listen, self._admin_address = listen, admin
+        self._config = self._overridden(config)
         self.workers = workers or os.cpu_count() or 1
         self.log_level = log_level
         self.log_format = log_format
@@ -174,9 +175,11 @@ class Gateway:
         self._last_reload.update(ok=True, at=time.time(), generation=1)
         self.file_sync["at"] = self._last_reload["at"]
         sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running, generation 1")
-        log.info("gateway running", extra={"fields": {
-            "workers": self.workers, "generation": 1,
-            "entrypoints": {n: ep["address"] for n, ep in self._config.entrypoints.items()}}})
+        addresses = self._listeners.urls()
+        if self._admin is not None:
+            addresses["admin API"] = self._admin.url()
+        log.info("gateway running: " + ", ".join(f"{name} on {url}" for name, url in addresses.items()),
+                 extra={"fields": {"workers": self.workers, "generation": 1, "listening": addresses}})
         if self._stop_after_start is not None:
             self._spawn(self.shutdown(graceful=self._stop_after_start))
 
@@ -220,8 +223,7 @@ class Gateway:
         sd_notify.notify("RELOADING=1")
         try:
             cfg = new_config if new_config is not None else GatewayConfig.from_file(self._config.source)
-            if self._listen:
-                cfg = cfg.with_listen(self._listen)
+            cfg = self._overridden(cfg)
             effective = self._control.compile_input(cfg)     # + providers' services, ACME certificates
             # New entrypoint addresses are bound now (a bind error rejects the reload, nothing changed);
             # unchanged addresses keep their sockets and queued connections.
@@ -256,9 +258,17 @@ class Gateway:
         if new_config is None:
             self.file_sync = {"at": self._last_reload["at"], "errors": None}
         self._control.applied(cfg, compiled)
-        log.info("config reloaded", extra={"fields": {"generation": self._generation}})
+        log.info("config reloaded", extra={"fields": {"generation": self._generation,
+                                                      "listening": self._listeners.urls()}})
 
     # -- internals
+    def _overridden(self, cfg: GatewayConfig) -> GatewayConfig:
+        """``cfg`` with the ``listen``/``admin`` overrides (the command line's ``--listen``/``--admin``) applied:
+        they hold for every config the gateway runs, reloaded ones included."""
+        if self._listen:
+            cfg = cfg.with_listen(self._listen)
+        return cfg.with_admin(self._admin_address) if self._admin_address else cfg
+
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         handlers = {

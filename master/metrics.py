@@ -194,10 +194,15 @@ class GatewayCollector:
             data = totals[kind]
             c = CounterMetricFamily(P + name + "_requests", f"Requests answered, by {doc} and status class.",
                                     labels=labels + ["code_class"])
-            bi = CounterMetricFamily(P + name + "_request_bytes", f"Request body bytes received, by {doc}.",
-                                     labels=labels)
-            bo = CounterMetricFamily(P + name + "_response_bytes", f"Response body bytes sent, by {doc}.",
-                                     labels=labels)
+            bi = CounterMetricFamily(P + name + "_request_bytes", f"Request body bytes received (TCP/UDP: bytes "
+                                     f"relayed from the client), by {doc}.", labels=labels)
+            bo = CounterMetricFamily(P + name + "_response_bytes", f"Response body bytes sent (TCP/UDP: bytes "
+                                     f"relayed to the client), by {doc}.", labels=labels)
+            cn = CounterMetricFamily(P + name + "_connections", f"TCP connections and UDP sessions that ended, by "
+                                     f"{doc} and outcome (relayed, or failed: no backend reached).",
+                                     labels=labels + ["outcome"])
+            cs = CounterMetricFamily(P + name + "_connection_duration_seconds", "Seconds the relayed TCP "
+                                     f"connections and UDP sessions lasted, summed, by {doc}.", labels=labels)
             for key, idx in sorted(keys.items()):
                 row = data.get(idx)
                 if row is None:
@@ -208,9 +213,11 @@ class GatewayCollector:
                         c.add_metric(lv + [cls], row[cls])
                 bi.add_metric(lv, row["bytes_in"])
                 bo.add_metric(lv, row["bytes_out"])
-            yield c
-            yield bi
-            yield bo
+                if row["connections"] or row["connection_failures"]:
+                    cn.add_metric(lv + ["relayed"], row["connections"])
+                    cn.add_metric(lv + ["failed"], row["connection_failures"])
+                    cs.add_metric(lv, row["connection_ms"] / 1000)
+            yield from (c, bi, bo, cn, cs)
 
         yield from per_entity("routers", "router", "router", ["router", "service"], routers,
                               lambda k: [k, router_service.get(k, "")])

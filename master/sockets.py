@@ -23,6 +23,22 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def url(scheme: str, address: tuple) -> str:
+    """``scheme://host:port`` of a bound socket's ``getsockname()``: the address it really has."""
+    host, port = address[:2]
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _scheme(ep: dict) -> str:
+    protocol = ep.get("protocol", "http")
+    return ("https" if ep.get("tls") else "http") if protocol == "http" else protocol
+
+
+def _move_hint(name: str) -> str:
+    """How to move entrypoint ``name`` somewhere else, for a bind error (``web`` also has a flag)."""
+    return f"set entrypoints.{name}.address" + (" or pass --listen ADDR" if name == "web" else "")
+
+
 def bind(host: str, port: int, protocol: str) -> socket.socket:
     """One reuseport socket for ``host:port`` (TCP for http/tcp entrypoints, UDP for udp)."""
     kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
@@ -86,10 +102,10 @@ class Listeners:
                     try:
                         for _ in range(slots):
                             socks.append(bind(ep["host"], ep["port"], ep.get("protocol", "http")))
-                    except GatewayError:
+                    except GatewayError as e:
                         for s in socks:
                             s.close()
-                        raise
+                        raise GatewayError(f"entrypoint '{name}': {e} ({_move_hint(name)})") from e
                     lid = self._next_lid
                     self._next_lid += 1
                     self.sets[lid], self.addresses[lid] = socks, addr
@@ -122,6 +138,10 @@ class Listeners:
         """``{lid: fd}`` of one worker slot for the current (or the given) specs."""
         specs = self.specs if specs is None else specs
         return {spec["lid"]: self.fd(spec["lid"], slot) for spec in specs.values()}
+
+    def urls(self) -> dict[str, str]:
+        """``{entrypoint: scheme://host:port}`` as bound, for the start-up and reload logs."""
+        return {name: url(_scheme(spec), self.sets[spec["lid"]][0].getsockname()) for name, spec in self.specs.items()}
 
     def worker_specs(self, specs: dict[str, dict] | None = None) -> list[dict]:
         specs = self.specs if specs is None else specs

@@ -25,23 +25,41 @@ def live_planes() -> list[str]:
     return sorted(p for p in prefixes if pid_alive(prefix_pid(p) or 0))
 
 
+def table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
+    """A titled, column-aligned block: text columns left-aligned, numbers right-aligned (so digits line up)."""
+    cells = [header, *(tuple(str(c) for c in row) for row in rows)]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["", title]
+    for r in cells:
+        lines.append("  " + "  ".join(c.rjust(w) if num else c.ljust(w)
+                                      for c, w, num in zip(r, widths, numeric)).rstrip())
+    return lines
+
+
+def _name(entry: dict[str, Any]) -> str:
+    return entry["name"] or f"#{entry['idx']}"
+
+
 def render(snap: dict[str, Any]) -> str:
     lines = [f"gateway plane {snap['name']} (master pid {snap['master_pid']}, "
-             f"{snap['shm_bytes'] / 2**20:.1f} MiB shared memory)", "", "workers:"]
-    for w in snap["workers"]:
-        beat = "never" if w["heartbeat_age_s"] is None else f"{w['heartbeat_age_s']:.1f}s ago"
-        lines.append(f"  slot {w['slot']}: pid {w['pid']}, generation {w['generation']}, restarts {w['restarts']}, "
-                     f"heartbeat {beat}")
-    lines += ["", "backends:"]
-    for b in snap["backends"]:
-        state = "healthy" if b["healthy"] else "DOWN"
-        lines.append(f"  {b['name'] or '#' + str(b['idx'])}: {state}, in-flight {b['inflight']}, "
-                     f"requests {b['requests']}, consecutive failures {b['consecutive_failures']}")
+             f"{snap['shm_bytes'] / 2**20:.1f} MiB shared memory)"]
+    lines += table("workers", ("slot", "pid", "generation", "restarts", "heartbeat"), [
+        (w["slot"], w["pid"], w["generation"], w["restarts"],
+         "never" if w["heartbeat_age_s"] is None else f"{w['heartbeat_age_s']:.1f}s ago") for w in snap["workers"]])
+    lines += table("backends (requests: HTTP; connections: TCP connections and UDP sessions, relayed/failed)",
+                   ("backend", "state", "in-flight", "requests", "connections", "bytes in", "bytes out",
+                    "consecutive failures"), [
+        (_name(b), "healthy" if b["healthy"] else "DOWN", b["inflight"], b["requests"],
+         f"{b['connections']}/{b['connection_failures']}", b["bytes_in"], b["bytes_out"], b["consecutive_failures"])
+        for b in snap["backends"]])
     if snap["breakers"]:
-        lines += ["", "circuit breakers:"]
-        lines += [f"  {b['name'] or '#' + str(b['idx'])}: {b['state']}" for b in snap["breakers"]]
+        lines += table("circuit breakers", ("breaker", "state"), [(_name(b), b["state"]) for b in snap["breakers"]])
     rl, st = snap["ratelimit"], snap["sticky"]
-    lines += ["", f"rate-limit table: {rl}", f"sticky table: {st}"]
+    lines += table("shared tables (active: rate-limit keys used in the last 60 s, sticky entries not expired)",
+                   ("table", "entries", "used", "active"),
+                   [("rate-limit", rl["entries"], rl["used"], rl["active_last_60s"]),
+                    ("sticky", st["entries"], st["used"], st["live"])])
     return "\n".join(lines)
 
 

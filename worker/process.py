@@ -33,6 +33,7 @@ from . import exchange, limits, middlewares, runtime, tls
 from .handover import Handover
 from .observability import Observability
 from .proxy import tcp, udp
+from .retire import accept_queued, unread_bytes
 from .runtime import PoolKey, Runtime
 from .services.upstream_pool import UpstreamPool
 from .upstream.http1 import UpstreamProtocol
@@ -40,6 +41,7 @@ from .upstream.http1 import UpstreamProtocol
 SWEEP_INTERVAL = 0.5
 CLIENT_IDLE_TIMEOUT = 60.0
 EXIT_BOOT_ERROR = 3
+CLOSE_TIMEOUT = 2.0      # seconds the exit waits for middlewares' and the exporter's HTTP/Redis clients to close
 
 log = gwlog.get("worker")
 
@@ -70,6 +72,7 @@ class Worker:
         # master's help; ``listening[name]`` is (spec, server) of each entrypoint being served.
         self.listen_socks: dict[int, socket.socket] = {}
         self.listening: dict[str, tuple[dict[str, Any], asyncio.AbstractServer]] = {}
+        self.retired: set[str] = set()      # removed entrypoints whose connections are not all closed yet
         self.fdsock: socket.socket | None = None
         self.acme_tokens: dict[str, str] = {}            # HTTP-01 token -> key authorization (from the master)
 
@@ -133,21 +136,49 @@ class Worker:
                 server.close()
             raise
         gone = [n for n in self.listening if n not in wanted]
+        used = {ep["lid"] for ep in specs}
+        for name in gone:
+            ep, server = self.listening[name]
+            if ep["lid"] not in used:
+                self._accept_queued(ep, server)
         for name in gone + list(started):
             old = self.listening.pop(name, None)
             if old is not None:
                 old[1].close()
         for name in gone + [n for n, (ep, _s) in started.items() if not ep.get("tls")]:
             self.cert_stores.pop(name, None)
-        for name in gone:
-            for conn in list(self.connections):
-                if getattr(conn, "entrypoint", None) == name:
-                    conn.close_if_idle()
+        self.retired = (self.retired | set(gone)) - set(wanted)
+        self.close_retired_idle()
         self.listening.update(started)
         self.servers = [server for _ep, server in self.listening.values()]
-        used = {ep["lid"] for ep in specs}
         for lid in [lid for lid in self.listen_socks if lid not in used]:
             self.listen_socks.pop(lid).close()
+
+    def _accept_queued(self, ep: dict[str, Any], server: asyncio.AbstractServer) -> None:
+        """Serve the connections the kernel has accepted on a removed entrypoint's socket that no worker has taken
+        yet: the master closes its copy of the socket once every worker has answered this generation, and closing
+        the last copy of a listening socket resets every connection still queued in it."""
+        if isinstance(server, udp.UdpEntrypoint):     # datagrams: no connection waits to be accepted
+            return
+        if isinstance(server, tcp.TcpEntrypoint):
+            server.accept_queued()
+            return
+        store = self.cert_stores.get(ep["name"])
+        factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
+        for conn, _addr in accept_queued(self.listen_socks[ep["lid"]]):
+            self.loop.create_task(self.loop.connect_accepted_socket(factory, conn,
+                                                                    ssl=store.front if store else None))
+
+    def close_retired_idle(self) -> None:
+        """Close the idle connections of removed entrypoints (``retired``). One whose request is still unread in the
+        kernel is not idle, whatever its protocol thinks (closing it would reset the client): the sweep tries again
+        until every connection of a removed entrypoint is gone."""
+        left: set[str] = set()
+        for conn in list(self.connections):
+            name = getattr(conn, "entrypoint", None)
+            if name in self.retired and (unread_bytes(conn.transport) or not conn.close_if_idle()):
+                left.add(name)
+        self.retired = left
 
     def _receive_sockets(self, lids: list[int]) -> None:
         """Take the listening sockets the master sent (SCM_RIGHTS) just before this generation message."""
@@ -193,6 +224,8 @@ class Worker:
                 pool.sweep(now)
             for store in self.cert_stores.values():
                 store.reload(only_if_changed=True)
+            if self.retired:
+                self.close_retired_idle()
             self.plane.heartbeat()
 
     async def drain(self, timeout: float) -> None:
@@ -275,6 +308,7 @@ async def run(slot: int, channel_fd: int) -> int:
     await worker.stopped.wait()
     for t in tasks:
         t.cancel()
+    await worker.build_middlewares.close(CLOSE_TIMEOUT)
     await worker.obs.close()
     worker.plane.close()
     return 0

@@ -113,6 +113,18 @@ class GatewayConfig:
         web["address"] = address
         return self._checked(data, Reporter(self.source))
 
+    def with_admin(self, address: str) -> GatewayConfig:
+        """A re-validated copy whose admin API listens on ``address``, or is disabled for ``"off"``."""
+        data = self.to_dict()
+        admin = data["admin"]
+        admin.pop("host", None)
+        admin.pop("port", None)
+        if address == "off":
+            admin["enabled"] = False
+        else:
+            admin.update(enabled=True, address=address)
+        return self._checked(data, Reporter(self.source))
+
     def summary(self) -> str:
         """``gateway.toml: OK (2 entrypoints, 3 routers, 2 services, 4 middlewares)``."""
         counts = ", ".join(

@@ -1,12 +1,13 @@
-"""Reading config documents: parsing TOML or YAML, ``${VAR}`` substitution, and merging a conf.d directory.
+"""Reading config documents: parsing TOML, YAML or JSON, ``${VAR}`` substitution, and merging a conf.d directory.
 
-* The format follows the file extension: ``.yaml``/``.yml`` is YAML (``yaml.safe_load``), anything else TOML.
+* The format follows the file extension: ``.yaml``/``.yml`` is YAML (``yaml.safe_load``), ``.json`` is JSON
+  (parsed as JSON, not as YAML, so its errors say JSON and cite JSON's line and column), anything else TOML.
 * Env substitution runs on every string value after parsing and before validation: ``${VAR}``,
   ``${VAR:-default}`` (default when unset or empty) and ``$${`` for a literal ``${``.
 * ``load_file`` merges the ``entrypoints``/``routers``/``services``/``middlewares`` tables of every
-  ``*.toml``/``*.yaml``/``*.yml`` file (sorted by name) in ``providers.file.directory`` — resolved against the
-  main file's folder and stored resolved — into the main document. A missing directory adds nothing (the file
-  provider may create it later). Definitions from a conf.d file are recorded in ``Reporter.origins``.
+  ``*.toml``/``*.yaml``/``*.yml``/``*.json`` file (sorted by name) in ``providers.file.directory`` — resolved
+  against the main file's folder and stored resolved — into the main document. A missing directory adds nothing
+  (the file provider may create it later). Definitions from a conf.d file are recorded in ``Reporter.origins``.
 
 Invariant: nothing here raises on bad input; problems go to the Reporter (unreadable or unparsable documents
 with path ``""``), and a function returns None only when there is no document to go on with.
@@ -14,6 +15,7 @@ with path ``""``), and a function returns None only when there is no document to
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -26,21 +28,31 @@ from .gateway_schema import SECTIONS
 from .schema import Reporter, describe, join, suggest
 
 YAML_EXTENSIONS = (".yaml", ".yml")
-CONFIG_EXTENSIONS = (".toml", *YAML_EXTENSIONS)
+CONFIG_EXTENSIONS = (".toml", *YAML_EXTENSIONS, ".json")
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
 def format_of(path: str) -> str:
-    """``"yaml"`` for .yaml/.yml files, else ``"toml"``."""
-    return "yaml" if path.lower().endswith(YAML_EXTENSIONS) else "toml"
+    """``"yaml"`` for .yaml/.yml files, ``"json"`` for .json files, else ``"toml"``."""
+    lower = path.lower()
+    return "yaml" if lower.endswith(YAML_EXTENSIONS) else "json" if lower.endswith(".json") else "toml"
+
+
+def _loads(text: str, fmt: str) -> Any:
+    if fmt == "toml":
+        return tomllib.loads(text)
+    return json.loads(text) if fmt == "json" else yaml.safe_load(text)
 
 
 def parse(text: str, fmt: str, rep: Reporter) -> Any | None:
     """The parsed document (an empty YAML document is ``{}``), or None after reporting a syntax error."""
     try:
-        document = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)
+        document = _loads(text, fmt)
+    except json.JSONDecodeError as e:     # a ValueError: caught before the generic one below
+        rep.add("", f"invalid JSON: {e.msg} (at line {e.lineno}, column {e.colno})")
+        return None
     except tomllib.TOMLDecodeError as e:
         rep.add("", f"invalid TOML: {e}")
         return None

@@ -7,8 +7,12 @@ Layout (segment ``counters``, int64 words):
                    [routers x COLS][services x COLS][backends x COLS], and an entity's COLS words are
                        0..4  responses by status class 1xx..5xx
                        5     ERR: no response status (connect error, timeout before headers; status 0)
-                       6     bytes in (request bytes from the client)
-                       7     bytes out (response bytes to the client)
+                       6     bytes in (request bytes from the client; TCP/UDP: bytes relayed from it)
+                       7     bytes out (response bytes to the client; TCP/UDP: bytes relayed to it)
+                       8     TCP connections and UDP sessions relayed (ended, with a backend reached)
+                       9     TCP connections and UDP sessions that reached no backend (no route, none
+                             healthy, connect failed or timed out)
+                      10     milliseconds the relayed connections and sessions lasted, summed
     in-flight      max_backends x max_workers words: backend b, worker w at b * max_workers + w,
                    written only by worker w (inc before proxying, dec when done).
 
@@ -29,9 +33,10 @@ from .layout import PlaneLayout
 from .rows import RowTable
 from .segments import Segment
 
-COLS = 8
-ERR, BYTES_IN, BYTES_OUT = 5, 6, 7
-COL_NAMES = ("1xx", "2xx", "3xx", "4xx", "5xx", "err", "bytes_in", "bytes_out")
+COLS = 11
+ERR, BYTES_IN, BYTES_OUT, CONNECTIONS, CONNECTION_FAILURES, CONNECTION_MS = 5, 6, 7, 8, 9, 10
+COL_NAMES = ("1xx", "2xx", "3xx", "4xx", "5xx", "err", "bytes_in", "bytes_out", "connections",
+             "connection_failures", "connection_ms")
 
 
 def status_col(status: int) -> int:

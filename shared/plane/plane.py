@@ -41,7 +41,17 @@ from typing import Any
 from . import header as H
 from .ai import AiTable
 from .breaker import BreakerTable
-from .counters import COLS, ERR, CounterTable, status_col
+from .counters import (
+    BYTES_IN,
+    BYTES_OUT,
+    COLS,
+    CONNECTION_FAILURES,
+    CONNECTION_MS,
+    CONNECTIONS,
+    ERR,
+    CounterTable,
+    status_col,
+)
 from .errors import PlaneError
 from .health import ACTIVE_DOWN as _ACTIVE_DOWN
 from .health import BASE as _BASE
@@ -405,6 +415,24 @@ class Plane:
             q[i + 7] += bytes_out
         o[self._o_req + ep_method * CLASSES + cls] += 1
 
+    def relay(self, router: int, service: int, backend: int, bytes_in: int, bytes_out: int, seconds: float,
+              reached: bool) -> None:
+        """One TCP connection or UDP session that ended, for each index that is not -1: relayed (``reached``: a
+        backend was connected; its bytes each way and how long it lasted) or a failure (no backend reached)."""
+        q = self._cq
+        for i in (self._crow + router * COLS if router >= 0 else -1,
+                  self._c_svc + service * COLS if service >= 0 else -1,
+                  self._c_be + backend * COLS if backend >= 0 else -1):
+            if i < 0:
+                continue
+            if not reached:
+                q[i + CONNECTION_FAILURES] += 1
+                continue
+            q[i + CONNECTIONS] += 1
+            q[i + BYTES_IN] += bytes_in
+            q[i + BYTES_OUT] += bytes_out
+            q[i + CONNECTION_MS] += int(seconds * 1000)
+
     def is_healthy(self, backend_idx: int, now: float | None = None) -> bool:
         """Active health AND not passively down (``now``: time.monotonic(), read if not given)."""
         return self.health.is_healthy(backend_idx, time.monotonic() if now is None else now)
@@ -605,6 +633,10 @@ class Plane:
                     **hs,
                     "inflight": inflight.get(b, 0),
                     "requests": sum(c[:6]),
+                    "connections": c[CONNECTIONS],
+                    "connection_failures": c[CONNECTION_FAILURES],
+                    "bytes_in": c[BYTES_IN],
+                    "bytes_out": c[BYTES_OUT],
                 }
             )
         breakers = []

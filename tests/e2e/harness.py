@@ -175,7 +175,8 @@ class Gateway:
         return [w["pid"] for w in self.health()["workers"] if w["alive"]]
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:     # still readable after stop()
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -96,3 +97,21 @@ def test_auth_timeout_is_504_and_unreachable_is_502(client: httpx.Client) -> Non
     assert_error(client.get("/slow"), 504, {"error": "Auth service timed out"})
     assert_error(client.get("/down"), 502, {"error": "Auth service unavailable"})
     assert echoed(client.get("/allow/again"))["headers"]["x-user-id"] == ["alice"]   # still serving
+
+
+def test_workers_close_the_auth_client_session_on_sigterm(tmp_path: Path) -> None:
+    """Every worker that asked the auth service stops without aiohttp's "Unclosed client session" error."""
+    app, auth = Backend("app"), Process("authserver.py")
+    try:
+        g = Gateway(CONFIG % {"app": app.url, "auth": auth.url, "dead": free_port()}, tmp_path)
+        try:
+            with httpx.Client(base_url=g.url, timeout=10) as c:
+                for _ in range(20):      # new connections: the kernel spreads them over both workers
+                    assert c.get("/allow", headers={"Connection": "close"}).status_code == 200
+        finally:
+            assert g.stop() == 0
+        logs = g.logs()
+        assert "Unclosed" not in logs, logs
+    finally:
+        auth.stop()
+        app.stop()

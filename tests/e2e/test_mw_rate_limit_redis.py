@@ -75,6 +75,8 @@ def test_limit_holds_across_two_gateways_then_fails_open_and_recovers(env: tuple
     r = get(g1)
     assert (r.status_code, r.json()) == (429, {"error": "Rate limit exceeded (distributed)"})
     assert int(r.headers["retry-after"]) >= 1
+    assert r.headers["ratelimit-policy"] == '"cluster-limit";q=5;w=3600'
+    assert r.headers["ratelimit"] == f'"cluster-limit";r=0;t={r.headers["retry-after"]}'
 
     subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True, check=False)
     wait_until(lambda: not port_open(port), what="redis stopped")

@@ -24,6 +24,11 @@ servers = [{url = "http://127.0.0.1:%(dead)d"}]
 type = "rate-limit"
 rate = 3
 period = "1h"
+[middlewares.burst]
+type = "rate-limit"
+rate = 6
+period = "1h"
+burst = 2
 [middlewares.per-ip]
 type = "rate-limit"
 rate = 2
@@ -45,6 +50,10 @@ prefixes = ["/cb"]
 rule = "PathPrefix(`/limited`)"
 service = "app"
 middlewares = ["limit"]
+[routers.burst]
+rule = "PathPrefix(`/burst`)"
+service = "app"
+middlewares = ["burst"]
 [routers.tenant]
 rule = "PathPrefix(`/tenant`)"
 service = "app"
@@ -81,6 +90,15 @@ def test_rate_limit_is_one_bucket_across_workers(gw: Gateway) -> None:
     r = fresh(gw, "/limited")
     assert_error(r, 429, {"error": "Rate limit exceeded"})
     assert 1000 <= int(r.headers["retry-after"]) <= 1200      # a token per 20 minutes
+
+
+def test_rate_limit_429_carries_the_ietf_ratelimit_fields_stating_the_rate_not_the_burst(gw: Gateway) -> None:
+    assert [fresh(gw, "/burst").status_code for _ in range(3)] == [200, 200, 429]
+    r = fresh(gw, "/burst")
+    assert r.headers["ratelimit-policy"] == '"burst";q=6;w=3600'         # 6 per hour; the burst of 2 is not the limit
+    assert r.headers["ratelimit"] == f'"burst";r=0;t={r.headers["retry-after"]}'
+    assert 1 <= int(r.headers["retry-after"]) <= 600
+    assert not [h for h in r.headers if h.startswith("x-ratelimit")]
 
 
 def test_rate_limit_keyed_by_header_has_a_bucket_per_value(gw: Gateway) -> None:

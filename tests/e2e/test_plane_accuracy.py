@@ -38,7 +38,7 @@ def flood(url: str, seconds: float, threads: int = 6) -> Counter:
                     local[r.status_code] += 1
                     if r.status_code == 429:
                         assert int(r.headers["retry-after"]) >= 1
-                        assert r.headers["x-ratelimit-limit"]
+                        assert r.headers["ratelimit-policy"] and r.headers["ratelimit"]
         with lock:
             counts.update(local)
 

@@ -156,7 +156,7 @@ def test_segments_of_a_kill9ed_master_are_cleaned_by_the_next_start(tmp_path, ba
         g2.stop()
 
 
-def test_status_subcommand_prints_workers_and_backends(gateway, backends):
+def test_status_subcommand_prints_workers_backends_and_tables_as_aligned_text(gateway, backends):
     b = backends("statusb")
     g = gateway(one_service(b.url), workers=2)
     for _ in range(5):
@@ -166,6 +166,15 @@ def test_status_subcommand_prints_workers_and_backends(gateway, backends):
     )
     assert r.returncode == 0, r.stderr
     assert f"master pid {g.proc.pid}" in r.stdout
-    assert r.stdout.count("slot ") == 2
-    assert f"svc|{b.url}: healthy" in r.stdout
-    assert "requests 5" in r.stdout
+    assert "{" not in r.stdout and "'" not in r.stdout          # no Python dicts
+    lines = r.stdout.splitlines()
+    workers = lines[lines.index("workers") + 1:lines.index("workers") + 4]
+    assert workers[0].split() == ["slot", "pid", "generation", "restarts", "heartbeat"]
+    assert sorted(w.split()[0] for w in workers[1:]) == ["0", "1"]
+    backend = next(line for line in lines if f"svc|{b.url}" in line)
+    cols = backend.split()[1:]
+    assert cols[:4] == ["healthy", "0", "5", "0/0"] and cols[-1] == "0" and int(cols[5]) > 0   # bytes out
+    header = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("backends"))
+    end = header.index("requests") + len("requests")
+    assert backend[end - 1] == "5" and backend[end] == " "          # numbers right-aligned under their header
+    assert next(line for line in lines if line.strip().startswith("rate-limit")).split()[1:] == ["65536", "0", "0"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -257,3 +260,65 @@ def test_watch_off_ignores_file_changes(gateway, backends):
     g.write_config(BASE.replace("BACKEND", b.url) + TWO + "[providers.file]\nwatch = false\n")
     time.sleep(1.0)  # a negative check: give a (wrong) watcher time to act
     assert g.health()["generation"] == gen
+
+
+def _channel_has_unread_message(pid: int) -> bool:
+    """Whether a message (the new generation) waits in one of worker ``pid``'s unix sockets (``ss``' Recv-Q)."""
+    out = subprocess.run(["ss", "-x", "-p"], capture_output=True, text=True, check=True).stdout
+    return any(f"pid={pid}," in line and int(line.split()[2]) > 0 for line in out.splitlines()[1:])
+
+
+def test_requests_queued_on_an_entrypoint_being_removed_are_answered_not_reset(gateway, backends):
+    """A connection the kernel accepted (and whose request it holds) before a reload removed its entrypoint is
+    served: the workers find the new generation and the unread connections at the same time (they were stopped
+    meanwhile), in either order."""
+    b = backends()
+    extra = free_port()
+    g = gateway(BASE.replace("BACKEND", b.url) + EXTRA, workers=2, extra=extra)
+    pids = g.worker_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        clients = []
+        for _ in range(8):      # new connections: spread over both workers' sockets, none accepted yet
+            c = socket.create_connection(("127.0.0.1", extra), timeout=10)
+            c.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            clients.append(c)
+        g.write_config(BASE.replace("BACKEND", b.url))
+        g.signal(signal.SIGHUP)
+        wait_until(lambda: all(_channel_has_unread_message(pid) for pid in pids), 10, what="generation sent")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: not port_open(extra), 10, what="removed entrypoint closed")
+    assert g.health()["last_reload"]["ok"] is True
+    for c in clients:
+        with c:
+            head = c.recv(65536)        # ConnectionResetError here is the bug
+            assert head.startswith(b"HTTP/1.1 200 ") or head.startswith(b"HTTP/1.1 404 "), head
+
+
+RELAY = """
+[entrypoints.relay]
+address = "127.0.0.1:{relay}"
+protocol = "tcp"
+[routers.relay]
+rule = "HostSNI(`*`)"
+service = "raw"
+entrypoints = ["relay"]
+[services.raw.load_balancer]
+servers = [{url = "tcp://HOSTPORT"}]
+"""
+
+
+def test_reload_removing_a_tcp_entrypoint_with_a_live_relay_is_applied(gateway, backends):
+    b = backends()
+    relay = free_port()
+    g = gateway(BASE.replace("BACKEND", b.url) + RELAY.replace("HOSTPORT", f"127.0.0.1:{b.port}"), workers=2,
+                relay=relay)
+    with socket.create_connection(("127.0.0.1", relay), timeout=10) as c:
+        c.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(65536).startswith(b"HTTP/1.1 200")
+        g.reload(BASE.replace("BACKEND", b.url))
+        assert g.health()["last_reload"]["ok"] is True, g.health()["last_reload"]
+    wait_until(lambda: not port_open(relay), 10, what="removed TCP entrypoint closed")

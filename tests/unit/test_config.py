@@ -910,3 +910,15 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
         ("services.fo4.failover.errors", "acts only on a failover that a router names; no router names this "
          "service", None),
     }
+
+
+def test_with_admin_moves_or_disables_the_admin_api() -> None:
+    cfg = GatewayConfig.default()
+    moved = cfg.with_admin("127.0.0.1:9191")
+    assert (moved.data["admin"]["enabled"], moved.data["admin"]["host"], moved.data["admin"]["port"]) == (
+        True, "127.0.0.1", 9191)
+    assert cfg.data["admin"]["port"] == 9090  # original untouched
+    assert cfg.with_admin("off").data["admin"]["enabled"] is False
+    with pytest.raises(ConfigError) as excinfo:
+        cfg.with_admin("nonsense")
+    assert [p.path for p in excinfo.value.problems] == ["admin.address"]

@@ -21,6 +21,7 @@ import orjson
 
 from ...shared.config.middleware_types import MIDDLEWARE_TYPES
 from ..chain import Middleware
+from ._support.lazy_client import wait_closed
 
 if TYPE_CHECKING:
     from ..process import Worker
@@ -58,3 +59,10 @@ class Builder:
                 m.close()       # resources reopen lazily should a request of the old generation still use it
         self.live = live
         return {name: m for name, (_, m) in live.items()}
+
+    async def close(self, timeout: float) -> None:
+        """The worker is stopping: close every middleware's clients and wait (up to ``timeout``) until closed."""
+        for _, m in self.live.values():
+            m.close()
+        self.live = {}
+        await wait_closed(timeout)

@@ -51,8 +51,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...shared import log as gwlog
-from ..chain import JSON, Middleware, Reply, close_soon, error_reply, header_value
+from ..chain import JSON, Middleware, Reply, error_reply, header_value
 from ._support.body_buffer import forward_body, read_body
+from ._support.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -192,7 +193,8 @@ class ChannelWebhook(Middleware):
         self.wecom_key = b""
         if params.get("encoding_aes_key"):
             self.wecom_key = base64.b64decode(params["encoding_aes_key"] + "=")
-        self.session: aiohttp.ClientSession | None = None
+        self.session = LazyClient(lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+                                  aiohttp.ClientSession.close)
         self.tasks: set[asyncio.Task] = set()
 
     def on_request(self, ex: Exchange) -> Any:
@@ -374,10 +376,8 @@ class ChannelWebhook(Middleware):
         task.add_done_callback(self.tasks.discard)
 
     async def _post(self, url: str, data: bytes, headers: dict[str, str]) -> None:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         try:
-            async with self.session.post(url, data=data, headers=headers) as resp:
+            async with self.session.get().post(url, data=data, headers=headers) as resp:
                 await resp.read()
                 if resp.status >= 400:
                     log.warning("channel-webhook %s: backend answered %d", self.name, resp.status)
@@ -385,6 +385,4 @@ class ChannelWebhook(Middleware):
             log.warning("channel-webhook %s: delivering to %s failed: %s", self.name, url, e)
 
     def close(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            close_soon(session.close)
+        self.session.close()

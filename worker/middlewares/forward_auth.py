@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from multidict import CIMultiDict
 
-from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
+from ..chain import Middleware, Reply, error_reply, remove_headers
 from ..hop_headers import HOP_BY_HOP
+from ._support.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -41,7 +42,7 @@ class ForwardAuth(Middleware):
         self.copy_back = [h.lower() for h in params["forward_auth_response_headers"]]
         self.copy_back_lower = frozenset(h.encode() for h in self.copy_back)
         self.timeout = params["timeout"]
-        self.session: aiohttp.ClientSession | None = None
+        self.session = LazyClient(self._open, aiohttp.ClientSession.close)
 
     def auth_headers(self, ex: Exchange) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
@@ -59,14 +60,15 @@ class ForwardAuth(Middleware):
     def on_request(self, ex: Exchange) -> Any:
         return self.ask(ex)
 
+    def _open(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_SIZE), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"))
+
     async def ask(self, ex: Exchange) -> Reply | None:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=POOL_SIZE), auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"))
         try:
-            async with self.session.get(self.url, headers=self.auth_headers(ex), allow_redirects=False) as resp:
+            async with self.session.get().get(self.url, headers=self.auth_headers(ex), allow_redirects=False) as resp:
                 status = resp.status
                 if 200 <= status < 300:
                     remove_headers(ex.headers, self.copy_back_lower)
@@ -82,6 +84,4 @@ class ForwardAuth(Middleware):
             return error_reply(502, "Auth service unavailable")
 
     def close(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            close_soon(session.close)
+        self.session.close()

@@ -30,8 +30,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ...shared import log as gwlog
-from ..chain import Middleware, Reply, close_soon, error_reply, remove_headers
+from ..chain import Middleware, Reply, error_reply, remove_headers
 from ..hop_headers import HOP_BY_HOP
+from ._support.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -82,7 +83,8 @@ class Jwt(Middleware):
         self.jwks: dict[str | None, Any] = {}       # kid -> key object
         self.jwks_fetched = 0.0                     # monotonic time of the last fetch attempt
         self.jwks_task: asyncio.Task[None] | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session = LazyClient(lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JWKS_TIMEOUT)),
+                                  aiohttp.ClientSession.close)
 
     # -- token location and verification
     def token(self, ex: Exchange) -> str | None:
@@ -165,9 +167,7 @@ class Jwt(Middleware):
 
     async def _fetch(self) -> None:
         try:
-            if self.session is None:
-                self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JWKS_TIMEOUT))
-            async with self.session.get(self.jwks_url) as resp:
+            async with self.session.get().get(self.jwks_url) as resp:
                 resp.raise_for_status()
                 document = await resp.json(content_type=None)
             self.jwks = self.signing_keys(document)
@@ -177,6 +177,4 @@ class Jwt(Middleware):
             self.jwks_task = None
 
     def close(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            close_soon(session.close)
+        self.session.close()

@@ -3,19 +3,19 @@
 ``rate`` tokens per ``period`` refill a bucket of ``burst`` (default: ``rate``); each request takes one. The
 bucket is per ``key`` (``global``: the whole middleware, as the original; ``router``, ``client-ip`` or
 ``header:<Name>``; default ``client-ip``). The take is lock-free on the hot path (``Plane.ratelimit_take``).
-Rejections are 429 JSON with ``Retry-After`` (whole seconds until a token is back, at least 1),
-``X-RateLimit-Limit`` (the burst) and ``X-RateLimit-Remaining`` (0).
+Rejections are 429 JSON with ``Retry-After`` (whole seconds until a token is back, at least 1) and the IETF
+``RateLimit-Policy``/``RateLimit`` fields (``_support/ratelimit_fields.py``).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware, Reply, error_reply
 from ._support.limit_key import key_func
 from ._support.plane_slot import slot_index
+from ._support.ratelimit_fields import RateLimitFields
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -33,11 +33,10 @@ class RateLimit(Middleware):
         self.rate = params["rate"] / params["period"]
         self.burst = params["burst"]
         self.key = key_func(params["key"])
-        self.limit_header = (b"X-RateLimit-Limit", b"%d" % self.burst)
+        self.fields = RateLimitFields(name, params["rate"], params["period"])
 
     def on_request(self, ex: Exchange) -> Reply | None:
         admitted, remaining, retry_after = self.take(self.idx, self.key(ex), self.rate, self.burst, time.monotonic())
         if admitted:
             return None
-        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % max(1, math.ceil(retry_after))),
-                                           self.limit_header, (b"X-RateLimit-Remaining", b"%d" % max(0, remaining))])
+        return error_reply(429, REJECTED, self.fields.rejected(retry_after, remaining))

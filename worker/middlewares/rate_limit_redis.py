@@ -17,7 +17,6 @@ The client (a connection pool) is created once per worker on first use and reuse
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...shared import log as gwlog
-from ..chain import Middleware, Reply, close_soon, error_reply
+from ..chain import Middleware, Reply, error_reply
+from ._support.lazy_client import LazyClient
 from ._support.limit_key import key_func
+from ._support.ratelimit_fields import RateLimitFields
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -67,11 +68,11 @@ class RateLimitRedis(Middleware):
         self.url = params["redis_url"]
         self.rate = params["rate"] / params["period"]
         self.burst = params["burst"]
+        self.fields = RateLimitFields(name, params["rate"], params["period"])
         self.timeout = params["timeout_ms"] / 1000
         self.key = key_func(params["key"])
         self.prefix = b"a3s:ratelimit:" if params["key"] == "router" else b"a3s:ratelimit:%s:" % name.encode()
-        self.client: aioredis.Redis | None = None
-        self.script: Any = None
+        self.script: LazyClient[Any] = LazyClient(self._open, lambda script: script.registered_client.aclose())
         self.skip_until = 0.0
         self.warned_at = -WARN_EVERY
         self.fail_opens = 0                  # this worker's, for the warning; node-wide totals are on the plane
@@ -91,22 +92,22 @@ class RateLimitRedis(Middleware):
         if idx is not None:
             worker.plane.middleware_fail_open(idx)
 
+    def _open(self) -> Any:
+        """The token-bucket script, registered on its own connection pool (closed with it)."""
+        client = aioredis.Redis.from_url(self.url, max_connections=POOL_SIZE, socket_connect_timeout=self.timeout)
+        return client.register_script(TOKEN_BUCKET)
+
     async def take(self, ex: Exchange) -> Reply | None:
-        if self.client is None:
-            self.client = aioredis.Redis.from_url(self.url, max_connections=POOL_SIZE,
-                                                  socket_connect_timeout=self.timeout)
-            self.script = self.client.register_script(TOKEN_BUCKET)
         try:
             admitted, wait = await asyncio.wait_for(
-                self.script(keys=[self.prefix + self.key(ex)], args=[repr(self.rate), repr(self.burst)]),
+                self.script.get()(keys=[self.prefix + self.key(ex)], args=[repr(self.rate), repr(self.burst)]),
                 self.timeout)
         except (TimeoutError, RedisError, OSError) as e:
             self.failed(e)
             return None
         if admitted:
             return None
-        retry_after = max(1, math.ceil(float(wait)))
-        return error_reply(429, REJECTED, [(b"Retry-After", b"%d" % retry_after)])
+        return error_reply(429, REJECTED, self.fields.rejected(float(wait)))
 
     def failed(self, error: BaseException) -> None:
         now = time.monotonic()
@@ -119,6 +120,4 @@ class RateLimitRedis(Middleware):
                         self.fail_opens)
 
     def close(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            close_soon(client.aclose)
+        self.script.close()

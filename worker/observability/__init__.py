@@ -159,7 +159,9 @@ class Observability:
             self.access_log.flush()
         if self.exporter is not None:
             await self.exporter.flush()
-            self.exporter.close()
+            task = self.exporter.close()
+            if task is not None:
+                await asyncio.wait([task], timeout=2.0)
         for writer in self.writers.values():
             await asyncio.get_running_loop().run_in_executor(None, writer.close)
         self.writers.clear()

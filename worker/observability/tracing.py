@@ -341,7 +341,10 @@ class OtlpExporter:
         except TimeoutError:
             self.count("dropped", len(batch))
 
-    def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+    def close(self) -> asyncio.Task | None:
+        """Stop exporting. Returns the export task, whose exit closes the HTTP session: a stopping worker awaits
+        it (a reload that turns tracing off lets it finish on the running loop)."""
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+        return task

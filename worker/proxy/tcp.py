@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
 from ...shared.rules import Rule, parse_rule
+from ..retire import accept_queued
 from ..tls import CertStore
 from . import clienthello
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
     from ..process import Worker
-    from ..runtime import Runtime, Service
+    from ..runtime import Backend, Runtime, Service
 
 log = gwlog.get("worker.tcp")
 
@@ -50,6 +51,7 @@ class TcpRoute:
     priority: int
     service: Service
     tls: str                                   # "plain" | "passthrough" | "terminate"
+    idx: int                                   # the router's plane index (its connection counters)
 
 
 @dataclass
@@ -61,7 +63,8 @@ class Match:
     alpn: list[str]
 
 
-def build_routes(runtime: Runtime, entrypoint: str) -> list[TcpRoute]:
+def build_routes(runtime: Runtime, entrypoint: str, router_slots: dict[str, int]) -> list[TcpRoute]:
+    """The routers of a TCP or UDP entrypoint, by priority (``router_slots``: the generation's plane indices)."""
     routes = []
     for name, r in runtime.config.get("routers", {}).items():
         if entrypoint not in r.get("entrypoints", []):
@@ -69,9 +72,18 @@ def build_routes(runtime: Runtime, entrypoint: str) -> list[TcpRoute]:
         tls = r.get("tls")
         mode = "plain" if tls is None else ("passthrough" if tls.get("passthrough") else "terminate")
         routes.append(TcpRoute(name, parse_rule(r["rule"], kind="tcp"), r["priority"],
-                               runtime.services[r["service"]], mode))
+                               runtime.services[r["service"]], mode, router_slots.get(name, -1)))
     routes.sort(key=lambda r: (-r.priority, r.name))
     return routes
+
+
+def count_relay(worker: Worker, route: TcpRoute, backend: Backend | None, bytes_in: int, bytes_out: int,
+                connected_at: float) -> None:
+    """Count one ended TCP connection or UDP session on the plane for its router, service and backend
+    (``connected_at`` 0: no backend was reached, a failure)."""
+    seconds = worker.loop.time() - connected_at if connected_at else 0.0
+    worker.plane.relay(route.idx, route.service.idx, backend.idx if backend is not None else -1, bytes_in, bytes_out,
+                       seconds, connected_at > 0)
 
 
 class TcpEntrypoint:
@@ -97,7 +109,7 @@ class TcpEntrypoint:
     def routes(self) -> list[TcpRoute]:
         runtime = self.worker.runtime
         if runtime is not self._runtime:
-            self._routes = build_routes(runtime, self.name)
+            self._routes = build_routes(runtime, self.name, self.worker.slots.get("routers", {}))
             self._peek = any(r.tls != "plain" for r in self._routes)
             self._runtime = runtime
         return self._routes
@@ -113,12 +125,20 @@ class TcpEntrypoint:
                 log.warning(f"tcp entrypoint {self.name}: accept failed: {e}")
                 await asyncio.sleep(0.05)
                 continue
-            if not self._admit(addr[0]):
-                conn.close()
-                continue
-            conn.setblocking(False)
-            self.active += 1
-            loop.create_task(self._serve(conn, addr[0]))
+            self._take(conn, addr[0])
+
+    def accept_queued(self) -> None:
+        """The entrypoint is being removed: relay the connections still waiting in its accept queue."""
+        for conn, addr in accept_queued(self.sock):
+            self._take(conn, addr[0])
+
+    def _take(self, conn: socket.socket, client_ip: str) -> None:
+        if not self._admit(client_ip):
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.active += 1
+        self.worker.loop.create_task(self._serve(conn, client_ip))
 
     def _admit(self, ip: str) -> bool:
         if self.max_connections and self.active >= self.max_connections:
@@ -134,12 +154,16 @@ class TcpEntrypoint:
         return True
 
     async def _serve(self, conn: socket.socket, client_ip: str) -> None:
-        backend = None
+        backend = route = None
+        connected_at = 0.0       # when the backend connection was made (0: none was)
 
-        def ended(_tunnel: Tunnel | None = None) -> None:
+        def ended(tunnel: Tunnel) -> None:
             self.active -= 1
             if backend is not None:
                 backend.release()
+            if route is not None:
+                count_relay(self.worker, route, backend, tunnel.bytes_from_a, tunnel.bytes - tunnel.bytes_from_a,
+                            connected_at)
 
         tunnel = Tunnel(self.worker, self.name, ended)
         try:
@@ -157,6 +181,7 @@ class TcpEntrypoint:
             loop = self.worker.loop
             await asyncio.wait_for(loop.create_connection(lambda: tunnel.b, backend.host, backend.port),
                                    route.service.connect_timeout)  # type: ignore[union-attr]
+            connected_at = loop.time()
             ssl_args: dict[str, Any] = {}
             if route.tls == "terminate":  # type: ignore[union-attr]
                 ssl_args = {"ssl": self.store.front, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}  # type: ignore[union-attr]

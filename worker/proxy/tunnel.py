@@ -45,7 +45,10 @@ class Pipe(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.tunnel.last_active = self.tunnel.worker.now
-        self.tunnel.bytes += len(data)
+        tunnel = self.tunnel
+        tunnel.bytes += len(data)
+        if self is tunnel.a:
+            tunnel.bytes_from_a += len(data)
         peer = self.peer.transport
         if peer is not None and not peer.is_closing():
             peer.write(data)
@@ -78,7 +81,7 @@ class Pipe(asyncio.Protocol):
 class Tunnel:
     """Two pipes joined; ``a`` and ``b`` are the protocols to install on each side."""
 
-    __slots__ = ("worker", "a", "b", "last_active", "closed", "bytes", "on_close", "entrypoint")
+    __slots__ = ("worker", "a", "b", "last_active", "closed", "bytes", "bytes_from_a", "on_close", "entrypoint")
 
     def __init__(self, worker: Worker, entrypoint: str, on_close: Callable[[Tunnel], None] | None = None) -> None:
         self.worker = worker
@@ -88,7 +91,8 @@ class Tunnel:
         self.a.peer, self.b.peer = self.b, self.a
         self.last_active = worker.now
         self.closed = False
-        self.bytes = 0
+        self.bytes = 0                   # both ways
+        self.bytes_from_a = 0            # of which a sent (the client, for TCP relays)
         self.on_close = on_close
 
     @property

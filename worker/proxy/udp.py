@@ -25,7 +25,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
-from .tcp import Match, TcpRoute, build_routes
+from .tcp import Match, TcpRoute, build_routes, count_relay
 
 if TYPE_CHECKING:
     from ..process import Worker
@@ -42,12 +42,16 @@ Address = Any
 class Session:
     """One client address: its backend and connected upstream socket."""
 
-    __slots__ = ("entry", "client", "backend", "transport", "pending", "last_active", "closed")
+    __slots__ = ("entry", "client", "route", "backend", "transport", "pending", "last_active", "closed",
+                 "connected_at", "bytes_in", "bytes_out")
 
-    def __init__(self, entry: UdpEntrypoint, client: Address, backend: Backend) -> None:
+    def __init__(self, entry: UdpEntrypoint, client: Address, route: TcpRoute, backend: Backend) -> None:
         self.entry = entry
         self.client = client
+        self.route = route
         self.backend = backend
+        self.connected_at = 0.0           # when the upstream socket was ready (0: never)
+        self.bytes_in = self.bytes_out = 0
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: list[bytes] | None = []
         self.last_active = entry.loop.time()
@@ -66,12 +70,14 @@ class Session:
             transport.close()
             return
         self.transport = transport  # type: ignore[assignment]
+        self.connected_at = loop.time()
         for data in self.pending or ():
             transport.sendto(data)  # type: ignore[attr-defined]
         self.pending = None
 
     def send(self, data: bytes) -> None:
         self.last_active = self.entry.loop.time()
+        self.bytes_in += len(data)
         if self.transport is not None:
             self.transport.sendto(data)
         elif self.pending is not None and len(self.pending) < PENDING_LIMIT:
@@ -79,6 +85,7 @@ class Session:
 
     def reply(self, data: bytes) -> None:
         self.last_active = self.entry.loop.time()
+        self.bytes_out += len(data)
         self.entry.send_to_client(data, self.client)
 
     def close(self) -> None:
@@ -90,6 +97,7 @@ class Session:
         self.backend.release()
         if self.transport is not None:
             self.transport.close()
+        count_relay(self.entry.worker, self.route, self.backend, self.bytes_in, self.bytes_out, self.connected_at)
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -148,15 +156,18 @@ class UdpEntrypoint(asyncio.DatagramProtocol):
             return None
         runtime = self.worker.runtime
         if runtime is not self._runtime:
-            self._routes = build_routes(runtime, self.name)
+            self._routes = build_routes(runtime, self.name, self.worker.slots.get("routers", {}))
             self._runtime = runtime
         req = Match("", addr[0], [])
         route = next((r for r in self._routes if r.rule.matches(req)), None)
-        backend = route.service.balancer.pick() if route is not None else None
+        if route is None:
+            return None
+        backend = route.service.balancer.pick()
         if backend is None:
+            count_relay(self.worker, route, None, 0, 0, 0.0)
             return None
         backend.acquire()
-        session = self.sessions[addr] = Session(self, addr, backend)
+        session = self.sessions[addr] = Session(self, addr, route, backend)
         self.loop.create_task(session.open(route.service.connect_timeout))  # type: ignore[union-attr]
         return session
 
