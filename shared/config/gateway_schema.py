@@ -18,6 +18,7 @@ from typing import Any
 
 from .ai_schema import AFFINITY, AGENT_HEALTH
 from .middleware_types import MIDDLEWARE
+from .provider_schema import STORE_PROVIDERS
 from .schema import (
     Bool,
     Duration,
@@ -286,6 +287,7 @@ PROVIDERS = Table(
                 )
             )
         ),
+        **STORE_PROVIDERS,      # redis, etcd: shared/config/provider_schema.py
     }
 )
 
