@@ -1,0 +1,169 @@
+"""The store providers through the real binary (2 workers) against real redis-server and etcd processes.
+
+Each behaviour every store shares runs once per store (``store`` is parametrized); what only one store does
+(Redis without keyspace notifications, etcd compaction) has its own test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import Backend, Gateway, wait_until
+from stores import Daemon, Etcd, RedisServer
+
+BASE = """
+[entrypoints.web]
+address = "127.0.0.1:{web}"
+[admin]
+address = "127.0.0.1:{admin}"
+[middlewares.tag]
+type = "headers"
+response_headers = {X-From = "file"}
+"""
+
+
+@pytest.fixture(params=["redis", "etcd"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
+    daemon: Daemon = (RedisServer if request.param == "redis" else Etcd)(tmp_path / request.param)
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def app() -> Iterator[Backend]:
+    b = Backend("app")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def gw(store: Daemon, tmp_path: Path) -> Iterator[Gateway]:
+    g = Gateway(BASE + store.provider_toml(), tmp_path)
+    yield g
+    g.stop()
+
+
+def service_keys(name: str, url: str) -> dict[str, str]:
+    return {f"a3s/http/services/{name}/loadBalancer/servers/0/url": url}
+
+
+def router_keys(name: str, host: str, service: str, **extra: str) -> dict[str, str]:
+    keys = {f"a3s/http/routers/{name}/rule": f"Host(`{host}`)", f"a3s/http/routers/{name}/service": service}
+    keys.update({f"a3s/http/routers/{name}/{k}": v for k, v in extra.items()})
+    return keys
+
+
+def status(g: Gateway, host: str) -> int:
+    return httpx.get(g.url + "/", headers={"Host": host}, timeout=5).status_code
+
+
+def provider(g: Gateway, name: str) -> dict:
+    return next(p for p in httpx.get(g.admin + "/api/providers").json() if p["name"] == name)
+
+
+def kind(store: Daemon) -> str:
+    return "redis" if isinstance(store, RedisServer) else "etcd"
+
+
+def test_store_keys_become_routes_with_file_middlewares_and_a_delete_removes_them(store, gw, app):
+    store.put(service_keys("app", app.url))
+    store.put(router_keys("w", "w.test", "app", **{"middlewares/0": "tag@file"}))
+    wait_until(lambda: status(gw, "w.test") == 200, 5, what="route from the store")
+    r = httpx.get(gw.url + "/", headers={"Host": "w.test"})
+    assert r.json()["name"] == "app" and r.headers["x-from"] == "file"
+    name = kind(store)
+    routers = {x["name"]: x for x in httpx.get(gw.admin + "/api/routers").json()}
+    assert routers[f"w@{name}"]["provider"] == name and routers[f"w@{name}"]["service"] == f"app@{name}"
+    p = provider(gw, name)
+    assert p["connected"] and p["objects"] == 2 and p["last_error"] is None and p["last_sync"]
+    store.delete("a3s/http/routers/w/")
+    wait_until(lambda: status(gw, "w.test") == 404, 5, what="route removed")
+
+
+def test_malformed_update_keeps_that_objects_last_good_version_and_the_rest_applies(store, gw, app):
+    name = kind(store)
+    store.put(service_keys("app", app.url) | router_keys("w", "w.test", "app"))
+    wait_until(lambda: status(gw, "w.test") == 200, 5, what="route from the store")
+    # one bad object (a priority that is no number, an unknown key) beside a good new one
+    store.put(router_keys("w", "w.test", "app", priority="high", colour="blue") | router_keys("v", "v.test", "app"))
+    wait_until(lambda: status(gw, "v.test") == 200, 5, what="the good object of the same update")
+    assert status(gw, "w.test") == 200          # the old w still routes
+    p = wait_until(lambda: (p := provider(gw, name))["problems"] and p, 5, what="problem reported")
+    text = " ".join(p["problems"])
+    assert "a3s/http/routers/w" in text and "priority" in text and "colour" in text and "last good" in text
+    metrics = httpx.get(gw.admin + "/api/gateway/metrics").text
+    assert re.search(rf'a3s_gateway_provider_rejected_updates_total{{provider="{name}"}} [1-9]', metrics)
+    # an unknown middleware type is reported the same way; a bad router naming a missing service too
+    store.put({"a3s/http/middlewares/m/type": "no-such-type"} | router_keys("u", "u.test", "missing"))
+    wait_until(lambda: "no-such-type" in " ".join(provider(gw, name)["problems"]), 5, what="middleware reported")
+    assert "a3s/http/routers/u" in " ".join(provider(gw, name)["problems"])
+    assert status(gw, "u.test") == 404 and status(gw, "v.test") == 200
+
+
+def test_outage_keeps_the_last_good_config_and_the_provider_reconnects(store, gw, app):
+    name = kind(store)
+    store.put(service_keys("app", app.url) | router_keys("w", "w.test", "app"))
+    wait_until(lambda: status(gw, "w.test") == 200, 5, what="route from the store")
+    store.stop()
+    wait_until(lambda: not provider(gw, name)["connected"], 10, what="provider disconnected")
+    assert provider(gw, name)["last_error"]
+    assert status(gw, "w.test") == 200
+    store.start()
+    wait_until(lambda: provider(gw, name)["connected"], 10, what="provider reconnected")
+    store.put(router_keys("v", "v.test", "app"))
+    wait_until(lambda: status(gw, "v.test") == 200, 5, what="updates after the reconnect")
+    assert status(gw, "w.test") == 200
+
+
+def test_redis_without_keyspace_notifications_warns_and_polls(tmp_path, app):
+    redis = RedisServer(tmp_path / "redis", config_allowed=False)   # as on ElastiCache: CONFIG is refused
+    redis.start()
+    g = Gateway(BASE + redis.provider_toml(), tmp_path)
+    try:
+        wait_until(lambda: provider(g, "redis")["connected"], 5, what="connected")
+        assert "polling every 0.3s" in provider(g, "redis")["warning"]
+        redis.put(service_keys("app", app.url) | router_keys("w", "w.test", "app"))
+        wait_until(lambda: status(g, "w.test") == 200, 5, what="route found by polling")
+        redis.delete("a3s/http/routers/w/")
+        wait_until(lambda: status(g, "w.test") == 404, 5, what="removal found by polling")
+    finally:
+        g.stop()
+        redis.stop()
+
+
+def test_redis_with_notifications_has_no_warning_and_turns_them_on(tmp_path):
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    g = Gateway(BASE + redis.provider_toml(), tmp_path)
+    try:
+        wait_until(lambda: provider(g, "redis")["connected"], 5, what="connected")
+        assert provider(g, "redis")["warning"] is None
+        flags = redis.cli("CONFIG", "GET", "notify-keyspace-events").split()[-1]
+        assert "K" in flags and "$" in flags and "g" in flags
+    finally:
+        g.stop()
+        redis.stop()
+
+
+def test_etcd_compaction_mid_watch_loses_nothing(tmp_path, app):
+    etcd = Etcd(tmp_path / "etcd")
+    etcd.start()
+    g = Gateway(BASE + etcd.provider_toml(), tmp_path)
+    try:
+        etcd.put(service_keys("app", app.url) | router_keys("a", "a.test", "app"))
+        wait_until(lambda: status(g, "a.test") == 200, 5, what="first route")
+        for i in range(20):
+            etcd.put({"a3s/http/routers/a/priority": str(i)})
+        etcd.ctl("compact", str(etcd.revision()))
+        etcd.put(router_keys("b", "b.test", "app"))
+        etcd.delete("a3s/http/routers/a/")
+        wait_until(lambda: status(g, "b.test") == 200 and status(g, "a.test") == 404, 5, what="after compaction")
+        assert provider(g, "etcd")["connected"]
+    finally:
+        g.stop()
+        etcd.stop()
