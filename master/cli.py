@@ -4,6 +4,7 @@
                 [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
     a3s-gateway status [--pid PID] [--json]
+    a3s-gateway kv export --format etcd|redis --config FILE
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
@@ -56,6 +57,37 @@ def validate(argv: list[str]) -> int:
     return 0
 
 
+def kv_export(argv: list[str]) -> int:
+    """Print a file config's routers, services and middlewares as store keys (master/providers/kv.py's layout):
+    ``etcdctl put`` lines for a shell, or ``SET`` lines for ``redis-cli``. Values are the file's as written
+    (``${VAR}`` substituted), so what a provider reads back validates to the same objects."""
+    import shlex
+
+    from ..shared.config.load import load_file
+    from ..shared.config.schema import Reporter
+    from .providers.kv import encode
+
+    ap = argparse.ArgumentParser(prog="a3s-gateway kv export", description="Print a config's objects as KV keys.")
+    ap.add_argument("--format", required=True, choices=["etcd", "redis"])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--root-key", default="a3s")
+    args = ap.parse_args(argv)
+    try:
+        GatewayConfig.from_file(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return 1
+    raw = load_file(args.config, Reporter(args.config))
+    for key, value in encode(raw, args.root_key).items():
+        if args.format == "etcd":
+            print(f"etcdctl put -- {shlex.quote(key)} {shlex.quote(value)}")
+        else:
+            quoted = [v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for v in (key, value)]
+            print(f'SET "{quoted[0]}" "{quoted[1]}"')
+    return 0
+
+
 def serve(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="a3s-gateway", description="Reverse proxy and ingress controller.")
     ap.add_argument("--config", help="TOML or YAML config file (default: ./gateway.toml or the embedded default)")
@@ -101,4 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         return validate(argv[1:])
     if argv[:1] == ["status"]:
         return status.main(argv[1:])
+    if argv[:2] == ["kv", "export"]:
+        return kv_export(argv[2:])
     return serve(argv)

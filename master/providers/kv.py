@@ -228,7 +228,7 @@ def encode(config: Mapping[str, Any], root: str, sep: str = "/") -> dict[str, st
     (``udp``), services by their servers' scheme, middlewares under ``http``."""
     entrypoints = config.get("entrypoints") or {}
     out: dict[str, str] = {}
-    for section in SECTIONS:
+    for section in reversed(SECTIONS):     # what routers name comes first, for a store being watched
         for name, obj in (config.get(section) or {}).items():
             protocol = _protocol(section, obj, entrypoints)
             for path, text in _flatten(obj, [root, protocol, section, name]):

@@ -6,13 +6,16 @@ Each behaviour every store shares runs once per store (``store`` is parametrized
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import Backend, Gateway, wait_until
+from certs import CA
+from harness import BINARY, Backend, Gateway, free_port, wait_until
 from stores import Daemon, Etcd, RedisServer
 
 BASE = """
@@ -167,3 +170,60 @@ def test_etcd_compaction_mid_watch_loses_nothing(tmp_path, app):
     finally:
         g.stop()
         etcd.stop()
+
+
+def seed_config(tmp: Path) -> tuple[str, str]:
+    """The seed README's example config (tests/unit/test_config.py), runnable here: its objects as written, its
+    entrypoints on free loopback ports with real certificates; returned as (whole file, file without objects)."""
+    text = (Path(__file__).parent.parent / "unit" / "test_config.py").read_text()
+    seed = text.split('SEED_TOML = r"""', 1)[1].split('"""', 1)[0]
+    seed = seed.split("[providers.file]", 1)[0]          # its seeds are 10.0.0.x addresses, not ours
+    pair = CA(tmp).issue("api.example.com")
+    seed = seed.replace("/etc/certs/cert.pem", str(pair.cert)).replace("/etc/certs/key.pem", str(pair.key))
+    for i, port in enumerate((80, 443, 5432)):
+        seed = seed.replace(f'"0.0.0.0:{port}"', f'"127.0.0.1:{free_port()}"' if i else '"127.0.0.1:{web}"')
+    head = seed.split("[routers.api]", 1)[0]
+    return seed + '[admin]\naddress = "127.0.0.1:{admin}"\n', head + '[admin]\naddress = "127.0.0.1:{admin}"\n'
+
+
+def live_objects(g: Gateway, suffix: str = "") -> dict:
+    """The live generation's routers, services and middlewares as the admin API shows them, ``suffix`` and the
+    provider column taken off, so a file's objects and a store's compare equal."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {strip(k): strip(v) for k, v in value.items() if k != "provider"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value.removesuffix(suffix) if suffix and isinstance(value, str) else value
+
+    return {kind: {item["name"]: item for item in strip(httpx.get(f"{g.admin}/api/{kind}").json())}
+            for kind in ("routers", "services", "middlewares")}
+
+
+def test_kv_export_round_trips_the_seed_readme_config_through_the_store(store, tmp_path):
+    name = kind(store)
+    whole, without_objects = seed_config(tmp_path)
+    env = {"JWT_SECRET": "s3cr3t-jwt-value"}
+    (tmp_path / "file").mkdir()
+    from_file = Gateway(whole, tmp_path / "file", env=env)
+    try:
+        expected = live_objects(from_file)
+        exported = subprocess.run([*BINARY, "kv", "export", "--format", name, "--config", str(from_file.config_path)],
+                                  check=True, capture_output=True, text=True, env={**os.environ, **env}).stdout
+    finally:
+        from_file.stop()
+    assert expected["routers"] and "a3s/http/middlewares/auth-jwt/value" in exported
+    if name == "redis":
+        subprocess.run(["redis-cli", "-p", str(store.port)], input=exported, check=True, capture_output=True,
+                       text=True)
+    else:
+        subprocess.run(["sh", "-e"], input=exported, check=True, capture_output=True, text=True,
+                       env={**os.environ, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": f"127.0.0.1:{store.port}"})
+    (tmp_path / "store").mkdir()
+    g = Gateway(without_objects + store.provider_toml(), tmp_path / "store", env=env)
+    try:
+        wait_until(lambda: len(live_objects(g)["middlewares"]) == len(expected["middlewares"]), 5, what="objects")
+        assert live_objects(g, f"@{name}") == expected
+        assert provider(g, name)["problems"] == []
+    finally:
+        g.stop()
