@@ -74,14 +74,16 @@ def _field_name(table: Table, key: str) -> str:
 
 
 def coerce(spec: Spec, value: Any) -> Any:
-    """``value`` (strings from a store or labels) turned into what ``spec`` expects where it can be."""
+    """``value`` (a tree of strings from a store or labels, numbered keys still keys) turned into what ``spec``
+    expects where it can be: the spellings of one key merged first, so ``loadBalancer/servers/1`` and
+    ``loadbalancer/servers/0`` are one list's elements."""
     if isinstance(spec, Nullable):
         spec = spec.inner
     if isinstance(spec, MiddlewareSpec) and isinstance(value, dict):
         value = _traefik_middleware(value)
         kind = MIDDLEWARE_TYPES.get(value.get("type"))  # type: ignore[arg-type]
         if kind is None:
-            return value
+            return _lists(value)
         rest = coerce(kind.keys, {k: v for k, v in value.items() if k != "type"})
         return {"type": value["type"], **rest}
     if isinstance(spec, Table) and isinstance(value, dict):
@@ -92,16 +94,18 @@ def coerce(spec: Spec, value: Any) -> Any:
         out = {}
         for name, item in merged.items():
             spec_field = spec.fields.get(name)
-            out[name] = coerce(spec_field.spec, item) if spec_field else item
+            out[name] = coerce(spec_field.spec, item) if spec_field else _lists(item)
         return out
     if isinstance(spec, MapOf) and isinstance(value, dict):
         return {key: coerce(spec.value, item) for key, item in value.items()}
     if isinstance(spec, ListOf):
-        if isinstance(value, str) and not isinstance(spec.item, (Table, MapOf)):
+        if isinstance(value, dict) and value and all(k.isdigit() for k in value):
+            value = [value[k] for k in sorted(value, key=int)]
+        elif isinstance(value, str) and not isinstance(spec.item, (Table, MapOf)):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return [coerce(spec.item, item) for item in value] if isinstance(value, list) else value
     if not isinstance(value, str):
-        return value
+        return _lists(value)
     text = value.strip()
     if isinstance(spec, Bool) and text.lower() in ("true", "false"):
         return text.lower() == "true"
@@ -113,11 +117,9 @@ def coerce(spec: Spec, value: Any) -> Any:
 
 
 def _merge(a: Any, b: Any) -> Any:
-    """Two spellings of one key: tables are merged, lists element by element, otherwise the later value wins."""
+    """Two spellings of one key: tables are merged, otherwise the later value wins."""
     if isinstance(a, dict) and isinstance(b, dict):
         return {**a, **{k: _merge(a[k], v) if k in a else v for k, v in b.items()}}
-    if isinstance(a, list) and isinstance(b, list):
-        return [_merge(x, y) for x, y in zip(a, b)] + a[len(b):] + b[len(a):]
     return b
 
 
@@ -133,7 +135,7 @@ def _traefik_middleware(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lists(node: Any) -> Any:
-    """Tables whose keys are all numbers become lists, in numeric order."""
+    """Tables whose keys are all numbers become lists, in numeric order (where no spec says more)."""
     if not isinstance(node, dict):
         return node
     if node and all(k.isdigit() for k in node):
@@ -192,7 +194,7 @@ def decode(pairs: Mapping[str, str], root: str, provider: str, sep: str = "/",
         if obj in out.problems:
             continue
         section = obj[0]
-        out.objects[obj] = qualify(section, coerce(_section_spec(section), _lists(tree)), provider)
+        out.objects[obj] = qualify(section, coerce(_section_spec(section), tree), provider)
     return out
 
 

@@ -47,3 +47,108 @@ def test_dns_expansion_keeps_ports_and_weights():
 
 def test_status_ranges():
     assert parse_status_range("200-399") == (200, 399) and parse_status_range("204") == (204, 204)
+
+
+# -- the store providers' key layout and contract (master/providers/kv.py, provider.py)
+
+def test_kv_decode_follows_the_file_format_and_traefik_spellings():
+    from a3s_gateway.master.providers.kv import decode
+    part = decode({
+        "a3s/http/routers/w/rule": "Host(`w`)", "a3s/http/routers/w/service": "app",
+        "a3s/http/routers/w/priority": "7", "a3s/http/routers/w/middlewares/0": "rl",
+        "a3s/http/routers/w/middlewares/1": "auth@file", "a3s/http/routers/w/entrypoints": "web, websecure",
+        "a3s/http/services/app/loadBalancer/servers/1/url": "http://b", "a3s/http/services/app/loadbalancer/"
+        "servers/0/url": "http://a", "a3s/http/services/app/loadbalancer/passhostheader": "false",
+        "a3s/http/middlewares/rl/rateLimit/rate": "5", "other/key": "ignored",
+    }, "a3s", "etcd")
+    assert part.objects[("routers", "w@etcd")] == {
+        "rule": "Host(`w`)", "service": "app@etcd", "priority": 7, "middlewares": ["rl@etcd", "auth@file"],
+        "entrypoints": ["web", "websecure"]}
+    assert part.objects[("services", "app@etcd")] == {"load_balancer": {
+        "servers": [{"url": "http://a"}, {"url": "http://b"}], "pass_host_header": False}}
+    assert part.objects[("middlewares", "rl@etcd")] == {"type": "rate-limit", "rate": 5.0}
+    assert part.origins[("routers", "w@etcd")] == "a3s/http/routers/w"
+    assert not part.problems and not part.unplaced
+
+
+def test_kv_decode_reports_clashing_and_misplaced_keys_by_key_path():
+    from a3s_gateway.master.providers.kv import decode
+    part = decode({"a3s/http/routers/w/rule": "x", "a3s/http/routers/w/rule/sub": "y", "a3s/http/bogus/n/k": "v",
+                   "a3s/http/routers/a@b/rule": "x"}, "a3s", "redis")
+    assert "a3s/http/routers/w/rule/sub" in part.problems[("routers", "w@redis")]
+    assert "'@'" in part.problems[("routers", "a@b@redis")]
+    assert part.unplaced and "a3s/http/bogus/n/k" in part.unplaced[0]
+    assert not part.objects
+
+
+def test_kv_encode_is_read_back_by_decode_into_the_same_objects():
+    from a3s_gateway.master.providers.kv import decode, encode
+    config = {"entrypoints": {"db": {"protocol": "tcp"}},
+              "routers": {"r": {"rule": "HostSNI(`*`)", "service": "s", "entrypoints": ["db"], "priority": 3}},
+              "services": {"s": {"load_balancer": {"servers": [{"url": "tcp://127.0.0.1:5432", "weight": 2}]}}},
+              "middlewares": {"h": {"type": "headers", "response_headers": {"X-A": "1"}}}}
+    keys = encode(config, "a3s")
+    assert "a3s/tcp/routers/r/rule" in keys and "a3s/tcp/services/s/load_balancer/servers/0/url" in keys
+    objects = decode(keys, "a3s", "etcd").objects
+    assert objects[("routers", "r@etcd")] == {**config["routers"]["r"], "service": "s@etcd"}
+    assert objects[("services", "s@etcd")] == config["services"]["s"]
+    assert objects[("middlewares", "h@etcd")] == config["middlewares"]["h"]
+
+
+def test_merge_leaves_out_invalid_objects_and_what_depends_on_them_and_files_win():
+    from a3s_gateway.master.providers.provider import merge
+    from a3s_gateway.shared.config import GatewayConfig
+    static = GatewayConfig.from_dict({"routers": {"f": {"rule": "Path(`/f`)", "service": "whoami@internal"}}}).data
+    lb = {"load_balancer": {"servers": [{"url": "http://127.0.0.1:1"}]}}
+    objects = {("services", "bad@etcd"): {"load_balancer": {"servers": [{"url": "nope"}]}},
+               ("routers", "uses-bad@etcd"): {"rule": "Path(`/b`)", "service": "bad@etcd"},
+               ("services", "ok@etcd"): lb, ("routers", "ok@etcd"): {"rule": "Path(`/o`)", "service": "ok@etcd"},
+               ("routers", "f"): {"rule": "Path(`/x`)", "service": "ok@etcd"}}
+    data, rejected = merge(static, {"etcd": objects}, "<etcd>")
+    assert set(data["routers"]) == {"f", "ok@etcd"} and data["routers"]["f"]["rule"] == "Path(`/f`)"
+    assert set(rejected["etcd"]) == {("services", "bad@etcd"), ("routers", "uses-bad@etcd"), ("routers", "f")}
+    assert "unknown service 'bad@etcd'" in rejected["etcd"][("routers", "uses-bad@etcd")]
+    assert "files win" in rejected["etcd"][("routers", "f")]
+
+
+def test_a_burst_of_1000_changes_settles_into_one_read():
+    import asyncio
+
+    from a3s_gateway.master.providers.kv import Partial
+    from a3s_gateway.master.providers.provider import Provider
+
+    class Burst(Provider):
+        name = "burst"
+        reads = 0
+
+        async def connect(self) -> None: ...
+        async def close(self) -> None: ...
+
+        async def read(self) -> Partial:
+            self.reads += 1
+            return Partial()
+
+        async def watch(self) -> None:
+            for _ in range(1000):
+                self.changed()
+                await asyncio.sleep(0)
+            await asyncio.Event().wait()
+
+    offers = []
+
+    async def offer(p: Provider, part: Partial) -> None:
+        offers.append(part)
+
+    async def run() -> Burst:
+        p = Burst({"debounce": 0.05, "max_backoff": 1.0}, offer)
+        p.start()
+        for _ in range(100):
+            if p.reads >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)           # no further read comes
+        await p.stop()
+        return p
+
+    p = asyncio.run(run())
+    assert p.reads == 2 and p.connected and len(offers) == 2    # the first read, then one for the burst
