@@ -33,6 +33,7 @@ from .probes.http import HealthChecker
 from .probes.model import ModelProbe
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
+from .providers.docker import DockerProvider
 from .providers.etcd import EtcdProvider
 from .providers.file import FileWatcher
 from .providers.kv import Partial
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 log = gwlog.get("master.control")
 
-STORES: dict[str, type[Provider]] = {p.name: p for p in (RedisProvider, EtcdProvider)}
+STORES: dict[str, type[Provider]] = {p.name: p for p in (RedisProvider, EtcdProvider, DockerProvider)}
 
 
 class ControlPlane:
