@@ -44,6 +44,7 @@ class Provider:
         self.rejected_updates = 0               # reads with new problems (a metric)
         self.connected = False
         self.last_sync: float | None = None
+        self.syncs = 0                          # full reads of the source (one per settled burst of changes)
         self.last_error: str | None = None      # the last connection error (cleared by a successful read)
         self.warning: str | None = None         # a standing condition worth an operator's look
         self.task: asyncio.Task | None = None
@@ -86,7 +87,7 @@ class Provider:
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self.name, "connected": self.connected, "last_sync": self.last_sync,
-                "last_error": self.last_error, "warning": self.warning, "objects": len(self.good),
+                "last_error": self.last_error, "warning": self.warning, "objects": len(self.good), "syncs": self.syncs,
                 "problems": list(self.problems), "rejected_updates": self.rejected_updates}
 
     async def _run(self) -> None:
@@ -146,6 +147,7 @@ class Provider:
         partial = await self.read()
         self.last_error = None
         self.last_sync = time.time()
+        self.syncs += 1
         await self.offer(self, partial)
 
     def accept(self, partial: Partial, accepted: dict[Obj, Any], rejected: dict[Obj, str]) -> bool:

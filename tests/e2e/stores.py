@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -101,3 +102,75 @@ class Etcd(Daemon):
 
     def revision(self) -> int:
         return json.loads(self.ctl("endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
+
+
+DOCKER = "/usr/bin/docker"      # Debian's docker.io client (the image may carry another one in /usr/local/bin)
+IMAGE = "a3s/bb:1"
+
+
+class Dockerd:
+    """A real dockerd (Debian's docker.io) on its own socket and data root under ``workdir``, with no bridge and no
+    iptables (only host networking), and a busybox image made offline with ``docker import``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "docker.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "dockerd.log", "ab")
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.workdir / "root"), "--exec-root", str(self.workdir / "exec"),
+             "-H", f"unix://{self.socket}", "--pidfile", str(self.workdir / "dockerd.pid"), "--iptables=false",
+             "--ip6tables=false", "--bridge=none", "--storage-driver=vfs", "--userland-proxy=false"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {(self.workdir / 'dockerd.log').read_text()[-2000:]}")
+            return self.socket.exists() and subprocess.run([DOCKER, "-H", f"unix://{self.socket}", "version"],
+                                                           capture_output=True).returncode == 0
+        wait_until(ready, 30, interval=0.1, what="dockerd ready")
+        self._import_busybox()
+
+    def _import_busybox(self) -> None:
+        rootfs = self.workdir / "rootfs"
+        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+        (rootfs / "www").mkdir(exist_ok=True)
+        shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")      # static (busybox-static): no libc inside
+        for tool in ("sh", "httpd", "cat", "rm", "touch", "sleep"):
+            link = rootfs / "bin" / tool
+            if not link.exists():
+                link.symlink_to("busybox")
+        (rootfs / "www" / "index.html").write_text("hello from a container\n")
+        (rootfs / "www" / "ok").write_text("ok\n")
+        tar = self.workdir / "bb.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+        self.cli("import", "-c", 'CMD ["/bin/sh"]', str(tar), IMAGE)
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([DOCKER, "-H", f"unix://{self.socket}", *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def run(self, name: str, port: int, labels: dict[str, str], health: bool = False) -> str:
+        """A busybox httpd on 127.0.0.1:``port`` (host network); with ``health``, healthy while /www/ok exists."""
+        checks = ["--health-cmd", "cat /www/ok", "--health-interval", "300ms", "--health-retries", "1",
+                  "--health-start-period", "0s"] if health else []
+        label_args = [x for k, v in labels.items() for x in ("-l", f"{k}={v}")]
+        return self.cli("run", "-d", "--name", name, "--network", "host", *label_args, *checks, IMAGE,
+                        "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        ids = self.cli("ps", "-aq").split()
+        if ids:
+            self.cli("rm", "-f", *ids)
+        self.proc.terminate()           # dockerd stops its containerd child too
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
