@@ -174,3 +174,7 @@ class Dockerd:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        # dockerd leaves its network namespace (exec/netns/default) mounted; nothing may stay mounted here
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(str(self.workdir) + "/")), reverse=True):
+            subprocess.run(["umount", mount], check=True)
