@@ -4,7 +4,7 @@
                 [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
     a3s-gateway status [--pid PID] [--json]
-    a3s-gateway kv export --format etcd|redis --config FILE
+    a3s-gateway kv export --format etcd|redis|consul --config FILE
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
@@ -59,8 +59,10 @@ def validate(argv: list[str]) -> int:
 
 def kv_export(argv: list[str]) -> int:
     """Print a file config's routers, services and middlewares as store keys (master/providers/kv.py's layout):
-    ``etcdctl put`` lines for a shell, or ``SET`` lines for ``redis-cli``. Values are the file's as written
-    (``${VAR}`` substituted), so what a provider reads back validates to the same objects."""
+    ``etcdctl put`` lines for a shell, ``SET`` lines for ``redis-cli``, or the JSON of ``consul kv import``.
+    Values are the file's as written (``${VAR}`` substituted), so a provider reads back the same objects."""
+    import base64
+    import json
     import shlex
 
     from ..shared.config.load import load_file
@@ -68,7 +70,7 @@ def kv_export(argv: list[str]) -> int:
     from .providers.kv import encode
 
     ap = argparse.ArgumentParser(prog="a3s-gateway kv export", description="Print a config's objects as KV keys.")
-    ap.add_argument("--format", required=True, choices=["etcd", "redis"])
+    ap.add_argument("--format", required=True, choices=["etcd", "redis", "consul"])
     ap.add_argument("--config", required=True)
     ap.add_argument("--root-key", default="a3s")
     args = ap.parse_args(argv)
@@ -79,7 +81,12 @@ def kv_export(argv: list[str]) -> int:
             print(p, file=sys.stderr)
         return 1
     raw = load_file(args.config, Reporter(args.config))
-    for key, value in encode(raw, args.root_key).items():
+    keys = encode(raw, args.root_key)
+    if args.format == "consul":
+        print(json.dumps([{"key": k, "flags": 0, "value": base64.b64encode(v.encode()).decode()}
+                          for k, v in keys.items()], indent=2))
+        return 0
+    for key, value in keys.items():
         if args.format == "etcd":
             print(f"etcdctl put -- {shlex.quote(key)} {shlex.quote(value)}")
         else:

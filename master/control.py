@@ -31,6 +31,7 @@ from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
 from .probes.http import HealthChecker
 from .probes.model import ModelProbe
+from .providers.consul import ConsulProvider
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
 from .providers.docker import DockerProvider
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 log = gwlog.get("master.control")
 
-STORES: dict[str, type[Provider]] = {p.name: p for p in (RedisProvider, EtcdProvider, DockerProvider)}
+STORES: dict[str, type[Provider]] = {p.name: p for p in (RedisProvider, EtcdProvider, ConsulProvider,
+                                                                DockerProvider)}
 
 
 class ControlPlane:

@@ -1,4 +1,4 @@
-"""The contract every store and container provider keeps (``redis``, ``etcd``, ``docker``; one module each).
+"""The contract every store and container provider keeps (``redis``, ``etcd``, ``consul``, ``docker``: a module each).
 
 A provider turns what its source holds into a ``kv.Partial`` whose names end in ``@<provider>``, and hands it to
 the control plane's ``offer``, which vets it like a file (``merge``): an object that fails validation is reported

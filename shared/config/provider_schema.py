@@ -1,6 +1,6 @@
 """The settings of the providers that read routers, services and middlewares from a store or from container
-labels: ``providers.redis``, ``providers.etcd``, ``providers.docker`` (master/providers/<name>.py; the key layout is
-master/providers/kv.py).
+labels: ``providers.redis``, ``providers.etcd``, ``providers.consul``, ``providers.docker``
+(master/providers/<name>.py; the key layout is master/providers/kv.py).
 
 Every one of them has ``debounce`` (how long a burst of changes is gathered into one rebuild) and ``max_backoff``
 (the longest wait between reconnects to a lost source); the stores also ``root_key`` (the prefix of their keys).
@@ -43,6 +43,12 @@ STORE_PROVIDERS: dict[str, Any] = {
         "endpoint": Field(Str(check=address_error), "127.0.0.1:2379"),
         "username": Field(Nullable(Str(nonempty=True))),
         "password": Field(Nullable(Str(nonempty=True))),    # secret: redacted, never logged
+        "timeout": Field(Duration(), 5.0),
+    })),
+    "consul": Field(_store({
+        "address": Field(Str(check=url_check("http", "https")), "http://127.0.0.1:8500"),
+        "token": Field(Nullable(Str(nonempty=True))),       # ACL token, sent as X-Consul-Token; redacted
+        "wait": Field(Duration(), 300.0),                   # how long one blocking query may be held
         "timeout": Field(Duration(), 5.0),
     })),
     "docker": Field(_common({

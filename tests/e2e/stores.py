@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 from harness import free_port, port_open, wait_until
 
 
@@ -102,6 +104,37 @@ class Etcd(Daemon):
 
     def revision(self) -> int:
         return json.loads(self.ctl("endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
+
+
+class ConsulFake(Daemon):
+    """consul_fake.py (Consul's KV API with blocking queries and an ACL token), its data kept in ``workdir``."""
+
+    TOKEN = "a3s-test-token"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(Path(__file__).parent / "consul_fake.py"), "--port", str(self.port), "--data",
+                str(self.workdir / "kv.json"), "--token", self.TOKEN]
+
+    def _api(self) -> httpx.Client:
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers={"X-Consul-Token": self.TOKEN})
+
+    def put(self, pairs: dict[str, str]) -> None:
+        with self._api() as api:
+            for key, value in pairs.items():
+                api.put(f"/v1/kv/{key}", content=value.encode()).raise_for_status()
+
+    def delete(self, prefix: str) -> None:
+        with self._api() as api:
+            api.delete(f"/v1/kv/{prefix}", params={"recurse": "true"}).raise_for_status()
+
+    def reads(self) -> dict[str, int]:
+        """``blocking`` queries, recursive ``lists`` and single-``keys`` reads answered so far."""
+        with self._api() as api:
+            return api.get("/fake/stats").json()
+
+    def provider_toml(self) -> str:
+        return (f'[providers.consul]\naddress = "http://127.0.0.1:{self.port}"\ntoken = "{self.TOKEN}"\n'
+                'debounce = "50ms"\nmax_backoff = "500ms"\nwait = "5s"\n')
 
 
 DOCKER = "/usr/bin/docker"      # Debian's docker.io client (the image may carry another one in /usr/local/bin)

@@ -1,11 +1,14 @@
 """The store providers through the real binary (2 workers) against real redis-server and etcd processes.
 
 Each behaviour every store shares runs once per store (``store`` is parametrized); what only one store does
-(Redis without keyspace notifications, etcd compaction) has its own test.
+(Redis without keyspace notifications, etcd compaction, Consul's one list per change) has its own test. Consul
+is not packaged for Debian: its tests run against consul_fake.py, a fake of its KV and blocking-query API.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -16,7 +19,7 @@ import httpx
 import pytest
 from certs import CA
 from harness import BINARY, Backend, Gateway, free_port, wait_until
-from stores import Daemon, Etcd, RedisServer
+from stores import ConsulFake, Daemon, Etcd, RedisServer
 
 BASE = """
 [entrypoints.web]
@@ -29,9 +32,12 @@ response_headers = {X-From = "file"}
 """
 
 
-@pytest.fixture(params=["redis", "etcd"])
+STORES = {"redis": RedisServer, "etcd": Etcd, "consul": ConsulFake}
+
+
+@pytest.fixture(params=list(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
-    daemon: Daemon = (RedisServer if request.param == "redis" else Etcd)(tmp_path / request.param)
+    daemon: Daemon = STORES[request.param](tmp_path / request.param)
     daemon.start()
     yield daemon
     daemon.stop()
@@ -70,7 +76,7 @@ def provider(g: Gateway, name: str) -> dict:
 
 
 def kind(store: Daemon) -> str:
-    return "redis" if isinstance(store, RedisServer) else "etcd"
+    return next(name for name, cls in STORES.items() if isinstance(store, cls))
 
 
 def test_store_keys_become_routes_with_file_middlewares_and_a_delete_removes_them(store, gw, app):
@@ -216,6 +222,8 @@ def test_kv_export_round_trips_the_seed_readme_config_through_the_store(store, t
     if name == "redis":
         subprocess.run(["redis-cli", "-p", str(store.port)], input=exported, check=True, capture_output=True,
                        text=True)
+    elif name == "consul":          # the `consul kv import` document
+        store.put({e["key"]: base64.b64decode(e["value"]).decode() for e in json.loads(exported)})
     else:
         subprocess.run(["sh", "-e"], input=exported, check=True, capture_output=True, text=True,
                        env={**os.environ, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": f"127.0.0.1:{store.port}"})
@@ -227,3 +235,22 @@ def test_kv_export_round_trips_the_seed_readme_config_through_the_store(store, t
         assert provider(g, name)["problems"] == []
     finally:
         g.stop()
+
+
+def test_consul_reads_one_list_per_change_not_one_per_key(tmp_path, app):
+    consul = ConsulFake(tmp_path / "consul")
+    consul.start()
+    g = Gateway(BASE + consul.provider_toml(), tmp_path)
+    try:
+        wait_until(lambda: provider(g, "consul")["connected"], 5, what="connected")
+        before = consul.reads()
+        keys = service_keys("app", app.url)
+        for i in range(50):
+            keys |= router_keys(f"r{i}", f"r{i}.test", "app")
+        consul.put(keys)                       # 101 keys, one write each
+        wait_until(lambda: status(g, "r49.test") == 200, 10, what="all routers")
+        after = consul.reads()
+        assert after["keys"] == 0 and after["lists"] - before["lists"] < 10   # a few settled lists, no per-key reads
+    finally:
+        g.stop()
+        consul.stop()
