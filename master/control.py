@@ -4,7 +4,7 @@
 once per node beside it:
 
 * ``compile_input(cfg)`` turns a validated static config into what gets compiled: the store providers' last
-  good objects (``name@redis``, ``name@etcd``) and the discovery provider's routers/services merged in (static
+  good objects (``name@redis``, ``name@docker``, …) and the discovery provider's routers/services merged in (static
   names win; the merge is validated again, and a provider object it rejects is left out and logged), hostname
   servers replaced by their DNS answers, ACME certificates added to ``tls.acme`` entrypoints and the internal
   HTTP-01 router added. The static config itself is never modified (the admin API shows it as written).

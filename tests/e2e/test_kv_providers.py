@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -55,6 +56,18 @@ def gw(store: Daemon, tmp_path: Path) -> Iterator[Gateway]:
     g = Gateway(BASE + store.provider_toml(), tmp_path)
     yield g
     g.stop()
+
+
+@contextmanager
+def gateway_on(daemon: Daemon, tmp: Path) -> Iterator[Gateway]:
+    """``daemon`` started, and a gateway reading from it; both stopped after."""
+    daemon.start()
+    g = Gateway(BASE + daemon.provider_toml(), tmp)
+    try:
+        yield g
+    finally:
+        g.stop()
+        daemon.stop()
 
 
 def service_keys(name: str, url: str) -> dict[str, str]:
@@ -131,39 +144,27 @@ def test_outage_keeps_the_last_good_config_and_the_provider_reconnects(store, gw
 
 def test_redis_without_keyspace_notifications_warns_and_polls(tmp_path, app):
     redis = RedisServer(tmp_path / "redis", config_allowed=False)   # as on ElastiCache: CONFIG is refused
-    redis.start()
-    g = Gateway(BASE + redis.provider_toml(), tmp_path)
-    try:
+    with gateway_on(redis, tmp_path) as g:
         wait_until(lambda: provider(g, "redis")["connected"], 5, what="connected")
         assert "polling every 0.3s" in provider(g, "redis")["warning"]
         redis.put(service_keys("app", app.url) | router_keys("w", "w.test", "app"))
         wait_until(lambda: status(g, "w.test") == 200, 5, what="route found by polling")
         redis.delete("a3s/http/routers/w/")
         wait_until(lambda: status(g, "w.test") == 404, 5, what="removal found by polling")
-    finally:
-        g.stop()
-        redis.stop()
 
 
 def test_redis_with_notifications_has_no_warning_and_turns_them_on(tmp_path):
     redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    g = Gateway(BASE + redis.provider_toml(), tmp_path)
-    try:
+    with gateway_on(redis, tmp_path) as g:
         wait_until(lambda: provider(g, "redis")["connected"], 5, what="connected")
         assert provider(g, "redis")["warning"] is None
         flags = redis.cli("CONFIG", "GET", "notify-keyspace-events").split()[-1]
         assert "K" in flags and "$" in flags and "g" in flags
-    finally:
-        g.stop()
-        redis.stop()
 
 
 def test_etcd_compaction_mid_watch_loses_nothing(tmp_path, app):
     etcd = Etcd(tmp_path / "etcd")
-    etcd.start()
-    g = Gateway(BASE + etcd.provider_toml(), tmp_path)
-    try:
+    with gateway_on(etcd, tmp_path) as g:
         etcd.put(service_keys("app", app.url) | router_keys("a", "a.test", "app"))
         wait_until(lambda: status(g, "a.test") == 200, 5, what="first route")
         for i in range(20):
@@ -173,9 +174,6 @@ def test_etcd_compaction_mid_watch_loses_nothing(tmp_path, app):
         etcd.delete("a3s/http/routers/a/")
         wait_until(lambda: status(g, "b.test") == 200 and status(g, "a.test") == 404, 5, what="after compaction")
         assert provider(g, "etcd")["connected"]
-    finally:
-        g.stop()
-        etcd.stop()
 
 
 def seed_config(tmp: Path) -> tuple[str, str]:
@@ -239,9 +237,7 @@ def test_kv_export_round_trips_the_seed_readme_config_through_the_store(store, t
 
 def test_consul_reads_one_list_per_change_not_one_per_key(tmp_path, app):
     consul = ConsulFake(tmp_path / "consul")
-    consul.start()
-    g = Gateway(BASE + consul.provider_toml(), tmp_path)
-    try:
+    with gateway_on(consul, tmp_path) as g:
         wait_until(lambda: provider(g, "consul")["connected"], 5, what="connected")
         before = consul.reads()
         keys = service_keys("app", app.url)
@@ -251,6 +247,3 @@ def test_consul_reads_one_list_per_change_not_one_per_key(tmp_path, app):
         wait_until(lambda: status(g, "r49.test") == 200, 10, what="all routers")
         after = consul.reads()
         assert after["keys"] == 0 and after["lists"] - before["lists"] < 10   # a few settled lists, no per-key reads
-    finally:
-        g.stop()
-        consul.stop()

@@ -202,6 +202,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
             "failure_threshold": 3,
         },
         "dns": None,
+        "redis": None, "etcd": None, "consul": None, "docker": None,     # the store providers: off unless given
     }
     assert cfg.data["admin"] == {
         "enabled": True,
