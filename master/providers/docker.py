@@ -1,4 +1,5 @@
-"""The Docker provider: routers, services and middlewares from container labels, over the Engine API's unix socket.
+"""The Docker provider: routers, services and middlewares from container labels, over the Engine API (its unix
+socket, or ``tcp://`` with TLS client certificates as ``dockerd --tlsverify`` wants).
 
 Labels spell kv.py's layout with dots under a prefix (``a3s.http.routers.<r>.rule``; ``traefik.`` works too, so
 existing containers need no change; ``a3s.`` wins where both say the same key). Besides the layout:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from typing import Any
 
@@ -53,9 +55,19 @@ class DockerProvider(Provider):
         self.since = 0
 
     async def connect(self) -> None:
-        path = self.settings["endpoint"].removeprefix("unix://")
-        self.session = aiohttp.ClientSession(base_url="http://docker",
-                                             connector=aiohttp.UnixConnector(path=path))
+        endpoint, tls = self.settings["endpoint"], self.settings["tls"]
+        if endpoint.startswith("unix://"):
+            self.session = aiohttp.ClientSession(base_url="http://docker",
+                                                 connector=aiohttp.UnixConnector(path=endpoint[len("unix://"):]))
+        else:
+            context = None
+            if tls is not None:
+                context = ssl.create_default_context(cafile=tls["ca_file"])
+                if tls["cert_file"]:
+                    context.load_cert_chain(tls["cert_file"], tls["key_file"])
+            scheme = "https" if context else "http"
+            self.session = aiohttp.ClientSession(base_url=f"{scheme}://{endpoint[len('tcp://'):]}",
+                                                 connector=aiohttp.TCPConnector(ssl=context or False))
         self.since = int(time.time()) - 1          # events from before the first read too: none falls between
         async with self.session.get(f"/{API}/version", timeout=aiohttp.ClientTimeout(total=10)) as r:
             r.raise_for_status()

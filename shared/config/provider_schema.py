@@ -29,8 +29,11 @@ def _constraint_error(text: str) -> str | None:
     return None if "=" in text.strip("=!") else f"expected 'label=value' or 'label!=value', got {text!r}"
 
 
-def _unix_endpoint_error(text: str) -> str | None:
-    return None if text.startswith("unix:///") else f"expected a unix:///path endpoint, got {text!r}"
+def _docker_endpoint_error(text: str) -> str | None:
+    if text.startswith("unix:///") or (text.startswith("tcp://") and url_check("tcp", port_required=("tcp",))(text)
+                                       is None):
+        return None
+    return f"expected unix:///path or tcp://host:port, got {text!r}"
 
 
 STORE_PROVIDERS: dict[str, Any] = {
@@ -52,7 +55,11 @@ STORE_PROVIDERS: dict[str, Any] = {
         "timeout": Field(Duration(), 5.0),
     })),
     "docker": Field(_common({
-        "endpoint": Field(Str(check=_unix_endpoint_error), "unix:///var/run/docker.sock"),
+        "endpoint": Field(Str(check=_docker_endpoint_error), "unix:///var/run/docker.sock"),
+        # tcp:// endpoints: TLS with this CA, and a client certificate (dockerd --tlsverify); null: plain HTTP
+        "tls": Field(Nullable(Table({"ca_file": Field(Nullable(Str(nonempty=True))),
+                                     "cert_file": Field(Nullable(Str(nonempty=True))),
+                                     "key_file": Field(Nullable(Str(nonempty=True)))}))),
         "exposed_by_default": Field(Bool(), True),
         # the router of a container without router labels; {name} is the container's name, made DNS-safe
         "default_rule": Field(Str(nonempty=True), "Host(`{name}`)"),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from certs import CA
 from harness import free_port, port_open, wait_until
 
 
@@ -143,12 +144,17 @@ IMAGE = "a3s/bb:1"
 
 class Dockerd:
     """A real dockerd (Debian's docker.io) on its own socket and data root under ``workdir``, with no bridge and no
-    iptables (only host networking), and a busybox image made offline with ``docker import``."""
+    iptables (only host networking), and a busybox image made offline with ``docker import``. It also listens on
+    ``tcp://localhost:<tcp_port>`` with ``--tlsverify``: ``ca`` signed its certificate and ``client``'s."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.socket = workdir / "docker.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tcp_port = free_port()
+        self.ca = CA(workdir / "tls")
+        self.server = self.ca.issue("localhost", file="server")
+        self.client = self.ca.issue("gateway", file="client", client=True)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +162,9 @@ class Dockerd:
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", str(self.workdir / "root"), "--exec-root", str(self.workdir / "exec"),
              "-H", f"unix://{self.socket}", "--pidfile", str(self.workdir / "dockerd.pid"), "--iptables=false",
-             "--ip6tables=false", "--bridge=none", "--storage-driver=vfs", "--userland-proxy=false"],
+             "--ip6tables=false", "--bridge=none", "--storage-driver=vfs", "--userland-proxy=false",
+             "-H", f"tcp://127.0.0.1:{self.tcp_port}", "--tlsverify", "--tlscacert", str(self.ca.path),
+             "--tlscert", str(self.server.cert), "--tlskey", str(self.server.key)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
 

@@ -142,3 +142,26 @@ def test_a_flood_of_container_events_causes_few_reads_and_no_rebuild(dockerd, tm
 def _generation(g: Gateway) -> int:
     text = httpx.get(g.admin + "/api/gateway/metrics").text
     return int(float(re.search(r"^a3s_gateway_config_generation (\S+)", text, re.M)[1]))
+
+
+def test_tcp_endpoint_with_tls_client_certificates(dockerd, tmp_path):
+    port = free_port()
+    dockerd.run("tls-app", port, labels("a3s", "tls", "tls.test", port))
+    tls = (f'endpoint = "tcp://localhost:{dockerd.tcp_port}"\ntls = {{ca_file = "{dockerd.ca.path}", '
+           f'cert_file = "{dockerd.client.cert}", key_file = "{dockerd.client.key}"}}\n')
+    text = BASE.replace('endpoint = "unix://SOCKET"\n', tls)
+    (tmp_path / "with").mkdir()
+    g = Gateway(text, tmp_path / "with")
+    try:
+        wait_until(lambda: status(g, "tls.test") == 200, 5, what="routed over tcp:// with TLS")
+    finally:
+        g.stop()
+    (tmp_path / "without").mkdir()        # dockerd --tlsverify refuses a client without a certificate
+    g = Gateway(text.replace(f', cert_file = "{dockerd.client.cert}", key_file = "{dockerd.client.key}"', ""),
+                tmp_path / "without")
+    try:
+        error = wait_until(lambda: provider(g)["last_error"], 5, what="refused")
+        assert not provider(g)["connected"] and status(g, "tls.test") == 404, error
+    finally:
+        g.stop()
+        dockerd.cli("rm", "-f", "tls-app")
