@@ -53,3 +53,8 @@ class EtcdProvider(Provider):
             except aetcd.exceptions.RevisionCompactedError as e:
                 self.changed()                  # what the compacted revisions said comes from a relist
                 start = e.compacted_revision
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None

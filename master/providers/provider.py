@@ -14,6 +14,7 @@ source marks the provider disconnected and it reconnects with exponential backof
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import copy
 import time
@@ -30,7 +31,7 @@ log = gwlog.get("master.providers")
 FIRST_BACKOFF = 0.1
 
 
-class Provider:
+class Provider(abc.ABC):
     """One store provider's connection and its last good objects; subclasses speak to the store."""
 
     name: ClassVar[str]
@@ -53,20 +54,21 @@ class Provider:
         self._last_change = 0.0
 
     # -- what a store implements
+    @abc.abstractmethod
     async def connect(self) -> None:
         """Open the connection (and subscribe, before the first read, so no change falls between)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def read(self) -> Partial:
-        """Everything under ``root_key``, decoded."""
-        raise NotImplementedError
+        """Everything the source holds, decoded."""
 
+    @abc.abstractmethod
     async def watch(self) -> None:
         """Call ``changed()`` on every change; return or raise when the source is lost."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Release the connection: after every session, a failed one too."""
 
     # -- the shared part
     def changed(self) -> None:

@@ -247,3 +247,38 @@ def test_consul_reads_one_list_per_change_not_one_per_key(tmp_path, app):
         wait_until(lambda: status(g, "r49.test") == 200, 10, what="all routers")
         after = consul.reads()
         assert after["keys"] == 0 and after["lists"] - before["lists"] < 10   # a few settled lists, no per-key reads
+
+
+def test_etcd_watch_from_a_compacted_revision_relists_instead_of_stopping(tmp_path):
+    """traefik/traefik#566: the watch's revision was compacted away (as after a long disconnect)."""
+    import asyncio
+
+    from a3s_gateway.master.providers.etcd import EtcdProvider
+    from a3s_gateway.shared.config import GatewayConfig
+
+    etcd = Etcd(tmp_path / "etcd")
+    etcd.start()
+    try:
+        etcd.put({"a3s/http/routers/a/rule": "Path(`/`)"})
+        stale = etcd.revision()
+        for i in range(5):
+            etcd.put({"a3s/http/routers/a/priority": str(i)})
+        etcd.ctl("compact", str(etcd.revision()))
+        settings = GatewayConfig.from_dict({"providers": {"etcd": {"endpoint": f"127.0.0.1:{etcd.port}"}}}).data
+
+        async def watch_from_stale() -> bool:
+            provider = EtcdProvider(settings["providers"]["etcd"], None)  # type: ignore[arg-type]
+            await provider.connect()
+            provider.revision = stale              # read before the compaction
+            task = asyncio.get_running_loop().create_task(provider.watch())
+            try:
+                await asyncio.wait_for(provider._dirty.wait(), 5)
+                return not task.done()             # asked for a relist and still watching
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await provider.close()
+
+        assert asyncio.run(watch_from_stale())
+    finally:
+        etcd.stop()

@@ -152,3 +152,57 @@ def test_a_burst_of_1000_changes_settles_into_one_read():
 
     p = asyncio.run(run())
     assert p.reads == 2 and p.connected and len(offers) == 2    # the first read, then one for the burst
+
+
+def _container(name: str, labels: dict[str, str], running: bool = True, health: str | None = None,
+               exposed: tuple[str, ...] = (), networks: dict[str, str] | None = None) -> dict:
+    """An Engine API inspect answer, the parts the Docker provider reads."""
+    state = {"Running": running, "Paused": False, **({"Health": {"Status": health}} if health else {})}
+    return {"Name": f"/{name}", "State": state,
+            "Config": {"Labels": labels, "ExposedPorts": {p: {} for p in exposed}},
+            "HostConfig": {"NetworkMode": "bridge" if networks else "host"},
+            "NetworkSettings": {"Networks": {n: {"IPAddress": ip} for n, ip in (networks or {}).items()}}}
+
+
+def _docker(**settings: object):
+    from a3s_gateway.master.providers.docker import DockerProvider
+    from a3s_gateway.shared.config import GatewayConfig
+    full = GatewayConfig.from_dict({"providers": {"docker": settings}}).data["providers"]["docker"]
+    return DockerProvider(full, None)  # type: ignore[arg-type]
+
+
+def test_docker_defaults_network_choice_tcp_routers_and_constraints():
+    p = _docker(constraints=["zone=public"], default_rule="Host(`{name}.local`)")
+    plain, serving = p.container(_container("My_App", {"zone": "public"}, exposed=("9000/tcp", "80/tcp"),
+                                            networks={"back": "10.0.0.2", "front": "10.0.1.2"}))
+    assert serving and plain.objects == {
+        ("routers", "My-App@docker"): {"rule": "Host(`My-App.local`)", "service": "My-App@docker"},
+        ("services", "My-App@docker"): {"load_balancer": {"servers": [{"url": "http://10.0.0.2:80"}]}}}
+    tcp, _ = p.container(_container("db", {"zone": "public", "a3s.docker.network": "front",
+                                           "traefik.tcp.routers.pg.rule": "HostSNI(`*`)",
+                                           "traefik.tcp.routers.pg.entrypoints": "pg",
+                                           "a3s.tcp.services.pg.loadbalancer.server.port": "5432"},
+                                     networks={"back": "10.0.0.3", "front": "10.0.1.3"}))
+    assert tcp.objects[("routers", "pg@docker")] == {"rule": "HostSNI(`*`)", "entrypoints": ["pg"],
+                                                    "service": "pg@docker"}
+    assert tcp.objects[("services", "pg@docker")]["load_balancer"]["servers"] == [{"url": "tcp://10.0.1.3:5432"}]
+    assert p.container(_container("other", {"zone": "private"}))[0].objects == {}
+    assert _docker(exposed_by_default=False).container(_container("x", {}, exposed=("80/tcp",)))[0].objects == {}
+
+
+def test_docker_replicas_merge_and_a_service_with_no_serving_container_keeps_weight_0():
+    p = _docker()
+    lab = {"a3s.http.routers.web.rule": "Host(`w`)", "a3s.http.services.web.loadbalancer.server.port": "80"}
+    up = p.container(_container("a", lab, networks={"n": "10.0.0.1"}))
+    starting = p.container(_container("b", lab, health="starting", networks={"n": "10.0.0.2"}))
+    stopped = p.container(_container("c", {**lab, "a3s.http.routers.web.rule": "Host(`other`)"}, running=False,
+                                     networks={"n": "10.0.0.3"}))
+    both = p.combine([up, starting, stopped])
+    assert both.objects[("services", "web@docker")]["load_balancer"]["servers"] == [{"url": "http://10.0.0.1:80"}]
+    assert both.objects[("routers", "web@docker")]["rule"] == "Host(`w`)"
+    assert "container 'c'" in both.unplaced[0] and "container 'a'" in both.unplaced[0]
+    down = p.combine([starting])
+    assert down.objects[("services", "web@docker")]["load_balancer"] == {
+        "servers": [{"url": "http://10.0.0.2:80", "weight": 0}], "strategy": "weighted"}
+    missing_port, _ = p.container(_container("noport", {}))
+    assert "no port" in missing_port.problems[("services", "noport@docker")]
