@@ -64,3 +64,8 @@ class ConsulProvider(Provider):
             if new != index:
                 self.changed()
             index = max(new, 1) if new >= index else 0      # backwards: one plain query, then block from there
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
