@@ -62,11 +62,13 @@ def gw(store: Daemon, tmp_path: Path) -> Iterator[Gateway]:
 def gateway_on(daemon: Daemon, tmp: Path) -> Iterator[Gateway]:
     """``daemon`` started, and a gateway reading from it; both stopped after."""
     daemon.start()
-    g = Gateway(BASE + daemon.provider_toml(), tmp)
     try:
-        yield g
+        g = Gateway(BASE + daemon.provider_toml(), tmp)
+        try:
+            yield g
+        finally:
+            g.stop()
     finally:
-        g.stop()
         daemon.stop()
 
 
