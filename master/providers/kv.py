@@ -48,12 +48,6 @@ class Partial:
     unplaced: list[str] = field(default_factory=list)
     """Problems that name no object (a key outside the layout)."""
 
-    def add(self, other: Partial) -> None:
-        self.objects.update(other.objects)
-        self.origins.update(other.origins)
-        self.problems.update(other.problems)
-        self.unplaced.extend(other.unplaced)
-
 
 def _section_spec(section: str) -> Spec:
     spec = CONFIG.fields[section].spec

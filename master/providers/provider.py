@@ -40,7 +40,6 @@ class Provider(abc.ABC):
         self.settings = settings
         self.offer = offer
         self.good: dict[Obj, Any] = {}          # what serves: the objects that passed validation last
-        self.origins: dict[Obj, str] = {}
         self.problems: list[str] = []           # why objects of the last read were left out or kept old
         self.rejected_updates = 0               # reads with new problems (a metric)
         self.connected = False
@@ -156,7 +155,6 @@ class Provider(abc.ABC):
         """Keep what ``offer`` accepted from ``partial``; True when what serves changed."""
         changed = accepted != self.good
         self.good = accepted
-        self.origins = {**self.origins, **partial.origins}
         problems = list(partial.unplaced)
         for obj, why in sorted(rejected.items()):
             kept = " (its last good version stays)" if obj in accepted else ""
