@@ -43,7 +43,10 @@ class RedisProvider(Provider):
         return re.sub(r"([*?\[\]\\])", r"\\\1", self.settings["root_key"].rstrip("/")) + "/*"
 
     async def connect(self) -> None:
-        self.client = aioredis.from_url(self.settings["url"], decode_responses=True, socket_connect_timeout=5)
+        # a value that is not UTF-8 becomes a string with U+FFFD (reported by validation), not a broken provider;
+        # the health check PINGs an idle subscription, so a silently dead connection is noticed too
+        self.client = aioredis.from_url(self.settings["url"], decode_responses=True, encoding_errors="replace",
+                                        socket_connect_timeout=5, health_check_interval=15)
         await self.client.ping()
         self.pubsub = None
         refused = await self._enable_notifications()
