@@ -272,6 +272,9 @@ class _Gateway:
     def config(self) -> _Config:
         return _Config()
 
+    def control(self) -> dict:
+        return {"providers": [{"name": "redis", "connected": True, "objects": 1, "rejected_updates": 0}]}
+
 
 def metric_families() -> list[tuple[str, str, list[str], str]]:
     """(exposed name, type, labels, help) of every family the real collector yields."""

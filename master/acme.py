@@ -10,7 +10,9 @@ is the ``acme`` library's (JWS, nonces, orders); this module only decides when a
   workers at boot); workers answer ``GET /.well-known/acme-challenge/<token>`` on every plain-HTTP
   entrypoint through the internal router ``acme-http01@internal`` (highest priority) that the master adds
   to each generation.
-* **DNS-01**: ``acme.dns_hook.command`` is run as ``command add|remove <fqdn> <value>`` (also in the
+* **DNS-01**: ``acme.dns_provider`` publishes the records itself (master/acme_dns/: ``rfc2136``, a TSIG-signed
+  dynamic update), adding each value and waiting until the zone's authoritative servers answer with it before the
+  CA is told to look; or ``acme.dns_hook.command`` is run as ``command add|remove <fqdn> <value>`` (also in the
   environment as ``A3S_ACME_ACTION``, ``A3S_ACME_FQDN``, ``A3S_ACME_VALUE``, ``A3S_ACME_DOMAIN``), and/or
   ``acme.dns_hook.webhook`` gets ``POST {"action", "host", "fqdn", "value", "domain"}`` (``host`` is the
   FQDN with a trailing dot).
@@ -47,6 +49,7 @@ from cryptography.x509.oid import NameOID
 
 from ..shared import log as gwlog
 from ..shared.rules import parse_rule
+from . import acme_dns
 
 log = gwlog.get("master.acme")
 
@@ -281,6 +284,8 @@ class AcmeManager:
                                       serialization.NoEncryption())
         acme_order = acme.new_order(crypto_util.make_csr(pkey_pem, order.names))
         cleanups: list[Callable[[], None]] = []
+        provider = acme_dns.make(self.settings["dns_provider"]) if self.settings.get("dns_provider") else None
+        records: list[tuple[str, str]] = []
         try:
             want = challenges.DNS01 if self.settings["challenge"] == "dns-01" else challenges.HTTP01
             answers = []
@@ -299,12 +304,19 @@ class AcmeManager:
                     cleanups.append(lambda t=token: self.tokens.pop(t, None))
                 else:
                     fqdn = chall.chall.validation_domain_name(domain)
-                    self._dns_hook("add", fqdn, validation, domain)
-                    cleanups.append(lambda f=fqdn, v=validation, d=domain: self._dns_hook("remove", f, v, d))
+                    if provider is not None:
+                        provider.present(fqdn, validation)
+                        cleanups.append(lambda p=provider, f=fqdn, v=validation: p.cleanup(f, v))
+                        records.append((fqdn, validation))
+                    else:
+                        self._dns_hook("add", fqdn, validation, domain)
+                        cleanups.append(lambda f=fqdn, v=validation, d=domain: self._dns_hook("remove", f, v, d))
                 answers.append((chall, response))
             if want is challenges.HTTP01:
                 loop.call_soon_threadsafe(self.publish_tokens, dict(self.tokens))
                 time.sleep(0.2)   # let the workers read the tokens before the CA asks for them
+            elif provider is not None and records:
+                provider.wait_propagated(records)
             elif answers and self.settings["dns_hook"]["propagation_wait"]:
                 time.sleep(self.settings["dns_hook"]["propagation_wait"])
             for chall, response in answers:
@@ -325,7 +337,8 @@ class AcmeManager:
     def _dns_hook(self, action: str, fqdn: str, value: str, domain: str) -> None:
         hook = self.settings.get("dns_hook") or {}
         if not hook.get("command") and not hook.get("webhook"):
-            raise RuntimeError("challenge = 'dns-01' needs acme.dns_hook.command or acme.dns_hook.webhook")
+            raise RuntimeError("challenge = 'dns-01' needs acme.dns_provider, acme.dns_hook.command or "
+                               "acme.dns_hook.webhook")
         if hook.get("command"):
             env = {**os.environ, "A3S_ACME_ACTION": action, "A3S_ACME_FQDN": fqdn, "A3S_ACME_VALUE": value,
                    "A3S_ACME_DOMAIN": domain}

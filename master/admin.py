@@ -35,6 +35,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..shared.config.provider_schema import STORE_PROVIDERS
 from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
 from . import metrics, sockets
@@ -100,7 +101,10 @@ class NodeView:
     def _provider(self, kind: str, name: str) -> str:
         if name.endswith("@internal"):
             return "internal"
-        return "file" if name in self.static.get(kind, {}) else "discovery"
+        if name in self.static.get(kind, {}):
+            return "file"
+        owner = name.rpartition("@")[2]
+        return owner if owner in STORE_PROVIDERS else "discovery"
 
     def _routers_on(self, entrypoint: str) -> list[str]:
         return [n for n, r in self.config["routers"].items() if entrypoint in self._router_entrypoints(r)]
@@ -239,6 +243,7 @@ class NodeView:
             out.append({"name": "dns", "last_sync": dns["last_sync"],
                         "last_error": "; ".join(f"{n}: {e}" for n, e in dns["errors"].items()) or None,
                         "names": dns["names"]})
+        out.extend(self.control["providers"])      # connected, last_sync, last_error, objects, problems
         return out
 
 

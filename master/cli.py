@@ -4,6 +4,7 @@
                 [--log-format json|text] [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
     a3s-gateway validate --config FILE
     a3s-gateway status [--pid PID] [--json]
+    a3s-gateway kv export --format etcd|redis|consul --config FILE
 
 Without ``--config``, ``./gateway.toml`` is used when present, otherwise the embedded default config
 (``web`` on 127.0.0.1:8080 → the built-in ``whoami@internal`` echo service; admin API on 127.0.0.1:9090).
@@ -60,7 +61,47 @@ def validate(argv: list[str]) -> int:
 SUBCOMMANDS = """subcommands:
   a3s-gateway validate --config FILE      check a config file and exit (every problem, with its key path)
   a3s-gateway status [--pid PID] [--json] print a running gateway's workers, backends and tables
+  a3s-gateway kv export --format etcd|redis|consul --config FILE
+                                          print a config's objects as keys for a KV store provider
 (run one with --help for its options)"""
+
+
+def kv_export(argv: list[str]) -> int:
+    """Print a file config's routers, services and middlewares as store keys (master/providers/kv.py's layout):
+    ``etcdctl put`` lines for a shell, ``SET`` lines for ``redis-cli``, or the JSON of ``consul kv import``.
+    Values are the file's as written (``${VAR}`` substituted), so a provider reads back the same objects."""
+    import base64
+    import json
+    import shlex
+
+    from ..shared.config.load import load_file
+    from ..shared.config.schema import Reporter
+    from .providers.kv import encode
+
+    ap = argparse.ArgumentParser(prog="a3s-gateway kv export", description="Print a config's objects as KV keys.")
+    ap.add_argument("--format", required=True, choices=["etcd", "redis", "consul"])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--root-key", default="a3s")
+    args = ap.parse_args(argv)
+    try:
+        GatewayConfig.from_file(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return 1
+    raw = load_file(args.config, Reporter(args.config))
+    keys = encode(raw, args.root_key)
+    if args.format == "consul":
+        print(json.dumps([{"key": k, "flags": 0, "value": base64.b64encode(v.encode()).decode()}
+                          for k, v in keys.items()], indent=2))
+        return 0
+    for key, value in keys.items():
+        if args.format == "etcd":
+            print(f"etcdctl put -- {shlex.quote(key)} {shlex.quote(value)}")
+        else:
+            quoted = [v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for v in (key, value)]
+            print(f'SET "{quoted[0]}" "{quoted[1]}"')
+    return 0
 
 
 def serve(argv: list[str]) -> int:
@@ -113,4 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         return validate(argv[1:])
     if argv[:1] == ["status"]:
         return status.main(argv[1:])
+    if argv[:2] == ["kv", "export"]:
+        return kv_export(argv[2:])
     return serve(argv)

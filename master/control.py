@@ -3,15 +3,20 @@
 ``Gateway`` owns the lifecycle; this object owns what changes the config *between* reloads and what runs
 once per node beside it:
 
-* ``compile_input(cfg)`` turns a validated static config into what gets compiled: the discovery provider's
-  routers/services merged in (static names win; the merge is validated again), hostname servers replaced by
-  their DNS answers, ACME certificates added to ``tls.acme`` entrypoints and the internal HTTP-01 router
-  added. The static config itself is never modified (the admin API shows it as written).
+* ``compile_input(cfg)`` turns a validated static config into what gets compiled: the store providers' last
+  good objects (``name@redis``, ``name@docker``, …) and the discovery provider's routers/services merged in (static
+  names win; the merge is validated again, and a provider object it rejects is left out and logged), hostname
+  servers replaced by their DNS answers, ACME certificates added to ``tls.acme`` entrypoints and the internal
+  HTTP-01 router added. The static config itself is never modified (the admin API shows it as written).
 * ``reload(reason)`` serializes every reload trigger — SIGHUP, the file watcher, providers, ACME — through
   one lock, so none is dropped while another runs. ``reread=False`` (providers, DNS, ACME) republishes the
   last good static config with fresh provider data instead of re-reading files.
 * ``applied(cfg, compiled)`` is called after every successful generation: health checks, watcher,
-  discovery, DNS and ACME are reconfigured to match (tasks of removed things are cancelled and awaited).
+  discovery, store providers, DNS and ACME are reconfigured to match (tasks of removed things are cancelled and
+  awaited).
+* ``_offer(provider, partial)`` vets a store provider's fresh read against the live static config and the other
+  providers (``providers.provider.merge``): an object that fails keeps its last good version, and a generation
+  is published only when what the provider serves changed.
 """
 
 from __future__ import annotations
@@ -26,16 +31,25 @@ from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
 from .probes.http import HealthChecker
 from .probes.model import ModelProbe
+from .providers.consul import ConsulProvider
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
+from .providers.docker import DockerProvider
+from .providers.etcd import EtcdProvider
 from .providers.file import FileWatcher
 from .providers.kubernetes import KubernetesProvider
 from .providers.kubernetes import merge as merge_kubernetes
+from .providers.kv import Partial
+from .providers.provider import Provider, merge
+from .providers.redis import RedisProvider
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
 log = gwlog.get("master.control")
+
+STORES: dict[str, type[Provider]] = {p.name: p for p in (RedisProvider, EtcdProvider, ConsulProvider,
+                                                                DockerProvider)}
 
 
 class ControlPlane:
@@ -49,6 +63,7 @@ class ControlPlane:
         self.kubernetes: KubernetesProvider | None = None
         self.dns: DnsResolver | None = None
         self.acme: AcmeManager | None = None
+        self.providers: dict[str, Provider] = {}      # the store providers, by name
         self._lock: asyncio.Lock | None = None
         self._pending: asyncio.Task | None = None
         self.started = False
@@ -62,6 +77,11 @@ class ControlPlane:
 
     def compile_input(self, cfg: GatewayConfig) -> GatewayConfig:
         data = cfg.to_dict()
+        if self.providers:
+            data, rejected = merge(data, {p.name: p.good for p in self.providers.values()}, cfg.source)
+            for provider, objects in rejected.items():
+                for (_section, name), why in objects.items():
+                    log.warning(f"{provider} provider: '{name}' left out: {why}")
         merged = self.discovery is not None and self._merge_discovered(data, self.discovery.seeds, warn=True)
         if self.kubernetes is not None:
             merged |= merge_kubernetes(data, self.kubernetes.contribution, self.kubernetes.settings["entrypoints"])
@@ -106,6 +126,22 @@ class ControlPlane:
         except ConfigError as e:
             return "; ".join(str(p) for p in e.problems[:3])
         return None
+
+    async def _offer(self, provider: Provider, partial: Partial) -> None:
+        if self.static is None:
+            return
+        others = {p.name: p.good for p in self.providers.values() if p is not provider}
+        candidate = dict(partial.objects)
+        _, rejected = merge(self.static.data, {**others, provider.name: candidate}, f"<{provider.name}>")
+        reasons = {**partial.problems, **rejected[provider.name]}
+        fallback = {obj: provider.good[obj] for obj in reasons
+                    if obj in provider.good and candidate.get(obj) != provider.good[obj]}
+        if fallback:        # a bad update of an object keeps its last good version
+            candidate = {o: v for o, v in candidate.items() if o not in reasons} | fallback
+            _, rejected = merge(self.static.data, {**others, provider.name: candidate}, f"<{provider.name}>")
+        accepted = {o: v for o, v in candidate.items() if o not in rejected[provider.name]}
+        if provider.accept(partial, accepted, reasons):
+            await self._republish(f"{provider.name} provider")
 
     def boot_state(self) -> dict[str, Any]:
         return {"acme_tokens": dict(self.acme.tokens) if self.acme else {}}
@@ -188,6 +224,16 @@ class ControlPlane:
                                          lambda s: Discovery(s, self._republish, self._discovery_rejects))
         self.kubernetes = self._reconcile(self.kubernetes, providers.get("kubernetes"),
                                           lambda s: KubernetesProvider(s, self._republish, self._kubernetes_rejects))
+        # store providers
+        for name, kind in STORES.items():
+            settings = providers.get(name)
+            current = self.providers.get(name)
+            if current is not None and current.settings != settings:
+                self._spawn_stop(self.providers.pop(name))
+                current = None
+            if settings is not None and current is None:
+                self.providers[name] = kind(settings, self._offer)
+                self.providers[name].start()
 
     def _reconcile(self, current: Any, settings: dict[str, Any] | None, make: Any) -> Any:
         """A polling provider matching ``settings``: kept when they did not change, else stopped and remade."""
@@ -209,9 +255,11 @@ class ControlPlane:
         self.started = False
         if self._pending is not None:
             self._pending.cancel()
-        for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents):
+        for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents,
+                          *self.providers.values()):
             if component is not None:
                 await component.stop()
+        self.providers = {}
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
         self.watcher = self.discovery = self.kubernetes = self.dns = self.acme = self.health = self.agents = None
 
@@ -244,6 +292,7 @@ class ControlPlane:
             if self.watcher else None,
             "discovery": self.discovery.snapshot() if self.discovery else None,
             "kubernetes": self.kubernetes.snapshot() if self.kubernetes else None,
+            "providers": [p.snapshot() for p in self.providers.values()],
             "dns": self.dns.snapshot() if self.dns else None,
             "acme": self.acme.snapshot() if self.acme else None,
         }

@@ -104,6 +104,7 @@ class GatewayCollector:
         info.add_metric([self.version], 1)
         yield info
         yield from self._reloads(g)
+        yield from self._providers(g)
         yield from self._processes(g)
         plane = g.plane()
         compiled = getattr(g, "_compiled", None) or {}
@@ -134,6 +135,23 @@ class GatewayCollector:
         gen = GaugeMetricFamily(P + "config_generation", "Config generation being served.")
         gen.add_metric([], getattr(g, "_generation", 0))
         yield gen
+
+    def _providers(self, g: Gateway) -> Iterator[Metric]:
+        """The store providers (master/providers/): connected, objects served, reads with rejected objects."""
+        providers = g.control()["providers"]
+        if not providers:
+            return
+        up = GaugeMetricFamily(P + "provider_connected", "1 while a store provider is connected to its source.",
+                               labels=["provider"])
+        objects = GaugeMetricFamily(P + "provider_objects", "Routers, services and middlewares a provider serves.",
+                                    labels=["provider"])
+        bad = CounterMetricFamily(P + "provider_rejected_updates", "Reads of a provider's source with objects "
+                                  "left out or kept at their last good version.", labels=["provider"])
+        for p in providers:
+            up.add_metric([p["name"]], int(p["connected"]))
+            objects.add_metric([p["name"]], p["objects"])
+            bad.add_metric([p["name"]], p["rejected_updates"])
+        yield from (up, objects, bad)
 
     def _processes(self, g: Gateway) -> Iterator[Metric]:
         arb = getattr(g, "_arbiter", None)

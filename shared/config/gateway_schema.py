@@ -16,9 +16,11 @@ import ipaddress
 import ssl
 from typing import Any
 
+from .acme_dns_schema import DNS_PROVIDER
 from .ai_schema import AFFINITY, AGENT_HEALTH
 from .kubernetes_schema import KUBERNETES
 from .middleware_types import MIDDLEWARE
+from .provider_schema import STORE_PROVIDERS
 from .schema import (
     Bool,
     Duration,
@@ -348,6 +350,7 @@ PROVIDERS = Table(
                 )
             )
         ),
+        **STORE_PROVIDERS,      # redis, etcd: shared/config/provider_schema.py
     }
 )
 
@@ -367,6 +370,7 @@ ACME = Table(
                             "webhook": Field(Nullable(Str(check=url_check("http", "https")))),
                             "propagation_wait": Field(Duration(), 0.0)}))
         ),
+        "dns_provider": Field(DNS_PROVIDER),      # built-in DNS-01 providers: shared/config/acme_dns_schema.py
         "retry_interval": Field(Duration(), 60.0),
         "check_interval": Field(Duration(), 43200.0),
     }

@@ -21,12 +21,13 @@ from typing import Any
 from .default import DEFAULT_SERVICE_NAMES
 from .gateway_schema import CONFIG, child_services
 from .middleware_types import MIDDLEWARE_TYPES
+from .provider_schema import STORE_PROVIDERS
 from .schema import INVALID, Reporter, join, suggest
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
-PROVIDERS = ("file", "internal", "discovery")
-"""Providers a reference may name after '@'. Discovery's services are merged after the files are checked, so the
-files cannot reference them; a discovered route's middlewares are file ones."""
+PROVIDERS = ("file", "internal", "discovery", *STORE_PROVIDERS)
+"""Providers a reference may name after '@'. Discovery's and the store providers' (master/providers/) objects are
+merged after the files are checked, so the files cannot reference them; their objects may reference the files'."""
 
 
 def check(raw: Any, rep: Reporter) -> dict[str, Any]:

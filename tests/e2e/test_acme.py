@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(shutil.which("pebble") is None or shutil.which("
 
 
 class Pebble:
-    def __init__(self, tmp: Path) -> None:
+    """pebble, asking pebble-challtestsrv for DNS unless ``dnsserver`` ("ip:port") names another server."""
+
+    def __init__(self, tmp: Path, dnsserver: str | None = None) -> None:
         self.tmp = tmp
         self.port, self.mgmt, self.http_port = free_port(), free_port(), free_port()
         self.dns_port, self.dns_mgmt = free_port(), free_port()
@@ -40,7 +42,8 @@ class Pebble:
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
         self.log = open(tmp / "pebble.log", "wb")  # noqa: SIM115 — closed in stop()
         self.proc = subprocess.Popen(["pebble", "-config", str(tmp / "pebble.json"), "-dnsserver",
-                                      f"127.0.0.1:{self.dns_port}"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                                      dnsserver or f"127.0.0.1:{self.dns_port}"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         wait_until(lambda: port_open(self.port) and port_open(self.dns_mgmt), 15, what="pebble")
         self.directory = f"https://127.0.0.1:{self.port}/dir"
 

@@ -203,6 +203,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         },
         "dns": None,
         "kubernetes": None,
+        "redis": None, "etcd": None, "consul": None, "docker": None,     # the store providers: off unless given
     }
     assert cfg.data["admin"] == {
         "enabled": True,
