@@ -45,8 +45,9 @@ from ..shared import log as gwlog
 from ..shared.errors import ConnectError, UpstreamError, UpstreamTimeout
 from . import responses
 from .chain import Reply
+from .middlewares._support import ai_body
 from .responses import Answer
-from .router import RequestView
+from .router import RequestView, RouterTable
 
 if TYPE_CHECKING:
     from .chain import BodyFilter
@@ -186,6 +187,7 @@ class Exchange:
     sink: Any = None
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
     usage_tap: Any = None                    # token-meter's response tap (middlewares/token_meter.py)
+    ai_body: Any = None                      # the parsed JSON body or its error (middlewares/_support/ai_body.py)
     # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
     t_up: float = 0.0
     span: Any = None
@@ -199,24 +201,43 @@ class Exchange:
 def route(ex: Exchange, conn: Downstream, raw: Fields) -> Answer | Awaitable[Answer | None] | None:
     """Match the entrypoint's routers and run the chain's request phase: None to go on (``start``), an answer, or
     an awaitable of either. The rules see ``raw``, the client's header fields as received (identity headers
-    included), on every protocol."""
+    included), on every protocol. When a candidate router uses ``Model()`` and the request has a body, the body
+    is read and parsed first (``ai_body.inspect``, bounded by ``[limits] model_inspect_bytes``): the awaitable."""
     worker = conn.worker
     runtime = ex.runtime = worker.runtime
     ex.raw = raw
     table = runtime.tables.get(conn.entrypoint)
+    if table is None:
+        return _routed(ex, conn, None)
     path, _, query = ex.target.partition(b"?")
     host = ex.host
     host = host[: host.find(b"]") + 1] if host[:1] == b"[" else host.partition(b":")[0]
-    matched = table.match(RequestView(host.decode("latin-1").lower(), path.decode("latin-1"),
-                                      ex.method.decode("latin-1"), raw, query, conn.client_ip)) \
-        if table is not None else None
-    tracer = worker.obs.tracer
+    view = RequestView(host.decode("latin-1").lower(), path.decode("latin-1"), ex.method.decode("latin-1"), raw,
+                       query, conn.client_ip)
+    if (ex.req_has_body or ex.pending) and table.needs_body(view.host):
+        return _route_on_body(ex, conn, table, view)
+    return _routed(ex, conn, table.match(view))
+
+
+async def _route_on_body(ex: Exchange, conn: Downstream, table: RouterTable, view: RequestView) -> Answer | None:
+    got = await ai_body.inspect(ex)
+    if got.__class__ is Reply:
+        return responses.answer(got.status, got.body, b"application/json")  # type: ignore[union-attr]
+    view.model = got.model  # type: ignore[union-attr]
+    result = _routed(ex, conn, table.match(view))
+    if result is None or result.__class__ is Answer:
+        return result  # type: ignore[return-value]
+    return await result  # type: ignore[misc]
+
+
+def _routed(ex: Exchange, conn: Downstream, matched: Route | None) -> Answer | Awaitable[Answer | None] | None:
+    """The chain's request phase of the router that matched, or 404."""
+    tracer = conn.worker.obs.tracer
     if tracer is not None:                   # after matching: rules see the client's own tracing headers
         tracer.start(ex)
     if matched is None:
         if DEBUG:
-            log.debug("%s: no router of entrypoint %r matched (host %r, path %r)", _said(ex), conn.entrypoint,
-                      host.decode("latin-1"), path.decode("latin-1"))
+            log.debug("%s: no router of entrypoint %r matched", _said(ex), conn.entrypoint)
         return responses.error_answer(404)
     ex.route = matched
     ex.service = matched.service

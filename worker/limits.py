@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "body_timeout": 60.0,
     "max_connections": 10000,
     "max_pipeline": 16,
+    "model_inspect_bytes": 65536,
 }
 
 

@@ -6,7 +6,9 @@ can only match a fixed set of hosts (``Rule.hosts``) are indexed by host: a requ
 the routers for its host plus the host-independent ones, merged in global order once at build time.
 
 ``RequestView`` is what rules see. Header and query maps are built lazily: most rules only look at host,
-path and method, and building a dict per request would cost more than matching.
+path and method, and building a dict per request would cost more than matching. ``model`` is the JSON body's
+``model`` (``Model()`` rules): the exchange reads the body first only when ``RouterTable.needs_body`` says a
+candidate router of the request's host uses ``Model()`` (``worker/exchange.py``, docs/ai/model-routing.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import parse_qs
 
 
 class RequestView:
-    __slots__ = ("host", "path", "method", "raw_headers", "raw_query", "client_ip", "_headers", "_query")
+    __slots__ = ("host", "path", "method", "raw_headers", "raw_query", "client_ip", "model", "_headers", "_query")
 
     def __init__(self, host: str, path: str, method: str, raw_headers: list[tuple[bytes, bytes]],
                  raw_query: bytes, client_ip: str) -> None:
@@ -27,6 +29,7 @@ class RequestView:
         self.raw_headers = raw_headers
         self.raw_query = raw_query
         self.client_ip = client_ip
+        self.model: str | None = None
         self._headers: dict[str, list[str]] | None = None
         self._query: dict[str, list[str]] | None = None
 
@@ -59,6 +62,12 @@ class RouterTable:
         self.by_host = {
             h: [r for r in ordered if r.rule.hosts is None or h in r.rule.hosts] for h in hosts
         }
+        self.generic_body = any(r.rule.needs_body for r in self.generic)
+        self.body_hosts = frozenset(h for h, rs in self.by_host.items() if any(r.rule.needs_body for r in rs))
+
+    def needs_body(self, host: str) -> bool:
+        """Whether a router that ``host``'s requests are tested against uses ``Model()``."""
+        return host in self.body_hosts if host in self.by_host else self.generic_body
 
     def match(self, req: RequestView) -> Any | None:
         for route in self.by_host.get(req.host, self.generic):

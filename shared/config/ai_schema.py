@@ -1,5 +1,5 @@
 """Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter`` and
-``priority`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` / ``agent_health``
+``priority``, ``ai-provider`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` / ``agent_health``
 tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each module."""
 
 from __future__ import annotations
@@ -107,6 +107,23 @@ TOKEN_METER = Table(
         "chars_per_token": Field(Int(minimum=1), 4),
         "max_parse_bytes": Field(Int(minimum=1), 1048576),
     }
+)
+
+def _provider_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if (out.get("api_key") is None) == (out.get("api_key_env") is None):
+        rep.add(join(path, "api_key"), "set exactly one of 'api_key' and 'api_key_env'")
+
+
+AI_PROVIDER = Table(
+    {
+        "models": Field(MapOf(Str(nonempty=True)), {}),
+        "api_key": Field(Nullable(Str(nonempty=True))),
+        "api_key_env": Field(Nullable(Str(check=lambda s: None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s)
+                                          else "must be an environment variable name"))),
+        "header": Field(Str(check=header_name_error), "Authorization"),
+        "scheme": Field(Str(), "Bearer"),
+    },
+    post=_provider_post,
 )
 
 PRIORITY = Table(

@@ -415,6 +415,7 @@ LIMITS = Table(
         "body_timeout": Field(Duration(), 60.0),                                    # 408 and close
         "max_connections": Field(Int(minimum=0), 10000),                            # per worker, per entrypoint
         "max_pipeline": Field(Int(minimum=1, maximum=1024), 16),
+        "model_inspect_bytes": Field(Int(minimum=1024, maximum=1 << 24), 65536),    # Model(), AI middlewares
     },
     post=_positive_timeouts,
 )

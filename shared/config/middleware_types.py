@@ -59,6 +59,7 @@ MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
     "privacy-router": MiddlewareType("privacy_router:PrivacyRouter", ai.PRIVACY_ROUTER, ("tee_service",)),
     "token-meter": MiddlewareType("token_meter:TokenMeter", ai.TOKEN_METER),
     "priority": MiddlewareType("priority:Priority", ai.PRIORITY),
+    "ai-provider": MiddlewareType("ai_provider:AiProvider", ai.AI_PROVIDER),
 }
 
 

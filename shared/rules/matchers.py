@@ -4,7 +4,8 @@ Requests are duck-typed; the closures read only these attributes:
 
 * http: ``host`` (lowercase, no port), ``path`` (no query), ``method`` (upper-case),
   ``headers`` (mapping of lowercase name -> list of values), ``query`` (mapping of name -> list of
-  values; computed lazily by the caller, so only Query* matchers touch it), ``client_ip``.
+  values; computed lazily by the caller, so only Query* matchers touch it), ``client_ip``, ``model``
+  (the JSON body's ``model`` string or None; read only for rules with ``needs_body``).
 * tcp: ``sni`` (lowercase, or None / "" without SNI), ``client_ip``, ``alpn`` (list of protocols).
 
 Invariants:
@@ -23,6 +24,7 @@ as the IPv4 address they carry.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,16 +42,19 @@ class Rule:
     ``matches`` is the compiled closure itself (an instance attribute, not a method), so calling
     ``rule.matches(req)`` costs one call.  ``hosts`` is the set of lowercase hosts the rule can only
     match on, for indexing routers by host, or None when the rule is not restricted that way.
+    ``needs_body``: the rule uses ``Model()``, so the request body must be read before matching.
     """
 
-    __slots__ = ("hosts", "kind", "length", "matches", "text")
+    __slots__ = ("hosts", "kind", "length", "matches", "needs_body", "text")
 
-    def __init__(self, text: str, kind: str, hosts: frozenset[str] | None, matches: Predicate) -> None:
+    def __init__(self, text: str, kind: str, hosts: frozenset[str] | None, matches: Predicate,
+                 needs_body: bool = False) -> None:
         self.text = text
         self.kind = kind
         self.length = len(text)  # Traefik's default router priority
         self.hosts = hosts
         self.matches = matches
+        self.needs_body = needs_body
 
     def __repr__(self) -> str:
         return f"Rule({self.text!r}, kind={self.kind!r})"
@@ -58,7 +63,16 @@ class Rule:
 def parse_rule(text: str, kind: str = "http") -> Rule:
     """Parse and compile ``text`` as an "http" or "tcp" rule; raise RuleSyntaxError if it is invalid."""
     tree = parse(text, kind)
-    return Rule(text, kind, required_hosts(tree), compile_node(tree))
+    return Rule(text, kind, required_hosts(tree), compile_node(tree), uses(tree, "Model"))
+
+
+def uses(node: Node, name: str) -> bool:
+    """Whether matcher ``name`` appears anywhere in ``node`` (negated or not)."""
+    if isinstance(node, Matcher):
+        return node.name == name
+    if isinstance(node, Not):
+        return uses(node.operand, name)
+    return any(uses(operand, name) for operand in node.operands)
 
 
 def required_hosts(node: Node) -> frozenset[str] | None:
@@ -240,6 +254,21 @@ def _query_regexp(m: Matcher) -> Predicate:
     return query_regexp
 
 
+def _model(m: Matcher) -> Predicate:
+    """Exact names in a set; ``*`` / ``?`` / ``[...]`` globs (fnmatch, case-sensitive) in one regex."""
+    exact = frozenset(arg.value for arg in m.args if not any(c in arg.value for c in "*?["))
+    globs = [fnmatch.translate(arg.value) for arg in m.args if arg.value not in exact]
+    if not globs:
+        return lambda req: req.model in exact
+    fullmatch = re.compile("|".join(globs), re.DOTALL).fullmatch
+
+    def model(req: Any) -> bool:
+        name = req.model
+        return name is not None and (name in exact or fullmatch(name) is not None)
+
+    return model
+
+
 # -- ClientIP (http and tcp) ----------------------------------------------------------------------
 
 
@@ -321,6 +350,7 @@ _COMPILERS: dict[str, Callable[[Matcher], Predicate]] = {
     "Query": _query,
     "QueryRegexp": _query_regexp,
     "ClientIP": _client_ip,
+    "Model": _model,
     "HostSNI": _host_sni,
     "HostSNIRegexp": _host_sni_regexp,
     "ALPN": _alpn,

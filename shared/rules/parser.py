@@ -67,6 +67,7 @@ SIGNATURES: dict[str, Signature] = {
     "Query": Signature(_HTTP, 1, 2),
     "QueryRegexp": Signature(_HTTP, 2, 2),
     "ClientIP": Signature(_BOTH, 1, None),
+    "Model": Signature(_HTTP, 1, None),  # the JSON body's "model" (matchers.py; read before routing)
     "HostSNI": Signature(_TCP, 1, None),
     "HostSNIRegexp": Signature(_TCP, 1, 1),
     "ALPN": Signature(_TCP, 1, 1),

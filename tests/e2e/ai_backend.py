@@ -4,6 +4,7 @@
 
 - ``/v1/chat/completions``: OpenAI-compatible. JSON body ``{"stream": bool}``; header ``X-Tokens`` (default
   30) is the ``usage.total_tokens`` reported; ``X-No-Usage: 1`` omits usage (content is 40 characters).
+  The answer's ``model`` is the request's; ``X-Seen-Authorization`` / ``X-Seen-Api-Key`` echo the credentials.
   Streaming answers SSE ``data:`` chunks, then a usage chunk, then ``data: [DONE]``.
 - ``/health``: the health document ``{"status": <state>, "model": "fake-llm", "queue_depth": 0}``;
   ``/_set?health=<state>`` changes the state (``down`` makes /health answer nothing useful: 500 text).
@@ -51,8 +52,10 @@ async def _serve(request: web.Request, name: str, path: str) -> web.StreamRespon
         usage = None if request.headers.get("X-No-Usage") else {
             "prompt_tokens": tokens // 3, "completion_tokens": tokens - tokens // 3, "total_tokens": tokens}
         req = json.loads(body or b"{}")
+        seen = {"X-Backend": name, "X-Seen-Authorization": request.headers.get("Authorization", ""),
+                "X-Seen-Api-Key": request.headers.get("X-Api-Key", "")}
         if req.get("stream"):
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Backend": name})
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **seen})
             await resp.prepare(request)
             for word in ("Hello", " there", ", friend", "!"):
                 chunk = {"id": "c1", "object": "chat.completion.chunk",
@@ -65,11 +68,11 @@ async def _serve(request: web.Request, name: str, path: str) -> web.StreamRespon
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             return resp
-        doc = {"id": "c1", "object": "chat.completion",
+        doc = {"id": "c1", "object": "chat.completion", "model": req.get("model"), "created": 0,
                "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 40}}]}
         if usage is not None:
             doc["usage"] = usage
-        return web.json_response(doc, headers={"X-Backend": name})
+        return web.json_response(doc, headers=seen)
     if path.startswith("/slow/"):
         await asyncio.sleep(float(path.split("/")[2]))
     return web.json_response({"name": name, "method": request.method, "path": path,
