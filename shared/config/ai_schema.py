@@ -1,6 +1,7 @@
-"""Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter`` and
-``priority``, ``ai-provider`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` / ``agent_health``
-tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each module."""
+"""Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter``,
+``priority`` and ``ai-provider`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` /
+``agent_health`` tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each
+module."""
 
 from __future__ import annotations
 

@@ -513,3 +513,15 @@ def test_nesting_too_deep_is_a_syntax_error_not_a_recursion_error() -> None:
 def test_first_error_in_reading_order_wins() -> None:
     # the unknown matcher comes before the unterminated quote, so it is reported
     assert error("Hots(`a`) && Path(`/x").column == 1
+
+
+def test_model_matcher_exact_and_globs_and_needs_body() -> None:
+    from types import SimpleNamespace
+
+    rule = parse_rule("Model(`gpt-4o`, `gpt-4o-*`) && Method(`POST`)")
+    assert rule.needs_body and not parse_rule("Path(`/a`)").needs_body
+    assert parse_rule("!Model(`x`) || Path(`/a`)").needs_body
+    ask = lambda model: rule.matches(SimpleNamespace(model=model, method="POST"))  # noqa: E731
+    assert ask("gpt-4o") and ask("gpt-4o-mini") and not ask("gpt-4") and not ask(None) and not ask("GPT-4O")
+    exact = parse_rule("Model(`a`)")
+    assert exact.matches(SimpleNamespace(model="a")) and not exact.matches(SimpleNamespace(model=None))
