@@ -107,7 +107,8 @@ async def read_body(ex: Exchange, max_bytes: int, timeout: float = 30.0,
         if transport is not None:
             transport.resume_reading()     # HTTP/1.1: the proxy may have paused at its HIGH_WATER mark
     try:
-        await asyncio.wait_for(asyncio.shield(sink.done), timeout)
+        if not sink.done.done():         # a body already read costs no timer task
+            await asyncio.wait_for(asyncio.shield(sink.done), timeout)
     except TimeoutError:
         ex.keep_alive = False
         return error_reply(408, "Request body not received in time")
