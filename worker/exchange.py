@@ -124,6 +124,9 @@ class Downstream(Protocol):
     def retry_later(self, ex: Exchange) -> None:
         """Send ``ex`` again after the retry middleware's delay."""
 
+    def want_body(self, ex: Exchange) -> None:
+        """A middleware reads the request body now (``ex.sink``): take it from the client, whatever paused it."""
+
     def hold_body(self) -> None:
         """The upstream pushes back: stop taking request body bytes from the client."""
 

@@ -226,8 +226,6 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 ex.suspended = True
                 self.worker.loop.create_task(self._resume_chain(ex, reply))  # type: ignore[arg-type]
-                if ex.sink is not None:        # a middleware reads the body during the request phase
-                    self.expect_continue(ex)
         self._started(ex)
 
     def expect_continue(self, ex: Exchange) -> None:
@@ -450,6 +448,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def retry_later(self, ex: Exchange) -> None:
         exchange.retry_later(ex, self)
+
+    def want_body(self, ex: Exchange) -> None:
+        self.transport.resume_reading()        # reading may have paused at HIGH_WATER
+        self.expect_continue(ex)
 
     def hold_body(self) -> None:
         self.transport.pause_reading()

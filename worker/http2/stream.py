@@ -126,6 +126,10 @@ class Stream:
             return [bytes(ex.replay)] if ex.replay else None
         return ex.pending
 
+    def want_body(self, ex: Exchange) -> None:
+        if self.hold:
+            self.release_body()
+
     def hold_body(self) -> None:
         self.hold = True
 

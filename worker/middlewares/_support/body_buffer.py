@@ -103,9 +103,7 @@ async def read_body(ex: Exchange, max_bytes: int, timeout: float = 30.0,
         sink.complete()
     else:
         ex.sink = sink
-        transport = getattr(getattr(ex, "conn", None), "transport", None)
-        if transport is not None:
-            transport.resume_reading()     # HTTP/1.1: the proxy may have paused at its HIGH_WATER mark
+        ex.conn.want_body(ex)              # resumes reading, asks an ``Expect: 100-continue`` client for it
     try:
         if not sink.done.done():         # a body already read costs no timer task
             await asyncio.wait_for(asyncio.shield(sink.done), timeout)
