@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 
+VOID = frozenset({"input", "meta", "link", "br"})
+
+
 class Markup(str):
     """Text that is already HTML (built by these helpers from escaped parts)."""
 
@@ -22,10 +25,12 @@ def join(parts: Iterable[object], sep: str = "") -> Markup:
     return Markup(sep.join(e(p) for p in parts))
 
 
-def tag(name: str, *children: object, **attrs: object) -> Markup:
-    """``<name attrs>children</name>``; attribute names ending in ``_`` lose it (``class_``)."""
+def tag(element: str, /, *children: object, **attrs: object) -> Markup:
+    """``<element attrs>children</element>``; ``class_`` is ``class``, ``aria_label`` is ``aria-label``."""
     attr = "".join(f' {k.rstrip("_").replace("_", "-")}="{e(v)}"' for k, v in attrs.items() if v is not None)
-    return Markup(f"<{name}{attr}>{join(children)}</{name}>")
+    if element in VOID:
+        return Markup(f"<{element}{attr}>")
+    return Markup(f"<{element}{attr}>{join(children)}</{element}>")
 
 
 def link(href: str, text: object) -> Markup:

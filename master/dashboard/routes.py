@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ...shared.errors import StateError
-from ..admin import NodeView
+from .. import admin as admin_api  # admin imports this module: read its names at call time
 from . import views
 from .html import Markup
 from .sessions import COOKIE, TTL_S, Session, Sessions, token_matches
@@ -33,8 +33,8 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
 TYPES = {".js": "text/javascript", ".css": "text/css"}
 OPEN = ("/dashboard/login", "/dashboard/static/")
 
-ListView = Callable[[NodeView, Windows, str], views.Page]
-DetailView = Callable[[NodeView, Windows, str], views.Page | None]
+ListView = Callable[["admin_api.NodeView", Windows, str], views.Page]
+DetailView = Callable[["admin_api.NodeView", Windows, str], views.Page | None]
 LISTS: dict[str, ListView] = {"routers": views.routers, "services": views.services,
                               "middlewares": views.middlewares, "workers": views.workers}
 DETAILS: dict[str, DetailView] = {"routers": views.router, "services": views.service,
@@ -130,16 +130,17 @@ class Dashboard:
         session = self._session(request)
         notice = {"ok": "Reloaded.", "failed": "Reload failed: the old config keeps serving (see Last reload).",
                   "busy": "A reload is already running."}.get(request.query.get("reload", ""))
-        page = views.overview(NodeView(self.gateway), self.windows, session.csrf if session else None, notice)
+        page = views.overview(admin_api.NodeView(self.gateway), self.windows, session.csrf if session else None, notice)
         return self._page(request, page)
 
     async def list_page(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
-        return self._page(request, LISTS[kind](NodeView(self.gateway), self.windows, request.query.get("q", "")))
+        view = admin_api.NodeView(self.gateway)
+        return self._page(request, LISTS[kind](view, self.windows, request.query.get("q", "")))
 
     async def detail_page(self, request: web.Request) -> web.Response:
         kind, name = request.match_info["kind"], request.match_info["name"]
-        page = DETAILS[kind](NodeView(self.gateway), self.windows, name)
+        page = DETAILS[kind](admin_api.NodeView(self.gateway), self.windows, name)
         return self._not_found(f"No {kind[:-1]} named {name}.") if page is None else self._page(request, page)
 
     async def static(self, request: web.Request) -> web.Response:

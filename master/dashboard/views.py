@@ -10,15 +10,17 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...shared.config.redact import redact
-from ..admin import NodeView
 from .html import Markup, e, join, link, obj_link, table, tag
 from .svg import sparkline
 from .windows import Figures, Windows
+
+if TYPE_CHECKING:
+    from ..admin import NodeView
 
 CERT_WARN_DAYS = 21
 
