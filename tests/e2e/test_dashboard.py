@@ -127,6 +127,16 @@ class Watched:
     def refreshes(self) -> int:
         return int(self.page.get_attribute("#live", "data-refreshes") or 0)
 
+    def wait(self, cond: Any, timeout: float = 15.0) -> None:
+        """Poll ``cond`` from here (the page's CSP forbids the eval that wait_for_function needs)."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            self.page.wait_for_timeout(100)
+
+    def refreshed(self) -> None:
+        self.wait(lambda: self.refreshes() >= 1)
+
 
 @pytest.fixture(scope="module")
 def watched(browser: Any, node: tuple[Gateway, Backend, Backend]) -> Iterator[Watched]:
@@ -201,12 +211,11 @@ def test_traffic_shows_req_per_s_and_latency_within_two_refreshes(watched: Watch
                 time.sleep(0.02)
 
     t = threading.Thread(target=traffic)
-    page.wait_for_function("document.getElementById('live').dataset.refreshes >= 1", timeout=10_000)
+    watched.refreshed()
     start = watched.refreshes()
     t.start()
     try:
-        page.wait_for_function("!document.querySelector('main tbody td').textContent.startsWith('0.00')",
-                               timeout=10_000)
+        watched.wait(lambda: not page.text_content("main tbody td").startswith("0.00"))
         assert watched.refreshes() - start <= 2
         cells = page.eval_on_selector_all("main tbody td", "els => els.map(e => e.textContent)")
         assert float(cells[0]) > 0 and cells[3].endswith(" ms") and cells[4].endswith(" ms"), cells
@@ -220,8 +229,7 @@ def _health_after_refreshes(watched: Watched, want: str) -> int:
     """Refreshes it took for the flaky server's health cell to read ``want``."""
     page = watched.page
     start = watched.refreshes()
-    page.wait_for_function(f"document.querySelector('.servers tbody td:nth-child(3)').textContent === '{want}'",
-                           timeout=15_000)
+    watched.wait(lambda: page.text_content(".servers tbody td:nth-child(3)") == want)
     return watched.refreshes() - start
 
 
@@ -230,7 +238,7 @@ def test_a_killed_backend_shows_down_then_up_again(watched: Watched, node: tuple
     flaky = node[2]
     page.goto(g.admin + "/dashboard/services/flaky")
     assert page.text_content(".servers tbody td:nth-child(3)") == "UP"
-    page.wait_for_function("document.getElementById('live').dataset.refreshes >= 1", timeout=10_000)
+    watched.refreshed()
     flaky.stop()
     assert _health_after_refreshes(watched, "DOWN") <= 2
     node_flaky = Backend("flaky", port=flaky.port)
@@ -245,11 +253,11 @@ def test_a_script_in_a_name_or_rule_is_shown_escaped_and_never_runs(watched: Wat
     raw = httpx.get(g.admin + "/dashboard/routers", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
     assert EVIL not in raw and "&lt;script&gt;window.pwned=1&lt;/script&gt;" in raw
     page.goto(g.admin + "/dashboard/routers")
-    page.wait_for_function("document.getElementById('live').dataset.refreshes >= 1", timeout=10_000)
+    watched.refreshed()
     page.click(f"main a:text-is('{EVIL}')")
     assert page.text_content("h1") == f"Router {EVIL}"
     assert EVIL in page.text_content("main code")
-    page.wait_for_function("document.getElementById('live').dataset.refreshes >= 1", timeout=10_000)
+    watched.refreshed()
     assert page.evaluate("window.pwned") is None and not watched.dialogs
 
 
@@ -258,7 +266,7 @@ def test_csp_header_is_strict_and_the_browser_reports_no_violation(watched: Watc
     response = page.goto(g.admin + "/dashboard/services")
     csp = response.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
-    page.wait_for_function("document.getElementById('live').dataset.refreshes >= 1", timeout=10_000)
+    watched.refreshed()
     assert not [m for m in watched.console if "Content Security Policy" in m or "pageerror" in m], watched.console
     asset = page.eval_on_selector("script", "s => s.src")
     assert "immutable" in httpx.get(asset, timeout=10).headers["cache-control"]
