@@ -74,9 +74,10 @@ class Dashboard:
         r.add_post("/dashboard/login", self.login)
         r.add_post("/dashboard/reload", self.reload)
         r.add_get("/dashboard/static/{file}", self.static)
-        lists, details = "|".join(LISTS), "|".join(DETAILS)
-        r.add_get(f"/dashboard/{{kind:{lists}}}", self.list_page)
-        r.add_get(f"/dashboard/{{kind:{details}}}/{{name}}", self.detail_page)
+        for kind in LISTS:
+            r.add_get(f"/dashboard/{kind}", self.list_page)
+        for kind in DETAILS:
+            r.add_get(f"/dashboard/{kind}/{{name}}", self.detail_page)
 
     async def stop(self) -> None:
         await self.windows.stop()
@@ -134,12 +135,12 @@ class Dashboard:
         return self._page(request, page)
 
     async def list_page(self, request: web.Request) -> web.Response:
-        kind = request.match_info["kind"]
+        kind = request.path.split("/")[2]         # /dashboard/<kind>
         view = admin_api.NodeView(self.gateway)
         return self._page(request, LISTS[kind](view, self.windows, request.query.get("q", "")))
 
     async def detail_page(self, request: web.Request) -> web.Response:
-        kind, name = request.match_info["kind"], request.match_info["name"]
+        kind, name = request.path.split("/")[2], request.match_info["name"]
         page = DETAILS[kind](admin_api.NodeView(self.gateway), self.windows, name)
         return self._not_found(f"No {kind[:-1]} named {name}.") if page is None else self._page(request, page)
 
