@@ -6,7 +6,6 @@ import html
 from collections.abc import Iterable
 from urllib.parse import quote
 
-
 VOID = frozenset({"input", "meta", "link", "br"})
 
 
