@@ -39,6 +39,7 @@ from ..shared.config.provider_schema import STORE_PROVIDERS
 from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
 from . import metrics, sockets
+from .dashboard import routes as dashboard
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
 
 if TYPE_CHECKING:
@@ -262,6 +263,8 @@ class AdminServer:
         app.router.add_get(f"/api/{{kind:{kinds}}}/{{name}}", self.item)
         app.router.add_get("/api/certificates", self.certificates)
         app.router.add_get("/api/providers", self.providers)
+        self.dashboard = dashboard.Dashboard(gateway)
+        self.dashboard.register(app)
         self.runner = web.AppRunner(app, access_log=None)
         self._metrics = metrics.Metrics(gateway)
 
@@ -272,7 +275,10 @@ class AdminServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
         """With ``admin.token`` set (required off loopback), every endpoint needs ``Authorization: Bearer
-        <token>``, compared in constant time. aiohttp's own errors (404, 405) get JSON bodies too."""
+        <token>``, compared in constant time. aiohttp's own errors (404, 405) get JSON bodies too. The dashboard's
+        paths decide for themselves (they also take a session cookie) and answer HTML."""
+        if dashboard.handles(request.path):
+            return await self.dashboard.guard(request, handler)
         token = self._token()
         if token:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -300,6 +306,7 @@ class AdminServer:
         return sockets.url("http", self.runner.addresses[0])
 
     async def stop(self) -> None:
+        await self.dashboard.stop()
         await self.runner.cleanup()
 
     async def health(self, request: web.Request) -> web.Response:
