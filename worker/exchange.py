@@ -241,7 +241,8 @@ def _said(ex: Exchange) -> str:
 
 def start(ex: Exchange, conn: Downstream) -> None:
     """Serve a routed exchange whose request phase passed: an internal service answers it, or a backend is picked
-    (sticky session, conversation affinity, the balancer) and ``conn`` connects to it; 503 without one."""
+    (sticky session, conversation affinity, the balancer) and ``conn`` connects to it; 503 without one. A service
+    of services may arm a failover's replay or a mirroring tee (``services/mirroring.py``) right after its pick."""
     service = ex.service
     if service.internal is not None:
         return conn.answer(ex, internal_answer(ex, conn))

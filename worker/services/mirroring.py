@@ -83,7 +83,7 @@ class Mirroring:
         self._fire(ex, conn, chosen, bytes(body))
 
     def _fire(self, ex: Exchange, conn: Downstream, chosen: list[int], body: bytes | None) -> None:
-        head = _head(ex, body)
+        head, host = _head(ex, body), ex.host
         for i in chosen:
             picked = self.mirrors[i](None, conn.worker.now)
             if picked is None:
@@ -92,14 +92,15 @@ class Mirroring:
                 self.plane.mirror_outcome(self.idx, i, "dropped")
             else:
                 IN_FLIGHT[0] += 1
-                conn.worker.loop.create_task(self._send(i, picked, head, body))
+                conn.worker.loop.create_task(self._send(i, picked, head, host, body))
 
-    async def _send(self, i: int, picked: Picked, head: bytes, body: bytes | None) -> None:
+    async def _send(self, i: int, picked: Picked, head: bytes, host: bytes, body: bytes | None) -> None:
         service, backend, _ = picked
+        head += b"Host: %s\r\n\r\n" % (host if service.pass_host_header else backend.host_header)
         backend.acquire()
         outcome = "failed"
         try:
-            outcome = await asyncio.wait_for(_exchange(backend, service.pass_host_header, head, body), self.timeout)
+            outcome = await asyncio.wait_for(_exchange(backend, head, body), self.timeout)
         except TimeoutError:
             outcome = "timeout"
         except OSError as e:
@@ -111,26 +112,23 @@ class Mirroring:
 
 
 def _head(ex: Exchange, body: bytes | None) -> bytes:
-    """The copy's request head up to its Host field (added per mirror backend), with framing for ``body``:
+    """The copy's request head but its Host field (which depends on the mirror's backend), with framing for ``body``:
     chunked as it arrived from an HTTP/1.1 client (the kept bytes carry the framing), else a Content-Length."""
     fields: Fields = [f for f in ex.headers if f[0].lower() not in FRAMING]
     if body is not None:
         fields.append((b"Transfer-Encoding", b"chunked") if ex.req_chunked and ex.http11
                       else (b"Content-Length", b"%d" % len(body)))
     fields += [(b"X-Forwarded-For", ex.xff), (b"X-Forwarded-Host", ex.host), (b"Connection", b"close")]
-    return b"".join([ex.method, b" ", ex.target, b" HTTP/1.1\r\n", *[b"%s: %s\r\n" % f for f in fields]]) \
-        + b"Host: " + ex.host
+    return b"".join([ex.method, b" ", ex.target, b" HTTP/1.1\r\n", *[b"%s: %s\r\n" % f for f in fields]])
 
 
-async def _exchange(backend: Backend, pass_host: bool, head: bytes, body: bytes | None) -> str:
+async def _exchange(backend: Backend, head: bytes, body: bytes | None) -> str:
     """Send one copy on a connection of its own and read the answer to its end, discarding it."""
     pool = backend.pool
     reader, writer = await asyncio.open_connection(pool.host, pool.port, ssl=pool.ssl,
                                                    server_hostname=pool.server_hostname)
     try:
-        if not pass_host:
-            head = head[: head.rfind(b"Host: ")] + b"Host: " + backend.host_header
-        writer.write(head + b"\r\n\r\n")
+        writer.write(head)
         if body:
             writer.write(body)
         first = await reader.read(16)
