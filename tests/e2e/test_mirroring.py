@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 from harness import wait_until
 from recording_backend import RecordingBackend
@@ -166,3 +167,37 @@ def test_retry_budget_holds_with_100_requests_in_flight(gateway):
         assert f'a3s_gateway_retries_budget_exhausted_total{{service="top"}} {100 - retried}.0' in metrics
     finally:
         busy.stop()
+
+
+def test_a_client_that_goes_away_does_not_cancel_the_copy_already_sent(gateway, backends):
+    p, m = backends("p"), RecordingBackend()
+    g = gateway(HEAD + mirroring("top", "main", ("shadow", 100)) + lb("main", p.url) + lb("shadow", m.url), workers=2)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(g.url + "/delay/2", timeout=0.3)
+        wait_until(lambda: [(r[0], r[1]) for c in m.conns for r in c.requests] == [("GET", "/delay/2")],
+                   what="the copy reached the mirror")
+    finally:
+        m.stop()
+
+
+def test_1000_concurrent_mirrored_posts_keep_worker_memory_bounded(gateway, backends):
+    p, slow = backends("p"), SlowBackend(5.0)
+    g = gateway(HEAD + mirroring("top", "main", ("shadow", 100), extra='timeout = "1s"\n') + lb("main", p.url)
+                + lb("shadow", slow.url), workers=2)
+    workers = [psutil.Process(pid) for pid in g.worker_pids()]
+    before = [w.memory_info().rss for w in workers]
+    body = os.urandom(64 * 1024)
+    try:
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1000)) as c:
+                return [r.status_code for r in await asyncio.gather(*(c.post(g.url + "/upload", content=body)
+                                                                      for _ in range(1000)))]
+
+        assert asyncio.run(burst()) == [200] * 1000
+        grown = [w.memory_info().rss - b for w, b in zip(workers, before, strict=True)]
+        assert max(grown) < 160 * 2**20, grown          # 64 MiB of bodies in all, at most 256 copies a worker
+        outcomes = mirror_view(g)["mirrors"][0]["outcomes"]
+        assert outcomes["dropped"] > 0 and sum(outcomes.values()) <= 1000
+    finally:
+        slow.stop()
