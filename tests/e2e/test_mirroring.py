@@ -201,3 +201,15 @@ def test_1000_concurrent_mirrored_posts_keep_worker_memory_bounded(gateway, back
         assert outcomes["dropped"] > 0 and sum(outcomes.values()) <= 1000
     finally:
         slow.stop()
+
+
+def test_mirror_body_false_sends_copies_without_the_body(gateway, backends):
+    p, m = backends("p"), RecordingBackend()
+    g = gateway(HEAD + mirroring("top", "main", ("shadow", 100), extra="mirror_body = false\n") + lb("main", p.url)
+                + lb("shadow", m.url), workers=2)
+    try:
+        assert httpx.post(g.url + "/upload", content=b"x" * 5000).json()["body_len"] == 5000
+        wait_until(lambda: [(r[0], r[1], r[3]) for c in m.conns for r in c.requests] == [("POST", "/upload", b"")],
+                   what="a body-less copy")
+    finally:
+        m.stop()
