@@ -74,13 +74,11 @@ class Mirroring:
 
     def _ended(self, ex: Exchange, conn: Downstream, chosen: list[int]) -> None:
         body = ex.replay
-        if not ex.req_done:                  # the client left before its body ended: there is nothing to copy
-            return
         if body is None or len(body) > self.keeper.replay_limit:
             for i in chosen:
                 self.plane.mirror_outcome(self.idx, i, "too_large")
-            return
-        self._fire(ex, conn, chosen, bytes(body))
+        elif _whole(ex, body):               # else the client left before its body ended: nothing to copy
+            self._fire(ex, conn, chosen, bytes(body))
 
     def _fire(self, ex: Exchange, conn: Downstream, chosen: list[int], body: bytes | None) -> None:
         head, host = _head(ex, body), ex.host
@@ -109,6 +107,15 @@ class Mirroring:
             backend.release()
             IN_FLIGHT[0] -= 1
             self.plane.mirror_outcome(self.idx, i, outcome)
+
+
+def _whole(ex: Exchange, body: bytearray) -> bool:
+    """Whether ``body`` is all of the request's body: the client ended it, or it has the declared Content-Length
+    (an HTTP/2 backend may answer, and the exchange end, before the client's END_STREAM is read)."""
+    if ex.req_done:
+        return True
+    length = None if ex.req_chunked else next((v for n, v in ex.headers if n.lower() == b"content-length"), None)
+    return length is not None and length.isdigit() and int(length) == len(body)
 
 
 def _head(ex: Exchange, body: bytes | None) -> bytes:
