@@ -231,6 +231,9 @@ class _Plane:
     def ai_counters(self) -> Any:
         return defaultdict(int)
 
+    def traffic_totals(self) -> dict:
+        return {}
+
     def is_healthy(self, idx: int, now: float) -> bool:
         return True
 
@@ -261,7 +264,8 @@ class _Gateway:
                 "middlewares": {"p": {"type": "privacy-router"}, "t": {"type": "token-meter"},
                                 "q": {"type": "priority"}},
                 "routers": {"r": {"service": "s", "middlewares": ["q"]}},
-                "services": {"s": {"load_balancer": lb}},
+                "services": {"s": {"load_balancer": lb},
+                             "m": {"mirroring": {"service": "s", "mirrors": [{"name": "s", "percent": 1}]}}},
             },
         }
         self._last_reload = {"ok": True, "at": 1.0}

@@ -38,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from ..shared.config.provider_schema import STORE_PROVIDERS
 from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
+from ..shared.plane.traffic import OUTCOMES
 from . import metrics, sockets
 from .dashboard import routes as dashboard
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
@@ -67,6 +68,12 @@ def certificate_file(path: str) -> dict[str, Any]:
     return {"names": names, "not_after": leaf.not_valid_after_utc.isoformat(), "error": None}
 
 
+def _mirror_counts(record: dict[str, Any], mirror: int) -> dict[str, Any]:
+    """A mirror's node-wide counts: requests chosen for it, then what became of them (``traffic.OUTCOMES``)."""
+    counts = record.get("mirrors", {}).get(mirror, {})
+    return {"chosen": counts.get("chosen", 0), "outcomes": {o: counts.get(o, 0) for o in OUTCOMES}}
+
+
 class NodeView:
     """One request's read of the node: the live generation, the plane's state and the control plane's.
 
@@ -85,10 +92,11 @@ class NodeView:
 
     @cached_property
     def plane(self) -> dict[str, Any]:
-        """The plane's backends and breakers by slot index, and middleware replies by middleware name."""
+        """The plane's backends and breakers by slot index, middleware replies by middleware name, and the
+        traffic-management records (mirror counts) by service slot index."""
         plane = self.gateway.plane()
         if plane is None:
-            return {"backends": {}, "breakers": {}, "replies": {}}
+            return {"backends": {}, "breakers": {}, "replies": {}, "traffic": {}}
         snap = plane.snapshot()
         mw_names = {idx: name for name, idx in self.slots.get("middlewares", {}).items()}
         replies: dict[str, dict[str, int]] = {}
@@ -96,7 +104,8 @@ class NodeView:
             if idx in mw_names:
                 replies.setdefault(mw_names[idx], {})[str(code or "other")] = n
         return {"backends": {b["idx"]: b for b in snap["backends"]},
-                "breakers": {b["idx"]: b for b in snap["breakers"]}, "replies": replies}
+                "breakers": {b["idx"]: b for b in snap["breakers"]}, "replies": replies,
+                "traffic": plane.traffic_totals()}
 
     # -- one object of each kind
     def _provider(self, kind: str, name: str) -> str:
@@ -160,6 +169,14 @@ class NodeView:
             return {**out, "kind": "failover",
                     **{key: {"name": failover[key], "health": self._health(failover[key])}
                        for key in ("service", "fallback")}}
+        if svc.get("mirroring") is not None:
+            mirroring = svc["mirroring"]
+            record = self.plane["traffic"].get(self.slots.get("services", {}).get(name), {})
+            mirrors = [{**m, "health": self._health(m["name"]), **_mirror_counts(record, i)}
+                       for i, m in enumerate(mirroring["mirrors"])]
+            return {**out, "kind": "mirroring", **{k: v for k, v in mirroring.items() if k != "mirrors"},
+                    "service": {"name": mirroring["service"], "health": self._health(mirroring["service"])},
+                    "requests": record.get("total", 0), "mirrors": mirrors}
         lb = dict(svc["load_balancer"])
         servers = [self._server(name, s) for s in lb.pop("servers")]
         return {**out, "kind": "load_balancer", **lb, "servers": servers}
@@ -178,6 +195,8 @@ class NodeView:
         if svc.get("failover") is not None:
             live = any(self._health(svc["failover"][key], seen | {name}) == "up" for key in ("service", "fallback"))
             return "up" if live else "down"
+        if svc.get("mirroring") is not None:         # the primary serves; mirrors never change what clients get
+            return self._health(svc["mirroring"]["service"], seen | {name})
         backends = self.slots.get("backends", {})
         healthy = (self.plane["backends"].get(backends.get(backend_key(name, s["url"])), {}).get("healthy", True)
                    for s in svc["load_balancer"]["servers"])

@@ -36,6 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from ..shared.config.redact import redact_url
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
+from ..shared.plane.traffic import OUTCOMES
 from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class GatewayCollector:
         if plane is not None and compiled.get("slots"):
             yield from self._traffic(plane, compiled)
             yield from self._middlewares(plane, compiled)
+            yield from self._services_of_services(plane, compiled)
             yield from self._ai(plane, compiled)
         yield from self._tls(g)
 
@@ -344,6 +346,29 @@ class GatewayCollector:
             if params.get("type") == "rate-limit-redis" and idx is not None:
                 fo.add_metric([name], mw["fail_open"].get(idx, 0))
         yield fo
+
+    # -- traffic management: mirrored requests by outcome, retries refused by the budget (shared/plane/traffic.py)
+    def _services_of_services(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
+        slots = compiled["slots"].get("services", {})
+        totals = plane.traffic_totals()
+        mirrored = CounterMetricFamily(P + "mirror_requests", "Copies of requests a mirroring service sent (or "
+                                       "not) to each mirror, by outcome: sent (answered, answer discarded), "
+                                       "failed, timeout, dropped (the worker's max_in_flight reached), too_large "
+                                       "(body over max_body_bytes: not mirrored).",
+                                       labels=["service", "mirror", "outcome"])
+        exhausted = CounterMetricFamily(P + "retries_budget_exhausted", "Retries the retry middleware did not "
+                                        "attempt because the service's retry budget was spent.", labels=["service"])
+        for name, svc in sorted(compiled["config"].get("services", {}).items()):
+            record = totals.get(slots.get(name), {})
+            exhausted.add_metric([name], record.get("retry_budget_exhausted", 0))
+            if svc.get("mirroring") is None:
+                continue
+            for i, mirror in enumerate(svc["mirroring"]["mirrors"]):
+                counts = record.get("mirrors", {}).get(i, {})
+                for outcome in OUTCOMES:
+                    mirrored.add_metric([name, mirror["name"], outcome], counts.get(outcome, 0))
+        yield mirrored
+        yield exhausted
 
     # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

@@ -187,6 +187,7 @@ class Exchange:
     retry: Retry | None = None
     attempts: int = 0
     replay: bytearray | None = None
+    budget_service: int = -1                 # the service whose retry budget this exchange holds a slot of
     sink: Any = None
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
     usage_tap: Any = None                    # token-meter's response tap (middlewares/token_meter.py)
@@ -264,7 +265,8 @@ def _said(ex: Exchange) -> str:
 
 def start(ex: Exchange, conn: Downstream) -> None:
     """Serve a routed exchange whose request phase passed: an internal service answers it, or a backend is picked
-    (sticky session, conversation affinity, the balancer) and ``conn`` connects to it; 503 without one."""
+    (sticky session, conversation affinity, the balancer) and ``conn`` connects to it; 503 without one. A service
+    of services may arm a failover's replay or a mirroring tee (``services/mirroring.py``) right after its pick."""
     service = ex.service
     if service.internal is not None:
         return conn.answer(ex, internal_answer(ex, conn))
@@ -275,9 +277,11 @@ def start(ex: Exchange, conn: Downstream) -> None:
         ex.service, backend, cookies = picked
         if cookies:
             ex.set_cookie = cookies
-        replay = service.kind.replay
-        if replay is not None:               # a failover with ``errors``: the primary's answer may be replaced
-            replay.arm(ex, service.kind)
+        kind = service.kind
+        if kind.replay is not None:          # a failover with ``errors``: the primary's answer may be replaced
+            kind.replay.arm(ex, kind)
+        elif kind.tee is not None:           # mirroring: copies of the request go to the mirrors
+            kind.tee(ex, conn)
     elif service.sticky is None:
         backend = service.balancer.pick()
     else:

@@ -25,6 +25,7 @@ from .router import RouterTable
 from .services import balancer
 from .services.affinity import Affinity
 from .services.failover import Failover
+from .services.mirroring import Mirroring
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
 from .services.weighted import Fields, KindBalancer, Picked, Weighted
@@ -85,7 +86,7 @@ class Service:
     passive_cooldown: float = 10.0
     passive_statuses: frozenset[int] = frozenset()
     sticky: Sticky | Affinity | None = None
-    kind: Weighted | Failover | None = None  # a service of services: picks through its children to a leaf
+    kind: Weighted | Failover | Mirroring | None = None  # a service of services: picks through to a leaf
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
         """(leaf service, backend, Set-Cookie values) for a request with ``headers`` (None: a bare pick, no
@@ -180,7 +181,7 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             service.sticky = Affinity(lb.get("affinity"), service.idx, backends, service.balancer, plane,
                                       busy_fallback=lb.get("agent_health") is not None)
     for name in config.get("services", {}):
-        _service_of_services(name, config["services"], services, slots["services"])
+        _service_of_services(name, config["services"], services, slots["services"], plane)
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []
@@ -199,20 +200,25 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
 
 
 def _service_of_services(name: str, configs: dict[str, Any], services: dict[str, Service],
-                         slots: dict[str, int]) -> Service:
+                         slots: dict[str, int], plane: Plane) -> Service:
     """The service ``name``, building a service of services after its children (validation ruled out cycles)."""
     service = services.get(name)
     if service is not None:
         return service
-    weighted, failover = configs[name]["weighted"], configs[name]["failover"]
-    kind: Weighted | Failover
+
+    def child(child_name: str) -> Service:
+        return _service_of_services(child_name, configs, services, slots, plane)
+
+    weighted, failover, mirroring = (configs[name].get(k) for k in ("weighted", "failover", "mirroring"))
+    kind: Weighted | Failover | Mirroring
     if failover is not None:
-        kind = Failover(name, _service_of_services(failover["service"], configs, services, slots),
-                        _service_of_services(failover["fallback"], configs, services, slots), failover["errors"])
+        kind = Failover(name, child(failover["service"]), child(failover["fallback"]), failover["errors"])
+    elif mirroring is not None:
+        kind = Mirroring(slots[name], child(mirroring["service"]),
+                         [(child(m["name"]), m["percent"]) for m in mirroring["mirrors"]], mirroring, plane)
     else:
-        children = [(c["name"], _service_of_services(c["name"], configs, services, slots), c["weight"])
-                    for c in weighted["services"]]
-        kind = Weighted(children, weighted["sticky"])
+        kind = Weighted([(c["name"], child(c["name"]), c["weight"]) for c in weighted["services"]],
+                        weighted["sticky"])
     service = services[name] = Service(name, [], KindBalancer(kind), True, 5.0, 60.0, idx=slots[name], kind=kind)
     return service
 

@@ -16,6 +16,7 @@ import ipaddress
 import ssl
 from typing import Any
 
+from ..plane.traffic import MAX_MIRRORS
 from .acme_dns_schema import DNS_PROVIDER
 from .ai_schema import AFFINITY, AGENT_HEALTH
 from .kubernetes_schema import KUBERNETES
@@ -280,7 +281,24 @@ FAILOVER = Table({
     }))),
 })
 
-SERVICE_KINDS = ("load_balancer", "weighted", "failover")
+def _check_mirror_count(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if len(out.get("mirrors") or ()) > MAX_MIRRORS:
+        rep.add(join(path, "mirrors"), f"at most {MAX_MIRRORS} mirrors per service (the plane counts each)")
+
+
+# A copy of each request goes to the mirrors, fire-and-forget (worker/services/mirroring.py); all are any services.
+MIRRORING = Table({
+    "service": Field(Str(nonempty=True), required=True),
+    "mirrors": Field(ListOf(Table({"name": Field(Str(nonempty=True), required=True),
+                                   "percent": Field(Int(minimum=0, maximum=100), 100)}),
+                            min_items=1, too_few="a mirroring service needs at least one mirror"), required=True),
+    "mirror_body": Field(Bool(), True),
+    "max_body_bytes": Field(Int(minimum=0, maximum=64 << 20), 1 << 20),   # larger: served, not mirrored
+    "timeout": Field(Duration(check=lambda s: None if s > 0 else "must be greater than 0"), 5.0),
+    "max_in_flight": Field(Int(minimum=1), 256),                          # per worker; more are dropped
+}, post=_check_mirror_count)
+
+SERVICE_KINDS = ("load_balancer", "weighted", "failover", "mirroring")
 """The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
 
 
@@ -294,7 +312,8 @@ def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter
 
 
 SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
-                                                                ("weighted", WEIGHTED), ("failover", FAILOVER))},
+                                                                ("weighted", WEIGHTED), ("failover", FAILOVER),
+                                                                ("mirroring", MIRRORING))},
                 post=_one_kind)
 
 
@@ -305,6 +324,10 @@ def child_services(svc: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
         return [(f"weighted.services[{i}].name", c, "name") for i, c in enumerate(svc["weighted"]["services"])]
     if svc.get("failover") is not None:
         return [(f"failover.{key}", svc["failover"], key) for key in ("service", "fallback") if key in svc["failover"]]
+    if svc.get("mirroring") is not None:
+        mirroring = svc["mirroring"]
+        return [("mirroring.service", mirroring, "service")] + [
+            (f"mirroring.mirrors[{i}].name", m, "name") for i, m in enumerate(mirroring["mirrors"])]
     return []
 
 

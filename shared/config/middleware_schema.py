@@ -277,6 +277,9 @@ RETRY = Table(
         "backoff": Field(Str(choices=("constant", "exponential")), "constant"),
         "retry_on_statuses": Field(ListOf(Int(minimum=500, maximum=599)), [502, 503, 504]),
         "replay_buffer_bytes": Field(Int(minimum=0), 65536),
+        # retries in flight on the service, node-wide, stay within this share of its requests in flight
+        "budget_percent": Field(Number(minimum=0, maximum=100), 20.0),
+        "min_retry_concurrency": Field(Int(minimum=0), 3),
     }
 )
 

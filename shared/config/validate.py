@@ -159,6 +159,9 @@ def _check_services(data: dict[str, Any], rep: Reporter) -> None:
         if (svc.get("failover") or {}).get("errors") is not None and name not in routed:
             rep.add(join(join(join("services", name), "failover"), "errors"),
                     "acts only on a failover that a router names; no router names this service")
+        if svc.get("mirroring") is not None and name not in routed:
+            rep.add(join(join("services", name), "mirroring"),
+                    "mirrors only where a router names the service; no router names this service")
 
 
 def _check_listeners(data: dict[str, Any], rep: Reporter) -> None:

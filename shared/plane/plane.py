@@ -77,17 +77,20 @@ from .segments import (
     unlink,
 )
 from .sticky import StickyTable
+from .traffic import EXHAUSTED as _EXHAUSTED
+from .traffic import TrafficTable, outcome_word
 from .workers import HEARTBEAT, ROW, WorkerTable
 
 _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable,
-           ObservationTable, AiTable, MiddlewareTable)
+           ObservationTable, AiTable, MiddlewareTable, TrafficTable)
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
 _WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "account", "add_misc",
                   "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
-                  "middleware_fail_open")
-_LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker")
+                  "middleware_fail_open", "retry_change")
+_LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker", "mirror_select",
+            "mirror_outcome", "retry_budget_exhausted")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
 _MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
                   "reset_service", "reset_limiter", "reset_middleware", "set_name")
@@ -142,6 +145,8 @@ class Plane:
         self.observations = ObservationTable(segs["observations"], layout)
         self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
         self.middlewares = MiddlewareTable(segs["middlewares"], layout)
+        self.traffic = TrafficTable(segs["traffic"], layout, self._locks,
+                                    st_base + (layout.sticky_entries + layout.token_entries) // BUCKET)
         self.observations.bind(slot)
         self.middlewares.bind(slot)
         self.middleware_answered = self.middlewares.answered
@@ -257,7 +262,7 @@ class Plane:
 
     def close(self) -> None:
         for t in (self.workers, self.counters, self.health, self.breakers, self.ratelimits, self.sticky, self.names,
-                  self.observations, self.ai, self.middlewares):
+                  self.observations, self.ai, self.middlewares, self.traffic):
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
@@ -489,6 +494,26 @@ class Plane:
     def ai_counters(self) -> dict[str, int]:
         return self.ai.counters(self._hdr[self._rows_i])
 
+    # ------------------------------------------------------------------ traffic management (traffic.py)
+    def mirror_select(self, service_idx: int, percents: tuple[int, ...]) -> list[int]:
+        return self.traffic.mirror_select(service_idx, percents)
+
+    def mirror_outcome(self, service_idx: int, mirror: int, outcome: str) -> None:
+        self.traffic.add(service_idx, outcome_word(mirror, outcome))
+
+    def retry_budget_exhausted(self, service_idx: int) -> None:
+        self.traffic.add(service_idx, _EXHAUSTED)
+
+    def retry_active(self, service_idx: int) -> int:
+        return self.traffic.retry_active(service_idx, self._hdr[self._rows_i])
+
+    def retry_change(self, service_idx: int, n: int) -> None:
+        """This worker started (+1) or ended (-1) a retry on the service."""
+        self.traffic.retry_change(self.worker_slot, service_idx, n)  # type: ignore[arg-type]
+
+    def traffic_totals(self) -> dict[int, dict]:
+        return self.traffic.split()
+
     def agent_state(self, backend_idx: int) -> str | None:
         return self.ai.agent(backend_idx)
 
@@ -533,6 +558,7 @@ class Plane:
             self.observations.fold(slot)
             self.ai.fold(slot)
             self.middlewares.fold(slot)
+            self.traffic.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2
         self.workers.clear(slot)
@@ -549,6 +575,7 @@ class Plane:
     def reset_service(self, idx: int) -> None:
         self.counters.reset_service(idx, self._hdr[self._rows_i])
         self.observations.reset_service(idx, self._hdr[self._rows_i])
+        self.traffic.reset(idx)
 
     def reset_middleware(self, idx: int) -> None:
         self.middlewares.reset(idx, self._hdr[self._rows_i])

@@ -529,7 +529,8 @@ def test_required_keys_and_cross_checks() -> None:
             None,
         ),
         ("routers.r.rule", "required key is missing", None),
-        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover)", None),
+        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover, mirroring)",
+         None),
         ("middlewares.m.type", "required key is missing", None),
         ("middlewares.rl.rate", "must be greater than 0, got 0", None),
         ("providers.discovery.seeds", "required key is missing", None),
@@ -654,7 +655,8 @@ def test_middleware_defaults_and_addresses() -> None:
             "max_age": 86400,
         },
         "retry": {"type": "retry", "max_retries": 3, "retry_interval_ms": 100, "backoff": "constant",
-                  "retry_on_statuses": [502, 503, 504], "replay_buffer_bytes": 65536},
+                  "retry_on_statuses": [502, 503, 504], "replay_buffer_bytes": 65536, "budget_percent": 20.0,
+                  "min_retry_concurrency": 3},
         "cb": {
             "type": "circuit-breaker",
             "failure_threshold": 5,
@@ -877,7 +879,7 @@ LB = {"load_balancer": {"servers": [{"url": "http://a:1"}]}}
 
 def test_weighted_service_normalizes_children_and_drops_the_file_suffix() -> None:
     cfg = GatewayConfig.from_dict({"services": {"a": LB, "w": {"weighted": {"services": [{"name": "a@file"}]}}}})
-    assert cfg.services["w"] == {"load_balancer": None, "failover": None,
+    assert cfg.services["w"] == {"load_balancer": None, "failover": None, "mirroring": None,
                                  "weighted": {"services": [{"name": "a", "weight": 1}], "sticky": None}}
     assert cfg.services["a"]["weighted"] is None
     assert GatewayConfig.from_dict(cfg.to_dict()) == cfg
@@ -910,6 +912,32 @@ def test_weighted_unknown_children_cycles_and_two_kinds_are_reported_with_their_
         ("services.fo4.failover.errors.status[1]", "expected a status or a range like '200-399', got '6xx'", None),
         ("services.fo4.failover.errors", "acts only on a failover that a router names; no router names this "
          "service", None),
+    }
+
+
+def test_mirroring_normalizes_with_defaults_and_reports_bad_mirrors_with_their_paths() -> None:
+    routers = {"r": {"rule": "PathPrefix(`/`)", "service": "m"}}
+    cfg = GatewayConfig.from_dict({"routers": routers, "services": {
+        "a": LB, "m": {"mirroring": {"service": "a", "mirrors": [{"name": "a@file", "percent": 20}]}}}})
+    assert cfg.services["m"]["mirroring"] == {"service": "a", "mirrors": [{"name": "a", "percent": 20}],
+                                              "mirror_body": True, "max_body_bytes": 1 << 20, "timeout": 5.0,
+                                              "max_in_flight": 256}
+    assert GatewayConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError) as excinfo:
+        GatewayConfig.from_dict({"routers": routers, "services": {
+            "a": LB,
+            "m": {"mirroring": {"service": "a", "mirrors": [{"name": "v3"}, {"name": "a", "percent": 101}],
+                                "timeout": "0s"}},
+            "n": {"mirroring": {"service": "n", "mirrors": [{"name": "a"}] * 9}},
+        }})
+    assert problems_of(excinfo) == {
+        ("services.m.mirroring.mirrors[0].name", "unknown service 'v3'", None),
+        ("services.m.mirroring.mirrors[1].percent", "must be at most 100, got 101", None),
+        ("services.m.mirroring.timeout", "must be greater than 0", None),
+        ("services.n.mirroring.mirrors", "at most 8 mirrors per service (the plane counts each)", None),
+        ("services.n.mirroring.service", "services form a cycle: n → n", None),
+        ("services.n.mirroring", "mirrors only where a router names the service; no router names this service",
+         None),
     }
 
 

@@ -420,3 +420,26 @@ def test_record_left_odd_by_a_killed_writer_is_skipped_then_repaired(plane):
         assert q[e * st_mod.REC + st_mod.SEQ] % 2 == 0
     finally:
         w.close()
+
+
+# ---------------------------------------------------------------- traffic management (traffic.py)
+def test_mirror_selection_is_one_counter_across_workers_and_retries_die_with_their_worker(plane):
+    w0, w1 = worker(plane, 0), worker(plane, 1)
+    try:
+        chosen = [(w0 if n % 3 else w1).mirror_select(5, (20, 50)) for n in range(10)]
+        assert chosen == [[0, 1], [], [1], [], [1], [0], [1], [], [1], []]   # Traefik's counter, over both workers
+        w0.mirror_outcome(5, 0, "timeout")
+        record = plane.traffic_totals()[5]
+        assert record["total"] == 10
+        assert (record["mirrors"][0]["chosen"], record["mirrors"][1]["chosen"]) == (2, 5)
+        assert record["mirrors"][0]["timeout"] == 1
+        w0.retry_change(5, 1)
+        w1.retry_change(5, 2)
+        assert plane.retry_active(5) == 3
+        plane.fold_worker(1)
+        assert plane.retry_active(5) == 1                    # a dead worker's retries give their budget back
+        plane.reset_service(5)
+        assert 5 not in plane.traffic_totals()
+    finally:
+        w0.close()
+        w1.close()

@@ -3,7 +3,8 @@
 Retried: connection failures (the backend never got the request) for every method; for idempotent methods
 also timeouts, connections lost before a response head, and responses whose status is in
 ``retry_on_statuses`` (default 502/503/504; such a response is dropped unread). At most ``max_retries``
-retries, ``retry_interval_ms`` apart (doubling each time with ``backoff = "exponential"``).
+retries, ``retry_interval_ms`` apart (doubling each time with ``backoff = "exponential"``), within the
+service's retry budget (``retry_budget.py``).
 
 Invariants: a response that has started reaching the client is never retried. A request body is replayed
 from a buffer of at most ``replay_buffer_bytes``; a larger body makes the request non-retryable (kept as
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..chain import Middleware
+from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -32,11 +34,22 @@ class Retry(Middleware):
         self.exponential = params["backoff"] == "exponential"
         self.statuses = frozenset(params["retry_on_statuses"])
         self.replay_limit = params["replay_buffer_bytes"]
+        percent = params.get("budget_percent")           # None: the gateway's own replays (failover, mirroring)
+        self.budget = RetryBudget(percent, params["min_retry_concurrency"], worker.plane) \
+            if percent is not None and worker is not None else None
 
     def on_request(self, ex: Exchange) -> None:
         ex.retry = self
         if ex.req_has_body:
             ex.replay = bytearray()
+
+    def keep_from_now(self, ex: Exchange) -> None:
+        """Own ``ex``'s retry path from a backend pick on: keep its body, what arrived before the pick included."""
+        ex.retry = self
+        if ex.req_has_body:
+            ex.replay = bytearray()
+            for data in ex.pending or ():
+                self.keep(ex, data)
 
     def keep(self, ex: Exchange, data: bytes) -> None:
         """Remember request body bytes sent upstream, until there are too many to replay."""
@@ -52,6 +65,8 @@ class Retry(Middleware):
         if ex.attempts >= self.max_retries or (ex.req_has_body and ex.replay is None):
             return False
         if reached and ex.method not in IDEMPOTENT:
+            return False
+        if self.budget is not None and not self.budget.admit(ex):
             return False
         ex.attempts += 1
         return True

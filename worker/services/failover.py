@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 
 class Failover:
+    tee = None                               # only mirroring copies a request (mirroring.py)
+
     def __init__(self, name: str, primary: Node, fallback: Node, errors: dict[str, Any] | None) -> None:
         self.primary: Callable[[Fields | None, float], Picked | None] = pick_of(primary)
         self.fallback: Callable[[Fields | None, float], Picked | None] = pick_of(fallback)
@@ -61,13 +63,8 @@ class StatusReplay(Retry):
     def arm(self, ex: Exchange, failover: Failover) -> None:
         """Keep ``ex``'s body (what arrived before the pick included) for a replay when ``failover`` just picked
         its primary, unless a retry middleware already owns the exchange's retry path."""
-        if ex.retry is not None or not failover.primary_picked:
-            return
-        ex.retry = self
-        if ex.req_has_body:
-            ex.replay = bytearray()
-            for data in ex.pending or ():
-                self.keep(ex, data)
+        if ex.retry is None and failover.primary_picked:
+            self.keep_from_now(ex)
 
     def again(self, ex: Exchange, reached: bool) -> bool:
         if ex.attempts or (ex.req_has_body and ex.replay is None):

@@ -78,6 +78,7 @@ class Weighted:
     request takes the next turn of another child."""
 
     replay = None                                    # only a failover replays a request elsewhere (failover.py)
+    tee = None                                       # only mirroring copies a request (mirroring.py)
 
     def __init__(self, children: list[tuple[str, Node, int]], sticky: dict[str, Any] | None) -> None:
         kept = [(name, node, weight) for name, node, weight in children if weight > 0]
