@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from certs import CA
 from gateway_conformance import CASES
 from gateway_support import (
     backend_ref,
     conditions,
-    gateway,
     gateway_class,
     http_route,
     listener,
@@ -28,11 +28,17 @@ from gateway_support import (
     reference_grant,
     route_rule,
 )
+from gateway_support import gateway as gateway_obj
 from harness import Gateway, free_port, wait_until
 from kube_apiserver import FakeApiServer
 from kube_support import config, kube_state, service, slice_for, tls_secret
 
 GATEWAY_API = "gateway_api = true"
+
+
+@pytest.fixture
+def pki(tmp_path) -> CA:
+    return CA(tmp_path / "pki")
 
 
 @pytest.fixture
@@ -49,7 +55,7 @@ def start(api: FakeApiServer, backends: Any, gateway_: Any, tmp_path: Any, *obje
     for name in ("v1", "v2", "v3"):
         b = backends(name)
         api.apply(service(name), slice_for(name, [b.port]))
-    api.apply(gateway_class(), gateway("same-namespace", listeners or [listener("http", web)]), *objects)
+    api.apply(gateway_class(), gateway_obj("same-namespace", listeners or [listener("http", web)]), *objects)
     return gateway_(config(api, tmp_path, provider=GATEWAY_API, tls=tls), web=web)
 
 
@@ -101,7 +107,7 @@ def test_listener_hostnames_select_the_routes(api, backends, gateway, tmp_path):
     section = lambda s: [{"name": "hosts", "namespace": "default", "sectionName": s}]  # noqa: E731
     listeners = [listener("l1", web, hostname="bar.com"), listener("l2", web, hostname="foo.bar.com"),
                  listener("l3", web, hostname="*.bar.com"), listener("l4", web, hostname="*.foo.com")]
-    api.apply(gateway_class(), gateway("hosts", listeners))
+    api.apply(gateway_class(), gateway_obj("hosts", listeners))
     gw = start(api, backends, gateway, tmp_path,
                http_route("backend-v1", [route_rule(None, "v1")], parents=section("l1")),
                http_route("backend-v2", [route_rule(None, "v2")], parents=section("l2")),
