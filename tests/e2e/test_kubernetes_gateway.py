@@ -31,7 +31,7 @@ from gateway_support import (
 from gateway_support import gateway as gateway_obj
 from harness import Gateway, free_port, wait_until
 from kube_apiserver import FakeApiServer
-from kube_support import config, kube_state, service, slice_for, tls_secret
+from kube_support import config, kube_state, service, slice_for, tls_entrypoint, tls_secret
 
 GATEWAY_API = "gateway_api = true"
 
@@ -188,13 +188,7 @@ def test_status_of_class_gateway_and_routes_is_written_once_per_change(api, back
 def test_https_listener_serves_the_certificate_refs(api, backends, gateway, tmp_path, pki):
     default, shop = pki.issue("default.test"), pki.issue("shop.test", file="shop")
     tls_port = free_port()
-    tls = f"""
-[entrypoints.websecure]
-address = "127.0.0.1:{tls_port}"
-[entrypoints.websecure.tls]
-cert_file = "{default.cert}"
-key_file = "{default.key}"
-"""
+    tls = tls_entrypoint("websecure", tls_port, default)
     gw = start(api, backends, gateway, tmp_path, tls_secret("shop-tls", shop.cert, shop.key),
                http_route("shop", [route_rule(None, "v1")], hostnames=["shop.test"]),
                listeners=[listener("https", tls_port, "HTTPS", certs=[{"name": "shop-tls"}])], tls=tls)
