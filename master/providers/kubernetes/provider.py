@@ -5,7 +5,7 @@ change has arrived for ``throttle`` seconds (at most ``max_wait × throttle`` af
 trickle still gets applied), and only once every kind has been listed, so a half-synced cluster never becomes
 a generation. A rebuild translates the stores (``ingress.py``, and ``gateway.py`` when ``gateway_api`` is on: the
 Gateway API kinds are watched only then, since a cluster without their CRDs would never finish listing) into one
-``Part`` per object, checks the result
+``Part`` per object (and ``crd.py`` for our ``Route`` CRD when ``crd`` is on), checks the result
 with the gateway's own validator (``accepts``), and when it is invalid checks each object alone and leaves out
 the ones that break it — reported with their namespace/name in ``snapshot()`` and the log — so the rest keeps
 serving. Only a contribution that differs from the published one asks the control plane for a generation
@@ -26,6 +26,7 @@ from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from ....shared import log as gwlog
 from .client import make_client
+from .crd import Route, RouteTranslator
 from .gateway import Gateway, GatewayClass, GatewayTranslator, HTTPRoute, ReferenceGrant
 from .ingress import IngressTranslator
 from .part import Part
@@ -48,6 +49,7 @@ GATEWAY_KINDS = (
     Kind("HTTPRoute", HTTPRoute, namespaced=True, selected=True, status_is_ours=True),
     Kind("ReferenceGrant", ReferenceGrant, namespaced=True),
 )
+CRD_KINDS = (Kind("Route", Route, namespaced=True, selected=True, status_is_ours=True),)
 
 
 def empty() -> dict[str, Any]:
@@ -95,7 +97,8 @@ class KubernetesProvider:
     def start(self) -> None:
         self.client = make_client(self.settings)
         self._dirty = asyncio.Event()
-        for kind in KINDS + (GATEWAY_KINDS if self.settings["gateway_api"] else ()):
+        for kind in KINDS + (GATEWAY_KINDS if self.settings["gateway_api"] else ()) + (
+                CRD_KINDS if self.settings["crd"] else ()):
             reflector = Reflector(self.client, kind, self.settings["namespaces"], self.settings["label_selector"],
                                   self._changed)
             self.reflectors[kind.name] = reflector
@@ -157,6 +160,8 @@ class KubernetesProvider:
         parts = IngressTranslator(self.settings, self.reflectors).parts()
         if self.settings["gateway_api"]:
             parts += GatewayTranslator(self.settings, self.reflectors, self.entrypoints()).parts()
+        if self.settings["crd"]:
+            parts += RouteTranslator(self.reflectors).parts()
         contribution = self._combine(parts)
         problem = self.accepts(contribution)
         if problem is not None:

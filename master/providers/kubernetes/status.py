@@ -10,9 +10,10 @@ What is written: each Ingress we serve gets ``.status.loadBalancer.ingress`` fro
 (an IP or a hostname) or from the ``status.published_service``'s own load-balancer status. A write happens only
 when the stored object's status differs from the wanted one (so status is written once per change, and the
 MODIFIED event the write causes is a no-op for the rebuild, ``watch.py``). Gateway API objects get the status
-their translation wants (``Part.status``); a condition keeps its stored ``lastTransitionTime`` while its status,
-reason and message stay the same, so an unchanged status compares equal and is not written. Merge patches carry no
-``resourceVersion``, so they do not conflict; a failed write is retried at the next pass.
+their translation wants (``Part.status``), our ``Route`` CRD whether it is served and the validator's errors; a
+condition keeps its stored ``lastTransitionTime`` while its status, reason and message stay the same, so an
+unchanged status compares equal and is not written. Merge patches carry no ``resourceVersion``, so they do not
+conflict; a failed write is retried at the next pass.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lightkube.resources.networking_v1 import IngressStatus
 from lightkube.types import PatchType
 
 from ....shared import log as gwlog
+from .crd import Route, crd_status
 from .gateway import Gateway, GatewayClass, HTTPRoute
 from .part import Part
 from .watch import Reflector
@@ -184,6 +186,8 @@ class StatusWriter:
                 await self._write(kind, ns, name, {"loadBalancer": {"ingress": addresses}})
             elif kind in GATEWAY_STATUS and part.status is not None:
                 await self._write(kind, ns, name, part.status)
+            elif kind == "Route":
+                await self._write(kind, ns, name, crd_status(part))
 
     async def _write(self, kind: str, ns: str, name: str, wanted: dict[str, Any]) -> None:
         obj = self.reflectors[kind].get(ns, name)
@@ -192,7 +196,7 @@ class StatusWriter:
         wanted = _with_times(wanted, obj.get("status") or {})
         if _normal(obj.get("status")) == _normal(wanted):
             return
-        resource = IngressStatus if kind == "Ingress" else GATEWAY_STATUS[kind]
+        resource = IngressStatus if kind == "Ingress" else Route.Status if kind == "Route" else GATEWAY_STATUS[kind]
         await self.client.patch(resource, name, {"status": wanted}, namespace=ns or None,
                                 patch_type=PatchType.MERGE)
         obj["status"] = wanted              # the MODIFIED event will say the same; no second write meanwhile
