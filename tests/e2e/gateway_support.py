@@ -89,5 +89,7 @@ def conditions(obj: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
 
 
 def parent_conditions(route: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
-    parents = ((route or {}).get("status") or {}).get("parents") or []
+    """``{type: (status, reason)}`` of our (first) parent entry in a route's status."""
+    parents = [p for p in ((route or {}).get("status") or {}).get("parents") or []
+               if p.get("controllerName") == GATEWAY_CONTROLLER]
     return {c["type"]: (c["status"], c["reason"]) for p in parents[:1] for c in p.get("conditions") or []}

@@ -160,12 +160,15 @@ def test_allowed_routes_same_namespace_refuses_other_namespaces(api, backends, g
 
 def test_status_of_class_gateway_and_routes_is_written_once_per_change(api, backends, gateway, tmp_path):
     web = free_port()
-    gw = start(api, backends, gateway, tmp_path, http_route("ok", [route_rule(None, "v1")]),
+    theirs = {"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other", "conditions": []}
+    ok_route = {**http_route("ok", [route_rule(None, "v1")]), "status": {"parents": [theirs]}}
+    gw = start(api, backends, gateway, tmp_path, ok_route,
                http_route("wrong-section", [route_rule(None, "v1")],
                           parents=[{"name": "same-namespace", "namespace": "default", "sectionName": "nope"}]),
                listeners=[listener("http", web), listener("other-port", web + 1)], web=web)
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "ok", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, timeout=20, what="route status")
+    assert api.get("HTTPRoute", "ok", "default")["status"]["parents"][0] == theirs    # another controller's: kept
     assert conditions(api.get("GatewayClass", "a3s")) == {"Accepted": ("True", "Accepted")}
     gw_obj = api.get("Gateway", "same-namespace", "default")
     assert conditions(gw_obj) == {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}

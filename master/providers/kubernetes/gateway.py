@@ -16,6 +16,8 @@ Invariants:
   routes to ``unresolved@internal`` (500) and the route stays Accepted, with ``ResolvedRefs`` False; a rule
   with some resolvable references keeps those, the others are left out;
 * a route with an unsupported filter is not Accepted (``UnsupportedValue``) and serves nothing;
+* a route's status holds only our parent entries here; ``route_status`` puts them after the other
+  controllers' entries as stored at write time, so another controller's status is never overwritten;
 * conditions carry no ``lastTransitionTime`` here: ``status.py`` keeps the stored one while a condition does
   not change, so status is written only when it changed.
 """
@@ -51,6 +53,12 @@ def condition(kind: str, ok: bool, reason: str, message: str, generation: int | 
     if generation is not None:
         out["observedGeneration"] = generation
     return out
+
+
+def route_status(ours: dict[str, Any], stored: dict[str, Any] | None, controller: str) -> dict[str, Any]:
+    """A route's status: the other controllers' parent entries as stored now (never touched), then ours."""
+    others = [p for p in (stored or {}).get("parents") or [] if p.get("controllerName") != controller]
+    return {"parents": others + ours["parents"]}
 
 
 def covers(wildcard: str, host: str) -> bool:
@@ -263,9 +271,7 @@ class GatewayTranslator:
                     resolved = rule_refs
         for parent in parents:
             parent["conditions"].append(condition("ResolvedRefs", resolved[0], resolved[1], resolved[2], generation))
-        others = [p for p in (route.get("status") or {}).get("parents") or []
-                  if p.get("controllerName") != self.settings["gateway_controller"]]
-        part.status = {"parents": others + parents}
+        part.status = {"parents": parents}
         return part
 
     def _attach(self, ref: dict[str, Any], ns: str, hostnames: list[str], candidates: list[Listener],

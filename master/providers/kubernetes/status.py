@@ -34,7 +34,7 @@ from lightkube.types import PatchType
 
 from ....shared import log as gwlog
 from .crd import Route, crd_status
-from .gateway import Gateway, GatewayClass, HTTPRoute
+from .gateway import Gateway, GatewayClass, HTTPRoute, route_status
 from .part import Part
 from .watch import Reflector
 
@@ -193,6 +193,8 @@ class StatusWriter:
         obj = self.reflectors[kind].get(ns, name)
         if obj is None:
             return
+        if kind == "HTTPRoute":
+            wanted = route_status(wanted, obj.get("status"), self.settings["gateway_controller"])
         wanted = _with_times(wanted, obj.get("status") or {})
         if _normal(obj.get("status")) == _normal(wanted):
             return
