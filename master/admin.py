@@ -40,6 +40,7 @@ from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
 from . import metrics, sockets
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
+from .providers.kubernetes.part import PROVIDERS as KUBERNETES_PROVIDERS
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -104,7 +105,7 @@ class NodeView:
         if name in self.static.get(kind, {}):
             return "file"
         owner = name.rpartition("@")[2]
-        return owner if owner in STORE_PROVIDERS else "discovery"
+        return owner if owner in (*STORE_PROVIDERS, *KUBERNETES_PROVIDERS) else "discovery"
 
     def _routers_on(self, entrypoint: str) -> list[str]:
         return [n for n, r in self.config["routers"].items() if entrypoint in self._router_entrypoints(r)]

@@ -55,8 +55,8 @@ def test_a_route_with_two_middlewares_is_served_and_an_invalid_one_is_reported_i
                       what="shop status") == {"valid": True, "errors": []}
     state = kube_state(gw)
     assert state["routers"] == 1 and state["services"] == 1
-    routers = {r["name"] for r in httpx.get(gw.admin + "/api/routers", timeout=5).json()}
-    assert "default-shop-shop@crd" in routers
+    routers = {r["name"]: r for r in httpx.get(gw.admin + "/api/routers", timeout=5).json()}
+    assert routers["default-shop-shop@crd"]["provider"] == "crd"
     mws = {m["name"] for m in httpx.get(gw.admin + "/api/middlewares", timeout=5).json()}
     assert {"default-shop-strip@crd", "default-shop-tag@crd"} <= mws
     assert set(state["errors"]) == {"Route default/broken", "Route default/shapeless"}

@@ -185,6 +185,8 @@ def test_status_of_class_gateway_and_routes_is_written_once_per_change(api, back
                what="lease renewed")
     assert len(api.status_writes) == writes           # nothing changed: nothing written again
     assert kube_state(gw)["leader"] is True
+    routers = {r["name"]: r["provider"] for r in httpx.get(gw.admin + "/api/routers", timeout=5).json()}
+    assert routers["default-ok-0-0-any@gateway"] == "gateway"
     assert {w["kind"] for w in api.status_writes} == {"GatewayClass", "Gateway", "HTTPRoute"}
 
 

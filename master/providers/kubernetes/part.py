@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROVIDER = "kubernetes"
+PROVIDERS = (PROVIDER, "gateway", "crd")      # every suffix the provider generates (Ingress, Gateway API, our CRD)
 
 
 def safe(*parts: object) -> str:
