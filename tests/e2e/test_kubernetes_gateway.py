@@ -211,3 +211,20 @@ def test_https_listener_serves_the_certificate_refs(api, backends, gateway, tmp_
     wait_until(lambda: answer().startswith(b"HTTP/1.1 200"), timeout=20, what="HTTPS listener with the Secret")
     assert b'"v1"' in answer()
     assert ask(gw, {"host": "shop.test"}).status_code == 404    # the plain entrypoint has no listener
+
+
+def test_partially_invalid_via_a_reference_grant_naming_another_service(api, backends, gateway, tmp_path):
+    # upstream HTTPRoutePartiallyInvalidViaInvalidReferenceGrant: the grant names app-v1 only, so the /v2 rule
+    # (app-v2) answers 500 and says RefNotPermitted, while the other rule serves
+    for name in ("app-v1", "app-v2"):
+        b = backends(name)
+        api.apply(service(name, namespace="app"), slice_for(name, [b.port], namespace="app"))
+    grant = reference_grant("only-v1", "app", "HTTPRoute", "default", "Service")
+    grant["spec"]["to"][0]["name"] = "app-v1"
+    gw = start(api, backends, gateway, tmp_path, grant, http_route("partial", [
+        route_rule([{"path": {"type": "PathPrefix", "value": "/v2"}}], backend_ref("app-v2", namespace="app")),
+        route_rule(None, backend_ref("app-v1", namespace="app"))]))
+    wait_until(lambda: verdict(gw, {"backend": "app-v1"}) == {"backend": "app-v1"}, timeout=20, what="granted rule")
+    assert ask(gw, {"path": "/v2"}).status_code == 500
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "partial", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="route status")
