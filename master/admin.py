@@ -42,6 +42,7 @@ from ..shared.plane.traffic import OUTCOMES
 from . import metrics, sockets
 from .dashboard import routes as dashboard
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
+from .providers.kubernetes.part import PROVIDERS as KUBERNETES_PROVIDERS
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -114,7 +115,7 @@ class NodeView:
         if name in self.static.get(kind, {}):
             return "file"
         owner = name.rpartition("@")[2]
-        return owner if owner in STORE_PROVIDERS else "discovery"
+        return owner if owner in (*STORE_PROVIDERS, *KUBERNETES_PROVIDERS) else "discovery"
 
     def _routers_on(self, entrypoint: str) -> list[str]:
         return [n for n, r in self.config["routers"].items() if entrypoint in self._router_entrypoints(r)]

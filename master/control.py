@@ -115,6 +115,9 @@ class ControlPlane:
             return "; ".join(str(p) for p in e.problems[:3])
         return None
 
+    def _entrypoints(self) -> dict[str, Any]:
+        return self.static.data["entrypoints"] if self.static is not None else {}
+
     def _kubernetes_rejects(self, contribution: dict[str, Any]) -> str | None:
         if self.static is None:
             return None
@@ -223,7 +226,8 @@ class ControlPlane:
         self.discovery = self._reconcile(self.discovery, providers.get("discovery"),
                                          lambda s: Discovery(s, self._republish, self._discovery_rejects))
         self.kubernetes = self._reconcile(self.kubernetes, providers.get("kubernetes"),
-                                          lambda s: KubernetesProvider(s, self._republish, self._kubernetes_rejects))
+                                          lambda s: KubernetesProvider(s, self._republish, self._kubernetes_rejects,
+                                                                             self._entrypoints))
         # store providers
         for name, kind in STORES.items():
             settings = providers.get(name)

@@ -32,6 +32,7 @@ from .services.weighted import Fields, KindBalancer, Picked, Weighted
 from .upstream.http1 import UpstreamProtocol
 
 INTERNAL_WHOAMI = "whoami@internal"
+INTERNAL_UNRESOLVED = "unresolved@internal"   # answers 500: a Gateway API rule whose backends cannot be resolved
 INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)
 
 
@@ -147,6 +148,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
     services: dict[str, Service] = {
         INTERNAL_WHOAMI: Service(INTERNAL_WHOAMI, [], balancer.RoundRobin([]), True, 0, 0, internal="whoami"),
         INTERNAL_ACME: Service(INTERNAL_ACME, [], balancer.RoundRobin([]), True, 0, 0, internal="acme"),
+        INTERNAL_UNRESOLVED: Service(INTERNAL_UNRESOLVED, [], balancer.RoundRobin([]), True, 0, 0,
+                                     internal="unresolved"),
     }
     for name, lb in load_balancers(config.get("services", {})):
         backends = []

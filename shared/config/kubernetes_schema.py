@@ -40,6 +40,9 @@ KUBERNETES = Table(
         "ingress_class": Field(Str(nonempty=True), "a3s-gateway"),
         "ingress_controller": Field(Str(nonempty=True), "a3s.io/ingress-controller"),
         "entrypoints": Field(ListOf(Str(nonempty=True)), []),    # routers' entrypoints ([] = all)
+        "gateway_api": Field(Bool(), False),                      # watch the Gateway API kinds (their CRDs needed)
+        "gateway_controller": Field(Str(nonempty=True), "a3s.io/gateway-controller"),
+        "crd": Field(Bool(), False),                              # watch our a3s.io Route CRD (installed)
         "certs_dir": Field(Str(nonempty=True), "/var/lib/a3s-gateway/kubernetes"),
         "status": Field(STATUS, {}),
         "leader_election": Field(LEADER_ELECTION, {}),

@@ -32,6 +32,17 @@ leader_election = {{lease_duration = "3s"}}
 """
 
 
+def tls_entrypoint(name: str, port: int, default: Any) -> str:
+    """A TLS entrypoint whose default certificate is the ``default`` pair; Secrets add theirs (SNI)."""
+    return f"""
+[entrypoints.{name}]
+address = "127.0.0.1:{port}"
+[entrypoints.{name}.tls]
+cert_file = "{default.cert}"
+key_file = "{default.key}"
+"""
+
+
 def ingress_class(name: str = "a3s", default: bool = False, controller: str = CONTROLLER) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if default:

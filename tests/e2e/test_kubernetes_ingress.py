@@ -28,6 +28,7 @@ from kube_support import (
     rule,
     service,
     slice_for,
+    tls_entrypoint,
     tls_secret,
 )
 
@@ -191,13 +192,7 @@ def test_tls_certificates_come_from_secrets_and_follow_their_rotation(api, backe
     first = pki.issue("shop.test", file="shop-1")
     second = pki.issue("shop.test", file="shop-2")
     secure = free_port()
-    tls = f"""
-[entrypoints.secure]
-address = "127.0.0.1:{secure}"
-[entrypoints.secure.tls]
-cert_file = "{default.cert}"
-key_file = "{default.key}"
-"""
+    tls = tls_entrypoint("secure", secure, default)
     api.apply(ingress_class(), tls_secret("shop-tls", first.cert, first.key),
               ingress("shop", [rule("shop.test", path("/", "secure"))],
                       tls=[{"hosts": ["shop.test"], "secretName": "shop-tls"}]))

@@ -3,7 +3,9 @@
 Flow: every reflector (``watch.py``) calls ``_changed()`` when its store changed; the rebuild waits until no
 change has arrived for ``throttle`` seconds (at most ``max_wait × throttle`` after the first one, so a steady
 trickle still gets applied), and only once every kind has been listed, so a half-synced cluster never becomes
-a generation. A rebuild translates the stores (``ingress.py``) into one ``Part`` per object, checks the result
+a generation. A rebuild translates the stores (``ingress.py``, and ``gateway.py`` when ``gateway_api`` is on: the
+Gateway API kinds are watched only then, since a cluster without their CRDs would never finish listing) into one
+``Part`` per object (and ``crd.py`` for our ``Route`` CRD when ``crd`` is on), checks the result
 with the gateway's own validator (``accepts``), and when it is invalid checks each object alone and leaves out
 the ones that break it — reported with their namespace/name in ``snapshot()`` and the log — so the rest keeps
 serving. Only a contribution that differs from the published one asks the control plane for a generation
@@ -24,6 +26,8 @@ from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from ....shared import log as gwlog
 from .client import make_client
+from .crd import Route, RouteTranslator
+from .gateway import Gateway, GatewayClass, GatewayTranslator, HTTPRoute, ReferenceGrant
 from .ingress import IngressTranslator
 from .part import Part
 from .status import StatusWriter
@@ -39,17 +43,24 @@ KINDS = (
     Kind("EndpointSlice", EndpointSlice, namespaced=True),
     Kind("Secret", Secret, namespaced=True),
 )
+GATEWAY_KINDS = (
+    Kind("GatewayClass", GatewayClass, namespaced=False, status_is_ours=True),
+    Kind("Gateway", Gateway, namespaced=True, status_is_ours=True),
+    Kind("HTTPRoute", HTTPRoute, namespaced=True, selected=True, status_is_ours=True),
+    Kind("ReferenceGrant", ReferenceGrant, namespaced=True),
+)
+CRD_KINDS = (Kind("Route", Route, namespaced=True, selected=True, status_is_ours=True),)
 
 
 def empty() -> dict[str, Any]:
-    return {"routers": {}, "services": {}, "certificates": []}
+    return {"routers": {}, "services": {}, "middlewares": {}, "certificates": []}
 
 
 def merge(data: dict[str, Any], contribution: dict[str, Any], entrypoints: list[str]) -> bool:
     """Add the contribution to a config dict (names the files define win); True when it added anything.
 
     Certificates go to every TLS entrypoint among ``entrypoints`` ([] = all), after the files' own."""
-    for key in ("routers", "services"):
+    for key in ("routers", "services", "middlewares"):
         for name, value in contribution[key].items():
             data[key].setdefault(name, copy.deepcopy(value))
     if contribution["certificates"]:
@@ -57,14 +68,18 @@ def merge(data: dict[str, Any], contribution: dict[str, Any], entrypoints: list[
             tls = ep.get("tls")
             if tls and ep.get("protocol", "http") == "http" and (not entrypoints or name in entrypoints):
                 tls["certificates"] = [*tls.get("certificates", []), *copy.deepcopy(contribution["certificates"])]
-    return bool(contribution["routers"] or contribution["services"] or contribution["certificates"])
+    return bool(contribution["routers"] or contribution["services"] or contribution["middlewares"]
+                or contribution["certificates"])
 
 
 class KubernetesProvider:
     def __init__(self, settings: dict[str, Any], on_change: Callable[[str], Awaitable[None]],
-                 accepts: Callable[[dict[str, Any]], str | None]) -> None:
-        """``accepts(contribution)`` says why the config with it would be invalid, or None."""
+                 accepts: Callable[[dict[str, Any]], str | None],
+                 entrypoints: Callable[[], dict[str, Any]] = dict) -> None:
+        """``accepts(contribution)`` says why the config with it would be invalid, or None; ``entrypoints()``
+        are the config's, which Gateway listeners attach to by port."""
         self.settings = settings
+        self.entrypoints = entrypoints
         self.on_change = on_change
         self.accepts = accepts
         self.contribution = empty()
@@ -82,7 +97,8 @@ class KubernetesProvider:
     def start(self) -> None:
         self.client = make_client(self.settings)
         self._dirty = asyncio.Event()
-        for kind in KINDS:
+        for kind in KINDS + (GATEWAY_KINDS if self.settings["gateway_api"] else ()) + (
+                CRD_KINDS if self.settings["crd"] else ()):
             reflector = Reflector(self.client, kind, self.settings["namespaces"], self.settings["label_selector"],
                                   self._changed)
             self.reflectors[kind.name] = reflector
@@ -142,6 +158,10 @@ class KubernetesProvider:
         """Translate the stores; True when the accepted contribution changed (and was adopted)."""
         self.stats["translations"] += 1
         parts = IngressTranslator(self.settings, self.reflectors).parts()
+        if self.settings["gateway_api"]:
+            parts += GatewayTranslator(self.settings, self.reflectors, self.entrypoints()).parts()
+        if self.settings["crd"]:
+            parts += RouteTranslator(self.reflectors).parts()
         contribution = self._combine(parts)
         problem = self.accepts(contribution)
         if problem is not None:
@@ -152,7 +172,7 @@ class KubernetesProvider:
                     good.append(part)
                 else:
                     part.errors.append(f"left out: {alone}")
-                    part.routers, part.services, part.certificates = {}, {}, []
+                    part.routers, part.services, part.middlewares, part.certificates = {}, {}, {}, []
             contribution = self._combine(good)
             problem = self.accepts(contribution)
         self.errors = {p.source: p.errors for p in parts if p.errors}
@@ -179,6 +199,7 @@ class KubernetesProvider:
         for part in parts:
             out["routers"].update(part.routers)
             out["services"].update(part.services)
+            out["middlewares"].update(part.middlewares)
             for pem in part.certificates:
                 pair = self.certs.pair(*pem)
                 if (key := (pair["cert_file"], pair["key_file"])) not in seen:

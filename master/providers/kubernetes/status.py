@@ -9,8 +9,11 @@ empties ``holderIdentity`` so another replica takes over at once instead of afte
 What is written: each Ingress we serve gets ``.status.loadBalancer.ingress`` from ``status.published_address``
 (an IP or a hostname) or from the ``status.published_service``'s own load-balancer status. A write happens only
 when the stored object's status differs from the wanted one (so status is written once per change, and the
-MODIFIED event the write causes is a no-op for the rebuild, ``watch.py``). Merge patches carry no
-``resourceVersion``, so they do not conflict; a failed write is retried at the next pass.
+MODIFIED event the write causes is a no-op for the rebuild, ``watch.py``). Gateway API objects get the status
+their translation wants (``Part.status``), our ``Route`` CRD whether it is served and the validator's errors; a
+condition keeps its stored ``lastTransitionTime`` while its status, reason and message stay the same, so an
+unchanged status compares equal and is not written. Merge patches carry no ``resourceVersion``, so they do not
+conflict; a failed write is retried at the next pass.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from lightkube.resources.networking_v1 import IngressStatus
 from lightkube.types import PatchType
 
 from ....shared import log as gwlog
+from .crd import Route, crd_status
+from .gateway import Gateway, GatewayClass, HTTPRoute, route_status
 from .part import Part
 from .watch import Reflector
 
@@ -174,22 +179,59 @@ class StatusWriter:
 
     async def _write_all(self) -> None:
         addresses = self.wanted_addresses()
-        if addresses is None:
-            return
-        wanted = {"loadBalancer": {"ingress": addresses}}
-        ingresses = self.reflectors["Ingress"]
         for part in self.parts():
             kind, _, ref = part.source.partition(" ")
-            if kind != "Ingress":
-                continue
-            ns, _, name = ref.partition("/")
-            obj = ingresses.get(ns, name)
-            if obj is None or _normal(obj.get("status")) == _normal(wanted):
-                continue
-            await self.client.patch(IngressStatus, name, {"status": wanted}, namespace=ns,
-                                    patch_type=PatchType.MERGE)
-            obj["status"] = wanted          # the MODIFIED event will say the same; no second write meanwhile
-            self.stats["writes"] += 1
+            ns, _, name = ref.rpartition("/")
+            if kind == "Ingress" and addresses is not None:
+                await self._write(kind, ns, name, {"loadBalancer": {"ingress": addresses}})
+            elif kind in GATEWAY_STATUS and part.status is not None:
+                await self._write(kind, ns, name, part.status)
+            elif kind == "Route":
+                await self._write(kind, ns, name, crd_status(part))
+
+    async def _write(self, kind: str, ns: str, name: str, wanted: dict[str, Any]) -> None:
+        obj = self.reflectors[kind].get(ns, name)
+        if obj is None:
+            return
+        if kind == "HTTPRoute":
+            wanted = route_status(wanted, obj.get("status"), self.settings["gateway_controller"])
+        wanted = _with_times(wanted, obj.get("status") or {})
+        if _normal(obj.get("status")) == _normal(wanted):
+            return
+        resource = IngressStatus if kind == "Ingress" else Route.Status if kind == "Route" else GATEWAY_STATUS[kind]
+        await self.client.patch(resource, name, {"status": wanted}, namespace=ns or None,
+                                patch_type=PatchType.MERGE)
+        obj["status"] = wanted              # the MODIFIED event will say the same; no second write meanwhile
+        self.stats["writes"] += 1
+
+
+GATEWAY_STATUS = {"GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status, "HTTPRoute": HTTPRoute.Status}
+
+
+def _with_times(wanted: Any, stored: Any) -> Any:
+    """``wanted`` with every condition's ``lastTransitionTime``: the stored one when the condition is unchanged."""
+    if isinstance(wanted, list):
+        if all(isinstance(c, dict) and "type" in c and "status" in c for c in wanted) and wanted:
+            before = {c.get("type"): c for c in stored or [] if isinstance(c, dict)} if isinstance(stored, list) \
+                else {}
+            out = []
+            for c in wanted:
+                old = before.get(c["type"]) or {}
+                same = all(old.get(k) == c.get(k) for k in ("status", "reason", "message", "observedGeneration"))
+                out.append({**c, "lastTransitionTime": old["lastTransitionTime"] if same and
+                            old.get("lastTransitionTime") else _now_seconds()})
+            return out
+        olds = stored if isinstance(stored, list) else []
+        return [_with_times(w, olds[i] if i < len(olds) else None) for i, w in enumerate(wanted)]
+    if isinstance(wanted, dict):
+        base = stored if isinstance(stored, dict) else {}
+        return {k: _with_times(v, base.get(k)) for k, v in wanted.items()}
+    return wanted
+
+
+def _now_seconds() -> str:
+    """Condition times are RFC 3339 to the second, as the API server's schema asks."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _normal(status: Any) -> Any:

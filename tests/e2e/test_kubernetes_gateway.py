@@ -1,0 +1,230 @@
+"""The Gateway API through the real binary: the fake API server, loopback backends ``v1``..``v3`` standing in for
+pods, a Gateway whose HTTP listener is the ``web`` entrypoint's port.
+
+Covers the upstream conformance HTTPRoute cases restated in ``gateway_conformance.py`` (matching, precedence
+across routes, header/query/method matches, filters, bad backend refs answering 500), listener hostnames,
+weighted backends within ±5 % over 500 requests, ReferenceGrant, allowedRoutes, HTTPS listeners with
+certificateRefs, and the status written back (once per change, by the leader).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from certs import CA
+from gateway_conformance import CASES
+from gateway_support import (
+    backend_ref,
+    conditions,
+    gateway_class,
+    http_route,
+    listener,
+    parent_conditions,
+    reference_grant,
+    route_rule,
+)
+from gateway_support import gateway as gateway_obj
+from harness import Gateway, free_port, wait_until
+from kube_apiserver import FakeApiServer
+from kube_support import config, kube_state, service, slice_for, tls_entrypoint, tls_secret
+
+GATEWAY_API = "gateway_api = true"
+
+
+@pytest.fixture
+def pki(tmp_path) -> CA:
+    return CA(tmp_path / "pki")
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+
+
+def start(api: FakeApiServer, backends: Any, gateway_: Any, tmp_path: Any, *objects: dict[str, Any],
+          listeners: list[dict[str, Any]] | None = None, tls: str = "", web: int | None = None) -> Gateway:
+    """Backends v1..v3, our GatewayClass, the ``same-namespace`` Gateway, ``objects``, and the gateway binary."""
+    web = web or free_port()
+    for name in ("v1", "v2", "v3"):
+        b = backends(name)
+        api.apply(service(name), slice_for(name, [b.port]))
+    api.apply(gateway_class(), gateway_obj("same-namespace", listeners or [listener("http", web)]), *objects)
+    return gateway_(config(api, tmp_path, provider=GATEWAY_API, tls=tls), web=web)
+
+
+def ask(gw: Gateway, check: dict[str, Any]) -> httpx.Response:
+    return httpx.request(check.get("method", "GET"), gw.url + check.get("path", "/"),
+                         headers={"Host": check.get("host", "a.test"), **check.get("headers", {})}, timeout=5)
+
+
+def verdict(gw: Gateway, check: dict[str, Any]) -> dict[str, Any]:
+    """What the request got, in the shape of the check (only the keys the check has)."""
+    r = ask(gw, check)
+    body = r.json() if r.status_code == 200 and r.headers.get("content-type", "").startswith("application/json") \
+        else {}
+    seen = {k: ",".join(v) for k, v in (body.get("headers") or {}).items()}
+    got: dict[str, Any] = {k: v for k, v in check.items() if k in ("path", "host", "headers", "method")}
+    if "backend" in check:
+        got["backend"] = body.get("name", r.status_code)
+    if "status" in check:
+        got["status"] = r.status_code
+    if "backend_path" in check:
+        got["backend_path"] = body.get("path")
+    if "seen" in check:
+        got["seen"] = {k: seen.get(k.lower()) for k in check["seen"]}
+    if "absent" in check:
+        got["absent"] = [k for k in check["absent"] if k.lower() not in seen]
+    if "response" in check:
+        got["response"] = {k: r.headers.get(k) for k in check["response"]}
+    if "location" in check:
+        got["location"] = r.headers.get("location")
+    return got
+
+
+def expected(check: dict[str, Any]) -> dict[str, Any]:
+    out = dict(check)
+    if "location" in out:
+        out["location"] = out["location"].format(host=check.get("host", "a.test"))
+    return out
+
+
+@pytest.mark.parametrize(("name", "routes", "checks"), CASES, ids=[c[0].split(" ")[0] for c in CASES])
+def test_conformance_httproute_case(name, routes, checks, api, backends, gateway, tmp_path):
+    gw = start(api, backends, gateway, tmp_path, *routes)
+    wait_until(lambda: verdict(gw, checks[0]) == expected(checks[0]), timeout=20, what=f"{name} served")
+    assert [verdict(gw, c) for c in checks] == [expected(c) for c in checks]
+
+
+def test_listener_hostnames_select_the_routes(api, backends, gateway, tmp_path):
+    web = free_port()
+    section = lambda s: [{"name": "hosts", "namespace": "default", "sectionName": s}]  # noqa: E731
+    listeners = [listener("l1", web, hostname="bar.com"), listener("l2", web, hostname="foo.bar.com"),
+                 listener("l3", web, hostname="*.bar.com"), listener("l4", web, hostname="*.foo.com")]
+    api.apply(gateway_class(), gateway_obj("hosts", listeners))
+    gw = start(api, backends, gateway, tmp_path,
+               http_route("backend-v1", [route_rule(None, "v1")], parents=section("l1")),
+               http_route("backend-v2", [route_rule(None, "v2")], parents=section("l2")),
+               http_route("backend-v3", [route_rule(None, "v3")], parents=section("l3") + section("l4")), web=web)
+    checks = [{"host": h, "backend": b} for h, b in (
+        ("bar.com", "v1"), ("foo.bar.com", "v2"), ("baz.bar.com", "v3"), ("boo.bar.com", "v3"),
+        ("multiple.prefixes.bar.com", "v3"), ("multiple.prefixes.foo.com", "v3"), ("foo.com", 404),
+        ("no.matching.host", 404))]
+    wait_until(lambda: verdict(gw, checks[0]) == checks[0], timeout=20, what="listener hostnames served")
+    assert [verdict(gw, c) for c in checks] == checks
+
+
+def test_weighted_backends_split_within_5_percent(api, backends, gateway, tmp_path):
+    gw = start(api, backends, gateway, tmp_path, http_route("weighted", [route_rule(
+        None, backend_ref("v1", 70), backend_ref("v2", 30), backend_ref("v3", 0))]))
+    wait_until(lambda: ask(gw, {}).status_code == 200, timeout=20, what="weighted route served")
+    counts = {"v1": 0, "v2": 0, "v3": 0}
+    with httpx.Client(headers={"Host": "a.test"}, timeout=5) as client:
+        for _ in range(500):
+            counts[client.get(gw.url + "/").json()["name"]] += 1
+    assert abs(counts["v1"] - 350) <= 25 and abs(counts["v2"] - 150) <= 25 and counts["v3"] == 0, counts
+
+
+def test_cross_namespace_refs_need_a_reference_grant_and_a_bad_ref_keeps_the_route_accepted(
+        api, backends, gateway, tmp_path):
+    web = free_port()
+    route = http_route("cross", [route_rule(None, backend_ref("v1", namespace="default"))], namespace="web",
+                       parents=[{"name": "same-namespace", "namespace": "default"}])
+    gw = start(api, backends, gateway, tmp_path, route, listeners=[listener("http", web, allowed="All")], web=web)
+    wait_until(lambda: ask(gw, {}).status_code == 500, timeout=20, what="ungranted ref answers 500")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "cross", "web")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="route status")
+    api.apply(reference_grant("from-web", "default", "HTTPRoute", "web", "Service"))
+    wait_until(lambda: verdict(gw, {"backend": "v1"}) == {"backend": "v1"}, timeout=20, what="granted ref served")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "cross", "web"))["ResolvedRefs"]
+               == ("True", "ResolvedRefs"), what="route status resolved")
+
+
+def test_allowed_routes_same_namespace_refuses_other_namespaces(api, backends, gateway, tmp_path):
+    gw = start(api, backends, gateway, tmp_path,
+               http_route("home", [route_rule(None, "v1")], hostnames=["home.test"]),
+               http_route("away", [route_rule(None, "v2")], hostnames=["away.test"], namespace="other"))
+    wait_until(lambda: verdict(gw, {"host": "home.test", "backend": "v1"}) == {"host": "home.test",
+                                                                              "backend": "v1"},
+               timeout=20, what="same-namespace route served")
+    assert ask(gw, {"host": "away.test"}).status_code == 404
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "away", "other")).get("Accepted")
+               == ("False", "NotAllowedByListeners"), what="refused route's status")
+
+
+def test_status_of_class_gateway_and_routes_is_written_once_per_change(api, backends, gateway, tmp_path):
+    web = free_port()
+    theirs = {"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other", "conditions": []}
+    ok_route = {**http_route("ok", [route_rule(None, "v1")]), "status": {"parents": [theirs]}}
+    gw = start(api, backends, gateway, tmp_path, ok_route,
+               http_route("wrong-section", [route_rule(None, "v1")],
+                          parents=[{"name": "same-namespace", "namespace": "default", "sectionName": "nope"}]),
+               listeners=[listener("http", web), listener("other-port", web + 1)], web=web)
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "ok", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, timeout=20, what="route status")
+    assert api.get("HTTPRoute", "ok", "default")["status"]["parents"][0] == theirs    # another controller's: kept
+    assert conditions(api.get("GatewayClass", "a3s")) == {"Accepted": ("True", "Accepted")}
+    gw_obj = api.get("Gateway", "same-namespace", "default")
+    assert conditions(gw_obj) == {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}
+    by_listener = {li["name"]: li for li in gw_obj["status"]["listeners"]}
+    assert by_listener["http"]["attachedRoutes"] == 1
+    assert {c["type"]: c["reason"] for c in by_listener["other-port"]["conditions"]}["Accepted"] == "PortUnavailable"
+    assert parent_conditions(api.get("HTTPRoute", "wrong-section", "default"))["Accepted"] == (
+        "False", "NoMatchingParent")
+    writes = len(api.status_writes)
+    lease = api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"]
+    wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
+               what="lease renewed")
+    wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
+               what="lease renewed")
+    assert len(api.status_writes) == writes           # nothing changed: nothing written again
+    assert kube_state(gw)["leader"] is True
+    routers = {r["name"]: r["provider"] for r in httpx.get(gw.admin + "/api/routers", timeout=5).json()}
+    assert routers["default-ok-0-0-any@gateway"] == "gateway"
+    assert {w["kind"] for w in api.status_writes} == {"GatewayClass", "Gateway", "HTTPRoute"}
+
+
+def test_https_listener_serves_the_certificate_refs(api, backends, gateway, tmp_path, pki):
+    default, shop = pki.issue("default.test"), pki.issue("shop.test", file="shop")
+    tls_port = free_port()
+    tls = tls_entrypoint("websecure", tls_port, default)
+    gw = start(api, backends, gateway, tmp_path, tls_secret("shop-tls", shop.cert, shop.key),
+               http_route("shop", [route_rule(None, "v1")], hostnames=["shop.test"]),
+               listeners=[listener("https", tls_port, "HTTPS", certs=[{"name": "shop-tls"}])], tls=tls)
+    context = ssl.create_default_context(cafile=str(pki.path))
+
+    def answer() -> bytes:
+        try:
+            with socket.create_connection(("127.0.0.1", tls_port), timeout=3) as raw, \
+                    context.wrap_socket(raw, server_hostname="shop.test") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+                return b"".join(iter(lambda: s.recv(65536), b""))
+        except (OSError, ssl.SSLError):
+            return b""
+
+    wait_until(lambda: answer().startswith(b"HTTP/1.1 200"), timeout=20, what="HTTPS listener with the Secret")
+    assert b'"v1"' in answer()
+    assert ask(gw, {"host": "shop.test"}).status_code == 404    # the plain entrypoint has no listener
+
+
+def test_partially_invalid_via_a_reference_grant_naming_another_service(api, backends, gateway, tmp_path):
+    # upstream HTTPRoutePartiallyInvalidViaInvalidReferenceGrant: the grant names app-v1 only, so the /v2 rule
+    # (app-v2) answers 500 and says RefNotPermitted, while the other rule serves
+    for name in ("app-v1", "app-v2"):
+        b = backends(name)
+        api.apply(service(name, namespace="app"), slice_for(name, [b.port], namespace="app"))
+    grant = reference_grant("only-v1", "app", "HTTPRoute", "default", "Service")
+    grant["spec"]["to"][0]["name"] = "app-v1"
+    gw = start(api, backends, gateway, tmp_path, grant, http_route("partial", [
+        route_rule([{"path": {"type": "PathPrefix", "value": "/v2"}}], backend_ref("app-v2", namespace="app")),
+        route_rule(None, backend_ref("app-v1", namespace="app"))]))
+    wait_until(lambda: verdict(gw, {"backend": "app-v1"}) == {"backend": "app-v1"}, timeout=20, what="granted rule")
+    assert ask(gw, {"path": "/v2"}).status_code == 500
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "partial", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="route status")
