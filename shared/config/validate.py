@@ -25,7 +25,7 @@ from .provider_schema import STORE_PROVIDERS
 from .schema import INVALID, Reporter, join, suggest
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
-PROVIDERS = ("file", "internal", "discovery", *STORE_PROVIDERS)
+PROVIDERS = ("file", "internal", "discovery", *STORE_PROVIDERS, "kubernetes", "gateway", "crd")
 """Providers a reference may name after '@'. Discovery's and the store providers' (master/providers/) objects are
 merged after the files are checked, so the files cannot reference them; their objects may reference the files'."""
 

@@ -127,6 +127,7 @@ def _fake_gateway(plane, routers):
     )
     g.plane = lambda: plane
     g.config = lambda: cfg
+    g.control = lambda: {"providers": []}       # no store provider (master/providers/provider.py)
     return g
 
 

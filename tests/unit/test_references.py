@@ -53,10 +53,13 @@ def test_file_and_internal_suffixes_resolve_to_the_names_workers_know() -> None:
     ("app@internal", "[]", "gw.toml: routers.r.service: service 'app' is defined by the file provider, not by "
                            "'internal' (did you mean 'app@file'?)"),
     ("app@fiel", "[]", "gw.toml: routers.r.service: unknown provider 'fiel' in 'app@fiel' (providers: file, "
-                       "internal, discovery) (did you mean 'app@file'?)"),
-    ("app", '["auth@kubernetes"]', "gw.toml: routers.r.middlewares[0]: unknown provider 'kubernetes' in "
-                                   "'auth@kubernetes' (providers: file, internal, discovery) (did you mean "
-                                   "'auth@file'?)"),
+                       "internal, discovery, redis, etcd, consul, docker, kubernetes, gateway, crd) (did you mean "
+                       "'app@file'?)"),
+    ("app", '["auth@nomad"]', "gw.toml: routers.r.middlewares[0]: unknown provider 'nomad' in 'auth@nomad' "
+                              "(providers: file, internal, discovery, redis, etcd, consul, docker, kubernetes, "
+                              "gateway, crd) (did you mean 'auth@file'?)"),
+    ("app", '["auth@kubernetes"]', "gw.toml: routers.r.middlewares[0]: middleware 'auth' is defined by the file "
+                                   "provider, not by 'kubernetes' (did you mean 'auth@file'?)"),
     ("app", '["auth@internal"]', "gw.toml: routers.r.middlewares[0]: middleware 'auth' is defined by the file "
                                  "provider, not by 'internal' (did you mean 'auth@file'?)"),
     ("ap@file", "[]", "gw.toml: routers.r.service: unknown service 'ap@file': the file provider defines no "
