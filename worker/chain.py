@@ -28,7 +28,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,15 +86,6 @@ class Middleware:
 
     def close(self) -> None:
         """Release what the instance holds (connections); it may be used again afterwards and reopen them."""
-
-
-def close_soon(closer: Callable[[], Awaitable[Any]]) -> None:
-    """Run an async close on the running loop (none running: the process is exiting, nothing to do)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    loop.create_task(closer())
 
 
 def responds(m: Middleware) -> bool:
