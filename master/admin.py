@@ -98,14 +98,13 @@ class NodeView:
         plane = self.gateway.plane()
         if plane is None:
             return {"backends": {}, "breakers": {}, "replies": {}, "traffic": {}}
-        snap = plane.snapshot()
         mw_names = {idx: name for name, idx in self.slots.get("middlewares", {}).items()}
         replies: dict[str, dict[str, int]] = {}
         for (idx, code), n in plane.middleware_totals()["answers"].items():
             if idx in mw_names:
                 replies.setdefault(mw_names[idx], {})[str(code or "other")] = n
-        return {"backends": {b["idx"]: b for b in snap["backends"]},
-                "breakers": {b["idx"]: b for b in snap["breakers"]}, "replies": replies,
+        return {"backends": {b["idx"]: b for b in plane.backend_states()},
+                "breakers": {b["idx"]: b for b in plane.breaker_states()}, "replies": replies,
                 "traffic": plane.traffic_totals()}
 
     # -- one object of each kind

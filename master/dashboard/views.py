@@ -76,6 +76,13 @@ def _protocol(view: NodeView, router: dict[str, Any]) -> str:
     return "tcp" if "tcp" in protocols else "udp" if "udp" in protocols else "http"
 
 
+def _days_left(cert: dict[str, Any]) -> int | None:
+    """Whole days until a certificate's ``not_after`` (negative once expired); None when unknown."""
+    if not cert.get("not_after"):
+        return None
+    return (datetime.datetime.fromisoformat(cert["not_after"]) - datetime.datetime.now(datetime.UTC)).days
+
+
 def overview(view: NodeView, windows: Windows, csrf: str | None, notice: str | None) -> Page:
     health = view.gateway.health()
     cfg = view.config
@@ -88,12 +95,11 @@ def overview(view: NodeView, windows: Windows, csrf: str | None, notice: str | N
         f"{len(services)} ({len(down)})", len(cfg["middlewares"]), len(cfg["entrypoints"])]], class_="totals")
     warnings = [f"service {n} is DOWN" for n in down]
     for cert in view.certificates():
+        left = _days_left(cert)
         if cert.get("error"):
             warnings.append(f"certificate {cert.get('cert_file')}: {cert['error']}")
-        elif cert.get("not_after"):
-            left = datetime.datetime.fromisoformat(cert["not_after"]) - datetime.datetime.now(datetime.UTC)
-            if left.days < CERT_WARN_DAYS:
-                warnings.append(f"certificate {', '.join(cert.get('names') or [])} expires in {left.days} days")
+        elif left is not None and left < CERT_WARN_DAYS:
+            warnings.append(f"certificate {', '.join(cert.get('names') or [])} expires in {left} days")
     static = view.static
     features = [("ACME", bool(static.get("acme"))), ("access log", static["access_log"].get("enabled", False)),
                 ("tracing", static["tracing"].get("enabled", False)),
@@ -256,8 +262,43 @@ def workers(view: NodeView, windows: Windows, q: str) -> Page:
     return Page("Workers", table(["slot", "pid", "state", "generation", "restarts", "uptime", "heartbeat age"], rows))
 
 
+def certificates(view: NodeView, windows: Windows, q: str) -> Page:
+    """Certificate files of the static config and ACME orders: names, expiry, where served, and trouble."""
+    rows = []
+    for cert in redact(view.certificates()):
+        names = ", ".join(cert.get("names") or [])
+        if not _matches(q, names, cert.get("cert_file"), cert["source"]):
+            continue
+        left = _days_left(cert)
+        state = cert.get("error") or cert.get("last_error") or cert.get("status") or "ok"
+        expiry = None if left is None else join([cert["not_after"][:10], " ", tag(
+            "span", f"{left} days", class_="health down" if left < CERT_WARN_DAYS else "health up")])
+        rows.append([cert["source"], names or None, expiry, join(cert.get("entrypoints") or [], ", ") or None,
+                     tag("code", cert["cert_file"]) if cert.get("cert_file") else None, state])
+    headers = ["source", "names", "expires", "entrypoints", "file", "state"]
+    return Page("Certificates", join([tag("p", f"{len(rows)} certificates"), table(headers, rows, class_="list")]),
+                _search(q, "name, file"))
+
+
+def providers(view: NodeView, windows: Windows, q: str) -> Page:
+    """Where the config comes from, each source's last sync and its trouble (secrets redacted)."""
+    rows = []
+    for p in redact(view.providers()):
+        if not _matches(q, p["name"]):
+            continue
+        connected = p.get("connected")
+        notes = [*(p.get("problems") or []), *([p["warning"]] if p.get("warning") else [])]
+        rows.append([p["name"], None if connected is None else _health("up" if connected else "down"),
+                     _ago(p.get("last_sync")), p.get("syncs"), p.get("objects"), p.get("last_error"),
+                     join(tag("div", x) for x in notes) or None])
+    headers = ["name", "connected", "last sync", "syncs", "objects", "last error", "problems"]
+    return Page("Providers", join([tag("p", f"{len(rows)} providers"), table(headers, rows, class_="list")]),
+                _search(q, "name"))
+
+
 NAV = (("/dashboard/", "Overview"), ("/dashboard/routers", "Routers"), ("/dashboard/services", "Services"),
-       ("/dashboard/middlewares", "Middlewares"), ("/dashboard/workers", "Workers"))
+       ("/dashboard/middlewares", "Middlewares"), ("/dashboard/certificates", "Certificates"),
+       ("/dashboard/providers", "Providers"), ("/dashboard/workers", "Workers"))
 
 
 def document(title: str, body: Markup, assets: dict[str, str]) -> str:

@@ -62,7 +62,7 @@ from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .middlewares import MiddlewareTable
-from .names import KINDS, NameTable
+from .names import NameTable
 from .observations import BOUNDS, CLASSES, HW, LOCAL_INDEX, NLOCAL, SUM, ObservationTable
 from .ratelimit import RateLimitTable
 from .segments import (
@@ -640,8 +640,24 @@ class Plane:
     def snapshot(self, now: float | None = None) -> dict:
         """Everything ``a3s-gateway status`` prints (indices carry names where the master set them)."""
         now = time.monotonic() if now is None else now
+        return {
+            "name": self.name,
+            "master_pid": self._hdr[H.MASTER_PID],
+            "layout": asdict(self.layout),
+            "shm_bytes": sum(segment_sizes(self.layout).values()),
+            "workers": self.workers.rows(time.monotonic_ns()),
+            "backends": self.backend_states(now),
+            "breakers": self.breaker_states(),
+            "ratelimit": self.ratelimits.occupancy(now),
+            "sticky": self.sticky.occupancy(now),
+        }
+
+    def backend_states(self, now: float | None = None) -> list[dict]:
+        """Each named or busy backend's health, in-flight count and totals: the part of ``snapshot`` a
+        dashboard refresh needs, without the scans of the rate-limit and sticky tables."""
+        now = time.monotonic() if now is None else now
         rows = self._hdr[self._rows_i]
-        names = {k: self.names.named(k) for k in KINDS}
+        named = self.names.named("backends")
         inflight = self._inflight_all(rows)
         flat = self.counters.sums(rows)
         be_base = self.counters.be_base
@@ -650,12 +666,12 @@ class Plane:
             c = flat[be_base + b * COLS : be_base + (b + 1) * COLS]
             hs = self.health.state(b, now, rows)
             busy = any(c) or b in inflight or hs["consecutive_failures"] or not hs["active_healthy"]
-            if b not in names["backends"] and not busy and not hs["passive_down_for_s"]:
+            if b not in named and not busy and not hs["passive_down_for_s"]:
                 continue
             backends.append(
                 {
                     "idx": b,
-                    "name": names["backends"].get(b),
+                    "name": named.get(b),
                     "healthy": self.health.is_healthy(b, now),
                     **hs,
                     "inflight": inflight.get(b, 0),
@@ -666,20 +682,14 @@ class Plane:
                     "bytes_out": c[BYTES_OUT],
                 }
             )
-        breakers = []
-        for i in sorted(set(self.breakers.active()) | set(names["breakers"])):
-            breakers.append({"idx": i, "name": names["breakers"].get(i), **self.breakers.info(i, rows)})
-        return {
-            "name": self.name,
-            "master_pid": self._hdr[H.MASTER_PID],
-            "layout": asdict(self.layout),
-            "shm_bytes": sum(segment_sizes(self.layout).values()),
-            "workers": self.workers.rows(time.monotonic_ns()),
-            "backends": backends,
-            "breakers": breakers,
-            "ratelimit": self.ratelimits.occupancy(now),
-            "sticky": self.sticky.occupancy(now),
-        }
+        return backends
+
+    def breaker_states(self) -> list[dict]:
+        """Every active or named circuit breaker's node-wide state."""
+        rows = self._hdr[self._rows_i]
+        named = self.names.named("breakers")
+        return [{"idx": i, "name": named.get(i), **self.breakers.info(i, rows)}
+                for i in sorted(set(self.breakers.active()) | set(named))]
 
 
 class BackendOps:

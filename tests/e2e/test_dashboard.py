@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Backend, Gateway, wait_until
+from certs import CA
+from harness import Backend, Gateway, free_port, wait_until
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,6 +34,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 CONFIG = """
 [entrypoints.web]
 address = "127.0.0.1:{web}"
+[entrypoints.secure]
+address = "127.0.0.1:{secure}"
+[entrypoints.secure.tls]
+cert_file = "%(cert)s"
+key_file = "%(key)s"
 [admin]
 address = "127.0.0.1:{admin}"
 token = "%(token)s"
@@ -76,8 +82,10 @@ def api_get(g: Gateway, path: str) -> httpx.Response:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Backend, Backend]]:
     tmp = tmp_path_factory.mktemp("dashboard")
     app, flaky = Backend("app"), Backend("flaky")
-    g = Gateway(CONFIG % {"token": TOKEN, "app": app.url, "flaky": flaky.url, "evil": EVIL.replace('"', '\\"')},
-                tmp, workers=2, wait=False)
+    pair = CA(tmp / "pki").issue("dash.test")
+    g = Gateway(CONFIG % {"token": TOKEN, "app": app.url, "flaky": flaky.url, "evil": EVIL.replace('"', '\\"'),
+                          "cert": pair.cert, "key": pair.key},
+                tmp, workers=2, wait=False, secure=free_port())
     try:
         try:
             wait_until(lambda: api_get(g, "/api/gateway/health").json()["state"] == "running", 20,
@@ -170,6 +178,7 @@ def test_every_page_renders_the_objects_of_a_50_router_config(watched: Watched, 
     pages = {"overview": "/dashboard/", "routers": "/dashboard/routers", "router": "/dashboard/routers/r07",
              "services": "/dashboard/services", "service": "/dashboard/services/split",
              "middlewares": "/dashboard/middlewares", "middleware": "/dashboard/middlewares/basic",
+             "certificates": "/dashboard/certificates", "providers": "/dashboard/providers",
              "workers": "/dashboard/workers"}
     for name, path in pages.items():
         response = page.goto(g.admin + path)
@@ -186,6 +195,11 @@ def test_every_page_renders_the_objects_of_a_50_router_config(watched: Watched, 
     page.goto(g.admin + "/dashboard/middlewares/basic")
     settings = page.text_content("pre")
     assert "pw-BASIC-secret" not in page.content() and '"password": "***"' in settings
+    page.goto(g.admin + "/dashboard/certificates")
+    cert_row = page.text_content("main tbody tr")
+    assert "dash.test" in cert_row and "secure" in cert_row and "0 days" in cert_row     # the CA issues for 1 day
+    page.goto(g.admin + "/dashboard/providers")
+    assert "file" in page.text_content("main tbody tr")
     page.goto(g.admin + "/dashboard/workers")
     assert page.locator("main tbody tr").count() == 2
     assert page.locator("text=No router named").count() == 0
