@@ -256,6 +256,7 @@ class Arbiter:
                 pass
             if not graceful:
                 h.proc.send_signal(signal.SIGKILL)
+        log.info("workers asked to stop", extra={"fields": {"workers": len(live), "graceful": graceful}})
         waits = [h.exited.wait() for h in live]
         if waits:
             done, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout + 5.0)

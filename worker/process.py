@@ -229,16 +229,21 @@ class Worker:
             self.plane.heartbeat()
 
     async def drain(self, timeout: float) -> None:
-        """Graceful stop: stop accepting, close idle connections, wait for in-flight exchanges."""
+        """Graceful stop: stop accepting, close idle connections, wait for in-flight exchanges. A connection
+        whose next request is still unread in the kernel is not idle (closing it would reset the client): it
+        is served and closed once idle, like a connection that was busy."""
         if self.draining:
             return
         self.draining = True
         for server in self.servers:
             server.close()
-        for conn in list(self.connections):
-            conn.close_if_idle()
         deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
+        while True:
+            for conn in list(self.connections):
+                if not unread_bytes(conn.transport):
+                    conn.close_if_idle()
+            if not self.connections or time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.transport.abort()

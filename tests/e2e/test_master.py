@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,6 +116,49 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(gateway, backends):
     assert result["r"].status_code == 200
     assert g.proc.wait(15) == 0
     assert not port_open(g.port)
+
+
+def test_sigterm_serves_a_request_still_unread_on_an_idle_keep_alive_connection(gateway, backends):
+    """A keep-alive connection whose next request sits unread in the kernel when the drain starts is not
+    idle: it is answered, then closed (closing it at once would reset the client). The worker is stopped while
+    the master's stop message and then the request arrive, so both are waiting when it resumes."""
+    b = backends()
+    g = gateway(BASE.replace("BACKEND", b.url), workers=1)
+    request = f"GET /one HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as s:
+        s.sendall(request)
+        assert read_response(s).startswith(b"HTTP/1.1 200")
+        (worker,) = g.worker_pids()
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            g.signal(signal.SIGTERM)
+            wait_until(lambda: "workers asked to stop" in g.logs(), what="the master's stop message")
+            s.sendall(request)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        answer = read_response(s)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert s.recv(1) == b""                      # then closed, cleanly (a reset would raise)
+    assert g.proc.wait(15) == 0
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length body from ``s`` (b"" if it closed first)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_validate_lists_every_error(tmp_path):
