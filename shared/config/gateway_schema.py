@@ -180,6 +180,8 @@ SERVER = Table(
 )
 
 def _status_range_error(text: str) -> str | None:
+    """A status (``"404"``) or an inclusive range (``"500-599"``): health checks' expected statuses, failover's
+    and the access log's status filters."""
     lo, sep, hi = text.partition("-")
     try:
         low, high = int(lo), int(hi if sep else lo)
@@ -447,17 +449,6 @@ LIMITS = Table(
 ACCESS_LOG_FIELDS = ("time", "client_ip", "method", "host", "path", "query", "protocol", "status",
                      "request_bytes", "response_bytes", "duration_ms", "upstream_ms", "router", "service",
                      "backend", "entrypoint", "worker", "trace_id", "span_id", "user_agent", "reason", "headers")
-
-
-def _status_range_error(text: str) -> str | None:
-    lo, sep, hi = text.partition("-")
-    try:
-        a, b = int(lo), int(hi) if sep else int(lo)
-    except ValueError:
-        return f"expected a status code or a range like '400-599', got {text!r}"
-    if not (100 <= a <= b <= 599):
-        return f"status range {text!r} must lie within 100-599, low end first"
-    return None
 
 
 ACCESS_LOG = Table(
