@@ -50,6 +50,7 @@ from cryptography.x509.oid import NameOID
 from ..shared import log as gwlog
 from ..shared.rules import parse_rule
 from . import acme_dns
+from .background import Background
 
 log = gwlog.get("master.acme")
 
@@ -156,7 +157,9 @@ class Order:
         return left < datetime.timedelta(days=renewal_days)
 
 
-class AcmeManager:
+class AcmeManager(Background):
+    task_name = "acme"
+
     def __init__(self, settings: dict[str, Any], publish_tokens: Callable[[dict[str, str]], None],
                  on_change: Callable[[str], Awaitable[None]]) -> None:
         self.settings = settings
@@ -165,7 +168,6 @@ class AcmeManager:
         self.storage = os.path.abspath(settings["storage_path"])
         self.orders = [Order(self.storage, d) for d in settings["domains"]]
         self.tokens: dict[str, str] = {}
-        self.task: asyncio.Task | None = None
         self._client: Any = None
         self.placeholder = (os.path.join(self.storage, "certs", "_placeholder", "cert.pem"),
                             os.path.join(self.storage, "certs", "_placeholder", "key.pem"))
@@ -209,15 +211,6 @@ class AcmeManager:
         return out
 
     # -- running
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name="acme")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
-
     async def _run(self) -> None:
         while True:
             changed = False

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from ...shared import log as gwlog
+from ..background import Background
 
 log = gwlog.get("master.discovery")
 
@@ -114,7 +115,7 @@ def contribution(seeds: list[Seed], static_routers: set[str], static_services: s
     return {"routers": routers, "services": services}
 
 
-class Discovery:
+class Discovery(Background):
     def __init__(self, settings: dict[str, Any], on_change: Callable[[str], Awaitable[None]],
                  accepts: Callable[[list[Seed]], str | None]) -> None:
         """``accepts(seeds)`` returns why the config with these seeds' documents would be invalid, or None."""
@@ -122,19 +123,15 @@ class Discovery:
         self.on_change = on_change
         self.accepts = accepts
         self.seeds = [Seed(s["url"]) for s in settings["seeds"]]
-        self.task: asyncio.Task | None = None
         self.session: aiohttp.ClientSession | None = None
         self.last_sync: float | None = None
 
     def start(self) -> None:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        self.task = asyncio.get_running_loop().create_task(self._run(), name="discovery")
+        super().start()
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+        await super().stop()
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -35,6 +35,7 @@ import dns.resolver
 from ...shared import log as gwlog
 from ...shared.config.gateway_schema import load_balancers
 from ...shared.config.schema import parse_address
+from ..background import Background
 
 log = gwlog.get("master.dns")
 
@@ -62,14 +63,13 @@ def names_in(services: dict[str, Any]) -> set[str]:
     return out
 
 
-class DnsResolver:
+class DnsResolver(Background):
     def __init__(self, settings: dict[str, Any], on_change: Callable[[str], Awaitable[None]]) -> None:
         self.settings = settings
         self.on_change = on_change
         self.names: set[str] = set()
         self.results: dict[str, list[Target]] = {}     # name -> last good answer
         self.errors: dict[str, str] = {}
-        self.task: asyncio.Task | None = None
         self.last_sync: float | None = None
         self.resolver = dns.asyncresolver.Resolver(configure=not settings["nameservers"])
         if settings["nameservers"]:
@@ -151,14 +151,7 @@ class DnsResolver:
             seen: set[str] = set()
             lb["servers"] = [s for s in servers if not (s["url"] in seen or seen.add(s["url"]))]
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name="dns")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+    task_name = "dns"
 
     def snapshot(self) -> dict[str, Any]:
         return {"last_sync": self.last_sync, "names": {n: self.results.get(n) for n in sorted(self.names)},

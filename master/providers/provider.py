@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from ...shared import log as gwlog
 from ...shared.config import GatewayConfig
 from ...shared.errors import ConfigError
+from ..background import Background
 from .kv import Obj, Partial
 
 log = gwlog.get("master.providers")
@@ -31,7 +32,7 @@ log = gwlog.get("master.providers")
 FIRST_BACKOFF = 0.1
 
 
-class Provider(abc.ABC):
+class Provider(Background):
     """One store provider's connection and its last good objects; subclasses speak to the store."""
 
     name: ClassVar[str]
@@ -47,7 +48,6 @@ class Provider(abc.ABC):
         self.syncs = 0                          # full reads of the source (one per settled burst of changes)
         self.last_error: str | None = None      # the last connection error (cleared by a successful read)
         self.warning: str | None = None         # a standing condition worth an operator's look
-        self.task: asyncio.Task | None = None
         self._dirty = asyncio.Event()
         self._first_change = 0.0
         self._last_change = 0.0
@@ -77,14 +77,9 @@ class Provider(abc.ABC):
             self._dirty.set()
         self._last_change = now
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"provider-{self.name}")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+    @property
+    def task_name(self) -> str:
+        return f"provider-{self.name}"
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self.name, "connected": self.connected, "last_sync": self.last_sync,
