@@ -34,9 +34,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from ..shared.config.redact import redact_url
+from ..shared.plane.ai import CACHE_COUNTERS, GUARD_REASONS
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
-from ..shared.plane.ai import CACHE_COUNTERS, GUARD_REASONS
 from ..shared.plane.traffic import OUTCOMES
 from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 

@@ -9,13 +9,21 @@ search then runs over every live entry of it (a request hash is never a pre-filt
 Invariants: at most ``max_entries`` entries (the least recently used one goes first); an entry older than
 ``ttl`` is never returned and is dropped when met; an entry is in its scope's index exactly when it was
 stored with a vector; rows of an index are dense (a removed row is filled with the last one).
+
+The search runs on the worker's event loop, one matrix-vector product over the scope's rows (measured by
+``loadtest/semantic_cache.py``). numpy's BLAS is kept to one thread unless the environment says otherwise: a
+node runs one worker per core, and BLAS threads in every worker would only fight over the same cores. This
+module is the first to import numpy in a worker (``semantic_cache.py`` imports it before ``embeddings.py``).
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402 — after the BLAS thread setting, which numpy reads when it loads
 
 
 class Entry:
