@@ -79,7 +79,7 @@ def metric(gw, name: str, **labels: str) -> float:
     return float(found.group(1))
 
 
-def test_exact_hit_answers_from_the_cache_without_calling_the_upstream(gateway, llm, http) -> None:
+def test_exact_hit_answers_from_the_cache_without_the_upstream_and_survives_a_reload(gateway, llm, http) -> None:
     gw = gateway(CONFIG % {"llm": llm.url})
     client = sdk(gw, http)
     first = create(client, BASE)
@@ -92,6 +92,9 @@ def test_exact_hit_answers_from_the_cache_without_calling_the_upstream(gateway, 
     assert metric(gw, "ai_cache_lookups_total", result="hit") == 1
     assert metric(gw, "ai_cache_lookups_total", result="miss") == 1
     assert metric(gw, "ai_cache_tokens_saved_total") == 30
+    gw.reload(CONFIG % {"llm": llm.url} + '[routers.other]\nrule = "Host(`other.test`)"\nservice = "llm"\n')
+    assert create(client, BASE).headers["x-cache"] == "HIT"                 # the cache's config is unchanged
+    assert llm.seen_path(CHAT) == 1
 
 
 def test_semantic_hit_above_the_threshold_and_miss_below_it(gateway, llm, http) -> None:
