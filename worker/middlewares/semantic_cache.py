@@ -139,6 +139,7 @@ class SemanticCache(Middleware):
         self.tenant_headers = frozenset(h.lower().encode() for h in params["tenant_headers"])
         self.max_response = params["max_response_bytes"]
         self.header = params["cache_header"].encode()
+        self.header_l = frozenset((self.header.lower(),))
         emb = params["embeddings"]
         self.embedder = None if emb is None else Embedder(
             emb, emb["api_key"] or os.environ.get(emb["api_key_env"] or "") or None)
@@ -216,6 +217,7 @@ class SemanticCache(Middleware):
         if lookup is None:
             return
         ex.ai_cache = None
+        remove_headers(headers, self.header_l)            # an upstream's own X-Cache would contradict ours
         headers.append((self.header, b"BYPASS" if lookup is BYPASS else b"MISS"))
         if lookup is BYPASS or status != 200 or ex.is_head:
             return
