@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from ..shared.config.redact import redact_url
+from ..shared.plane.ai import CACHE_COUNTERS, GUARD_REASONS
 from ..shared.plane.breaker import STATE_NAMES
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
 from ..shared.plane.traffic import OUTCOMES
@@ -418,7 +419,36 @@ class GatewayCollector:
                     m.add_metric([p], c[f"priority_{key}_{p}"])
                 yield m
             yield from self._priority_gauges(plane, config, slots)
+        yield from self._cache_and_guard(types, c)
         yield from self._agent_states(plane, config, slots)
+
+    @staticmethod
+    def _cache_and_guard(types: set[Any], c: dict[str, int]) -> Iterator[Metric]:
+        """``semantic-cache`` and ``prompt-guard`` counters (worker/middlewares/semantic_cache.py, prompt_guard.py)."""
+        if "semantic-cache" in types or any(c[n] for n in CACHE_COUNTERS):
+            m = CounterMetricFamily(P + "ai_cache_lookups", "Requests through a semantic-cache, by result: hit "
+                                    "(exact), semantic, miss, bypass (not cacheable: not a chat completion, "
+                                    "a temperature over max_temperature, or no tenant).",
+                                    labels=["result"])
+            for result, key in (("hit", "cache_hits_exact"), ("semantic", "cache_hits_semantic"),
+                                ("miss", "cache_misses"), ("bypass", "cache_bypassed")):
+                m.add_metric([result], c[key])
+            yield m
+            for name, key, doc in (
+                ("ai_cache_tokens_saved", "cache_tokens_saved", "Tokens (the stored usage.total_tokens) of the "
+                 "answers a semantic-cache served instead of the upstream."),
+                ("ai_cache_embedding_failures", "cache_embedding_failures", "Embedding calls of a semantic-cache "
+                 "that failed or timed out (the request went on with exact matching only)."),
+            ):
+                m = CounterMetricFamily(P + name, doc)
+                m.add_metric([], c[key])
+                yield m
+        if "prompt-guard" in types or any(c[f"guard_{r}"] for r in GUARD_REASONS):
+            m = CounterMetricFamily(P + "prompt_guard_refusals", "Requests a prompt-guard refused with 403, by "
+                                    "reason: denied_pattern, denied_detector, not_allowed.", labels=["reason"])
+            for r in GUARD_REASONS:
+                m.add_metric([r], c[f"guard_{r}"])
+            yield m
 
     def _priority_gauges(self, plane: Any, config: dict[str, Any], slots: dict[str, Any]) -> Iterator[Metric]:
         prio = {n for n, p in config.get("middlewares", {}).items() if p.get("type") == "priority"}

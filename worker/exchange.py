@@ -192,6 +192,7 @@ class Exchange:
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
     usage_tap: Any = None                    # token-meter's response tap (middlewares/token_meter.py)
     ai_body: Any = None                      # the parsed JSON body or its error (middlewares/_support/ai_body.py)
+    ai_cache: Any = None                     # semantic-cache's lookup of this request (middlewares/semantic_cache.py)
     # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
     t_up: float = 0.0
     span: Any = None

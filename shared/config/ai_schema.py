@@ -1,7 +1,7 @@
 """Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter``,
-``priority`` and ``ai-provider`` middleware types (registered in ``middleware_types.py``) and the ``affinity`` /
-``agent_health`` tables of ``[services.<name>.load_balancer]``. Behaviour: README "AI agent extensions" and each
-module."""
+``priority``, ``ai-provider``, ``semantic-cache`` and ``prompt-guard`` middleware types (registered in
+``middleware_types.py``) and the ``affinity`` / ``agent_health`` tables of ``[services.<name>.load_balancer]``.
+Behaviour: README "AI agent extensions" and each module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import base64
 import re
 from typing import Any
 
-from ..vocabulary import KEY_KINDS, LEVELS, PRIORITIES
+from ..vocabulary import DETECTOR_KINDS, KEY_KINDS, LEVELS, PRIORITIES
 from .schema import (
     Bool,
     Duration,
@@ -18,6 +18,7 @@ from .schema import (
     ListOf,
     MapOf,
     Nullable,
+    Number,
     Reporter,
     Str,
     Table,
@@ -25,6 +26,7 @@ from .schema import (
     join,
     path_error,
     regex_error,
+    url_check,
 )
 
 PLATFORMS = ("slack", "discord", "telegram", "feishu", "lark", "dingtalk", "wecom", "wechat", "webchat", "web")
@@ -157,5 +159,49 @@ AGENT_HEALTH = Table(
         "timeout": Field(_POSITIVE, 3.0),
         "failure_threshold": Field(Int(minimum=1), 3),
         "success_threshold": Field(Int(minimum=1), 1),
+    }
+)
+
+
+def _env_name_error(text: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) else "must be an environment variable name"
+
+
+def _embeddings_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if out.get("api_key") is not None and out.get("api_key_env") is not None:
+        rep.add(join(path, "api_key"), "set at most one of 'api_key' and 'api_key_env'")
+
+
+EMBEDDINGS = Table(
+    {
+        "url": Field(Str(check=url_check("http", "https")), required=True),
+        "model": Field(Str(nonempty=True), required=True),
+        "api_key": Field(Nullable(Str(nonempty=True))),
+        "api_key_env": Field(Nullable(Str(check=_env_name_error))),
+        "timeout": Field(_POSITIVE, 2.0),
+    },
+    post=_embeddings_post,
+)
+
+SEMANTIC_CACHE = Table(
+    {
+        "ttl": Field(_POSITIVE, 3600.0),
+        "max_entries": Field(Int(minimum=1), 1000),
+        "max_temperature": Field(Number(minimum=0), 0.0),
+        "similarity_threshold": Field(Number(minimum=0, maximum=1, exclusive_minimum=True), 0.95),
+        "tenant_headers": Field(ListOf(Str(check=header_name_error), min_items=1),
+                                ["Authorization", "X-Api-Key", "Api-Key"]),
+        "max_response_bytes": Field(Int(minimum=1), 262144),
+        "cache_header": Field(Str(check=header_name_error), "X-Cache"),
+        "embeddings": Field(Nullable(EMBEDDINGS)),
+    }
+)
+
+PROMPT_GUARD = Table(
+    {
+        "allow_patterns": Field(ListOf(Str(check=regex_error)), []),
+        "deny_patterns": Field(ListOf(Str(check=regex_error)), []),
+        "detectors": Field(ListOf(Str(choices=DETECTOR_KINDS)), []),
+        "messages": Field(Str(choices=("last-user", "user", "all")), "last-user"),
     }
 )

@@ -60,6 +60,8 @@ MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
     "token-meter": MiddlewareType("token_meter:TokenMeter", ai.TOKEN_METER),
     "priority": MiddlewareType("priority:Priority", ai.PRIORITY),
     "ai-provider": MiddlewareType("ai_provider:AiProvider", ai.AI_PROVIDER),
+    "semantic-cache": MiddlewareType("semantic_cache:SemanticCache", ai.SEMANTIC_CACHE),
+    "prompt-guard": MiddlewareType("prompt_guard:PromptGuard", ai.PROMPT_GUARD),
 }
 
 

@@ -31,11 +31,15 @@ from .layout import PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
+CACHE_COUNTERS = ("cache_hits_exact", "cache_hits_semantic", "cache_misses", "cache_bypassed", "cache_tokens_saved",
+                  "cache_embedding_failures")
+GUARD_REASONS = ("denied_pattern", "denied_detector", "not_allowed")
 COUNTERS = (
     *(f"privacy_{lv}" for lv in LEVELS), "privacy_tee_routed", "privacy_redacted",
     *(f"tokens_{k}" for k in KEY_KINDS), *(f"token_rejected_{k}" for k in KEY_KINDS), "tokens_estimated",
     *(f"priority_shed_{p}" for p in PRIORITIES), *(f"priority_queued_{p}" for p in PRIORITIES),
     *(f"priority_timeout_{p}" for p in PRIORITIES),
+    *CACHE_COUNTERS, *(f"guard_{r}" for r in GUARD_REASONS),
 )
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTERS)}
 NC = 48

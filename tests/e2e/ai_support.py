@@ -14,5 +14,13 @@ class AiBackend(Process):
     def seen(self) -> int:
         return httpx.get(self.url + "/_seen").json()["seen"]
 
+    def seen_path(self, path: str) -> int:
+        """How many requests to ``path`` arrived."""
+        return httpx.get(self.url + "/_seen").json()["paths"].get(path, 0)
+
     def set_health(self, state: str) -> None:
         httpx.get(self.url + "/_set", params={"health": state})
+
+    def set_embeddings(self, state: str) -> None:
+        """``ok``, ``fail`` (500) or ``slow`` (5 s) answers from ``/v1/embeddings``."""
+        httpx.get(self.url + "/_set", params={"embeddings": state})

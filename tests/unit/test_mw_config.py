@@ -56,6 +56,16 @@ def problems(middleware: dict[str, object]) -> set[tuple[str, str]]:
      ("middlewares.m.scheme", "must be one of 'http', 'https', got 'ftp'")),
     ({"type": "compress", "prefixes": ["/a"]},
      ("middlewares.m.prefixes", "key 'prefixes' does not apply to middleware type 'compress'")),
+    ({"type": "semantic-cache", "similarity_threshold": 1.5},
+     ("middlewares.m.similarity_threshold", "must be at most 1, got 1.5")),
+    ({"type": "semantic-cache", "embeddings": {"url": "ftp://e", "model": "m", "api_key": "k", "api_key_env": "K"}},
+     ("middlewares.m.embeddings.api_key", "set at most one of 'api_key' and 'api_key_env'")),
+    ({"type": "semantic-cache", "embeddings": {"model": "m"}},
+     ("middlewares.m.embeddings.url", "required key is missing")),
+    ({"type": "prompt-guard", "detectors": ["cards"]},
+     ("middlewares.m.detectors[0]", "must be one of 'card', 'ssn', 'secret', 'iban', 'email', 'phone', got 'cards'")),
+    ({"type": "prompt-guard", "messages": "last"},
+     ("middlewares.m.messages", "must be one of 'last-user', 'user', 'all', got 'last'")),
 ])
 def test_invalid_params_are_reported_at_load_with_middleware_and_key(middleware: dict[str, object],
                                                                     expected: tuple[str, str]) -> None:
