@@ -3,7 +3,7 @@
 
     python loadtest/dashboard_cost.py [--seconds S] [--routers N] [--page PATH]
 
-Starts a real gateway (2 workers, ``N`` routers over one aiohttp-free origin, an admin token), logs in through the
+Starts a real gateway (2 workers, ``N`` routers over the tests' aiohttp backend, an admin token), logs in through the
 login form like a browser, then measures the master process's CPU time (user + system) over two windows of
 ``S`` seconds: idle, then polling ``PATH?fragment=live`` every 2 s as the dashboard's script does (the sampler
 reads the plane once a second while a page is watched). Prints both as a percentage of one core, and the
@@ -15,48 +15,30 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 
 import httpx
 import psutil
 
-GATEWAY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise SystemExit(main())"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+
+from harness import Backend, Gateway, wait_until  # noqa: E402
+
 TOKEN = "dashboard-cost-token"
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Origin(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 — http.server's name
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def config(routers: int, origin: int, web: int, admin: int) -> str:
+def config(routers: int, origin: str) -> str:
     head = f"""
 [entrypoints.web]
-address = "127.0.0.1:{web}"
+address = "127.0.0.1:{{web}}"
 [admin]
-address = "127.0.0.1:{admin}"
+address = "127.0.0.1:{{admin}}"
 token = "{TOKEN}"
 [services.app.load_balancer]
-servers = [{{url = "http://127.0.0.1:{origin}"}}]
+servers = [{{url = "{origin}"}}]
 """
     return head + "".join(f'\n[routers.r{i:03d}]\nrule = "PathPrefix(`/r{i:03d}`)"\nservice = "app"\n'
                           for i in range(routers))
@@ -74,33 +56,22 @@ def main() -> int:
     ap.add_argument("--page", default="/dashboard/")
     args = ap.parse_args()
 
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    Thread(target=origin.serve_forever, daemon=True).start()
-    web, admin = free_port(), free_port()
+    origin = Backend("origin")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "gateway.toml"
-        cfg.write_text(config(args.routers, origin.server_address[1], web, admin))
-        proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "--workers", "2", "--log-level", "warning"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        g = Gateway(config(args.routers, origin.url), Path(tmp), workers=2, wait=False,
+                    extra_args=["--log-level", "warning"])
         try:
-            base = f"http://127.0.0.1:{admin}"
-            with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        if b'"running"' in c.get("/api/gateway/health").content:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the gateway did not start")
-                    time.sleep(0.1)
-                r = c.post("/dashboard/login", data={"token": TOKEN})
+            def running() -> bool:
+                r = httpx.get(g.admin + "/api/gateway/health", headers={"Authorization": f"Bearer {TOKEN}"})
+                return r.json()["state"] == "running"
+            wait_until(running, 30, what="gateway running")
+            with httpx.Client(base_url=g.admin, timeout=10) as c:
+                r = c.post("/dashboard/login", data={"token": TOKEN})        # the session cookie, as a browser
                 assert r.status_code == 303 and c.cookies, r.status_code
-                with httpx.Client(base_url=f"http://127.0.0.1:{web}") as traffic:   # some counts to show
+                with httpx.Client(base_url=g.url) as traffic:                 # some counts to show
                     for i in range(200):
                         traffic.get(f"/r{i % args.routers:03d}")
-                master = psutil.Process(proc.pid)
+                master = psutil.Process(g.proc.pid)
                 time.sleep(3)                      # let start-up work settle before the idle window
 
                 before = cpu(master)
@@ -120,9 +91,8 @@ def main() -> int:
                     time.sleep(max(0.0, start + 2 * n - time.monotonic()))
                 watched = (cpu(master) - before) / (time.monotonic() - start) * 100
         finally:
-            proc.terminate()
-            proc.wait(15)
-            origin.shutdown()
+            g.stop()
+            origin.stop()
     print(f"master CPU, % of one core, {args.routers} routers: idle {idle:.2f} %, "
           f"{args.page} open (refresh every 2 s) {watched:.2f} %, added {watched - idle:.2f} %")
     print(f"full page render (median of 5): {statistics.median(renders) * 1000:.1f} ms")
