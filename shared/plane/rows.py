@@ -32,11 +32,10 @@ class RowTable:
                     q[base + c] = 0
 
     def sums(self, rows: int) -> list[int]:
-        """Column sums over the retired row and the first ``rows`` worker rows: one flat list laid out like a row."""
-        q, rw = self.q, self.rw
-        acc = q[0:rw].tolist()
-        for r in range(1, rows + 1):
-            row = q[r * rw : (r + 1) * rw].tolist()
-            if any(row):
-                acc = [a + b for a, b in zip(acc, row)]
-        return acc
+        """Column sums over the retired row and the first ``rows`` worker rows: one flat list laid out like a row.
+        Master only (metrics scrapes, the dashboard's sampler once a second), so numpy is imported here, never in
+        a worker: summing the rows in C costs a tenth of a Python loop over tables thousands of words wide."""
+        import numpy as np
+
+        table = np.frombuffer(self.q, dtype=np.int64, count=(rows + 1) * self.rw).reshape(rows + 1, self.rw)
+        return table.sum(axis=0).tolist()
