@@ -22,6 +22,7 @@ from .ai_schema import AFFINITY, AGENT_HEALTH
 from .kubernetes_schema import KUBERNETES
 from .middleware_types import MIDDLEWARE
 from .provider_schema import STORE_PROVIDERS
+from .serving_schema import SERVING
 from .schema import (
     Bool,
     Duration,
@@ -298,7 +299,7 @@ MIRRORING = Table({
     "max_in_flight": Field(Int(minimum=1), 256),                          # per worker; more are dropped
 }, post=_check_mirror_count)
 
-SERVICE_KINDS = ("load_balancer", "weighted", "failover", "mirroring")
+SERVICE_KINDS = ("load_balancer", "weighted", "failover", "mirroring", "serving")
 """The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
 
 
@@ -313,7 +314,7 @@ def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter
 
 SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
                                                                 ("weighted", WEIGHTED), ("failover", FAILOVER),
-                                                                ("mirroring", MIRRORING))},
+                                                                ("mirroring", MIRRORING), ("serving", SERVING))},
                 post=_one_kind)
 
 
