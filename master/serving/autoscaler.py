@@ -115,8 +115,11 @@ class Decider:
         return total / span
 
     # -- the decision
-    def decide(self, now: float, ready: int) -> Decision:
+    def decide(self, now: float, ready: int, wanted: int | None = None) -> Decision:
+        """The decision at ``now`` for ``ready`` instances, of which ``wanted`` (default ``ready``) are asked
+        for: instances still starting count as wanted, so they are not scaled away within the grace."""
         s = self.settings
+        wanted = ready if wanted is None else wanted
         stable = self.average(now, s.stable_window)
         panic = self.average(now, s.panic_window)
         if stable is None or panic is None:
@@ -151,7 +154,7 @@ class Decider:
             if held > desired:
                 reasons.append(f"scale_down_delay holds {held}")
                 desired = held
-        if desired == 0 and ready > 0:
+        if desired == 0 and max(ready, wanted) > 0:
             idle = now - self.last_active
             if idle < s.stable_window + s.scale_to_zero_grace:
                 desired = 1

@@ -173,7 +173,7 @@ class Serving:
                 tick = self.ticks.get(rev.service, 2.0)
                 if now - last.get(rev.service, 0.0) < tick:
                     continue
-                decision = rev.decider.decide(now, len(rev.ready))
+                decision = rev.decider.decide(now, len(rev.ready), rev.desired)
                 if decision.desired >= 0:
                     await self._scale(rev, decision.desired, decision.reason, decision)
             for service, tick in self.ticks.items():
