@@ -46,7 +46,7 @@ log = gwlog.get("master.serving")
 SAMPLE = 0.1
 PROBE_INTERVAL = 0.2
 PROBE_TIMEOUT = 0.3
-CONNECT_BACKOFF = 0.05    # a refused connection: the instance is not listening yet (a cold start)
+CONNECT_BACKOFF = 0.025   # a refused connection: the instance is not listening yet (a cold start)
 DECISIONS_KEPT = 20
 
 
@@ -63,6 +63,7 @@ class Revision:
     decisions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
     concurrency: float = 0.0
     queued: int = 0
+    scaling: asyncio.Lock = field(default_factory=asyncio.Lock)    # one executor.scale at a time
 
     @property
     def lb(self) -> str:
@@ -157,10 +158,15 @@ class Serving:
         if desired != rev.desired:
             log.info(f"serving {rev.service}/{rev.name}: {rev.desired} -> {desired} instances ({reason})")
         rev.desired = desired
+        await self._apply(rev)
+
+    async def _apply(self, rev: Revision) -> None:
+        """Tell the executor the count wanted now (one call at a time per revision)."""
         try:
-            await rev.executor.scale(desired)
+            async with rev.scaling:
+                await rev.executor.scale(rev.desired)
         except Exception as e:  # noqa: BLE001 — an executor bug is an error of that revision, not of the master
-            rev.executor.last_error = f"scale({desired}) raised {e!r}"
+            rev.executor.last_error = f"scale({rev.desired}) raised {e!r}"
             rev.executor.errors += 1
             log.exception(f"serving {rev.service}/{rev.name}: executor failed")
 
@@ -195,7 +201,7 @@ class Serving:
                 else:   # the executor may be in a backoff: keep telling it what is wanted
                     live = [i for i in rev.executor.instances() if i.state != "terminating"]
                     if rev.queued and len(live) < rev.desired:
-                        await rev.executor.scale(rev.desired)
+                        await self._apply(rev)
 
     def poke(self, lb: str) -> None:
         """The activator's poke: a worker holds the first request for revision ``lb`` and it may have no

@@ -2,7 +2,8 @@
 plain asyncio streams (no imports beyond the standard library, so it starts fast), run by the ``process``
 executor as ``python serving_instance.py --port {port}``.
 
-It waits ``--delay`` seconds before it listens (a slow starter), answers every request ``200`` with a JSON body
+It listens ``--delay`` seconds after its process started (a slow starter; the interpreter's own start-up counts
+in it), answers every request ``200`` with a JSON body
 naming ``--name`` and its port, holds a request ``?hold=SECONDS`` before answering, and records the most
 requests it ever had in flight at once into ``--record`` (a file, rewritten when the maximum grows), so a test
 can check a concurrency limit from the instance's side.
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -61,6 +63,13 @@ class Instance:
         await writer.drain()
 
 
+def age() -> float:
+    """Seconds since this process started (its start time in /proc, in clock ticks since boot)."""
+    with open("/proc/self/stat") as f:
+        ticks = int(f.read().rpartition(")")[2].split()[19])
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -72,7 +81,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))   # nothing to flush: quietly
     if args.delay:
-        await asyncio.sleep(args.delay)
+        await asyncio.sleep(max(0.0, args.delay - age()))
     server = await asyncio.start_server(Instance(args).serve, "127.0.0.1", args.port)
     async with server:
         await forever.wait()

@@ -13,7 +13,8 @@ Invariants:
   ``MAX_BACKOFF``; a process that lived ``HEALTHY_RUN`` seconds resets it.
 * ``adopt`` takes over the previous executor's processes (a reload that kept the revision); the previous one is
   then empty, so closing it stops nothing.
-* a port is used by one instance at a time; ports that something else holds are skipped.
+* a port is used by one instance at a time (``scale`` calls are serialized, so two starts never pick the same
+  one); ports that something else holds are skipped.
 """
 
 from __future__ import annotations
@@ -58,9 +59,14 @@ class ProcessExecutor(ScaleExecutor):
         self._procs: dict[int, _Proc] = {}          # by port
         self._failures = 0                           # exits in a row that nobody asked for
         self._not_before = 0.0                       # monotonic time of the next allowed start
+        self._scaling = asyncio.Lock()               # one scale at a time: a port is chosen, then awaited on
 
     # -- ScaleExecutor
     async def scale(self, desired: int) -> None:
+        async with self._scaling:
+            await self._scale(desired)
+
+    async def _scale(self, desired: int) -> None:
         live = [p for p in self._procs.values() if not p.stopping]
         if len(live) > desired:
             # stop the youngest first: the oldest have warm caches and are surely ready
@@ -114,6 +120,8 @@ class ProcessExecutor(ScaleExecutor):
             if port in self._procs:
                 continue
             with socket.socket() as s:
+                # as a server binds: connections of a previous instance in TIME_WAIT do not hold the port
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:
