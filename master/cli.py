@@ -25,8 +25,8 @@ from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError
 from . import status
-from .serving.revisions import problems as serving_problems
 from .gateway import Gateway
+from .serving.revisions import problems as serving_problems
 
 
 def _version() -> str:

@@ -93,7 +93,10 @@ class ControlPlane:
         problems = serving_revisions.problems(data, cfg.source)
         if problems:
             raise ConfigError(problems)
-        serving_revisions.expand(data, self.serving.ready if self.serving is not None else lambda s, r: [])
+        if self.serving is not None:
+            serving_revisions.expand(data, self.serving.ready, self.serving.failing)
+        else:
+            serving_revisions.expand(data, lambda service, revision: [])
         if self.dns is not None:
             self.dns.expand(data["services"])
         if self.acme is not None:

@@ -64,6 +64,8 @@ class Revision:
     concurrency: float = 0.0
     queued: int = 0
     scaling: asyncio.Lock = field(default_factory=asyncio.Lock)    # one executor.scale at a time
+    failing: str | None = None      # the executor's error while the revision has no ready instance
+    errors_seen: int = 0
 
     @property
     def lb(self) -> str:
@@ -86,6 +88,12 @@ class Serving:
     def ready(self, service: str, revision: str) -> list[str]:
         rev = self.revisions.get((service, revision))
         return sorted(rev.ready) if rev is not None else []
+
+    def failing(self, service: str, revision: str) -> str | None:
+        """Why the revision cannot get an instance now (its executor's last error while none is ready): the
+        activator answers its waiters 503 with it instead of holding them until ``queue_timeout``."""
+        rev = self.revisions.get((service, revision))
+        return rev.failing if rev is not None else None
 
     # -- reconfiguration
     def configure(self, data: dict[str, Any]) -> None:
@@ -196,6 +204,7 @@ class Serving:
                 rev.queued = self.plane.queued(idx) if idx is not None else 0
                 rev.concurrency = in_flight + rev.queued
                 rev.decider.record(now, rev.concurrency)
+                self._check_failing(rev)
                 if rev.queued and rev.desired == 0:     # a poke lost (a worker restarted): the same, later
                     await self._scale(rev, rev.decider.wake(now), f"{rev.queued} request(s) waiting, no instance")
                 else:   # the executor may be in a backoff: keep telling it what is wanted
@@ -209,6 +218,15 @@ class Serving:
         for rev in self.revisions.values():
             if rev.lb == lb and rev.desired == 0:
                 self._spawn(self._scale(rev, rev.decider.wake(time.monotonic()), "a request waits, no instance"))
+
+    def _check_failing(self, rev: Revision) -> None:
+        """A new executor error while no instance is ready: publish it, so waiters get a 503 that says why."""
+        errors = rev.executor.errors
+        if errors != rev.errors_seen:
+            rev.errors_seen = errors
+            if not rev.ready and rev.failing != rev.executor.last_error:
+                rev.failing = rev.executor.last_error
+                self._publish()
 
     def _backend_slots(self, rev: Revision) -> list[int]:
         backends = self.slots["backends"]
@@ -250,6 +268,7 @@ class Serving:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
         rev.probing.pop(instance.address, None)
         rev.ready[instance.address] = instance
+        rev.failing = None
         log.info(f"serving {rev.service}/{rev.name}: instance {instance.address} is ready")
         self._publish()
 
@@ -287,6 +306,7 @@ class Serving:
                 "target": decider.settings.target,
                 "decisions": list(rev.decisions),
                 "executor": rev.executor.describe(),
+                "failing": rev.failing,
             }
         return out
 

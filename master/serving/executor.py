@@ -76,6 +76,7 @@ class ScaleExecutor(abc.ABC):
 
     def adopt(self, previous: ScaleExecutor) -> None:
         """Take over ``previous``'s instances after a reload that kept the revision (default: nothing to take)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What ``/api/serving`` shows about the executor (never a secret)."""

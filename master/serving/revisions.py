@@ -8,7 +8,8 @@ the static one):
   the traffic targets naming the revision (a revision at 0 % takes no share, but its tag still reaches it);
 * ``services.<name>.<rev>`` is a round-robin load balancer whose servers are the revision's *ready* instances
   (``ready(name, rev)``, possibly none), carrying an ``activator`` table the worker reads
-  (``worker/services/activator.py``): the revision's ``container_concurrency`` and the queue's limits;
+  (``worker/services/activator.py``): the revision's ``container_concurrency``, the queue's limits and why the
+  revision cannot get an instance now (``failing(name, rev)``, None when nothing is wrong);
 * for each tag and each router naming the service, a router ``<router>.<tag>`` to ``<name>.tag.<tag>`` (a weighted
   service with that one revision) whose rule is the router's rule plus the header ``Knative-Serving-Tag: <tag>``,
   or any of the hosts ``<tag>-<host>`` of the router's rule, one priority above the router.
@@ -69,14 +70,16 @@ def problems(data: dict[str, Any], source: str) -> list[Problem]:
     return out
 
 
-def expand(data: dict[str, Any], ready: Callable[[str, str], list[str]]) -> None:
+def expand(data: dict[str, Any], ready: Callable[[str, str], list[str]],
+           failing: Callable[[str, str], str | None] = lambda service, revision: None) -> None:
     services, routers = data["services"], data["routers"]
     for name, serving in served(services).items():
         weights: dict[str, int] = dict.fromkeys(serving["revisions"], 0)
         for target in serving["traffic"]:
             weights[target["revision"]] += target["percent"]
         for rev, revision in serving["revisions"].items():
-            services[revision_service(name, rev)] = _revision_balancer(serving, revision, ready(name, rev))
+            services[revision_service(name, rev)] = _revision_balancer(serving, revision, ready(name, rev),
+                                                                       failing(name, rev))
         services[name] = _weighted([(revision_service(name, rev), w) for rev, w in weights.items()])
         for target in serving["traffic"]:
             tag = target["tag"]
@@ -93,7 +96,8 @@ def _weighted(children: list[tuple[str, int]]) -> dict[str, Any]:
             "weighted": {"services": [{"name": n, "weight": w} for n, w in children], "sticky": None}}
 
 
-def _revision_balancer(serving: dict[str, Any], revision: dict[str, Any], addresses: list[str]) -> dict[str, Any]:
+def _revision_balancer(serving: dict[str, Any], revision: dict[str, Any], addresses: list[str],
+                       failing: str | None) -> dict[str, Any]:
     lb = {
         "strategy": "round-robin",
         "servers": [{"url": f"http://{address}", "weight": 1} for address in addresses],
@@ -103,7 +107,8 @@ def _revision_balancer(serving: dict[str, Any], revision: dict[str, Any], addres
         "passive_health": {"max_failures": 0, "cooldown": 10.0, "statuses": []},
         "tls": {"ca_file": None, "insecure_skip_verify": False},
         "activator": {"container_concurrency": revision["container_concurrency"],
-                      "queue_depth": serving["queue_depth"], "queue_timeout": serving["queue_timeout"]},
+                      "queue_depth": serving["queue_depth"], "queue_timeout": serving["queue_timeout"],
+                      "failing": failing},
     }
     return {"load_balancer": lb, "weighted": None, "failover": None, "mirroring": None, "serving": None}
 

@@ -22,7 +22,6 @@ from .ai_schema import AFFINITY, AGENT_HEALTH
 from .kubernetes_schema import KUBERNETES
 from .middleware_types import MIDDLEWARE
 from .provider_schema import STORE_PROVIDERS
-from .serving_schema import SERVING
 from .schema import (
     Bool,
     Duration,
@@ -45,6 +44,7 @@ from .schema import (
     readable_file_error,
     url_check,
 )
+from .serving_schema import SERVING
 
 PROTOCOLS = ("http", "tcp", "udp")
 STRATEGIES = ("round-robin", "weighted", "least-connections", "random")

@@ -179,3 +179,12 @@ def test_sigterm_leaves_no_instance_process_behind(gateway) -> None:
     assert g.proc.wait(30) == 0
     assert [pid for pid in pids if _alive(pid)] == []
     assert all(not os.path.exists(f"/proc/{pid}") or not _alive(pid) for pid in pids)
+
+
+def test_a_command_that_exits_at_once_gives_503_naming_the_failure_not_a_hung_request(gateway) -> None:
+    g = gateway(config(revision("v1", command="echo starting {port}; exit 3", initial_scale=0)), workers=2)
+    status, headers, body = get(g)
+    assert status == 503 and "Retry-After" in headers
+    assert "cannot start an instance" in body["error"] and "exited with status 3" in body["error"]
+    rev = serving(g)["v1"]
+    assert rev["executor"]["errors"] >= 1 and "exited with status 3" in rev["executor"]["last_error"]

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from a3s_gateway.master.generations import Generations
-from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.master.serving.revisions import expand, served
+from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.shared.plane import Plane, PlaneLayout
 from a3s_gateway.worker.process import Worker
 from a3s_gateway.worker.upstream.http1 import UpstreamProtocol

@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from a3s_gateway.master.serving.autoscaler import Decider, Settings
 
 BASE = Settings(target=10.0, stable_window=60.0, panic_window=6.0, panic_threshold=2.0, max_scale_up_rate=1000.0,

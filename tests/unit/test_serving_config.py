@@ -4,7 +4,6 @@ service of per-revision load balancers plus tag routes (master/serving/revisions
 from __future__ import annotations
 
 import pytest
-
 from a3s_gateway.master.serving.revisions import expand, problems
 from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.shared.errors import ConfigError

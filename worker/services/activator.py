@@ -17,7 +17,8 @@ Invariants:
   waiters rather than overtake them.
 * a waiter ends exactly once: sent to an instance (its wait observed in the queue-wait histogram, and the
   response gets ``X-A3S-Cold-Start``), refused with 503 + ``Retry-After`` + a JSON body naming the revision (queue
-  full node-wide, or ``queue_timeout`` passed), or dropped because its client left; each decrements the gauge.
+  full node-wide, ``queue_timeout`` passed, or the master says no instance can start and why), or dropped
+  because its client left; each decrements the gauge.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Activator:
         self.cc = settings["container_concurrency"]
         self.depth = settings["queue_depth"]
         self.timeout = settings["queue_timeout"]
+        self.failing: str | None = settings.get("failing")    # the master: no instance can start, and why
         self.plane = plane
         self.next = 0
 
@@ -70,6 +72,8 @@ class Activator:
             if backend is not None:
                 ex.backend = backend
                 return conn.connect_upstream(ex)
+        if self.failing is not None and not self.backends:
+            return conn.answer(ex, self.cannot_start())
         if self.plane.queued(self.idx) >= self.depth:
             self.plane.queue_refused(self.idx, False)
             return conn.answer(ex, refusal(self.name, f"the queue of revision '{self.name}' is full "
@@ -77,6 +81,9 @@ class Activator:
         if queue is None:
             queue = QUEUES[self.name] = Queue(self.name, conn.worker)
         queue.add(ex, conn, self.idx)
+
+    def cannot_start(self) -> Answer:
+        return refusal(self.name, f"revision '{self.name}' cannot start an instance: {self.failing}", 1.0)
 
     def take(self) -> Backend | None:
         """A healthy instance with room, claimed (its in-flight count bumped), or None."""
@@ -132,6 +139,12 @@ class Queue:
             if not conn.current(ex):                 # the client left
                 waiters.popleft()
                 plane.queue_change(idx, -1)
+                continue
+            if activator is not None and activator.failing is not None and not activator.backends:
+                waiters.popleft()
+                plane.queue_change(idx, -1)
+                conn.answer(ex, activator.cannot_start())
+                conn.flush()
                 continue
             if activator is None or now - since >= activator.timeout:
                 waiters.popleft()
