@@ -28,7 +28,7 @@ from test_serving import config, revision  # noqa: E402
 
 def instances(g: Gateway) -> list:
     with urllib.request.urlopen(g.admin + "/api/serving", timeout=2) as r:
-        return json.loads(r.read())["fn"]["v1"]["instances"]
+        return json.loads(r.read())["fn"]["revisions"]["v1"]["instances"]
 
 
 def main() -> None:

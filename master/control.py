@@ -93,10 +93,7 @@ class ControlPlane:
         problems = serving_revisions.problems(data, cfg.source)
         if problems:
             raise ConfigError(problems)
-        if self.serving is not None:
-            serving_revisions.expand(data, self.serving.ready, self.serving.failing)
-        else:
-            serving_revisions.expand(data, lambda service, revision: [])
+        serving_revisions.expand(data, self.serving if self.serving is not None else serving_revisions.Idle())
         if self.dns is not None:
             self.dns.expand(data["services"])
         if self.acme is not None:

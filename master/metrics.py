@@ -392,8 +392,8 @@ class GatewayCollector:
         waits = HistogramMetricFamily(P + "serving_queue_wait_seconds", "How long requests waited in the activator "
                                       "for an instance (a cold start, or all instances at container_concurrency).",
                                       labels=labels)
-        for service, revisions in sorted(g.control().get("serving", {}).items()):
-            for name, rev in sorted(revisions.items()):
+        for service, state in sorted(g.control().get("serving", {}).items()):
+            for name, rev in sorted(state["revisions"].items()):
                 for key, family in gauges.items():
                     family.add_metric([service, name], float(rev[key]))
                 errors.add_metric([service, name], rev["executor"]["errors"])

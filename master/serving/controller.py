@@ -36,10 +36,12 @@ import aiohttp
 from ...shared import log as gwlog
 from ...shared.config.serving_schema import revision_service
 from ...shared.plane import Plane
+from ...shared.plane.observations import NB
 from .autoscaler import Decider, Decision, Settings
 from .executor import Instance, ScaleExecutor
 from .executors import executor_class
 from .revisions import served
+from .rollout import Rollout, Sample
 
 log = gwlog.get("master.serving")
 
@@ -78,6 +80,7 @@ class Serving:
         self.republish = republish
         self.revisions: dict[tuple[str, str], Revision] = {}
         self.ticks: dict[str, float] = {}                          # service -> tick interval
+        self.rollouts: dict[str, Rollout] = {}                     # service -> its rollout (kept across reloads)
         self.slots: dict[str, Any] = {"backends": {}, "services": {}}
         self._tasks: list[asyncio.Task] = []
         self._publishing: asyncio.Task | None = None
@@ -88,6 +91,10 @@ class Serving:
     def ready(self, service: str, revision: str) -> list[str]:
         rev = self.revisions.get((service, revision))
         return sorted(rev.ready) if rev is not None else []
+
+    def split(self, service: str) -> dict[str, int] | None:
+        rollout = self.rollouts.get(service)
+        return rollout.split() if rollout is not None else None
 
     def failing(self, service: str, revision: str) -> str | None:
         """Why the revision cannot get an instance now (its executor's last error while none is ready): the
@@ -125,8 +132,49 @@ class Serving:
             self.revisions[key] = rev
             rev.desired = min(max(r["initial_scale"], r["min_scale"]), r["max_scale"])
             self._spawn(self._scale(rev, rev.desired, f"initial_scale {r['initial_scale']}"))
+        self._configure_rollouts(data, now)
         if not self._tasks:
             self._tasks = [self._spawn(self._sample()), self._spawn(self._tick())]
+
+    def _configure_rollouts(self, data: dict[str, Any], now: float) -> None:
+        """A rollout whose settings a reload keeps keeps its progress; a new or changed one starts over."""
+        wanted = {name: serving["rollout"] for name, serving in served(data.get("services", {})).items()
+                  if serving["rollout"] is not None}
+        changed = False
+        for name in [n for n, r in self.rollouts.items() if wanted.get(n) != r.settings]:
+            del self.rollouts[name]
+            changed = True
+        for name, settings in wanted.items():
+            if name not in self.rollouts:
+                rollout = self.rollouts[name] = Rollout(settings, now, self._outcomes(name, settings["to"]))
+                log.info(f"serving {name}: rollout from {settings['from']} to {settings['to']} starts at "
+                         f"{rollout.percent}%")
+                changed = True
+        if changed:
+            self._publish()
+
+    def _outcomes(self, service: str, revision: str) -> Sample:
+        """The revision's answers so far, from the plane (requests, failures, duration histogram)."""
+        idx = self.slots["services"].get(revision_service(service, revision))
+        if idx is None:
+            return Sample(0, 0, (0,) * NB)
+        counts = self.plane.totals()["services"].get(idx, {})
+        durations = self.plane.observation_totals()["service_durations"].get(idx)
+        buckets = tuple(durations[0]) if durations else (0,) * NB
+        failed = counts.get("5xx", 0) + counts.get("err", 0)
+        return Sample(sum(counts.get(c, 0) for c in ("1xx", "2xx", "3xx", "4xx")) + failed, failed, buckets)
+
+    def _step_rollouts(self, now: float, services: set[str]) -> None:
+        for name in services:
+            rollout = self.rollouts.get(name)
+            if rollout is None or rollout.state != "progressing":
+                continue
+            if rollout.advance(now, self._outcomes(name, rollout.settings["to"])):
+                step = rollout.steps[-1]
+                (log.warning if rollout.state == "rolled_back" else log.info)(
+                    f"serving {name}: rollout step: {step['verdict']} ({step['requests']} requests, error rate "
+                    f"{step['error_rate']:.1%}, p99 {step['p99_s']:g}s)")
+                self._publish()
 
     def applied(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]
@@ -190,9 +238,10 @@ class Serving:
                 decision = rev.decider.decide(now, len(rev.ready), rev.desired)
                 if decision.desired >= 0:
                     await self._scale(rev, decision.desired, decision.reason, decision)
-            for service, tick in self.ticks.items():
-                if now - last.get(service, 0.0) >= tick:
-                    last[service] = now
+            due = {service for service, tick in self.ticks.items() if now - last.get(service, 0.0) >= tick}
+            self._step_rollouts(now, due)
+            for service in due:
+                last[service] = now
 
     async def _sample(self) -> None:
         while True:
@@ -291,7 +340,7 @@ class Serving:
             live = [i for i in rev.executor.instances() if i.state != "terminating"]
             now = time.monotonic()
             idx = self.slots["services"].get(rev.lb)
-            out.setdefault(rev.service, {})[rev.name] = {
+            out.setdefault(rev.service, {"revisions": {}, "rollout": None})["revisions"][rev.name] = {
                 "desired": rev.desired,
                 "starting": len([i for i in live if i.address not in rev.ready]),
                 "ready": len(rev.ready),
@@ -308,6 +357,9 @@ class Serving:
                 "executor": rev.executor.describe(),
                 "failing": rev.failing,
             }
+        for name, rollout in self.rollouts.items():
+            if name in out:
+                out[name]["rollout"] = rollout.as_dict()
         return out
 
 

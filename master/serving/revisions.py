@@ -1,15 +1,16 @@
 """How a served service compiles to what the workers already know: a weighted service over one load balancer per
 revision, plus a route per traffic tag.
 
-``expand(data, ready)`` rewrites normalized config data in place (the effective config of one generation, never
+``expand(data, live)`` rewrites normalized config data in place (the effective config of one generation, never
 the static one):
 
 * ``services.<name>`` (kind ``serving``) becomes ``weighted`` over ``<name>.<rev>`` with weight = the percent of
-  the traffic targets naming the revision (a revision at 0 % takes no share, but its tag still reaches it);
+  the traffic targets naming the revision, or the split of a rollout in progress (``live.split``); a revision at
+  0 % takes no share, but its tag still reaches it;
 * ``services.<name>.<rev>`` is a round-robin load balancer whose servers are the revision's *ready* instances
-  (``ready(name, rev)``, possibly none), carrying an ``activator`` table the worker reads
+  (``live.ready``, possibly none), carrying an ``activator`` table the worker reads
   (``worker/services/activator.py``): the revision's ``container_concurrency``, the queue's limits and why the
-  revision cannot get an instance now (``failing(name, rev)``, None when nothing is wrong);
+  revision cannot get an instance now (``live.failing``, None when nothing is wrong);
 * for each tag and each router naming the service, a router ``<router>.<tag>`` to ``<name>.tag.<tag>`` (a weighted
   service with that one revision) whose rule is the router's rule plus the header ``Knative-Serving-Tag: <tag>``,
   or any of the hosts ``<tag>-<host>`` of the router's rule, one priority above the router.
@@ -20,13 +21,38 @@ expansion never overwrites a user's object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ...shared.config.serving_schema import TAG_HEADER, revision_service
 from ...shared.errors import Problem
 from ...shared.rules import parse_rule
 from .executors import executor_class
+
+
+class Live(Protocol):
+    """What the master's serving controller knows that the config does not."""
+
+    def ready(self, service: str, revision: str) -> list[str]:
+        """The addresses of the revision's ready instances."""
+
+    def failing(self, service: str, revision: str) -> str | None:
+        """Why the revision cannot get an instance now, or None."""
+
+    def split(self, service: str) -> dict[str, int] | None:
+        """The percents a rollout in progress gives the revisions (None: the config's ``traffic``)."""
+
+
+class Idle:
+    """Before the controller runs: no instance, nothing failing, the config's split."""
+
+    def ready(self, service: str, revision: str) -> list[str]:
+        return []
+
+    def failing(self, service: str, revision: str) -> str | None:
+        return None
+
+    def split(self, service: str) -> dict[str, int] | None:
+        return None
 
 
 def tag_service(service: str, tag: str) -> str:
@@ -70,16 +96,19 @@ def problems(data: dict[str, Any], source: str) -> list[Problem]:
     return out
 
 
-def expand(data: dict[str, Any], ready: Callable[[str, str], list[str]],
-           failing: Callable[[str, str], str | None] = lambda service, revision: None) -> None:
+def expand(data: dict[str, Any], live: Live) -> None:
     services, routers = data["services"], data["routers"]
     for name, serving in served(services).items():
         weights: dict[str, int] = dict.fromkeys(serving["revisions"], 0)
-        for target in serving["traffic"]:
-            weights[target["revision"]] += target["percent"]
+        split = live.split(name)
+        if split is not None:
+            weights.update(split)
+        else:
+            for target in serving["traffic"]:
+                weights[target["revision"]] += target["percent"]
         for rev, revision in serving["revisions"].items():
-            services[revision_service(name, rev)] = _revision_balancer(serving, revision, ready(name, rev),
-                                                                       failing(name, rev))
+            services[revision_service(name, rev)] = _revision_balancer(serving, revision, live.ready(name, rev),
+                                                                       live.failing(name, rev))
         services[name] = _weighted([(revision_service(name, rev), w) for rev, w in weights.items()])
         for target in serving["traffic"]:
             tag = target["tag"]

@@ -140,6 +140,18 @@ TARGET = Table({
 })
 
 
+# Gradual rollout (master/serving/rollout.py): traffic moves from ``from`` to ``to`` in steps gated on health.
+ROLLOUT = Table({
+    "from": Field(Str(nonempty=True), required=True),
+    "to": Field(Str(nonempty=True), required=True),
+    "step_percent": Field(Int(minimum=1, maximum=100), 10),
+    "step_interval": Field(_POSITIVE, 30.0),
+    "max_error_rate": Field(Number(minimum=0, maximum=1), 0.01),
+    "max_p99": Field(Nullable(_POSITIVE)),
+    "min_requests": Field(Int(minimum=1), 10),
+})
+
+
 def _serving_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     revisions = out.get("revisions")
     if not isinstance(revisions, dict):
@@ -148,6 +160,16 @@ def _serving_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Repo
         rep.add(join(path, "revisions"), "a served service needs at least one revision")
         return
     latest = list(revisions)[-1]
+    rollout = out.get("rollout")
+    if rollout is not None:
+        for key in ("from", "to"):
+            if rollout.get(key) == LATEST:
+                rollout[key] = latest
+            if key in rollout and rollout[key] not in revisions:
+                rep.add(join(path, f"rollout.{key}"), f"unknown revision '{rollout[key]}' (defined: "
+                        f"{', '.join(revisions)}, or 'latest')")
+        if rollout.get("from") is not None and rollout.get("from") == rollout.get("to"):
+            rep.add(join(path, "rollout.to"), "must differ from rollout.from")
     traffic = out.get("traffic")
     if traffic is None:
         return
@@ -173,6 +195,7 @@ SERVING = Table(
     {
         "revisions": Field(MapOf(REVISION), required=True),
         "traffic": Field(ListOf(TARGET), []),
+        "rollout": Field(Nullable(ROLLOUT)),       # while set, it decides the split between its two revisions
         # the autoscaler (master/serving/autoscaler.py): Knative KPA's keys and defaults
         "target": Field(Nullable(Number(minimum=0.01))),          # concurrent requests per instance wanted
         "target_utilization": Field(Number(minimum=0, exclusive_minimum=True, maximum=1), 0.7),

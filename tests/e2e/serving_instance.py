@@ -3,7 +3,7 @@ plain asyncio streams (no imports beyond the standard library, so it starts fast
 executor as ``python serving_instance.py --port {port}``.
 
 It listens ``--delay`` seconds after its process started (a slow starter; the interpreter's own start-up counts
-in it), answers every request ``200`` with a JSON body
+in it), answers every request ``--status`` (200) with a JSON body
 naming ``--name`` and its port, holds a request ``?hold=SECONDS`` before answering, and records the most
 requests it ever had in flight at once into ``--record`` (a file, rewritten when the maximum grows), so a test
 can check a concurrency limit from the instance's side.
@@ -58,8 +58,8 @@ class Instance:
         finally:
             self.in_flight -= 1
         body = json.dumps({"name": self.args.name, "port": self.args.port, "pid": os.getpid()}).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(body), body))
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (self.args.status, len(body), body))
         await writer.drain()
 
 
@@ -76,6 +76,7 @@ async def main() -> None:
     ap.add_argument("--name", default="instance")
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--record", default=None)
+    ap.add_argument("--status", type=int, default=200, help="the status of every answer (500: a bad revision)")
     args = ap.parse_args()
     forever = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -76,7 +76,7 @@ def get(g: Gateway, path: str = "/", host: str = "fn.test", headers: dict[str, s
 
 def serving(g: Gateway) -> dict[str, Any]:
     with urllib.request.urlopen(g.admin + "/api/serving", timeout=2) as r:
-        return json.loads(r.read())["fn"]
+        return json.loads(r.read())["fn"]["revisions"]
 
 
 def parallel(n: int, fn: Any) -> list[Any]:

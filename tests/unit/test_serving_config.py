@@ -4,7 +4,7 @@ service of per-revision load balancers plus tag routes (master/serving/revisions
 from __future__ import annotations
 
 import pytest
-from a3s_gateway.master.serving.revisions import expand, problems
+from a3s_gateway.master.serving.revisions import Idle, expand, problems
 from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.shared.errors import ConfigError
 
@@ -74,9 +74,14 @@ def test_other_executor_kinds_take_a_free_form_table_checked_by_their_class() ->
                                        ["services.fn.serving.revisions.v2.kubernetes"])
 
 
+class V1Ready(Idle):
+    def ready(self, service: str, revision: str) -> list[str]:
+        return ["127.0.0.1:9100"] if revision == "v1" else []
+
+
 def test_revisions_compile_to_a_weighted_split_and_tag_routes() -> None:
     data = GatewayConfig.from_toml(BASE).to_dict()
-    expand(data, lambda service, rev: ["127.0.0.1:9100"] if rev == "v1" else [])
+    expand(data, V1Ready())
     services, routers = data["services"], data["routers"]
     assert services["fn"]["weighted"]["services"] == [{"name": "fn.v1", "weight": 90}, {"name": "fn.v2", "weight": 10}]
     v1 = services["fn.v1"]["load_balancer"]
