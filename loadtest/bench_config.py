@@ -1,4 +1,5 @@
-"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain``, ``full`` or ``weighted``).
+"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain``, ``full``, ``weighted`` or
+``served``).
 
 The gateway listens on 127.0.0.1:8090 and proxies to the reference origin on 127.0.0.1:9001, as
 ``shared/bench/run_anchors.sh`` expects. The admin API moves to 127.0.0.1:9190 to stay clear of other tools.
@@ -68,7 +69,21 @@ services = [{name = "origin", weight = 1}]
 servers = [{url = "http://127.0.0.1:9001"}]
 """
 
-PROFILES = {"plain": lambda: PLAIN, "full": full, "weighted": lambda: WEIGHTED}
+# A served revision with a ready instance (the reference origin) and a concurrency limit, so every request is
+# admitted by the activator's claim-then-verify (compare with ``plain``: the budget is 2 µs more per request,
+# loadtest/hotpath.py, which fills the revision's ready instance in as the master's controller would).
+SERVED = HEAD + """
+[routers.all]
+rule = "PathPrefix(`/`)"
+service = "fn"
+[services.fn.serving]
+[services.fn.serving.revisions.v1]
+executor = "process"
+container_concurrency = 100
+process = {command = "origin --port {port}", ports = "9001-9010"}
+"""
+
+PROFILES = {"plain": lambda: PLAIN, "full": full, "weighted": lambda: WEIGHTED, "served": lambda: SERVED}
 
 
 def main() -> None:

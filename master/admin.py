@@ -282,6 +282,7 @@ class AdminServer:
         app.router.add_get(f"/api/{{kind:{kinds}}}/{{name}}", self.item)
         app.router.add_get("/api/certificates", self.certificates)
         app.router.add_get("/api/providers", self.providers)
+        app.router.add_get("/api/serving", self.serving)
         self.dashboard = dashboard.Dashboard(gateway)
         self.dashboard.register(app)
         self.runner = web.AppRunner(app, access_log=None)
@@ -375,3 +376,8 @@ class AdminServer:
 
     async def providers(self, request: web.Request) -> web.Response:
         return _json(redact(NodeView(self.gateway).providers()))
+
+    async def serving(self, request: web.Request) -> web.Response:
+        """Per served service and revision: instances wanted, starting and ready, in flight and queued, the
+        autoscaler's windows, panic state and last decisions with their reasons, and the executor's errors."""
+        return _json(redact(self.gateway.control().get("serving", {})))

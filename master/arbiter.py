@@ -73,6 +73,7 @@ class Arbiter:
         self.stopping = False
         self._tasks: set[asyncio.Task] = set()
         self.extra_boot: Callable[[], dict[str, Any]] = dict   # control-plane state a new worker needs
+        self.on_poke: Callable[[str], None] = lambda service: None   # a served revision's first waiter
 
     # -- spawning
     async def start(self) -> None:
@@ -131,6 +132,8 @@ class Arbiter:
                 handle.ready.set_result(True)
             elif op == "boot_failed" and not handle.ready.done():
                 handle.ready.set_exception(GatewayError(f"worker {handle.slot}: {msg.get('error')}"))
+            elif op == "poke":
+                self.on_poke(msg["service"])
             elif op in ("loaded", "load_failed"):
                 fut = handle.acks.pop(msg["generation"], None)
                 if op == "loaded":

@@ -26,6 +26,7 @@ from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError
 from . import status
 from .gateway import Gateway
+from .serving.revisions import problems as serving_problems
 
 
 def _version() -> str:
@@ -49,6 +50,9 @@ def validate(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = GatewayConfig.from_file(args.config)
+        problems = serving_problems(cfg.data, cfg.source)    # executor settings: checked by their classes
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as e:
         for p in e.problems:
             print(p, file=sys.stderr)

@@ -42,6 +42,8 @@ from .providers.kubernetes import merge as merge_kubernetes
 from .providers.kv import Partial
 from .providers.provider import Provider, merge
 from .providers.redis import RedisProvider
+from .serving import revisions as serving_revisions
+from .serving.controller import Serving
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -64,6 +66,7 @@ class ControlPlane:
         self.dns: DnsResolver | None = None
         self.acme: AcmeManager | None = None
         self.providers: dict[str, Provider] = {}      # the store providers, by name
+        self.serving: Serving | None = None              # served services' revisions (master/serving/)
         self._lock: asyncio.Lock | None = None
         self._pending: asyncio.Task | None = None
         self.started = False
@@ -87,6 +90,10 @@ class ControlPlane:
             merged |= merge_kubernetes(data, self.kubernetes.contribution, self.kubernetes.settings["entrypoints"])
         if merged:
             data = GatewayConfig.from_dict(data, source=cfg.source).data   # same validation as files
+        problems = serving_revisions.problems(data, cfg.source)
+        if problems:
+            raise ConfigError(problems)
+        serving_revisions.expand(data, self.serving if self.serving is not None else serving_revisions.Idle())
         if self.dns is not None:
             self.dns.expand(data["services"])
         if self.acme is not None:
@@ -145,6 +152,11 @@ class ControlPlane:
         accepted = {o: v for o, v in candidate.items() if o not in rejected[provider.name]}
         if provider.accept(partial, accepted, reasons):
             await self._republish(f"{provider.name} provider")
+
+    def poke(self, service: str) -> None:
+        """A worker queued the first request for a served revision (``service`` is its load balancer)."""
+        if self.serving is not None:
+            self.serving.poke(service)
 
     def boot_state(self) -> dict[str, Any]:
         return {"acme_tokens": dict(self.acme.tokens) if self.acme else {}}
@@ -205,6 +217,10 @@ class ControlPlane:
             if self.agents is None:
                 self.agents = ModelProbe(plane)
             self.agents.update(compiled)      # after health checks: the probe owns its backends' flags
+            if self.serving is None:
+                self.serving = Serving(plane, self._republish)
+            self.serving.applied(compiled)
+            self.serving.configure(cfg.data)
         self._configure_sync(cfg)
         if self.dns is not None and self.dns.task is None:
             self.dns.start()
@@ -260,12 +276,13 @@ class ControlPlane:
         if self._pending is not None:
             self._pending.cancel()
         for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents,
-                          *self.providers.values()):
+                          self.serving, *self.providers.values()):
             if component is not None:
                 await component.stop()
         self.providers = {}
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
         self.watcher = self.discovery = self.kubernetes = self.dns = self.acme = self.health = self.agents = None
+        self.serving = None
 
     # -- reload triggers
     async def reload(self, reason: str, reread: bool = True) -> GatewayError | None:
@@ -299,4 +316,5 @@ class ControlPlane:
             "providers": [p.snapshot() for p in self.providers.values()],
             "dns": self.dns.snapshot() if self.dns else None,
             "acme": self.acme.snapshot() if self.acme else None,
+            "serving": self.serving.snapshot() if self.serving else {},
         }

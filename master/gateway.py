@@ -162,6 +162,7 @@ class Gateway:
             self._arbiter = Arbiter(self._listeners, self._plane, self.workers, self.log_level, self.log_format,
                                     self.graceful_timeout, lambda: self._compiled)
             self._arbiter.extra_boot = self._control.boot_state
+            self._arbiter.on_poke = self._control.poke
             await self._arbiter.start()
             self._generations.published(self._generation)
             await self._control.start(self._config, self._compiled)

@@ -115,6 +115,7 @@ class GatewayCollector:
             yield from self._middlewares(plane, compiled)
             yield from self._services_of_services(plane, compiled)
             yield from self._ai(plane, compiled)
+        yield from self._serving(g)
         yield from self._tls(g)
 
     # -- lifecycle
@@ -370,6 +371,40 @@ class GatewayCollector:
                     mirrored.add_metric([name, mirror["name"], outcome], counts.get(outcome, 0))
         yield mirrored
         yield exhausted
+
+    # -- serving (master/serving/controller.py, shared/plane/activator.py)
+    def _serving(self, g: Gateway) -> Iterator[Metric]:
+        labels = ["service", "revision"]
+        gauges = {key: GaugeMetricFamily(P + f"serving_{name}", text, labels=labels) for key, name, text in (
+            ("desired", "desired_instances", "Instances the autoscaler wants for a revision."),
+            ("starting", "starting_instances", "A revision's instances whose readiness probe has not answered yet."),
+            ("ready", "ready_instances", "A revision's instances that answered their readiness probe and serve."),
+            ("in_flight", "in_flight_requests", "Requests in flight on a revision's instances (all workers)."),
+            ("queued", "queued_requests", "Requests waiting in the activator for an instance of a revision "
+                                          "(all workers)."),
+            ("stable_concurrency", "stable_concurrency", "A revision's average concurrency over the stable window."),
+            ("panic_concurrency", "panic_concurrency", "A revision's average concurrency over the panic window."),
+            ("panicking", "panicking", "1 while a revision's autoscaler is in panic mode."))}
+        refused = CounterMetricFamily(P + "serving_queue_refused", "Requests the activator answered 503 without an "
+                                      "instance: the queue was full, or queue_timeout passed.",
+                                      labels=[*labels, "reason"])
+        errors = CounterMetricFamily(P + "serving_executor_errors", "Failures of a revision's scale executor (a "
+                                     "command that exits, a refused scale call...).", labels=labels)
+        waits = HistogramMetricFamily(P + "serving_queue_wait_seconds", "How long requests waited in the activator "
+                                      "for an instance (a cold start, or all instances at container_concurrency).",
+                                      labels=labels)
+        for service, state in sorted(g.control().get("serving", {}).items()):
+            for name, rev in sorted(state["revisions"].items()):
+                for key, family in gauges.items():
+                    family.add_metric([service, name], float(rev[key]))
+                errors.add_metric([service, name], rev["executor"]["errors"])
+                queue = rev["queue"]
+                if queue is not None:
+                    refused.add_metric([service, name, "full"], queue["full"])
+                    refused.add_metric([service, name, "timeout"], queue["timeout"])
+                    waits.add_metric([service, name], _buckets(queue["waits"]), queue["wait_sum_us"] / 1e6)
+        yield from gauges.values()
+        yield from (refused, errors, waits)
 
     # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

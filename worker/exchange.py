@@ -177,6 +177,7 @@ class Exchange:
     local: Answer | None = None              # the gateway's own answer instead of a proxied response
     middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
     set_cookie: bytes | tuple[bytes, ...] | None = None  # sticky-session cookies (Set-Cookie values) to send
+    resp_fields: Fields | None = None        # fields the response gets (the activator's X-A3S-Cold-Start)
     upgrade: bool = False                    # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;
@@ -276,6 +277,9 @@ def start(ex: Exchange, conn: Downstream) -> None:
         if picked is None:
             return conn.answer(ex, error_for(ex, 503))
         ex.service, backend, cookies = picked
+        activator = ex.service.activator
+        if activator is not None:            # a served revision: an instance with room, or its queue
+            return activator.admit(ex, conn, backend)
         if cookies:
             ex.set_cookie = cookies
         kind = service.kind
@@ -392,6 +396,8 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
         route.chain.on_response(ex, status, fields)
         if ex.filter is not None:            # a transformed body's length is not known
             fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
+    if ex.resp_fields is not None:
+        fields += ex.resp_fields
     cookie = ex.set_cookie
     if cookie is not None:
         if cookie.__class__ is tuple:        # picked through a service of services (one cookie per level)

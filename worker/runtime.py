@@ -23,6 +23,7 @@ from . import tls
 from .chain import Chain
 from .router import RouterTable
 from .services import balancer
+from .services.activator import Activator
 from .services.affinity import Affinity
 from .services.failover import Failover
 from .services.mirroring import Mirroring
@@ -88,6 +89,7 @@ class Service:
     passive_statuses: frozenset[int] = frozenset()
     sticky: Sticky | Affinity | None = None
     kind: Weighted | Failover | Mirroring | None = None  # a service of services: picks through to a leaf
+    activator: Activator | None = None      # a served revision's admission and queue (services/activator.py)
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
         """(leaf service, backend, Set-Cookie values) for a request with ``headers`` (None: a bare pick, no
@@ -177,6 +179,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             passive_cooldown=lb["passive_health"]["cooldown"],
             passive_statuses=frozenset(lb["passive_health"]["statuses"]),
         )
+        if lb.get("activator") is not None:
+            service.activator = Activator(service, lb["activator"], plane)
         if lb["sticky"] is not None:
             service.sticky = Sticky(lb["sticky"], service.idx, backends, service.balancer, plane)
         if lb.get("affinity") is not None or (lb.get("agent_health") is not None and service.sticky is None):

@@ -45,6 +45,14 @@ class ScaleExecutor(abc.ABC):
 
     kind: ClassVar[str]
 
+    @classmethod
+    def validate(cls, settings: Mapping[str, Any]) -> list[str]:
+        """Why ``settings`` (the revision's ``[...revisions.<rev>.<kind>]`` table, as written) cannot work: one
+        message per problem, each starting with the key it is about (``"image: must not be empty"``); empty when
+        they are fine. Called in the master on every config load and reload, before anything starts, so a bad
+        table is rejected with its path and the running gateway keeps its last good config."""
+        return []
+
     def __init__(self, service: str, revision: str, settings: Mapping[str, Any],
                  on_change: Callable[[], None]) -> None:
         self.service = service

@@ -44,6 +44,7 @@ from .schema import (
     readable_file_error,
     url_check,
 )
+from .serving_schema import SERVING
 
 PROTOCOLS = ("http", "tcp", "udp")
 STRATEGIES = ("round-robin", "weighted", "least-connections", "random")
@@ -300,7 +301,7 @@ MIRRORING = Table({
     "max_in_flight": Field(Int(minimum=1), 256),                          # per worker; more are dropped
 }, post=_check_mirror_count)
 
-SERVICE_KINDS = ("load_balancer", "weighted", "failover", "mirroring")
+SERVICE_KINDS = ("load_balancer", "weighted", "failover", "mirroring", "serving")
 """The keys of ``[services.<name>]``: exactly one is given; the others normalize to None."""
 
 
@@ -315,7 +316,7 @@ def _one_kind(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter
 
 SERVICE = Table({kind: Field(Nullable(spec)) for kind, spec in (("load_balancer", LOAD_BALANCER),
                                                                 ("weighted", WEIGHTED), ("failover", FAILOVER),
-                                                                ("mirroring", MIRRORING))},
+                                                                ("mirroring", MIRRORING), ("serving", SERVING))},
                 post=_one_kind)
 
 

@@ -39,6 +39,10 @@ from dataclasses import asdict
 from typing import Any
 
 from . import header as H
+from .activator import FULL as _Q_FULL
+from .activator import QUEUED as _Q_QUEUED
+from .activator import TIMEOUT as _Q_TIMEOUT
+from .activator import ActivatorTable
 from .ai import AiTable
 from .breaker import BreakerTable
 from .counters import (
@@ -82,13 +86,13 @@ from .traffic import TrafficTable, outcome_word
 from .workers import HEARTBEAT, ROW, WorkerTable
 
 _TABLES = (WorkerTable, CounterTable, HealthTable, BreakerTable, RateLimitTable, StickyTable, NameTable,
-           ObservationTable, AiTable, MiddlewareTable, TrafficTable)
+           ObservationTable, AiTable, MiddlewareTable, TrafficTable, ActivatorTable)
 SEGMENTS = ("header",) + tuple(t.SEGMENT for t in _TABLES) + ("locks",)
 _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
 _WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "account", "add_misc",
                   "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
-                  "middleware_fail_open", "retry_change")
+                  "middleware_fail_open", "retry_change", "queue_change", "queue_refused", "queue_waited")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker", "mirror_select",
             "mirror_outcome", "retry_budget_exhausted")
 _ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
@@ -147,6 +151,7 @@ class Plane:
         self.middlewares = MiddlewareTable(segs["middlewares"], layout)
         self.traffic = TrafficTable(segs["traffic"], layout, self._locks,
                                     st_base + (layout.sticky_entries + layout.token_entries) // BUCKET)
+        self.activator = ActivatorTable(segs["activator"], layout)
         self.observations.bind(slot)
         self.middlewares.bind(slot)
         self.middleware_answered = self.middlewares.answered
@@ -514,6 +519,24 @@ class Plane:
     def traffic_totals(self) -> dict[int, dict]:
         return self.traffic.split()
 
+    # ------------------------------------------------------------------ the serving activator (activator.py)
+    def queue_change(self, service_idx: int, n: int) -> None:
+        """This worker holds ``n`` more (or fewer) requests waiting for an instance of the revision."""
+        self.activator.add(self.worker_slot, service_idx, _Q_QUEUED, n)  # type: ignore[arg-type]
+
+    def queue_refused(self, service_idx: int, timeout: bool) -> None:
+        """A request the revision's queue refused: full, or waited past its timeout (``timeout``)."""
+        self.activator.add(self.worker_slot, service_idx, _Q_TIMEOUT if timeout else _Q_FULL, 1)  # type: ignore
+
+    def queue_waited(self, service_idx: int, seconds: float) -> None:
+        self.activator.waited(self.worker_slot, service_idx, seconds)  # type: ignore[arg-type]
+
+    def queued(self, service_idx: int) -> int:
+        return self.activator.queued(service_idx, self._hdr[self._rows_i])
+
+    def queue_totals(self, service_idx: int) -> dict:
+        return self.activator.totals(service_idx, self._hdr[self._rows_i])
+
     def agent_state(self, backend_idx: int) -> str | None:
         return self.ai.agent(backend_idx)
 
@@ -559,6 +582,7 @@ class Plane:
             self.ai.fold(slot)
             self.middlewares.fold(slot)
             self.traffic.fold(slot)
+            self.activator.fold(slot)
         finally:
             hdr[H.FOLD_SEQ] = seq + 2
         self.workers.clear(slot)
@@ -576,6 +600,7 @@ class Plane:
         self.counters.reset_service(idx, self._hdr[self._rows_i])
         self.observations.reset_service(idx, self._hdr[self._rows_i])
         self.traffic.reset(idx)
+        self.activator.reset(idx, self._hdr[self._rows_i])
 
     def reset_middleware(self, idx: int) -> None:
         self.middlewares.reset(idx, self._hdr[self._rows_i])

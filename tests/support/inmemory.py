@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from a3s_gateway.master.generations import Generations
+from a3s_gateway.master.serving.revisions import Idle, expand, served
 from a3s_gateway.shared.config import GatewayConfig
 from a3s_gateway.shared.plane import Plane, PlaneLayout
 from a3s_gateway.worker.process import Worker
@@ -78,8 +79,9 @@ class Wire(Transport):
 
 
 def config_text(which: str) -> str:
-    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``), or a config file's text."""
-    if which in ("plain", "full", "weighted"):
+    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``, ``served``), or a config
+    file's text."""
+    if which in ("plain", "full", "weighted", "served"):
         return subprocess.run([sys.executable, str(BENCH_CONFIG), which], capture_output=True,
                               text=True, check=True).stdout
     return Path(which).read_text()
@@ -94,6 +96,13 @@ def routers_config(n: int) -> str:
     return "".join(parts)
 
 
+class OneInstance(Idle):
+    """Every revision has one ready instance: the reference origin."""
+
+    def ready(self, service: str, revision: str) -> list[str]:
+        return ["127.0.0.1:9001"]
+
+
 def load_config(config: str, routers: int = 0, access_log: str | None = None, tracing: bool = False) -> GatewayConfig:
     """``config`` (a profile or a file), or ``routers`` host-rule routers instead, plus an ``[access_log]`` to
     ``access_log`` and/or ``[tracing]`` (every request sampled) when asked."""
@@ -106,7 +115,12 @@ def load_config(config: str, routers: int = 0, access_log: str | None = None, tr
         if access_log or tracing:
             raise SystemExit("--access-log / --tracing need a TOML config")
         return GatewayConfig.from_file(config)
-    return GatewayConfig.from_toml(text, source=f"<{config}>")
+    cfg = GatewayConfig.from_toml(text, source=f"<{config}>")
+    if served(cfg.services):       # what the master's serving controller compiles: one ready instance each
+        data = cfg.to_dict()
+        expand(data, OneInstance())
+        cfg = GatewayConfig(data, cfg.source)
+    return cfg
 
 
 @contextmanager

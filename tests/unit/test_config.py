@@ -529,7 +529,7 @@ def test_required_keys_and_cross_checks() -> None:
             None,
         ),
         ("routers.r.rule", "required key is missing", None),
-        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover, mirroring)",
+        ("services.s.load_balancer", "required key is missing (or another service kind: weighted, failover, mirroring, serving)",
          None),
         ("middlewares.m.type", "required key is missing", None),
         ("middlewares.rl.rate", "must be greater than 0, got 0", None),
@@ -879,7 +879,7 @@ LB = {"load_balancer": {"servers": [{"url": "http://a:1"}]}}
 
 def test_weighted_service_normalizes_children_and_drops_the_file_suffix() -> None:
     cfg = GatewayConfig.from_dict({"services": {"a": LB, "w": {"weighted": {"services": [{"name": "a@file"}]}}}})
-    assert cfg.services["w"] == {"load_balancer": None, "failover": None, "mirroring": None,
+    assert cfg.services["w"] == {"load_balancer": None, "failover": None, "mirroring": None, "serving": None,
                                  "weighted": {"services": [{"name": "a", "weight": 1}], "sticky": None}}
     assert cfg.services["a"]["weighted"] is None
     assert GatewayConfig.from_dict(cfg.to_dict()) == cfg

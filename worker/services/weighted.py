@@ -138,6 +138,8 @@ def pick_of(node: Node) -> Callable[[Fields | None, float], Picked | None]:
     """The function a parent calls to pick through ``node``: for a plain load balancer, its balancer's pick
     wrapped to name the service (one call fewer than ``Service.pick`` per request)."""
     service: Any = node
+    if getattr(service, "activator", None) is not None:
+        return service.activator.pick
     if getattr(service, "kind", None) is not None or getattr(service, "sticky", True) is not None:
         return node.pick
     pick_backend = service.balancer.pick
