@@ -1,0 +1,1 @@
+"""The ``ScaleExecutor`` implementations, one module per ``executor`` kind."""
