@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ...shared.config.schema import parse_duration
+from ....shared.config.schema import parse_duration
 
 
 class SettingsError(ValueError):
