@@ -6,10 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from a3s_gateway.master.serving.cluster import ServingCluster
 from serving_support import until
 from stores import RedisServer
-
-from a3s_gateway.master.serving.cluster import ServingCluster
 
 
 @pytest.fixture

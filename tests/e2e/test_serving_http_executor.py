@@ -8,12 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from a3s_gateway.master.serving.executors.http import HttpExecutor
+from a3s_gateway.master.serving.registration import Registrations, add_routes
 from aiohttp import ClientSession, web
 from harness import Gateway, free_port, wait_until
 from serving_support import Changes, until
-
-from a3s_gateway.master.serving.executors.http import HttpExecutor
-from a3s_gateway.master.serving.registration import Registrations, add_routes
 
 REG_TOKEN = "reg-secret-1"
 SCALE_TOKEN = "scale-secret-2"

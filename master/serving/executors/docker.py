@@ -231,7 +231,8 @@ class DockerExecutor(Reconciler):
 
     async def _stop(self, cid: str) -> None:
         try:
-            await self._call("POST", f"/containers/{cid}/stop", ok=(204, 304, 404), t=str(int(self.config.stop_timeout)))
+            await self._call("POST", f"/containers/{cid}/stop", ok=(204, 304, 404),
+                             t=str(int(self.config.stop_timeout)))
             await self._call("DELETE", f"/containers/{cid}", ok=(204, 404), force="true")
         except Exception as e:  # noqa: BLE001 — recorded; the next refresh still lists it and tries again
             self.failed(f"cannot stop container {cid[:12]}: {e}")

@@ -13,7 +13,6 @@ revision's ``registration_token``. ``close`` (the gateway stopping, or the revis
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -91,7 +90,7 @@ class HttpExecutor(Reconciler):
                 if not 200 <= r.status < 300:
                     text = (await r.text(errors="replace"))[:200]
                     raise ExecutorError(f"scale URL {self.config.scale_url} answered {r.status}: {text}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise ExecutorError(f"cannot reach scale URL {self.config.scale_url}: "
                                 f"{str(e) or type(e).__name__}") from None
 
