@@ -77,6 +77,7 @@ class DockerExecutor(Reconciler):
         self.filters = json.dumps({"label": [f"{LABEL}.service={service}", f"{LABEL}.revision={revision}"]})
         self._ports: dict[str, int] = {}                 # container id → port, for every container of ours
         self._created: dict[str, int] = {}               # container id → creation time (the daemon's)
+        self._died: set[str] = set()                     # "die" events seen (a listing may still say running)
         self._reserved: set[int] = set()                 # ports chosen for containers being created
         self._refreshing = asyncio.Lock()
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -119,7 +120,8 @@ class DockerExecutor(Reconciler):
             ports: dict[str, int] = {}
             for c in listed:
                 cid, labels = c["Id"], c.get("Labels") or {}
-                dead = c["State"] in ("exited", "dead") or (adopting and c["State"] != "running")
+                dead = (c["State"] in ("exited", "dead") or cid in self._died
+                        or (adopting and c["State"] != "running"))
                 if dead and cid not in self._stopping:
                     if not adopting:
                         await self._crashed(cid)
@@ -132,6 +134,7 @@ class DockerExecutor(Reconciler):
                                 else "ready")
                 instances[cid] = Instance(id=cid, address=self._address(c, port), state=state)
             self._ports = ports
+            self._died &= set(ports)
             self._created = {cid: t for cid, t in self._created.items() if cid in ports}
             self.set_instances(instances)
         if adopting and instances:
@@ -164,12 +167,17 @@ class DockerExecutor(Reconciler):
                     r.raise_for_status()
                     await self.refresh()            # what happened while not following
                     async for line in r.content:
-                        if line.strip():
-                            await self.refresh()
+                        try:
+                            event = json.loads(line)
+                        except ValueError:
+                            continue                # a torn line: the next event's refresh sees the state
+                        if event.get("Action") == "die":
+                            self._died.add(event.get("id", ""))
+                        await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 — the stream is resumed; reconcile reports a dead daemon
-                log.debug(f"serving {self.revision}: docker events stream ended: {e}")
+                log.debug(f"serving {self.revision}: docker events stream ended: {e!r}")
             await asyncio.sleep(1.0)
 
     # -- moving toward desired
