@@ -8,11 +8,10 @@ import json
 from typing import Any
 
 import httpx
+from a3s_gateway.master.serving.executors.docker import DockerExecutor
 from harness import free_port
 from serving_support import Changes, until
 from stores import IMAGE
-
-from a3s_gateway.master.serving.executors.docker import DockerExecutor
 
 HTTPD = ["httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/www"]
 
@@ -52,7 +51,7 @@ def test_scale_0_to_1_to_0_runs_a_labelled_container_that_answers_then_removes_i
                 "a3s.serving.service": "svc", "a3s.serving.revision": "v1", "a3s.serving.port": port}
             assert len(labels["a3s.serving.instance"]) == 8
             assert container["Id"] == ready[0].id and container["HostConfig"]["NetworkMode"] == "host"
-            assert f"PORT={port}" in container["Config"]["Env"] and f"GREETING=port {port}" in container["Config"]["Env"]
+            assert {f"PORT={port}", f"GREETING=port {port}"} <= set(container["Config"]["Env"])
             assert container["Config"]["Cmd"] == ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"]
             await ex.scale(1)                       # idempotent: still one
             await ex.scale(0)

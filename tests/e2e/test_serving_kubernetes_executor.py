@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_apiserver import FakeApiServer
-from serving_support import Changes, until
-
 from a3s_gateway.master.serving.executor import Instance
 from a3s_gateway.master.serving.executors.kubernetes import KubernetesExecutor
+from kube_apiserver import FakeApiServer
+from serving_support import Changes, until
 
 
 @pytest.fixture
