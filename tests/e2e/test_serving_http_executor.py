@@ -4,6 +4,8 @@ registering them through the registration routes over HTTP; and those routes in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -78,6 +80,23 @@ def settings(url: str, **more: Any) -> dict[str, Any]:
             **more}
 
 
+@contextlib.asynccontextmanager
+async def world(registry: Registrations, status: int = 200, up: bool = True,
+                changes: Changes | None = None) -> AsyncIterator[tuple[Box, HttpExecutor, str]]:
+    """The registration routes, a box (listening when ``up``) and an executor scaling through it."""
+    runner, api = await admin_api(registry)
+    box = Box(api, status)
+    if up:
+        await box.start()
+    ex = HttpExecutor("svc", "v1", settings(f"http://127.0.0.1:{box.port}/scale"), changes or Changes())
+    try:
+        yield box, ex, api
+    finally:
+        await ex.close()
+        await box.stop()
+        await runner.cleanup()
+
+
 @pytest.fixture(autouse=True)
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> Registrations:
     registry = Registrations()
@@ -87,11 +106,8 @@ def own_registry(monkeypatch: pytest.MonkeyPatch) -> Registrations:
 
 def test_scale_posts_replicas_with_the_token_and_registered_instances_become_instances(own_registry):
     async def main() -> None:
-        runner, api = await admin_api(own_registry)
-        box = await Box(api).start()
         changes = Changes()
-        ex = HttpExecutor("svc", "v1", settings(f"http://127.0.0.1:{box.port}/scale"), changes)
-        try:
+        async with world(own_registry, changes=changes) as (box, ex, _):
             await ex.scale(2)
             await until(lambda: len(ex.instances()) == 2, 5, "two registered instances")
             assert box.calls == [{"service": "svc", "revision": "v1", "replicas": 2,
@@ -105,18 +121,12 @@ def test_scale_posts_replicas_with_the_token_and_registered_instances_become_ins
                                      "retry_in_s": None, "acknowledged": 1}
             await ex.close()                    # the gateway stopping: the box is told 0, registrations go
             assert box.calls[-1]["replicas"] == 0 and own_registry.instances("svc", "v1") == []
-        finally:
-            await box.stop()
-            await runner.cleanup()
     asyncio.run(main())
 
 
 def test_a_refusing_scale_url_is_an_error_retried_with_a_bounded_backoff_until_it_answers(own_registry):
     async def main() -> None:
-        runner, api = await admin_api(own_registry)
-        box = Box(api)
-        ex = HttpExecutor("svc", "v1", settings(f"http://127.0.0.1:{box.port}/scale"), Changes())
-        try:
+        async with world(own_registry, up=False) as (box, ex, _):
             await ex.scale(1)
             await until(lambda: ex.errors >= 3, 10, "repeated failures")
             assert "cannot reach scale URL" in ex.last_error and ex.acknowledged is None
@@ -124,34 +134,21 @@ def test_a_refusing_scale_url_is_an_error_retried_with_a_bounded_backoff_until_i
             await box.start()                   # the box comes up: the next retry goes through
             await until(lambda: ex.acknowledged == 1, 5, "the retry to succeed")
             assert ex.last_error is None and len(ex.instances()) == 1
-        finally:
-            await ex.close()
-            await box.stop()
-            await runner.cleanup()
     asyncio.run(main())
 
 
 def test_an_error_status_from_the_scale_url_is_recorded_with_its_body(own_registry):
     async def main() -> None:
-        runner, api = await admin_api(own_registry)
-        box = await Box(api, status=503).start()
-        ex = HttpExecutor("svc", "v1", settings(f"http://127.0.0.1:{box.port}/scale"), Changes())
-        try:
+        async with world(own_registry, status=503) as (box, ex, _):
             await ex.scale(3)
             await until(lambda: ex.last_error, 5, "the 503 recorded")
             assert "answered 503: box is full" in ex.last_error and ex.instances() == []
-        finally:
-            await ex.close()
-            await box.stop()
-            await runner.cleanup()
     asyncio.run(main())
 
 
 def test_registration_refuses_a_wrong_token_an_unknown_revision_and_a_bad_address(own_registry):
     async def main() -> None:
-        runner, api = await admin_api(own_registry)
-        ex = HttpExecutor("svc", "v1", settings("http://127.0.0.1:1/scale"), Changes())
-        try:
+        async with world(own_registry, up=False) as (_, ex, api):
             async with ClientSession(api) as s:
                 body = {"service": "svc", "revision": "v1", "address": "127.0.0.1:9"}
                 async with s.post("/api/serving/register", json=body, headers={"Authorization": "Bearer nope"}) as r:
@@ -173,9 +170,6 @@ def test_registration_refuses_a_wrong_token_an_unknown_revision_and_a_bad_addres
             again = HttpExecutor("svc", "v1", settings("http://127.0.0.1:1/scale"), Changes())
             again.adopt(ex)
             assert [i.id for i in again.instances()] == ["pod-a"]
-        finally:
-            await ex.close()
-            await runner.cleanup()
     asyncio.run(main())
 
 

@@ -35,7 +35,7 @@ from ... import docker_engine
 from ...docker_engine import API
 from ..executor import Instance, State
 from .reconcile import ExecutorError, Reconciler, log
-from .settings import Reader, SettingsError
+from .settings import Reader
 
 LABEL = "a3s.serving"
 _CALL_TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -54,25 +54,22 @@ class DockerSettings:
     max_backoff: float
 
     @classmethod
-    def read(cls, settings: Mapping[str, Any]) -> tuple[DockerSettings, list[str]]:
-        r = Reader(settings)
+    def read(cls, r: Reader) -> DockerSettings:
         out = cls(socket=r.string("socket", "/var/run/docker.sock"), image=r.string("image", required=True),
                   command=r.strings("command"), env=r.table("env"), ports=r.port_range("port_range", "30000-30999"),
                   network=r.string("network", "host"), host_address=r.string("host_address", "127.0.0.1"),
                   stop_timeout=r.duration("stop_timeout", 10.0), max_backoff=r.duration("max_backoff", 30.0))
-        return out, r.done()
+        return out
 
 
 class DockerExecutor(Reconciler):
     kind: ClassVar[str] = "docker"
+    settings_type = DockerSettings
+    config: DockerSettings
 
     def __init__(self, service: str, revision: str, settings: Mapping[str, Any],
                  on_change: Callable[[], None]) -> None:
         super().__init__(service, revision, settings, on_change)
-        self.config, errors = DockerSettings.read(settings)
-        if errors:
-            raise SettingsError(errors)
-        self.max_backoff = self.config.max_backoff
         self.session: aiohttp.ClientSession | None = None
         self.filters = json.dumps({"label": [f"{LABEL}.service={service}", f"{LABEL}.revision={revision}"]})
         self._ports: dict[str, int] = {}                 # container id → port, for every container of ours
@@ -83,10 +80,6 @@ class DockerExecutor(Reconciler):
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._events: asyncio.Task[None] | None = None
         self._last_crash = float("-inf")
-
-    @classmethod
-    def validate(cls, settings: Mapping[str, Any]) -> list[str]:
-        return DockerSettings.read(settings)[1]
 
     # -- the engine
     async def _call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 204, 304),

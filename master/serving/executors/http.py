@@ -22,7 +22,7 @@ import aiohttp
 from ..executor import Instance
 from ..registration import REGISTRY, Registrations
 from .reconcile import ExecutorError, Reconciler, log
-from .settings import Reader, SettingsError
+from .settings import Reader
 
 
 @dataclass(frozen=True)
@@ -34,36 +34,29 @@ class HttpSettings:
     max_backoff: float
 
     @classmethod
-    def read(cls, settings: Mapping[str, Any]) -> tuple[HttpSettings, list[str]]:
-        r = Reader(settings)
+    def read(cls, r: Reader) -> HttpSettings:
         out = cls(scale_url=r.string("scale_url", required=True), token=r.secret("token"),
                   registration_token=r.secret("registration_token"), timeout=r.duration("timeout", 5.0),
                   max_backoff=r.duration("max_backoff", 30.0))
         if out.scale_url and not out.scale_url.startswith(("http://", "https://")):
             r.errors.append(f"scale_url: expected an http:// or https:// URL, got {out.scale_url!r}")
-        if not out.registration_token and "registration_token_env" not in settings:
+        if not out.registration_token and "registration_token_env" not in r.raw:
             r.errors.append("registration_token: required (instances send it to register; or registration_token_env)")
-        return out, r.done()
+        return out
 
 
 class HttpExecutor(Reconciler):
     kind: ClassVar[str] = "http"
+    settings_type = HttpSettings
+    config: HttpSettings
     registry: ClassVar[Registrations] = REGISTRY
 
     def __init__(self, service: str, revision: str, settings: Mapping[str, Any],
                  on_change: Callable[[], None]) -> None:
         super().__init__(service, revision, settings, on_change)
-        self.config, errors = HttpSettings.read(settings)
-        if errors:
-            raise SettingsError(errors)
-        self.max_backoff = self.config.max_backoff
         self.acknowledged: int | None = None          # the count the scale URL last accepted
         self.session: aiohttp.ClientSession | None = None
         self.registry.open(service, revision, self.config.registration_token, on_change)
-
-    @classmethod
-    def validate(cls, settings: Mapping[str, Any]) -> list[str]:
-        return HttpSettings.read(settings)[1]
 
     def instances(self) -> list[Instance]:
         return self.registry.instances(self.service, self.revision)

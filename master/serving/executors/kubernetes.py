@@ -30,7 +30,7 @@ from ...providers.kubernetes.endpoints import SERVICE_NAME_LABEL
 from ...providers.kubernetes.watch import Kind, Reflector
 from ..executor import Instance, State
 from .reconcile import ExecutorError, Reconciler
-from .settings import Reader, SettingsError
+from .settings import Reader
 
 SLICES = Kind("EndpointSlice", EndpointSlice, namespaced=True, selected=True)
 
@@ -46,33 +46,26 @@ class KubernetesSettings:
     max_backoff: float
 
     @classmethod
-    def read(cls, settings: Mapping[str, Any]) -> tuple[KubernetesSettings, list[str]]:
-        r = Reader(settings)
+    def read(cls, r: Reader) -> KubernetesSettings:
         deployment = r.string("deployment", required=True)
         out = cls(deployment=deployment, service=r.string("service", deployment), namespace=r.string("namespace"),
                   port=r.port_ref("port"), kubeconfig=r.string("kubeconfig"),
                   context=r.string("context"), max_backoff=r.duration("max_backoff", 30.0))
-        return out, r.done()
+        return out
 
 
 class KubernetesExecutor(Reconciler):
     kind: ClassVar[str] = "kubernetes"
+    settings_type = KubernetesSettings
+    config: KubernetesSettings
 
     def __init__(self, service: str, revision: str, settings: Mapping[str, Any],
                  on_change: Callable[[], None]) -> None:
         super().__init__(service, revision, settings, on_change)
-        self.config, errors = KubernetesSettings.read(settings)
-        if errors:
-            raise SettingsError(errors)
-        self.max_backoff = self.config.max_backoff
         self.client: AsyncClient | None = None
         self.slices: Reflector | None = None
         self.namespace = self.config.namespace
         self.applied: int | None = None             # the replicas last written to the scale subresource
-
-    @classmethod
-    def validate(cls, settings: Mapping[str, Any]) -> list[str]:
-        return KubernetesSettings.read(settings)[1]
 
     def describe(self) -> dict[str, Any]:
         watch = self.slices.snapshot() if self.slices else None

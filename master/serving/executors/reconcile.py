@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from ....shared import log as gwlog
 from ..executor import Instance, ScaleExecutor
+from .settings import Reader, SettingsError
 
 log = gwlog.get("master.serving")
 
@@ -27,19 +28,34 @@ BACKOFF_MIN = 0.5
 
 
 class Reconciler(ScaleExecutor):
-    """A ``ScaleExecutor`` whose work is done by its own task; subclasses write ``setup`` and ``reconcile``."""
+    """A ``ScaleExecutor`` whose work is done by its own task; subclasses write ``setup`` and ``reconcile``,
+    and name the dataclass their table reads into (``settings_type``, with a ``max_backoff`` field)."""
 
-    max_backoff = 30.0
+    settings_type: ClassVar[Any]        # a class with ``read(Reader) -> instance``
 
     def __init__(self, service: str, revision: str, settings: Mapping[str, Any],
                  on_change: Callable[[], None]) -> None:
         super().__init__(service, revision, settings, on_change)
+        self.config, errors = self.read(settings)
+        if errors:
+            raise SettingsError(errors)
+        self.max_backoff: float = self.config.max_backoff
         self.desired: int | None = None
         self._instances: dict[str, Instance] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._delay = BACKOFF_MIN
         self._retry_at = 0.0
+
+    @classmethod
+    def read(cls, settings: Mapping[str, Any]) -> tuple[Any, list[str]]:
+        reader = Reader(settings)
+        config = cls.settings_type.read(reader)
+        return config, reader.done()
+
+    @classmethod
+    def validate(cls, settings: Mapping[str, Any]) -> list[str]:
+        return cls.read(settings)[1]
 
     # -- the contract
     async def scale(self, desired: int) -> None:
