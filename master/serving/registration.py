@@ -61,8 +61,11 @@ class Registrations:
         kept = self._revisions.get((service, revision))
         self._revisions[(service, revision)] = _Revision(token, on_change, kept.instances if kept else {})
 
-    def close(self, service: str, revision: str) -> None:
-        self._revisions.pop((service, revision), None)
+    def close(self, service: str, revision: str, on_change: Callable[[], None]) -> None:
+        """Forget the revision, unless a newer executor (another ``on_change``) opened it since."""
+        entry = self._revisions.get((service, revision))
+        if entry is not None and entry.on_change is on_change:
+            del self._revisions[(service, revision)]
 
     def instances(self, service: str, revision: str) -> list[Instance]:
         entry = self._revisions.get((service, revision))

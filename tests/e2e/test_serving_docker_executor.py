@@ -69,8 +69,7 @@ def test_a_restarted_gateway_adopts_running_containers_and_removes_stopped_ones(
         await first.scale(2)
         await until(lambda: len([i for i in first.instances() if i.state == "ready"]) == 2, 20, "two containers")
         running = sorted(i.id for i in first.instances())
-        await first._stop_task()                # the gateway dies: its containers stay
-        await first.session.close()
+        await first.detach()                    # the gateway dies: its containers stay
         stale = dockerd.cli("create", "-l", "a3s.serving.service=svc", "-l", "a3s.serving.revision=v2", "-l",
                             "a3s.serving.port=1", IMAGE, "true")
         second = DockerExecutor("svc", "v2", conf, Changes())
@@ -82,6 +81,27 @@ def test_a_restarted_gateway_adopts_running_containers_and_removes_stopped_ones(
         finally:
             await second.close()
         assert ours(dockerd, "v2") == []
+    asyncio.run(main())
+
+
+def test_a_reload_hands_the_containers_to_the_new_executor_without_restarting_them(dockerd):
+    async def main() -> None:
+        conf = settings(dockerd)
+        old = DockerExecutor("svc", "v5", conf, Changes())
+        await old.scale(1)
+        await until(lambda: [i for i in old.instances() if i.state == "ready"], 20, "a running container")
+        before = [i.id for i in old.instances()]
+        new = DockerExecutor("svc", "v5", conf, Changes())
+        try:
+            new.adopt(old)
+            assert [i.id for i in new.instances()] == before        # at once, before any I/O
+            await until(lambda: old._task is None and old.session is None, 10, "the old executor detached")
+            await new.scale(1)
+            await until(lambda: new.describe()["desired"] == 1 and new.session is not None, 10, "set up")
+            assert [c["Id"] for c in ours(dockerd, "v5")] == before
+        finally:
+            await new.close()
+        assert ours(dockerd, "v5") == [] and new.instances() == []
     asyncio.run(main())
 
 

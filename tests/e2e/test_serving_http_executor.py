@@ -170,6 +170,10 @@ def test_registration_refuses_a_wrong_token_an_unknown_revision_and_a_bad_addres
             again = HttpExecutor("svc", "v1", settings("http://127.0.0.1:1/scale"), Changes())
             again.adopt(ex)
             assert [i.id for i in again.instances()] == ["pod-a"]
+            await ex.close()                    # the replaced executor closing late leaves them to the new one
+            assert [i.id for i in again.instances()] == ["pod-a"]
+            await again.close()
+            assert again.instances() == []
     asyncio.run(main())
 
 

@@ -245,20 +245,22 @@ class DockerExecutor(Reconciler):
         return time.monotonic() - self._last_crash > 2 * self.max_backoff
 
     # -- lifecycle
-    async def shutdown(self) -> None:
+    async def stop_instances(self) -> None:
+        if self.session is None:
+            return                              # never set up: nothing was started
+        for cid in list(self._ports):
+            if cid not in self._stopping:
+                self._stopping[cid] = asyncio.get_running_loop().create_task(self._stop(cid))
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+
+    async def release(self) -> None:
         if self._events is not None:
             self._events.cancel()
             await asyncio.gather(self._events, return_exceptions=True)
+            self._events = None
         if self.session is not None:
-            try:
-                for cid in list(self._ports):
-                    if cid not in self._stopping:
-                        self._stopping[cid] = asyncio.get_running_loop().create_task(self._stop(cid))
-                await asyncio.gather(*self._stopping.values(), return_exceptions=True)
-            finally:
-                await self.session.close()
-                self.session = None
-        self.set_instances({})
+            await self.session.close()
+            self.session = None
 
 
 class EngineError(Exception):

@@ -62,6 +62,7 @@ class HttpExecutor(Reconciler):
         return self.registry.instances(self.service, self.revision)
 
     def adopt(self, previous: Any) -> None:
+        super().adopt(previous)
         if isinstance(previous, HttpExecutor):
             self.acknowledged = previous.acknowledged
 
@@ -87,14 +88,16 @@ class HttpExecutor(Reconciler):
             raise ExecutorError(f"cannot reach scale URL {self.config.scale_url}: "
                                 f"{str(e) or type(e).__name__}") from None
 
-    async def shutdown(self) -> None:
+    async def stop_instances(self) -> None:
         try:
             if self.acknowledged:
                 await self._post(0)
         except ExecutorError as e:
             log.warning(f"serving {self.service}/{self.revision}: scaling to 0 on close failed: {e}")
         finally:
-            self.registry.close(self.service, self.revision)
-            if self.session is not None:
-                await self.session.close()
-                self.session = None
+            self.registry.close(self.service, self.revision, self.on_change)
+
+    async def release(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None

@@ -115,11 +115,10 @@ class KubernetesExecutor(Reconciler):
                     found[address] = Instance(id=pod or address, address=address, state=state)
         self.set_instances(dict(sorted(found.items())))
 
-    async def shutdown(self) -> None:
+    async def release(self) -> None:
         if self.slices is not None:
             await self.slices.stop()
             self.slices = None
         if self.client is not None:
             await self.client.close()
             self.client = None
-        self.set_instances({})

@@ -7,6 +7,9 @@ the API server (the autoscaler's tick is never held up by a slow or dead one). T
 ``max_backoff``; it resets only when ``stable()`` says the instances stay up, so an instance that dies as soon as
 it starts backs off like one that cannot be created.
 
+``close`` stops the task, then the instances (``stop_instances``), then connections (``release``); ``detach``
+(what ``adopt`` does to the executor it replaces) only the task and connections.
+
 Invariants: one task per executor, started by the first ``scale`` (or ``adopt``); ``instances()`` is the last
 view ``set_instances`` published, and ``on_change`` fires exactly when that view changes.
 """
@@ -46,6 +49,7 @@ class Reconciler(ScaleExecutor):
         self._task: asyncio.Task[None] | None = None
         self._delay = BACKOFF_MIN
         self._retry_at = 0.0
+        self._handover: asyncio.Task[None] | None = None
 
     @classmethod
     def read(cls, settings: Mapping[str, Any]) -> tuple[Any, list[str]]:
@@ -68,7 +72,27 @@ class Reconciler(ScaleExecutor):
 
     async def close(self) -> None:
         await self._stop_task()
-        await self.shutdown()
+        try:
+            await self.stop_instances()
+        finally:
+            await self.release()
+        self.set_instances({})
+
+    async def detach(self) -> None:
+        """Stop working without stopping any instance (a newer executor of the revision took over)."""
+        await self._stop_task()
+        await self.release()
+
+    def adopt(self, previous: ScaleExecutor) -> None:
+        """Take over from ``previous`` after a reload that kept the revision: it detaches, its instances stay
+        and this executor's ``setup`` finds them (containers by label, registrations by revision, pods by
+        EndpointSlice)."""
+        if isinstance(previous, Reconciler) and previous is not self:
+            self.desired = previous.desired if self.desired is None else self.desired
+            self._instances = dict(previous._instances)
+            self._handover = asyncio.get_running_loop().create_task(previous.detach())
+            self._start()
+            self._wake.set()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "desired": self.desired,
@@ -82,8 +106,11 @@ class Reconciler(ScaleExecutor):
         """Move toward ``desired``; raise to have the failure recorded and retried."""
         raise NotImplementedError
 
-    async def shutdown(self) -> None:
-        """``close``'s work once the task is stopped: stop what this executor started, release resources."""
+    async def stop_instances(self) -> None:
+        """``close``'s work once the task is stopped: stop every instance of the revision."""
+
+    async def release(self) -> None:
+        """Close connections and watches (idempotent); instances are left as they are."""
 
     def stable(self) -> bool:
         """Whether a successful ``reconcile`` may reset the backoff (no instance has just died)."""
