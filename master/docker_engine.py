@@ -14,6 +14,9 @@ from typing import Any
 import aiohttp
 
 API = "v1.41"
+# The container events (``Action``, before any ``:``) after which what a container serves may have changed; the
+# health checks' ``exec_*`` events are not among them.
+CONTAINER_EVENTS = frozenset({"start", "die", "stop", "destroy", "health_status", "pause", "unpause", "rename"})
 
 
 def session(endpoint: str, tls: dict[str, Any] | None = None) -> aiohttp.ClientSession:

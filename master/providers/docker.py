@@ -33,11 +33,10 @@ from typing import Any
 import aiohttp
 
 from .. import docker_engine
-from ..docker_engine import API
+from ..docker_engine import API, CONTAINER_EVENTS
 from .kv import Obj, Partial, decode
 from .provider import Provider
 
-EVENTS = {"start", "die", "stop", "destroy", "health_status", "pause", "unpause", "rename"}
 _SERVER_KEY = re.compile(r"(http|tcp|udp)\.services\.([^.]+)\.load_?balancer\.server\.(port|scheme)", re.I)
 _INSPECTS_AT_ONCE = 16
 
@@ -91,7 +90,7 @@ class DockerProvider(Provider):
                     action = json.loads(line).get("Action", "")
                 except ValueError:
                     continue                    # a torn line: the next read sees the state anyway
-                if action.partition(":")[0] in EVENTS:
+                if action.partition(":")[0] in CONTAINER_EVENTS:
                     self.changed()
 
     async def close(self) -> None:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from ... import docker_engine
-from ...docker_engine import API
+from ...docker_engine import API, CONTAINER_EVENTS
 from ..executor import Instance, State
 from .reconcile import ExecutorError, Reconciler, log
 from .settings import Reader
@@ -164,9 +164,11 @@ class DockerExecutor(Reconciler):
                             event = json.loads(line)
                         except ValueError:
                             continue                # a torn line: the next event's refresh sees the state
-                        if event.get("Action") == "die":
+                        action = str(event.get("Action", "")).partition(":")[0]
+                        if action == "die":
                             self._died.add(event.get("id", ""))
-                        await self.refresh()
+                        if action in CONTAINER_EVENTS:
+                            await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 — the stream is resumed; reconcile reports a dead daemon
