@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -134,6 +135,24 @@ def test_a_refusing_scale_url_is_an_error_retried_with_a_bounded_backoff_until_i
             await box.start()                   # the box comes up: the next retry goes through
             await until(lambda: ex.acknowledged == 1, 5, "the retry to succeed")
             assert ex.last_error is None and len(ex.instances()) == 1
+    asyncio.run(main())
+
+
+def test_scale_returns_at_once_while_a_scale_url_that_never_answers_times_out(own_registry):
+    async def main() -> None:
+        silent = socket.socket()                # listens, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/scale"
+        ex = HttpExecutor("svc", "v1", settings(url, timeout="300ms"), Changes())
+        try:
+            await asyncio.wait_for(ex.scale(1), 5)      # no I/O in scale itself
+            assert ex.last_error is None
+            await until(lambda: ex.last_error, 10, "the timeout recorded")
+            assert ex.last_error == f"cannot reach scale URL {url}: TimeoutError"
+        finally:
+            await ex.close()
+            silent.close()
     asyncio.run(main())
 
 
