@@ -131,3 +131,22 @@ def test_validate_names_each_bad_key():
         "port: expected a port name or a number within 1-65535, got 0",
         "max_backoff: expected a duration like '10s' or '500ms', got -1",
         "replicas: unknown setting (known: context, deployment, kubeconfig, max_backoff, namespace, port, service)"]
+
+
+def test_a_slice_deleted_while_the_watch_was_compacted_away_is_dropped_after_the_relist(api, tmp_path):
+    api.apply(deployment(replicas=2), endpoint_slice("web-a", "web", endpoint("10.0.0.1", "web-1")),
+              endpoint_slice("web-b", "web", endpoint("10.0.0.2", "web-2")))
+
+    async def main() -> None:
+        ex = executor(api, tmp_path, Changes())
+        try:
+            await ex.scale(2)
+            await until(lambda: len(ex.instances()) == 2, 10, "both slices")
+            api.pause()                         # a gap: the deletion's event never reaches the watch
+            api.delete("EndpointSlice", "web-b", "default")
+            api.compact()                       # ... and the history is gone: 410, relist, diff
+            await until(lambda: [i.id for i in ex.instances()] == ["web-1"], 10, "the relist to drop web-2")
+            assert ex.describe()["endpointslices"]["expired"] >= 1
+        finally:
+            await ex.close()
+    asyncio.run(main())
