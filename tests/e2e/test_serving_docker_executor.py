@@ -19,7 +19,7 @@ HTTPD = ["httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/www"]
 
 def settings(dockerd: Any, **more: Any) -> dict[str, Any]:
     low = free_port()
-    return {"socket": str(dockerd.socket), "image": IMAGE, "command": HTTPD, "port_range": f"{low}-{low + 20}",
+    return {"socket": str(dockerd.socket), "image": IMAGE, "command": HTTPD, "ports": f"{low}-{low + 20}",
             "stop_timeout": "1s", "max_backoff": "500ms", **more}
 
 
@@ -139,10 +139,10 @@ def test_a_command_that_exits_at_once_reports_its_exit_code_and_output_and_is_re
 
 def test_validate_lists_every_problem():
     assert DockerExecutor.validate({"image": "x"}) == []
-    assert DockerExecutor.validate({"command": "httpd", "port_range": "9-1", "env": {"A": True}, "pull": True}) == [
+    assert DockerExecutor.validate({"command": "httpd", "ports": "9-1", "env": {"A": True}, "pull": True}) == [
         "image: required",
         "command: expected a list of strings, got 'httpd'",
         "env: expected a table of strings, got {'A': True}",
-        "port_range: expected a port range like '30000-30099' within 1-65535, got '9-1'",
-        "pull: unknown setting (known: command, env, host_address, image, max_backoff, network, port_range, "
+        "ports: expected a port range like '30000-30099' within 1-65535, got '9-1'",
+        "pull: unknown setting (known: command, env, host_address, image, max_backoff, network, ports, "
         "socket, stop_timeout)"]

@@ -2,7 +2,7 @@
 
 Each instance is one container created from ``image`` with ``command`` (``{port}`` filled in every argument and
 every ``env`` value, and ``PORT`` set) on the host network by default, so it listens on ``host_address:{port}``
-with a port taken from ``port_range``; on another ``network`` it is reached at its address there. Labels say
+with a port taken from ``ports``; on another ``network`` it is reached at its address there. Labels say
 which containers are ours: ``a3s.serving.service``, ``a3s.serving.revision``, ``a3s.serving.instance`` (and
 ``a3s.serving.port``), so a restarted gateway finds what it left running (it adopts running containers and
 removes stopped ones) and nothing else is ever touched.
@@ -56,7 +56,7 @@ class DockerSettings:
     @classmethod
     def read(cls, r: Reader) -> DockerSettings:
         out = cls(socket=r.string("socket", "/var/run/docker.sock"), image=r.string("image", required=True),
-                  command=r.strings("command"), env=r.table("env"), ports=r.port_range("port_range", "30000-30999"),
+                  command=r.strings("command"), env=r.table("env"), ports=r.port_range("ports", "30000-30999"),
                   network=r.string("network", "host"), host_address=r.string("host_address", "127.0.0.1"),
                   stop_timeout=r.duration("stop_timeout", 10.0), max_backoff=r.duration("max_backoff", 30.0))
         return out
@@ -230,7 +230,7 @@ class DockerExecutor(Reconciler):
             if port not in taken and _bindable(self.config.host_address, port):
                 self._reserved.add(port)
                 return port
-        raise ExecutorError(f"no free port left in port_range {self.config.ports.start}-{self.config.ports.stop - 1}")
+        raise ExecutorError(f"no free port left in ports {self.config.ports.start}-{self.config.ports.stop - 1}")
 
     async def _stop(self, cid: str) -> None:
         try:
