@@ -8,6 +8,8 @@ Endpoints (the ``/api/gateway/*`` paths as in the original implementation):
   asks for it), built from the shared-memory plane by ``metrics.py``.
 - ``POST /api/gateway/reload``: the SIGHUP reload (re-read the files, serialized with every other reload),
   answering its result. Always needs the token: without ``admin.token`` it is refused with 403.
+- ``POST /api/serving/register`` / ``deregister``: instances of ``http``-executor revisions announcing themselves,
+  authenticated by their revision's registration token instead of the admin token (``serving/registration.py``).
 - ``GET /api/{entrypoints,routers,services,middlewares}[/{name}]``, ``/api/certificates``, ``/api/providers``:
   read-only views of the live generation (providers' routers and services included) with the node's state
   beside each object: backends' health and in-flight counts and circuit breakers from the plane, active
@@ -43,6 +45,7 @@ from . import metrics, sockets
 from .dashboard import routes as dashboard
 from .generations import STATEFUL_MIDDLEWARES, backend_key, middleware_key
 from .providers.kubernetes.part import PROVIDERS as KUBERNETES_PROVIDERS
+from .serving import registration
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -283,6 +286,7 @@ class AdminServer:
         app.router.add_get("/api/certificates", self.certificates)
         app.router.add_get("/api/providers", self.providers)
         app.router.add_get("/api/serving", self.serving)
+        registration.add_routes(app)
         self.dashboard = dashboard.Dashboard(gateway)
         self.dashboard.register(app)
         self.runner = web.AppRunner(app, access_log=None)
@@ -300,7 +304,7 @@ class AdminServer:
         if dashboard.handles(request.path):
             return await self.dashboard.guard(request, handler)
         token = self._token()
-        if token:
+        if token and not registration.handles(request.path):    # those check their revision's own token
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())):
                 return _json({"error": "Unauthorized"}, 401,

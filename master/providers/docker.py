@@ -27,17 +27,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 import time
 from typing import Any
 
 import aiohttp
 
+from .. import docker_engine
+from ..docker_engine import API, CONTAINER_EVENTS
 from .kv import Obj, Partial, decode
 from .provider import Provider
 
-API = "v1.41"
-EVENTS = {"start", "die", "stop", "destroy", "health_status", "pause", "unpause", "rename"}
 _SERVER_KEY = re.compile(r"(http|tcp|udp)\.services\.([^.]+)\.load_?balancer\.server\.(port|scheme)", re.I)
 _INSPECTS_AT_ONCE = 16
 
@@ -55,19 +54,7 @@ class DockerProvider(Provider):
         self.since = 0
 
     async def connect(self) -> None:
-        endpoint, tls = self.settings["endpoint"], self.settings["tls"]
-        if endpoint.startswith("unix://"):
-            self.session = aiohttp.ClientSession(base_url="http://docker",
-                                                 connector=aiohttp.UnixConnector(path=endpoint[len("unix://"):]))
-        else:
-            context = None
-            if tls is not None:
-                context = ssl.create_default_context(cafile=tls["ca_file"])
-                if tls["cert_file"]:
-                    context.load_cert_chain(tls["cert_file"], tls["key_file"])
-            scheme = "https" if context else "http"
-            self.session = aiohttp.ClientSession(base_url=f"{scheme}://{endpoint[len('tcp://'):]}",
-                                                 connector=aiohttp.TCPConnector(ssl=context or False))
+        self.session = docker_engine.session(self.settings["endpoint"], self.settings["tls"])
         self.since = int(time.time()) - 1          # events from before the first read too: none falls between
         async with self.session.get(f"/{API}/version", timeout=aiohttp.ClientTimeout(total=10)) as r:
             r.raise_for_status()
@@ -103,7 +90,7 @@ class DockerProvider(Provider):
                     action = json.loads(line).get("Action", "")
                 except ValueError:
                     continue                    # a torn line: the next read sees the state anyway
-                if action.partition(":")[0] in EVENTS:
+                if action.partition(":")[0] in CONTAINER_EVENTS:
                     self.changed()
 
     async def close(self) -> None:

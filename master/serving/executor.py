@@ -74,7 +74,7 @@ class ScaleExecutor(abc.ABC):
     async def close(self) -> None:
         """Stop every instance this executor started and release its resources."""
 
-    def adopt(self, previous: ScaleExecutor) -> None:
+    def adopt(self, previous: ScaleExecutor) -> None:  # noqa: B027 — an optional hook, not abstract
         """Take over ``previous``'s instances after a reload that kept the revision (default: nothing to take)."""
         return None
 

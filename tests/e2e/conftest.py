@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import Backend, Gateway  # noqa: E402
+from stores import Dockerd  # noqa: E402
 
 
 @pytest.fixture
@@ -39,3 +40,12 @@ def gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     yield start
     for g in started:
         g.stop()
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A real dockerd with the busybox image, shared by a module's tests (the Docker provider's, the executor's)."""
+    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
+    d.start()
+    yield d
+    d.stop()

@@ -5,6 +5,9 @@ in ``KINDS`` list, watch (NDJSON events above the requested ``resourceVersion``,
 ending after ``timeoutSeconds``), get, create, replace (409 on a stale ``resourceVersion``), merge patch and
 delete, namespaced and across namespaces, with equality label selectors; ``/status`` subresources record every
 write in ``status_writes``. Leases are plain objects, so optimistic concurrency is what elects a leader.
+Deployments have the ``/scale`` subresource (an ``autoscaling/v1`` ``Scale``: GET, PUT, merge PATCH of
+``spec.replicas``), every write recorded in ``scale_writes``; no controller runs, so pods and their EndpointSlices
+appear only when a test applies them.
 
 Test hooks (thread-safe; the server runs on its own loop in a thread): ``apply``/``delete`` change the state,
 ``pause()``/``resume()`` hold event delivery (to make a gap), ``compact()`` ends every open watch with a 410
@@ -35,6 +38,7 @@ KINDS: dict[str, tuple[str, str, str, bool]] = {
     "ingresses": ("networking.k8s.io", "v1", "Ingress", True),
     "ingressclasses": ("networking.k8s.io", "v1", "IngressClass", False),
     "endpointslices": ("discovery.k8s.io", "v1", "EndpointSlice", True),
+    "deployments": ("apps", "v1", "Deployment", True),
     "leases": ("coordination.k8s.io", "v1", "Lease", True),
     "gatewayclasses": ("gateway.networking.k8s.io", "v1", "GatewayClass", False),
     "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True),
@@ -95,6 +99,7 @@ class FakeApiServer:
         self.compacted = 0
         self.bookmark_interval = bookmark_interval
         self.status_writes: list[dict[str, Any]] = []
+        self.scale_writes: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []                       # (method, path?query)
         self.bookmarks_sent = 0
         self._watches: list[_Watch] = []
@@ -274,7 +279,10 @@ class FakeApiServer:
                 for r in ({"name": plural, "kind": kind, "namespaced": namespaced,
                            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
                           {"name": f"{plural}/status", "kind": kind, "namespaced": namespaced,
-                           "verbs": ["get", "update", "patch"]})]})
+                           "verbs": ["get", "update", "patch"]},
+                          *([{"name": f"{plural}/scale", "kind": "Scale", "group": "autoscaling", "version": "v1",
+                              "namespaced": True, "verbs": ["get", "update", "patch"]}]
+                            if plural == "deployments" else []))]})
         ns = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             ns, rest = rest[1], rest[2:]
@@ -296,6 +304,8 @@ class FakeApiServer:
             return self._status(405, "MethodNotAllowed", request.method)
         key = (plural, ns or "", name)
         old = self.objects.get(key)
+        if sub == "scale" and plural == "deployments":
+            return await self._scale(request, old, plural, name)
         if request.method == "GET":
             return web.json_response(old) if old else self._status(404, "NotFound", f"{plural} {name} not found")
         if request.method == "DELETE":
@@ -323,6 +333,46 @@ class FakeApiServer:
         if "status" in old:
             new["status"] = old["status"]
         return web.json_response(self._put(plural, new))
+
+    async def _scale(self, request: web.Request, deployment: dict[str, Any] | None, plural: str,
+                     name: str) -> web.Response:
+        """A Deployment's ``/scale``: the Scale object the real API server derives from it, and writes of
+        ``spec.replicas`` through it (merge patch or a whole Scale; a stale resourceVersion is 409)."""
+        if deployment is None:
+            return self._status(404, "NotFound", f'deployments.apps "{name}" not found')
+        if request.method in ("PATCH", "PUT"):
+            body = await request.json()
+            current = self._scale_of(deployment)
+            if request.method == "PUT":
+                sent = (body.get("metadata") or {}).get("resourceVersion")
+                if sent and sent != current["metadata"]["resourceVersion"]:
+                    return self._status(409, "Conflict", f"the object has been modified; deployments {name}")
+                new = body
+            else:
+                new = _merge_patch(current, body)
+            replicas = (new.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                return self._status(422, "Invalid", f"Scale.autoscaling \"{name}\" is invalid: spec.replicas: "
+                                    f"Invalid value: {replicas!r}: must be greater than or equal to 0")
+            self.scale_writes.append({"namespace": deployment["metadata"]["namespace"], "name": name,
+                                      "method": request.method, "content_type": request.content_type,
+                                      "replicas": replicas, "at": time.time()})
+            updated = copy.deepcopy(deployment)
+            updated.setdefault("spec", {})["replicas"] = replicas
+            deployment = self._put(plural, updated)
+        elif request.method != "GET":
+            return self._status(405, "MethodNotAllowed", request.method)
+        return web.json_response(self._scale_of(deployment))
+
+    @staticmethod
+    def _scale_of(deployment: dict[str, Any]) -> dict[str, Any]:
+        meta = deployment["metadata"]
+        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+                "spec": {"replicas": (deployment.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (deployment.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
 
     def _status(self, code: int, reason: str, message: str) -> web.Response:
         # exactly "application/json", as the API server sends it (lightkube turns only that into ApiError)

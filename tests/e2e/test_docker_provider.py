@@ -26,14 +26,6 @@ max_backoff = "500ms"
 """
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
-    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
-    d.start()
-    yield d
-    d.stop()
-
-
 @pytest.fixture
 def gw(dockerd: Dockerd, tmp_path: Path) -> Iterator[Gateway]:
     g = Gateway(BASE.replace("SOCKET", str(dockerd.socket)), tmp_path)

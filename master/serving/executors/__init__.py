@@ -13,6 +13,9 @@ from ..executor import ScaleExecutor
 
 EXECUTORS: dict[str, str] = {
     "process": "process:ProcessExecutor",
+    "docker": "docker:DockerExecutor",
+    "http": "http:HttpExecutor",
+    "kubernetes": "kubernetes:KubernetesExecutor",
 }
 
 
