@@ -31,6 +31,7 @@ from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
 from .probes.http import HealthChecker
 from .probes.model import ModelProbe
+from .probes.outliers import OutlierSweeper
 from .providers.consul import ConsulProvider
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
@@ -58,6 +59,7 @@ class ControlPlane:
         self.static: GatewayConfig | None = None
         self.health: HealthChecker | None = None
         self.agents: ModelProbe | None = None      # agent_health probes (probes/model.py)
+        self.outliers: OutlierSweeper | None = None  # success-rate sweeps (probes/outliers.py)
         self.watcher: FileWatcher | None = None
         self.discovery: Discovery | None = None
         self.kubernetes: KubernetesProvider | None = None
@@ -205,6 +207,9 @@ class ControlPlane:
             if self.agents is None:
                 self.agents = ModelProbe(plane)
             self.agents.update(compiled)      # after health checks: the probe owns its backends' flags
+            if self.outliers is None:
+                self.outliers = OutlierSweeper(plane)
+            self.outliers.update(compiled)
         self._configure_sync(cfg)
         if self.dns is not None and self.dns.task is None:
             self.dns.start()
@@ -260,12 +265,13 @@ class ControlPlane:
         if self._pending is not None:
             self._pending.cancel()
         for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents,
-                          *self.providers.values()):
+                          self.outliers, *self.providers.values()):
             if component is not None:
                 await component.stop()
         self.providers = {}
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
         self.watcher = self.discovery = self.kubernetes = self.dns = self.acme = self.health = self.agents = None
+        self.outliers = None
 
     # -- reload triggers
     async def reload(self, reason: str, reread: bool = True) -> GatewayError | None:

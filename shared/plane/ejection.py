@@ -46,6 +46,11 @@ def policy_of(lb: dict[str, Any]) -> EjectionPolicy:
     if od is None:
         cooldown = lb["passive_health"]["cooldown"]
         return EjectionPolicy(cooldown, cooldown, 0.0, 100, math.inf)
+    return outlier_policy(od)
+
+
+def outlier_policy(od: dict[str, Any]) -> EjectionPolicy:
+    """The policy of a normalized ``outlier_detection`` table."""
     return EjectionPolicy(od["base_ejection_time"], od["max_ejection_time"], od["max_ejection_time_jitter"],
                           od["max_ejection_percent"], od["interval"])
 

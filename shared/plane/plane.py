@@ -689,7 +689,8 @@ class Plane:
         for b in range(self.layout.max_backends):
             c = flat[be_base + b * COLS : be_base + (b + 1) * COLS]
             hs = self.health.state(b, now, rows)
-            busy = any(c) or b in inflight or hs["consecutive_failures"] or not hs["active_healthy"]
+            busy = (any(c) or b in inflight or hs["consecutive_failures"] or not hs["active_healthy"]
+                    or any(hs["ejections"].values()))
             if b not in names["backends"] and not busy and not hs["passive_down_for_s"]:
                 continue
             backends.append(
