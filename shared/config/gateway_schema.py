@@ -228,7 +228,9 @@ def _check_outlier_detection(out: dict[str, Any], raw: dict[Any, Any], path: str
     for key in ("interval", "base_ejection_time"):
         if out.get(key) == 0:
             rep.add(join(path, key), "must be greater than 0")
-    if out.get("max_ejection_time", 1) < out.get("base_ejection_time", 0):
+    if "max_ejection_time" not in raw:         # Envoy's: the default 300 s or base_ejection_time, the larger
+        out["max_ejection_time"] = max(out.get("max_ejection_time", 0), out.get("base_ejection_time", 0))
+    elif out.get("max_ejection_time", 1) < out.get("base_ejection_time", 0):
         rep.add(join(path, "max_ejection_time"),
                 f"must be at least base_ejection_time ({out['base_ejection_time']:g}s), "
                 f"got {out['max_ejection_time']:g}s")
