@@ -339,9 +339,10 @@ class GatewayCollector:
         ejected = GaugeMetricFamily(P + "outlier_ejected", "1 while the backend is ejected by passive health or "
                                     "outlier detection, else 0.", labels=["service", "backend"])
         for name, lb in load_balancers(compiled["config"].get("services", {})):
-            if lb["outlier_detection"] is None and not lb["passive_health"]["max_failures"]:
+            od = lb.get("outlier_detection")
+            if od is None and not lb.get("passive_health", {}).get("max_failures"):
                 continue
-            reasons = ("passive_health",) if lb["outlier_detection"] is None else OUTLIER_REASONS
+            reasons = ("passive_health",) if od is None else OUTLIER_REASONS
             for server in lb["servers"]:
                 idx = slots.get(f"{name}|{server['url']}")
                 if idx is None:
