@@ -36,8 +36,8 @@ from prometheus_client.registry import CollectorRegistry
 from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.plane.breaker import STATE_NAMES
-from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
 from ..shared.plane.health import REASONS
+from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
 from ..shared.plane.traffic import OUTCOMES
 from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 

@@ -60,8 +60,8 @@ from .health import DOWN_UNTIL as _DOWN_UNTIL
 from .health import GW_BASE as _GW_BASE
 from .health import GW_LAST as _GW_LAST
 from .health import LAST_FAIL as _LAST_FAIL
-from .health import REC as _HEALTH_REC
 from .health import REASONS as _REASONS
+from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
