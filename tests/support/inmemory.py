@@ -78,8 +78,9 @@ class Wire(Transport):
 
 
 def config_text(which: str) -> str:
-    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``), or a config file's text."""
-    if which in ("plain", "full", "weighted"):
+    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``, ``outliers``), or a config
+    file's text."""
+    if which in ("plain", "full", "weighted", "outliers"):
         return subprocess.run([sys.executable, str(BENCH_CONFIG), which], capture_output=True,
                               text=True, check=True).stdout
     return Path(which).read_text()
