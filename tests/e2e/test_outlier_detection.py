@@ -14,17 +14,7 @@ import httpx
 import pytest
 from harness import BINARY, wait_until
 from obs_util import scrape, value
-from test_weighted import spread
-
-HEAD = """
-[routers.all]
-service = "top"
-rule = "PathPrefix(`/`)"
-[entrypoints.web]
-address = "127.0.0.1:{web}"
-[admin]
-address = "127.0.0.1:{admin}"
-"""
+from test_weighted import HEAD, spread
 
 
 class Switchable:
