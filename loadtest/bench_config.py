@@ -1,5 +1,5 @@
-"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain``, ``full``, ``weighted`` or
-``served``).
+"""Print the gateway config used by ``loadtest/bench`` for a profile (``plain``, ``full``, ``weighted``,
+``served`` or ``outliers``).
 
 The gateway listens on 127.0.0.1:8090 and proxies to the reference origin on 127.0.0.1:9001, as
 ``shared/bench/run_anchors.sh`` expects. The admin API moves to 127.0.0.1:9190 to stay clear of other tools.
@@ -83,7 +83,17 @@ container_concurrency = 100
 process = {command = "origin --port {port}", ports = "9001-9010"}
 """
 
-PROFILES = {"plain": lambda: PLAIN, "full": full, "weighted": lambda: WEIGHTED, "served": lambda: SERVED}
+# ``plain`` with Envoy's outlier detection on the load balancer, both streaks and the panic threshold on (compare
+# with ``plain``, whose load balancer has the default passive health).
+OUTLIERS = PLAIN + """
+[services.origin.load_balancer.outlier_detection]
+consecutive_5xx = 5
+consecutive_gateway_failure = 5
+healthy_panic_threshold = 50
+"""
+
+PROFILES = {"plain": lambda: PLAIN, "full": full, "weighted": lambda: WEIGHTED, "served": lambda: SERVED,
+            "outliers": lambda: OUTLIERS}
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from cryptography.x509.oid import NameOID
 from ..shared.config.provider_schema import STORE_PROVIDERS
 from ..shared.config.redact import redact
 from ..shared.errors import ConfigError, GatewayError, StateError
+from ..shared.plane.health import REASONS
 from ..shared.plane.traffic import OUTCOMES
 from . import metrics, sockets
 from .dashboard import routes as dashboard
@@ -154,7 +155,11 @@ class NodeView:
         return {**server, "health": "up" if healthy else "down",
                 "inflight": live.get("inflight", 0), "requests": live.get("requests", 0),
                 "passive": {"consecutive_failures": live.get("consecutive_failures", 0),
-                            "down_for_s": round(live.get("passive_down_for_s", 0.0), 3)},
+                            "consecutive_gateway_failures": live.get("consecutive_gateway_failures", 0),
+                            "down_for_s": round(live.get("passive_down_for_s", 0.0), 3),
+                            "ejection_multiplier": live.get("ejection_multiplier", 0),
+                            "last_ejection_s": round(live.get("last_ejection_s", 0.0), 3),
+                            "ejections": live.get("ejections", dict.fromkeys(REASONS, 0))},
                 "health_check": self.control["health_checks"].get(key),
                 "agent_health": self.control["agent_health"].get(key)}
 
@@ -169,7 +174,8 @@ class NodeView:
             return {**out, "kind": "weighted", "services": children, "sticky": weighted["sticky"]}
         if svc.get("failover") is not None:
             failover = svc["failover"]
-            return {**out, "kind": "failover",
+            record = self.plane["traffic"].get(self.slots.get("services", {}).get(name), {})
+            return {**out, "kind": "failover", "activations": record.get("failover_activations", 0),
                     **{key: {"name": failover[key], "health": self._health(failover[key])}
                        for key in ("service", "fallback")}}
         if svc.get("mirroring") is not None:
@@ -182,6 +188,10 @@ class NodeView:
                     "requests": record.get("total", 0), "mirrors": mirrors}
         lb = dict(svc["load_balancer"])
         servers = [self._server(name, s) for s in lb.pop("servers")]
+        od = lb["outlier_detection"]
+        if od is not None:      # panic (worker/services/panic.py): too few healthy servers, traffic spreads or fails
+            healthy = sum(1 for s in servers if s["health"] == "up")
+            lb["in_panic"] = healthy * 100 < od["healthy_panic_threshold"] * len(servers)
         return {**out, "kind": "load_balancer", **lb, "servers": servers}
 
     def _health(self, name: str, seen: frozenset[str] = frozenset()) -> str:

@@ -31,6 +31,7 @@ from ..shared.errors import ConfigError, GatewayError, StateError
 from .acme import CHALLENGE_PREFIX, CHALLENGE_ROUTER, AcmeManager, domains_from_routers
 from .probes.http import HealthChecker
 from .probes.model import ModelProbe
+from .probes.outliers import OutlierSweeper
 from .providers.consul import ConsulProvider
 from .providers.discovery import Discovery, Seed, contribution
 from .providers.dns import DnsResolver, names_in
@@ -60,6 +61,7 @@ class ControlPlane:
         self.static: GatewayConfig | None = None
         self.health: HealthChecker | None = None
         self.agents: ModelProbe | None = None      # agent_health probes (probes/model.py)
+        self.outliers: OutlierSweeper | None = None  # success-rate sweeps (probes/outliers.py)
         self.watcher: FileWatcher | None = None
         self.discovery: Discovery | None = None
         self.kubernetes: KubernetesProvider | None = None
@@ -221,6 +223,9 @@ class ControlPlane:
                 self.serving = Serving(plane, self._republish)
             self.serving.applied(compiled)
             self.serving.configure(cfg.data)
+            if self.outliers is None:
+                self.outliers = OutlierSweeper(plane)
+            self.outliers.update(compiled)
         self._configure_sync(cfg)
         if self.dns is not None and self.dns.task is None:
             self.dns.start()
@@ -276,13 +281,14 @@ class ControlPlane:
         if self._pending is not None:
             self._pending.cancel()
         for component in (self.watcher, self.discovery, self.kubernetes, self.dns, self.acme, self.health, self.agents,
-                          self.serving, *self.providers.values()):
+                          self.serving, self.outliers, *self.providers.values()):
             if component is not None:
                 await component.stop()
         self.providers = {}
         await asyncio.gather(*getattr(self, "_stopping", set()), return_exceptions=True)
         self.watcher = self.discovery = self.kubernetes = self.dns = self.acme = self.health = self.agents = None
         self.serving = None
+        self.outliers = None
 
     # -- reload triggers
     async def reload(self, reason: str, reread: bool = True) -> GatewayError | None:

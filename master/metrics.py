@@ -33,9 +33,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
+from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.plane.ai import CACHE_COUNTERS, GUARD_REASONS
 from ..shared.plane.breaker import STATE_NAMES
+from ..shared.plane.health import REASONS
 from ..shared.plane.observations import BOUNDS, CLASS_NAMES, entrypoint_indices
 from ..shared.plane.traffic import OUTCOMES
 from ..shared.vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 P = "a3s_gateway_"
+OUTLIER_REASONS = tuple(r for r in REASONS if r != "passive_health")
 _LE = tuple(repr(b) if b != int(b) else f"{b:.1f}" for b in BOUNDS) + ("+Inf",)
 
 
@@ -305,6 +308,7 @@ class GatewayCollector:
             up.add_metric(lv, 1 if plane.is_healthy(idx, now) else 0)
         yield inflight
         yield up
+        yield from self._outliers(plane, compiled, now)
 
         breaker = GaugeMetricFamily(P + "circuit_breaker_state", "Circuit breaker state, 1 for the current one "
                                     "(closed, open, half-open), by middleware.", labels=["middleware", "state"])
@@ -326,6 +330,32 @@ class GatewayCollector:
             c = CounterMetricFamily(P + name, doc)
             c.add_metric([], misc.get(key, 0))
             yield c
+
+    # -- outlier detection: ejections by reason, backends out now (shared/plane/health.py)
+    def _outliers(self, plane: Any, compiled: dict[str, Any], now: float) -> Iterator[Metric]:
+        slots = compiled["slots"].get("backends", {})
+        ejections = CounterMetricFamily(P + "outlier_ejections", "Times a backend was ejected (taken out of "
+                                        "traffic) by passive health or outlier detection, by reason: "
+                                        "consecutive_5xx, consecutive_gateway_failure, success_rate, "
+                                        "passive_health.", labels=["service", "backend", "reason"])
+        ejected = GaugeMetricFamily(P + "outlier_ejected", "1 while the backend is ejected by passive health or "
+                                    "outlier detection, else 0.", labels=["service", "backend"])
+        for name, lb in load_balancers(compiled["config"].get("services", {})):
+            od = lb.get("outlier_detection")
+            if od is None and not lb.get("passive_health", {}).get("max_failures"):
+                continue
+            reasons = ("passive_health",) if od is None else OUTLIER_REASONS
+            for server in lb["servers"]:
+                idx = slots.get(f"{name}|{server['url']}")
+                if idx is None:
+                    continue
+                lv = _backend_labels(f"{name}|{server['url']}")
+                counts = plane.ejections(idx)
+                for reason in reasons:
+                    ejections.add_metric([*lv, reason], counts[reason])
+                ejected.add_metric(lv, 1 if plane.is_ejected(idx, now) else 0)
+        yield ejections
+        yield ejected
 
     # -- middlewares: replies by middleware, rate-limit-redis fail-opens
     def _middlewares(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
@@ -360,9 +390,14 @@ class GatewayCollector:
                                        labels=["service", "mirror", "outcome"])
         exhausted = CounterMetricFamily(P + "retries_budget_exhausted", "Retries the retry middleware did not "
                                         "attempt because the service's retry budget was spent.", labels=["service"])
+        activations = CounterMetricFamily(P + "failover_activations", "Times a failover service switched from "
+                                          "its primary to its fallback, counted once per worker that switched.",
+                                          labels=["service"])
         for name, svc in sorted(compiled["config"].get("services", {}).items()):
             record = totals.get(slots.get(name), {})
             exhausted.add_metric([name], record.get("retry_budget_exhausted", 0))
+            if svc.get("failover") is not None:
+                activations.add_metric([name], record.get("failover_activations", 0))
             if svc.get("mirroring") is None:
                 continue
             for i, mirror in enumerate(svc["mirroring"]["mirrors"]):
@@ -371,6 +406,7 @@ class GatewayCollector:
                     mirrored.add_metric([name, mirror["name"], outcome], counts.get(outcome, 0))
         yield mirrored
         yield exhausted
+        yield activations
 
     # -- serving (master/serving/controller.py, shared/plane/activator.py)
     def _serving(self, g: Gateway) -> Iterator[Metric]:

@@ -48,6 +48,7 @@ from .chain import Reply
 from .middlewares._support import ai_body
 from .responses import Answer
 from .router import RequestView, RouterTable
+from .services.outliers import NO_ANSWER
 
 if TYPE_CHECKING:
     from .chain import BodyFilter
@@ -275,7 +276,11 @@ def start(ex: Exchange, conn: Downstream) -> None:
     if service.kind is not None:             # a service of services: the exchange runs on the leaf it picks
         picked = service.kind.pick(ex.headers, conn.worker.now)
         if picked is None:
-            return conn.answer(ex, error_for(ex, 503))
+            last_resort = ex.runtime.last_resort     # a panic threshold somewhere below (services/panic.py)
+            if last_resort is not None:
+                picked = last_resort.pick(service.kind.pick, ex.headers, conn.worker.now)
+            if picked is None:
+                return conn.answer(ex, error_for(ex, 503))
         ex.service, backend, cookies = picked
         activator = ex.service.activator
         if activator is not None:            # a served revision: an instance with room, or its queue
@@ -385,10 +390,10 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
         return False
     ex.resp_started = True
     ex.status = status
-    service = ex.service
-    if service.passive_failures:
-        if status in service.passive_statuses:
-            passive_failure(ex, conn.worker.now)
+    outliers = ex.service.outliers
+    if outliers is not None:
+        if status in outliers.failing:
+            outliers.failure(ex.backend, status, conn.worker.now)  # type: ignore[arg-type]
         else:
             ex.backend.passive_success()  # type: ignore[union-attr]
     route = ex.route
@@ -408,10 +413,10 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
 
 
 def passive_failure(ex: Exchange, now: float) -> None:
-    """Count a failed attempt against its backend's passive health."""
-    service, backend = ex.service, ex.backend
-    if service.passive_failures and backend is not None:
-        backend.plane.passive_failure(backend.idx, now, service.passive_failures, service.passive_cooldown)
+    """Count an attempt that got no answer against its backend (passive health / outlier detection)."""
+    outliers, backend = ex.service.outliers, ex.backend
+    if outliers is not None and backend is not None:
+        outliers.failure(backend, NO_ANSWER, now)
 
 
 def failed(ex: Exchange, conn: Downstream, error: UpstreamError, reached: bool) -> bool:
@@ -467,6 +472,8 @@ def _repick_through(ex: Exchange, top: Service, failed: Backend | None) -> Backe
         picked = pick(None, 0.0)
         if picked is None or picked[1] is not failed:
             break
+    if picked is None and ex.runtime.last_resort is not None:
+        picked = ex.runtime.last_resort.pick(pick, None, 0.0)
     if picked is None:
         return None
     ex.service = picked[0]

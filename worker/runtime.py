@@ -27,6 +27,8 @@ from .services.activator import Activator
 from .services.affinity import Affinity
 from .services.failover import Failover
 from .services.mirroring import Mirroring
+from .services.outliers import Outliers
+from .services.panic import LastResort, PanicBalancer
 from .services.sticky import Sticky
 from .services.upstream_pool import UpstreamPool
 from .services.weighted import Fields, KindBalancer, Picked, Weighted
@@ -49,7 +51,8 @@ class Backend:
     __slots__ = ("acquire", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool", "port",
                  "release", "scheme", "shown_url", "url", "weight")
 
-    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock) -> None:
+    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock,
+                 gateway_streak: bool = False) -> None:
         parts = urlsplit(url)
         self.url = url
         self.shown_url = redact_url(url)       # as access log lines and spans show it (a password masked)
@@ -68,7 +71,8 @@ class Backend:
         self.is_healthy: Callable[[], bool] = lambda: healthy(clock.now)
         self.acquire: Callable[[], None] = ops.inc
         self.release: Callable[[], None] = ops.dec
-        self.passive_success: Callable[[], None] = ops.passive_success
+        # a good answer ends the failure streak(s) outlier detection counts (``services/outliers.py``)
+        self.passive_success: Callable[[], None] = ops.outlier_success if gateway_streak else ops.passive_success
 
     def inflight(self) -> int:
         return self.plane.inflight(self.idx)
@@ -84,9 +88,7 @@ class Service:
     response_timeout: float
     idx: int = -1
     internal: str | None = None
-    passive_failures: int = 0               # consecutive failures that take a backend out; 0 = off
-    passive_cooldown: float = 10.0
-    passive_statuses: frozenset[int] = frozenset()
+    outliers: Outliers | None = None        # passive health / outlier detection; None = counts nothing
     sticky: Sticky | Affinity | None = None
     kind: Weighted | Failover | Mirroring | None = None  # a service of services: picks through to a leaf
     activator: Activator | None = None      # a served revision's admission and queue (services/activator.py)
@@ -118,11 +120,12 @@ class Route:
 
 class Runtime:
     def __init__(self, generation: int, config: dict[str, Any], tables: dict[str, RouterTable],
-                 services: dict[str, Service]) -> None:
+                 services: dict[str, Service], last_resort: LastResort | None = None) -> None:
         self.generation = generation
         self.config = config
         self.tables = tables
         self.services = services
+        self.last_resort = last_resort       # None: no load balancer has a panic threshold (services/panic.py)
         self.trusted_forwarders = {
             name: IPSet(ep["forwarded_headers"]["trusted_ips"])
             for name, ep in config.get("entrypoints", {}).items() if ep["forwarded_headers"]["trusted_ips"]
@@ -153,9 +156,14 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         INTERNAL_UNRESOLVED: Service(INTERNAL_UNRESOLVED, [], balancer.RoundRobin([]), True, 0, 0,
                                      internal="unresolved"),
     }
+    last_resort = LastResort()
+    panicking = False
     for name, lb in load_balancers(config.get("services", {})):
+        idx = slots["services"][name]
+        peers = [slots["backends"][f"{name}|{server['url']}"] for server in lb["servers"]]
+        outliers = Outliers.of(lb, idx, peers, plane)
         backends = []
-        for server in lb["servers"]:
+        for server, backend_idx in zip(lb["servers"], peers, strict=True):
             parts = urlsplit(server["url"])
             key: PoolKey = (parts.scheme, parts.hostname or "127.0.0.1",
                             parts.port or (443 if parts.scheme == "https" else 80))
@@ -165,19 +173,23 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             if pool is None:
                 pool = pools[key] = make_pool(*key)
             pool.idle_timeout = lb["timeouts"]["idle"]
-            backends.append(Backend(server["url"], server.get("weight", 1), pool,
-                                    slots["backends"][f"{name}|{server['url']}"], plane, clock))
+            backends.append(Backend(server["url"], server.get("weight", 1), pool, backend_idx, plane, clock,
+                                    gateway_streak=outliers is not None and outliers.resets_both))
+        strategy = balancer.make(lb["strategy"], backends)
+        od = lb["outlier_detection"]
+        if od is not None and od["healthy_panic_threshold"]:
+            strategy = PanicBalancer(strategy, od["healthy_panic_threshold"], od["panic"] == "fail", clock,
+                                     last_resort)
+            panicking = True
         service = services[name] = Service(
             name=name,
             backends=backends,
-            balancer=balancer.make(lb["strategy"], backends),
+            balancer=strategy,
             pass_host_header=lb["pass_host_header"],
             connect_timeout=lb["timeouts"]["connect"],
             response_timeout=lb["timeouts"]["response_header"],
-            idx=slots["services"][name],
-            passive_failures=lb["passive_health"]["max_failures"],
-            passive_cooldown=lb["passive_health"]["cooldown"],
-            passive_statuses=frozenset(lb["passive_health"]["statuses"]),
+            idx=idx,
+            outliers=outliers,
         )
         if lb.get("activator") is not None:
             service.activator = Activator(service, lb["activator"], plane)
@@ -188,7 +200,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
             service.sticky = Affinity(lb.get("affinity"), service.idx, backends, service.balancer, plane,
                                       busy_fallback=lb.get("agent_health") is not None)
     for name in config.get("services", {}):
-        _service_of_services(name, config["services"], services, slots["services"], plane)
+        _service_of_services(name, config["services"], services, slots["services"], plane,
+                             last_resort if panicking else None)
     middlewares = build_middlewares(config.get("middlewares", {})) if build_middlewares is not None else {}
     http_entrypoints = [n for n, ep in config.get("entrypoints", {}).items() if ep.get("protocol", "http") == "http"]
     routes: list[Route] = []
@@ -203,30 +216,32 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         routes.append(Route(name, parse_rule(r["rule"], kind="http"), r["priority"], services[r["service"]],
                             chain, list(eps), slots["routers"][name]))
     tables = {ep: RouterTable(r for r in routes if ep in r.entrypoints) for ep in http_entrypoints}
-    return Runtime(compiled["generation"], config, tables, services)
+    return Runtime(compiled["generation"], config, tables, services, last_resort if panicking else None)
 
 
 def _service_of_services(name: str, configs: dict[str, Any], services: dict[str, Service],
-                         slots: dict[str, int], plane: Plane) -> Service:
+                         slots: dict[str, int], plane: Plane, last_resort: LastResort | None) -> Service:
     """The service ``name``, building a service of services after its children (validation ruled out cycles)."""
     service = services.get(name)
     if service is not None:
         return service
 
     def child(child_name: str) -> Service:
-        return _service_of_services(child_name, configs, services, slots, plane)
+        return _service_of_services(child_name, configs, services, slots, plane, last_resort)
 
     weighted, failover, mirroring = (configs[name].get(k) for k in ("weighted", "failover", "mirroring"))
     kind: Weighted | Failover | Mirroring
     if failover is not None:
-        kind = Failover(name, child(failover["service"]), child(failover["fallback"]), failover["errors"])
+        kind = Failover(name, child(failover["service"]), child(failover["fallback"]), failover["errors"],
+                        slots[name], plane)
     elif mirroring is not None:
         kind = Mirroring(slots[name], child(mirroring["service"]),
                          [(child(m["name"]), m["percent"]) for m in mirroring["mirrors"]], mirroring, plane)
     else:
         kind = Weighted([(c["name"], child(c["name"]), c["weight"]) for c in weighted["services"]],
                         weighted["sticky"])
-    service = services[name] = Service(name, [], KindBalancer(kind), True, 5.0, 60.0, idx=slots[name], kind=kind)
+    service = services[name] = Service(name, [], KindBalancer(kind, last_resort), True, 5.0, 60.0, idx=slots[name],
+                                       kind=kind)
     return service
 
 

@@ -28,6 +28,7 @@ from ..generations import backend_key
 class ServiceProbes:
     KEY: str                    # the ``load_balancer`` table whose presence turns probing on for a service
     DECOMPRESS = True           # whether the session decodes Content-Encoding (a health check never reads bodies)
+    SESSION = True              # whether probes need the HTTP client session (a sweep of the plane does not)
 
     def __init__(self, plane: Plane) -> None:
         self.plane = plane
@@ -73,7 +74,7 @@ class ServiceProbes:
                 key = backend_key(name, s["url"])
                 if key not in probed:
                     self._unprobed(slots[key])
-        if self.session is None and wanted:
+        if self.session is None and wanted and self.SESSION:
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0),
                                                  auto_decompress=self.DECOMPRESS)
         loop = asyncio.get_running_loop()

@@ -227,6 +227,49 @@ PASSIVE_HEALTH = Table(
     }
 )
 
+def _check_outlier_detection(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    for key in ("interval", "base_ejection_time"):
+        if out.get(key) == 0:
+            rep.add(join(path, key), "must be greater than 0")
+    if "max_ejection_time" not in raw:         # Envoy's: the default 300 s or base_ejection_time, the larger
+        out["max_ejection_time"] = max(out.get("max_ejection_time", 0), out.get("base_ejection_time", 0))
+    elif out.get("max_ejection_time", 1) < out.get("base_ejection_time", 0):
+        rep.add(join(path, "max_ejection_time"),
+                f"must be at least base_ejection_time ({out['base_ejection_time']:g}s), "
+                f"got {out['max_ejection_time']:g}s")
+
+
+# Envoy's outlier detection (worker/services/outliers.py, master/probes/outliers.py); replaces passive_health.
+OUTLIER_DETECTION = Table(
+    {
+        "consecutive_5xx": Field(Int(minimum=0), 5),               # 0 = off
+        "consecutive_gateway_failure": Field(Int(minimum=0), 0),   # 502/503/504 and no answer; 0 = off
+        "interval": Field(Duration(), 10.0),
+        "base_ejection_time": Field(Duration(), 30.0),
+        "max_ejection_time": Field(Duration(), 300.0),
+        "max_ejection_time_jitter": Field(Duration(), 0.0),
+        "max_ejection_percent": Field(Int(minimum=0, maximum=100), 10),
+        "success_rate": Field(
+            Table({
+                "enabled": Field(Bool(), True),
+                "minimum_hosts": Field(Int(minimum=1), 5),
+                "request_volume": Field(Int(minimum=1), 100),
+                "stdev_factor": Field(Number(minimum=0), 1.9),
+            }),
+            {},
+        ),
+        "healthy_panic_threshold": Field(Int(minimum=0, maximum=100), 50),   # percent; 0 = never panic
+        "panic": Field(Str(choices=("spread", "fail")), "spread"),
+    },
+    post=_check_outlier_detection,
+)
+
+
+def _one_passive_model(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if "passive_health" in raw and raw.get("outlier_detection") is not None:
+        rep.add(join(path, "passive_health"), "outlier_detection replaces passive_health; give only one of them")
+
+
 TIMEOUTS = Table(
     {
         "connect": Field(Duration(), 5.0),
@@ -246,6 +289,7 @@ LOAD_BALANCER = Table(
         "pass_host_header": Field(Bool(), True),
         "timeouts": Field(TIMEOUTS, {}),
         "passive_health": Field(PASSIVE_HEALTH, {}),
+        "outlier_detection": Field(Nullable(OUTLIER_DETECTION)),
         "tls": Field(
             Table(
                 {"ca_file": Field(Nullable(_FILE)), "insecure_skip_verify": Field(Bool(), False)},
@@ -253,7 +297,8 @@ LOAD_BALANCER = Table(
             ),
             {},
         ),
-    }
+    },
+    post=_one_passive_model,
 )
 
 # A service of services (worker/services/weighted.py): children are any services, nested to any depth; cycles and

@@ -13,11 +13,11 @@ Memory (bytes, W = max_workers): roughly
     counters   (W + 1) * (routers + services + backends) * 64  +  backends * W * 8
     ratelimit  ratelimit_entries * (48 + (W + 1) * 8)
     sticky     sticky_entries * 32
-    health     backends * (32 + (W + 1) * 8);  breakers * (64 + (W + 1) * 8)
+    health     backends * (96 + (W + 1) * 16);  breakers * (64 + (W + 1) * 8)
     ai         (W + 1) * 384 + W * services * 48 + backends * 8 + token_entries * (24 + (W + 1) * 40)
     observations  (W + 1) * ((routers + services) * 120 + routers * 96 + 7744)  (metrics histograms)
     middlewares   (W + 1) * max_middlewares * 160  (replies and fail-opens by middleware)
-    traffic    services * (400 + W * 8)  (mirroring counters, retry budget)
+    traffic    services * (408 + W * 8)  (mirroring counters, failover activations, retry budget)
 With the defaults (W = 64) that is about 73 MiB, most of it the per-worker rate-limit rows; size
 ``max_workers`` to the real worker count (plus spares for restarts in flight) where /dev/shm is small
 (Docker's default is 64 MiB).

@@ -6,6 +6,9 @@ One lock file per plane: the zero-length ``locks`` segment. Lock *k* is byte *k*
     [0, max_breakers)                              one lock per circuit breaker (trip, half-open claim)
     [max_breakers, + ratelimit buckets)            one stripe per rate-limit bucket (insert / evict)
     [..., + sticky buckets)                        one stripe per sticky bucket (bind / evict)
+    [..., + token buckets)                         one stripe per token-meter bucket (ai.py)
+    [..., + max_services)                          one per service's traffic record (traffic.py)
+    [..., + max_services)                          one per service: its backends' ejections (health.py)
 
 Why fcntl and not a semaphore: the kernel drops a process's record locks when it dies, so a worker that is
 ``kill -9``ed while holding one cannot deadlock the others (POSIX semaphores and ``multiprocessing.Lock``

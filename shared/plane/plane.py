@@ -56,11 +56,15 @@ from .counters import (
     CounterTable,
     status_col,
 )
+from .ejection import EjectionPolicy
 from .errors import PlaneError
 from .health import ACTIVE_DOWN as _ACTIVE_DOWN
 from .health import BASE as _BASE
 from .health import DOWN_UNTIL as _DOWN_UNTIL
+from .health import GW_BASE as _GW_BASE
+from .health import GW_LAST as _GW_LAST
 from .health import LAST_FAIL as _LAST_FAIL
+from .health import REASONS as _REASONS
 from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
@@ -81,6 +85,7 @@ from .segments import (
     unlink,
 )
 from .sticky import StickyTable
+from .traffic import ACTIVATIONS as _ACTIVATIONS
 from .traffic import EXHAUSTED as _EXHAUSTED
 from .traffic import TrafficTable, outcome_word
 from .workers import HEARTBEAT, ROW, WorkerTable
@@ -94,8 +99,8 @@ _WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generatio
                   "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
                   "middleware_fail_open", "retry_change", "queue_change", "queue_refused", "queue_waited")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker", "mirror_select",
-            "mirror_outcome", "retry_budget_exhausted")
-_ANY_WRITES = ("record", "passive_failure", "passive_success", "sticky_unbind")
+            "mirror_outcome", "retry_budget_exhausted", "failover_activated", "outlier_eject", "outlier_decay")
+_ANY_WRITES = ("record", "outlier_failure", "outlier_restart", "passive_success", "sticky_unbind")
 _MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
                   "reset_service", "reset_limiter", "reset_middleware", "set_name")
 
@@ -149,9 +154,10 @@ class Plane:
         self.observations = ObservationTable(segs["observations"], layout)
         self.ai = AiTable(segs["ai"], layout, self._locks, st_base + layout.sticky_entries // BUCKET, secret)
         self.middlewares = MiddlewareTable(segs["middlewares"], layout)
-        self.traffic = TrafficTable(segs["traffic"], layout, self._locks,
-                                    st_base + (layout.sticky_entries + layout.token_entries) // BUCKET)
+        traffic_base = st_base + (layout.sticky_entries + layout.token_entries) // BUCKET
+        self.traffic = TrafficTable(segs["traffic"], layout, self._locks, traffic_base)
         self.activator = ActivatorTable(segs["activator"], layout)
+        self._ejection_locks = traffic_base + layout.max_services   # one per service: its backends' ejections
         self.observations.bind(slot)
         self.middlewares.bind(slot)
         self.middleware_answered = self.middlewares.answered
@@ -447,13 +453,44 @@ class Plane:
         """Active health AND not passively down (``now``: time.monotonic(), read if not given)."""
         return self.health.is_healthy(backend_idx, time.monotonic() if now is None else now)
 
-    def passive_failure(self, backend_idx: int, now: float, threshold: int, cooldown: float) -> bool:
-        """Count a 5xx / connect error; True if this failure took the backend out for ``cooldown`` s."""
-        return self.health.passive_failure(backend_idx, self._col, now, threshold, cooldown,
-                                           self._hdr[self._rows_i])
+    def outlier_failure(self, backend_idx: int, gateway: bool) -> tuple[int, int]:
+        """Count a failed answer (``gateway``: 502, 503, 504 or none): the (5xx, gateway) streaks it leaves."""
+        return self.health.count_failure(backend_idx, self._col, self._hdr[self._rows_i], gateway)
+
+    def outlier_restart(self, backend_idx: int) -> None:
+        self.health.restart_streaks(backend_idx)
 
     def passive_success(self, backend_idx: int) -> None:
         self.health.passive_success(backend_idx)
+
+    def outlier_eject(self, service_idx: int, backend_idx: int, peers: Sequence[int], now: float, reason: str,
+                      policy: EjectionPolicy) -> bool:
+        """Eject a backend of service ``service_idx`` (``peers``: all its backends) under the service's lock,
+        unless it is out already or the policy's limit of its peers are (``health.py``)."""
+        k = self._ejection_locks + service_idx
+        self._locks.acquire(k)  # type: ignore[union-attr]
+        try:
+            return self.health.eject(backend_idx, peers, now, _REASONS.index(reason), policy.limit(len(peers)),
+                                     policy.base, policy.cap, policy.draw_jitter())
+        finally:
+            self._locks.release(k)  # type: ignore[union-attr]
+
+    def outlier_decay(self, service_idx: int, peers: Sequence[int], now: float, interval: float) -> None:
+        """The master's interval tick: one less ejection multiplier for each backend that stayed in."""
+        k = self._ejection_locks + service_idx
+        self._locks.acquire(k)  # type: ignore[union-attr]
+        try:
+            for b in peers:
+                self.health.decay(b, now, interval)
+        finally:
+            self._locks.release(k)  # type: ignore[union-attr]
+
+    def is_ejected(self, backend_idx: int, now: float) -> bool:
+        return self.health.is_ejected(backend_idx, now)
+
+    def ejections(self, backend_idx: int) -> dict[str, int]:
+        """Ejections of a backend so far, by reason (``health.REASONS``)."""
+        return self.health.state(backend_idx, 0.0, self._hdr[self._rows_i])["ejections"]
 
     def ratelimit_take(self, limiter_idx: int, key: bytes, rate: float, burst: float,
                        now: float) -> tuple[bool, int, float]:
@@ -505,6 +542,9 @@ class Plane:
 
     def mirror_outcome(self, service_idx: int, mirror: int, outcome: str) -> None:
         self.traffic.add(service_idx, outcome_word(mirror, outcome))
+
+    def failover_activated(self, service_idx: int) -> None:
+        self.traffic.add(service_idx, _ACTIVATIONS)
 
     def retry_budget_exhausted(self, service_idx: int) -> None:
         self.traffic.add(service_idx, _EXHAUSTED)
@@ -690,7 +730,8 @@ class Plane:
         for b in range(self.layout.max_backends):
             c = flat[be_base + b * COLS : be_base + (b + 1) * COLS]
             hs = self.health.state(b, now, rows)
-            busy = any(c) or b in inflight or hs["consecutive_failures"] or not hs["active_healthy"]
+            busy = (any(c) or b in inflight or hs["consecutive_failures"] or not hs["active_healthy"]
+                    or any(hs["ejections"].values()))
             if b not in named and not busy and not hs["passive_down_for_s"]:
                 continue
             backends.append(
@@ -725,7 +766,7 @@ class BackendOps:
     need no time at all.
     """
 
-    __slots__ = ("is_healthy", "inc", "dec", "passive_success")
+    __slots__ = ("is_healthy", "inc", "dec", "passive_success", "outlier_success")
 
     def __init__(self, plane: Plane, b: int) -> None:
         hq, hd = plane.health.q, plane.health.d
@@ -740,8 +781,20 @@ class BackendOps:
             if hq[base] != last:
                 hq[base] = last
 
+        gw_base, gw_last = r + _GW_BASE, r + _GW_LAST
+
+        def outlier_success() -> None:
+            """Both streaks end (``consecutive_gateway_failure`` on: any answer but a failure ends it)."""
+            last = hq[last_fail]
+            if hq[base] != last:
+                hq[base] = last
+            last = hq[gw_last]
+            if hq[gw_base] != last:
+                hq[gw_base] = last
+
         self.is_healthy = is_healthy
         self.passive_success = passive_success
+        self.outlier_success = outlier_success
         if plane.worker_slot is None:
             self.inc = self.dec = plane.inflight_inc     # refuses: only workers count in-flight requests
             return

@@ -1,11 +1,13 @@
-"""Node-wide traffic-management state: the mirroring counters and the retry budget's active retries.
+"""Node-wide traffic-management state: the mirroring counters, failover activations and the retry budget's active
+retries.
 
 Layout (segment ``traffic``, int64 words):
 
     records   max_services x REC words, service s's record written only under fcntl lock ``base + s``:
                   0 TOTAL        requests through mirroring service s (Traefik's ``total``)
                   1 EXHAUSTED    retries of service s refused by the retry budget
-                  2 .. 2 + M     COUNT_i: requests chosen for mirror i (Traefik's ``count_i``)
+                  2 ACTIVATIONS  times failover service s switched from its primary to its fallback (per worker)
+                  3 .. 3 + M     COUNT_i: requests chosen for mirror i (Traefik's ``count_i``)
                   then M x len(OUTCOMES) words: what became of mirror i's requests, by outcome
     retries   max_workers x max_services words: retries in flight that worker w started on service s
               (single writer, the worker; dropped when it dies, so a killed worker leaks no budget)
@@ -28,7 +30,7 @@ OUTCOMES = ("sent", "failed", "timeout", "dropped", "too_large")
 healthy); ``timeout``: no answer within the mirroring timeout; ``dropped``: the worker had its limit of mirrored
 requests in flight; ``too_large``: the body was over ``max_body_bytes``, so the request was not mirrored."""
 OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
-TOTAL, EXHAUSTED, COUNT = 0, 1, 2
+TOTAL, EXHAUSTED, ACTIVATIONS, COUNT = 0, 1, 2, 3
 OUT = COUNT + MAX_MIRRORS
 REC = OUT + MAX_MIRRORS * len(OUTCOMES)
 
@@ -66,7 +68,7 @@ class TrafficTable:
             locks.release(k)  # type: ignore[union-attr]
 
     def add(self, s: int, word: int) -> None:
-        """One more in word ``word`` of service ``s``'s record (an outcome, or EXHAUSTED)."""
+        """One more in word ``word`` of service ``s``'s record (an outcome, EXHAUSTED or ACTIVATIONS)."""
         k = self.base + s
         self.locks.acquire(k)  # type: ignore[union-attr]
         try:
@@ -97,7 +99,8 @@ class TrafficTable:
 
     # ---- readers
     def split(self) -> dict[int, dict]:
-        """{service idx: {"total", "retry_budget_exhausted", "mirrors": {i: {"chosen", *OUTCOMES}}}}, non-zero
+        """{service idx: {"total", "retry_budget_exhausted", "failover_activations", "mirrors": {i: {"chosen",
+        *OUTCOMES}}}}, non-zero
         records only."""
         out = {}
         for s in range(self.S):
@@ -109,7 +112,8 @@ class TrafficTable:
                 outs = rec[OUT + i * len(OUTCOMES) : OUT + (i + 1) * len(OUTCOMES)]
                 if rec[COUNT + i] or any(outs):
                     mirrors[i] = {"chosen": rec[COUNT + i], **dict(zip(OUTCOMES, outs, strict=True))}
-            out[s] = {"total": rec[TOTAL], "retry_budget_exhausted": rec[EXHAUSTED], "mirrors": mirrors}
+            out[s] = {"total": rec[TOTAL], "retry_budget_exhausted": rec[EXHAUSTED],
+                      "failover_activations": rec[ACTIVATIONS], "mirrors": mirrors}
         return out
 
 

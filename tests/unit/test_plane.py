@@ -12,7 +12,10 @@ import pytest
 from a3s_gateway.shared.errors import GatewayError
 from a3s_gateway.shared.plane import Plane, PlaneError, PlaneLayout, SlotAllocator, segment_sizes
 from a3s_gateway.shared.plane import segments as segmod
+from a3s_gateway.shared.plane.ejection import EjectionPolicy, success_rate_outliers
 from a3s_gateway.shared.plane.plane import SEGMENTS
+
+LEGACY = EjectionPolicy(base=100.0, cap=100.0, jitter=0.0, max_percent=100, interval=float("inf"))
 
 SMALL = PlaneLayout(max_workers=8, max_backends=16, max_routers=8, max_services=8, ratelimit_entries=64,
                     max_breakers=8, sticky_entries=16, max_limiters=8)
@@ -168,7 +171,7 @@ def test_reset_zeroes_reallocated_slot_state(plane):
     try:
         w.record(1, 1, 2, 503, 10, 10)
         w.inflight_inc(2)
-        w.passive_failure(2, 0.0, 1, 100.0)
+        assert w.outlier_eject(0, 2, [2], 0.0, "passive_health", LEGACY)
         plane.set_healthy(2, False)
         for _ in range(3):
             w.breaker_record(1, False, 0.0, 3, 1)
@@ -259,18 +262,17 @@ def test_snapshot_names_and_state(plane):
 
 
 # ---------------------------------------------------------------- health
-def test_passive_health_counts_consecutive_failures_across_workers(plane):
+def test_failure_streaks_count_across_workers_and_a_success_ends_them(plane):
     w0, w1 = worker(plane, 0), worker(plane, 1)
     try:
-        assert not w0.passive_failure(0, 10.0, 3, 5.0)
-        assert not w1.passive_failure(0, 10.0, 3, 5.0)
-        w0.passive_success(0)  # resets the consecutive count
-        assert not w1.passive_failure(0, 10.0, 3, 5.0)
-        assert not w0.passive_failure(0, 10.0, 3, 5.0)
+        assert w0.outlier_failure(0, True) == (1, 1)
+        assert w1.outlier_failure(0, True) == (2, 2)
+        w0.passive_success(0)  # ends the 5xx streak only
+        assert w1.outlier_failure(0, False) == (1, 0)  # a plain 500 ends the gateway streak
+        assert w0.outlier_failure(0, True) == (2, 1)
+        w1.outlier_restart(0)
+        assert w0.outlier_failure(0, True) == (1, 1)
         assert w0.is_healthy(0, 10.0)
-        assert w1.passive_failure(0, 10.0, 3, 5.0)
-        assert not w0.is_healthy(0, 12.0) and not w1.is_healthy(0, 14.9)
-        assert w0.is_healthy(0, 15.0)  # retried after the cooldown
         plane.set_healthy(0, False)
         assert not w1.is_healthy(0, 100.0)
         plane.set_healthy(0, True)
@@ -278,6 +280,52 @@ def test_passive_health_counts_consecutive_failures_across_workers(plane):
     finally:
         w0.close()
         w1.close()
+
+
+def test_ejection_time_grows_with_the_multiplier_up_to_the_cap(plane):
+    policy = EjectionPolicy(base=1.0, cap=2.5, jitter=0.0, max_percent=100, interval=5.0)
+    w = worker(plane, 0)
+    try:
+        lengths = []
+        now = 0.0
+        for _ in range(4):
+            assert w.outlier_eject(3, 7, [7, 8], now, "consecutive_5xx", policy)
+            assert not w.outlier_eject(3, 7, [7, 8], now, "consecutive_5xx", policy)  # already out
+            state = plane.health.state(7, now, 1)
+            lengths.append(state["last_ejection_s"])
+            assert not w.is_healthy(7, now) and w.is_healthy(7, now + state["last_ejection_s"])
+            now += state["last_ejection_s"]
+        assert lengths == [1.0, 2.0, 2.5, 2.5]
+        assert w.ejections(7)["consecutive_5xx"] == 4
+        plane.outlier_decay(3, [7, 8], now + 4.9, 5.0)
+        assert plane.health.state(7, now, 1)["ejection_multiplier"] == 4
+        plane.outlier_decay(3, [7, 8], now + 5.0, 5.0)
+        assert plane.health.state(7, now, 1)["ejection_multiplier"] == 3
+    finally:
+        w.close()
+
+
+def test_max_ejection_percent_keeps_enough_backends_in(plane):
+    ten = EjectionPolicy(base=10.0, cap=10.0, jitter=0.0, max_percent=10, interval=5.0)
+    assert [ten.limit(n) for n in (1, 2, 9, 10, 25)] == [0, 1, 1, 1, 2]
+    assert EjectionPolicy(1.0, 1.0, 0.0, 0, 1.0).limit(5) == 0 and LEGACY.limit(1) == 1
+    w = worker(plane, 0)
+    try:
+        peers = list(range(0, 10))
+        assert w.outlier_eject(1, 0, peers, 0.0, "consecutive_5xx", ten)
+        assert not w.outlier_eject(1, 1, peers, 0.0, "consecutive_5xx", ten)
+        assert w.outlier_eject(1, 1, peers, 10.0, "consecutive_5xx", ten)  # the first one is back
+        assert not w.outlier_eject(2, 12, [12], 0.0, "consecutive_5xx", ten)  # a lone backend stays in
+    finally:
+        w.close()
+
+
+def test_success_rate_outliers_are_below_mean_minus_factor_stdev():
+    samples = {b: (100, 0) for b in range(4)} | {4: (100, 50)}
+    assert success_rate_outliers(samples, 5, 100, 1.9) == [4]
+    assert success_rate_outliers(samples, 6, 100, 1.9) == []            # fewer hosts than minimum_hosts
+    assert success_rate_outliers(samples | {4: (99, 50)}, 5, 100, 1.9) == []   # under request_volume: not a host
+    assert success_rate_outliers({b: (100, 3) for b in range(5)}, 5, 100, 1.9) == []
 
 
 # ---------------------------------------------------------------- rate limit

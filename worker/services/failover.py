@@ -12,6 +12,9 @@ or a primary that already answered the client, leaves the primary's answer stand
 path of the exchange (``ex.retry``, ``exchange.retry_later``): a ``retry`` middleware on the same router keeps
 that path, and the failover then acts on health alone.
 
+Activations (``a3s_gateway_failover_activations_total``): each worker counts a switch from primary to fallback
+once, when its first pick after a primary pick falls through, so an outage counts once per worker that saw it.
+
 Invariant: the fallback is only asked when the primary's pick failed (or, with ``errors``, its answer), so a
 sticky session or a round-robin turn of the fallback is never spent on a request the primary served.
 """
@@ -26,22 +29,31 @@ from .weighted import Fields, Node, Picked, pick_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ...shared.plane import Plane
     from ..exchange import Exchange
 
 
 class Failover:
     tee = None                               # only mirroring copies a request (mirroring.py)
 
-    def __init__(self, name: str, primary: Node, fallback: Node, errors: dict[str, Any] | None) -> None:
+    def __init__(self, name: str, primary: Node, fallback: Node, errors: dict[str, Any] | None, idx: int,
+                 plane: Plane) -> None:
         self.primary: Callable[[Fields | None, float], Picked | None] = pick_of(primary)
         self.fallback: Callable[[Fields | None, float], Picked | None] = pick_of(fallback)
         self.replay = StatusReplay(name, errors) if errors is not None else None
-        self.primary_picked = False          # the last pick's side, read by ``start`` right after it (one thread)
+        self.primary_picked = True           # the last pick's side, read by ``start`` right after it (one thread)
+        self.idx = idx
+        self.plane = plane
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
         picked = self.primary(headers, now)
-        self.primary_picked = picked is not None
-        return picked if picked is not None else self.fallback(headers, now)
+        if picked is not None:
+            self.primary_picked = True
+            return picked
+        if self.primary_picked:              # this worker switches to the fallback: one activation
+            self.primary_picked = False
+            self.plane.failover_activated(self.idx)
+        return self.fallback(headers, now)
 
 
 def _statuses(ranges: list[str]) -> list[int]:

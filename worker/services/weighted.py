@@ -33,6 +33,7 @@ from .sticky import cookie_attributes, cookie_value
 
 if TYPE_CHECKING:
     from ..runtime import Backend, Service
+    from .panic import LastResort
 
 Fields = list[tuple[bytes, bytes]]
 Picked = tuple["Service", "Backend", tuple[bytes, ...]]
@@ -136,13 +137,23 @@ class Weighted:
 
 def pick_of(node: Node) -> Callable[[Fields | None, float], Picked | None]:
     """The function a parent calls to pick through ``node``: for a plain load balancer, its balancer's pick
-    wrapped to name the service (one call fewer than ``Service.pick`` per request)."""
+    wrapped to name the service (one call fewer than ``Service.pick`` per request). A load balancer with a panic
+    threshold reports itself down while in panic, except in the last-resort pass (``panic.py``)."""
     service: Any = node
     if getattr(service, "activator", None) is not None:
         return service.activator.pick
+    balancer = getattr(service, "balancer", None)
+    child_pick = getattr(balancer, "pick_as_child", None)
     if getattr(service, "kind", None) is not None or getattr(service, "sticky", True) is not None:
-        return node.pick
-    pick_backend = service.balancer.pick
+        if child_pick is None:
+            return node.pick
+        in_panic, last_resort = balancer.in_panic, balancer.last_resort  # type: ignore[union-attr]
+
+        def sticky_pick(headers: Fields | None, now: float) -> Picked | None:
+            return None if in_panic() and not last_resort.active else node.pick(headers, now)
+
+        return sticky_pick
+    pick_backend = child_pick or balancer.pick
 
     def pick(headers: Fields | None, now: float) -> Picked | None:
         backend = pick_backend()
@@ -157,10 +168,13 @@ class KindBalancer(Balancer):
 
     strategy = "service-of-services"
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, last_resort: LastResort | None = None) -> None:
         super().__init__(())
         self.node = node
+        self.last_resort = last_resort
 
     def pick(self) -> Backend | None:
         picked = self.node.pick(None, 0.0)
+        if picked is None and self.last_resort is not None:
+            picked = self.last_resort.pick(self.node.pick, None, 0.0)
         return None if picked is None else picked[1]
