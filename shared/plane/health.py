@@ -67,6 +67,15 @@ class HealthTable:
         if q[r + BASE] != last:
             q[r + BASE] = last
 
+    def hold_down(self, b: int, until: float) -> None:
+        """DOWN_UNTIL = ``until`` unless it is already later (a provider's cooldown; any worker stores it)."""
+        r = b * REC + DOWN_UNTIL
+        if self.d[r] < until:
+            self.d[r] = until
+
+    def down_until(self, b: int) -> float:
+        return float(self.d[b * REC + DOWN_UNTIL])
+
     def is_healthy(self, b: int, now: float) -> bool:
         r = b * REC
         return not self.q[r + ACTIVE_DOWN] and now >= self.d[r + DOWN_UNTIL]
