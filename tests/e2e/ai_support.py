@@ -16,3 +16,11 @@ class AiBackend(Process):
 
     def set_health(self, state: str) -> None:
         httpx.get(self.url + "/_set", params={"health": state})
+
+    def script(self, mode: str, **params: object) -> None:
+        """How the chat endpoints answer from now on (``ai_backend.py``: ok, 429, 500, slow, context, bad, cut)."""
+        httpx.get(self.url + "/_set", params={"mode": mode, **{k: str(v) for k, v in params.items()}})
+
+    def last(self) -> dict:
+        """The last chat request: path, headers, JSON body."""
+        return httpx.get(self.url + "/_last").json()
