@@ -132,10 +132,11 @@ class UsageTap:
 class Charge:
     """One metered request: its budgets, what was pre-charged when, and its tightest key after the charge."""
 
-    __slots__ = ("at", "budgets", "charged", "estimate", "limit", "model", "remaining")
+    __slots__ = ("at", "budgets", "charged", "estimate", "kinds", "limit", "model", "remaining")
 
-    def __init__(self, budgets: Budgets, charged: int, at: float, estimate: int, model: str | None,
-                 limit: float, remaining: float) -> None:
+    def __init__(self, kinds: list[str], budgets: Budgets, charged: int, at: float, estimate: int,
+                 model: str | None, limit: float, remaining: float) -> None:
+        self.kinds = kinds
         self.budgets = budgets
         self.charged = charged
         self.at = at
@@ -243,7 +244,7 @@ class TokenMeter(Middleware):
                 key=key, limit=self._shown(limit), window_secs=window)
         tight = min(range(len(metered)), key=lambda i: metered[i][2] - used[i] - n)
         limit = metered[tight][2]
-        ex.meter = Charge(budgets, n, at, estimate, model, limit, limit - used[tight] - n)
+        ex.meter = Charge([m[0] for m in metered], budgets, n, at, estimate, model, limit, limit - used[tight] - n)
         ex.on_done = [*(ex.on_done or ()), self._done]
         return None
 
@@ -289,7 +290,7 @@ class TokenMeter(Middleware):
                 if not (tap.input or tap.output):      # only a total: count it as input
                     input_tokens = total
             n = self.amount(charge.model, input_tokens, output) if self.measure != "total" else total
-            for kind in {b[0] for b in self.keys(ex, charge.model)}:
+            for kind in charge.kinds:
                 plane.ai_add("tokens_" + kind, total)
         self.store.settle(charge.budgets, charge.charged, charge.at, n)  # type: ignore[union-attr]
 
