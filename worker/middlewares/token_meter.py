@@ -42,6 +42,7 @@ import orjson
 
 from ..chain import Middleware, Reply, error_reply, header_value
 from ._support.ai_body import inspect, prompt_chars
+from ._support.fail_open import FailOpen
 from ._support.token_budgets import Budgets, PlaneBudgets, RedisBudgets
 
 if TYPE_CHECKING:
@@ -167,7 +168,8 @@ class TokenMeter(Middleware):
         self.max_parse = params["max_parse_bytes"]
         self.store: PlaneBudgets | RedisBudgets | None = None
         if params["redis_url"] is not None:
-            self.store = RedisBudgets(params["redis_url"], params["timeout_ms"] / 1000, self._fail_open)
+            self.store = RedisBudgets(params["redis_url"], params["timeout_ms"] / 1000,
+                                      FailOpen(name, worker, params["redis_url"], "admitting requests uncharged"))
         elif worker is not None and worker.plane is not None:
             self.store = PlaneBudgets(worker.plane)
         # usage belongs to this middleware's config: a changed config starts fresh windows
@@ -293,12 +295,6 @@ class TokenMeter(Middleware):
             for kind in charge.kinds:
                 plane.ai_add("tokens_" + kind, total)
         self.store.settle(charge.budgets, charge.charged, charge.at, n)  # type: ignore[union-attr]
-
-    def _fail_open(self) -> None:
-        worker = self.worker
-        idx = worker.slots.get("middlewares", {}).get(self.name) if worker is not None else None
-        if idx is not None and worker.plane is not None:  # type: ignore[union-attr]
-            worker.plane.middleware_fail_open(idx)  # type: ignore[union-attr]
 
     def close(self) -> None:
         if isinstance(self.store, RedisBudgets):

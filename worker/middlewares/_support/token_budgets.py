@@ -12,9 +12,9 @@ The window is the plane's (``shared/plane/ai.py``): SUB sub-windows, the oldest 
 inside the window. Redis keeps it as a hash of sub-window id → amount per budget (``a3s:tokens:<fingerprint>``),
 expiring after two windows, on Redis ``TIME`` so the nodes' clocks do not matter.
 
-Fail-open (Redis): unreachable, erroring or slower than ``timeout_ms``, a request is admitted uncharged, the
-plane counts it per middleware (``a3s_gateway_rate_limit_redis_fail_open_total``, the same counter as
-``rate-limit-redis``) and Redis is skipped for ``RETRY_AFTER_FAILURE`` seconds.
+Fail-open (Redis, ``fail_open.py``): unreachable, erroring or slower than ``timeout_ms``, a request is admitted
+uncharged and counted (``a3s_gateway_rate_limit_redis_fail_open_total``, as for ``rate-limit-redis``), and Redis
+is skipped for a second.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ....shared import log as gwlog
 from ....shared.plane.ai import SUB, AiTable
+from .fail_open import FailOpen
 from .lazy_client import LazyClient
 
 if TYPE_CHECKING:
@@ -36,10 +36,7 @@ if TYPE_CHECKING:
 Budgets = list[tuple[bytes, float, float]]        # (fingerprint, window seconds, limit)
 Charged = tuple[int, list[float], float, float]   # (refused index or -1, usage before, retry after, time)
 
-RETRY_AFTER_FAILURE = 1.0
-WARN_EVERY = 10.0
 POOL_SIZE = 64
-log = gwlog.get("worker")
 
 
 class PlaneBudgets:
@@ -121,13 +118,11 @@ return 1
 
 
 class RedisBudgets:
-    def __init__(self, url: str, timeout: float, on_fail_open: Any) -> None:
+    def __init__(self, url: str, timeout: float, fail_open: FailOpen) -> None:
         self.url = url
         self.timeout = timeout
-        self.on_fail_open = on_fail_open
+        self.fail_open = fail_open
         self.scripts: LazyClient[Any] = LazyClient(self._open, lambda s: s[0].registered_client.aclose())
-        self.skip_until = 0.0
-        self.warned_at = -WARN_EVERY
 
     def _open(self) -> Any:
         client = aioredis.Redis.from_url(self.url, max_connections=POOL_SIZE, socket_connect_timeout=self.timeout)
@@ -139,8 +134,7 @@ class RedisBudgets:
 
     async def charge(self, budgets: Budgets, n: int) -> Charged | None:
         """None: Redis failed, the request is admitted uncharged (fail-open)."""
-        if time.monotonic() < self.skip_until:
-            self.on_fail_open()
+        if self.fail_open.skipping():
             return None
         args: list[Any] = [SUB, n]
         for _, window, limit in budgets:
@@ -148,7 +142,7 @@ class RedisBudgets:
         try:
             out = await asyncio.wait_for(self.scripts.get()[0](keys=self._keys(budgets), args=args), self.timeout)
         except (TimeoutError, RedisError, OSError) as e:
-            self._failed(e)
+            self.fail_open.failed(e)
             return None
         refused, now = int(out[0]), float(out[1])
         used = [float(v) for v in out[2:2 + len(budgets)]]
@@ -168,16 +162,7 @@ class RedisBudgets:
         try:
             await asyncio.wait_for(self.scripts.get()[1](keys=self._keys(budgets), args=args), self.timeout)
         except (TimeoutError, RedisError, OSError) as e:
-            self._failed(e)
-
-    def _failed(self, error: BaseException) -> None:
-        now = time.monotonic()
-        self.on_fail_open()
-        self.skip_until = now + RETRY_AFTER_FAILURE
-        if now - self.warned_at >= WARN_EVERY:
-            self.warned_at = now
-            log.warning("token-meter: Redis at %s unavailable (%s); admitting requests uncharged (fail-open)",
-                        self.url, type(error).__name__)
+            self.fail_open.failed(e)
 
     def close(self) -> None:
         self.scripts.close()
