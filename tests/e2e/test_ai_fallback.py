@@ -177,3 +177,16 @@ def test_a_prompt_larger_than_every_context_window_is_refused(gateway, tmp_path:
         assert b.seen() == 0
     finally:
         b.stop()
+
+
+def test_fallback_replays_the_body_for_an_http2_client(setup) -> None:
+    gw, _, backends, _ = setup
+    backends["a"].script("500")
+    with httpx.Client(base_url=gw.url, http1=False, http2=True, timeout=10) as c:
+        for _ in range(2):
+            r = c.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": LONG})
+            assert (r.http_version, r.status_code, r.headers["x-backend"]) == ("HTTP/2", 200, "b"), r.text
+            assert r.json()["model"] == "gpt-4o-mini"
+    sent = backends["b"].last()
+    assert sent["body"] == {"model": "gpt-4o-mini", "messages": LONG}
+    assert sent["headers"]["authorization"] == "Bearer sk-b" and "transfer-encoding" not in sent["headers"]

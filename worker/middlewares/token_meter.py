@@ -10,12 +10,14 @@ come from ``max_tokens`` (or ``max_cost``) / ``window``, per kind from ``limits`
 ``overrides``. ``measure`` says what is counted: ``total``, ``input`` or ``output`` tokens, or ``cost``
 (``prices`` per million input / output tokens of each model; counted in millionths of the currency).
 
-Request phase (the body is parsed once, ``ai_body``): the request's charge is estimated — the prompt's
-characters / ``chars_per_token`` for input, the request's ``max_tokens`` / ``max_completion_tokens`` (else
-``output_reserve``) for output — and **pre-charged** to every key at once if all are under their limit
-(``token_budgets``: atomic across workers, and across nodes in Redis). A key at or over its limit answers 429
-with ``Retry-After`` (seconds until enough usage slides out) before the backend is called. So N concurrent
-requests overshoot a budget by at most one request's charge (when their answers stay within the reserve).
+Request phase (a JSON body is parsed once, ``ai_body``, up to ``[limits] model_inspect_bytes``; a body of
+another type, or declaring a larger length, is not read and counts 0 until reconciled): the request's charge is
+estimated — the prompt's characters / ``chars_per_token`` for input, the request's ``max_tokens`` /
+``max_completion_tokens`` (else ``output_reserve``) for output — and **pre-charged** to every key at once if
+all are under their limit (``token_budgets``: atomic across workers, and across nodes in Redis). A key at or
+over its limit answers 429 with ``Retry-After`` (seconds until enough usage slides out) before the backend is
+called. So N concurrent requests overshoot a budget by at most one request's charge (when their answers stay
+within the reserve).
 
 Response phase: a pass-through body filter reads what the backend really reported, without holding the
 stream back: the ``usage`` object of an OpenAI-compatible JSON response (``prompt_tokens`` /
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..chain import Middleware, Reply, error_reply, header_value
-from ._support.ai_body import inspect, prompt_chars
+from ._support.ai_body import NO_BODY, inspect, prompt_chars
 from ._support.fail_open import FailOpen
 from ._support.token_budgets import Budgets, PlaneBudgets, RedisBudgets
 
@@ -210,7 +212,7 @@ class TokenMeter(Middleware):
             return input_tokens
         if self.measure == "output":
             return output_tokens
-        price_in, price_out = self._price(model)  # type: ignore[misc]
+        price_in, price_out = self._price(model) or (0.0, 0.0)
         return math.ceil(input_tokens * price_in + output_tokens * price_out)
 
     def _price(self, model: str | None) -> tuple[float, float] | None:
@@ -220,11 +222,11 @@ class TokenMeter(Middleware):
         return self.admit(ex)
 
     async def admit(self, ex: Exchange) -> Reply | None:
-        got = await inspect(ex)
+        got = await inspect(ex) if self._estimable(ex) else NO_BODY
         if got.__class__ is Reply:
             return got  # type: ignore[return-value]
         doc, model = got.doc, got.model  # type: ignore[union-attr]
-        if self.cost and self._price(model) is None:
+        if self.cost and model is not None and self._price(model) is None:
             return error_reply(400, "The model has no price in this token-meter's prices", middleware=self.name,
                                model=model)
         metered = self.keys(ex, model)
@@ -249,6 +251,19 @@ class TokenMeter(Middleware):
         ex.meter = Charge([m[0] for m in metered], budgets, n, at, estimate, model, limit, limit - used[tight] - n)
         ex.on_done = [*(ex.on_done or ()), self._done]
         return None
+
+    @staticmethod
+    def _estimable(ex: Exchange) -> bool:
+        """Whether the body is read for an estimate: a JSON body that declares no length over ``[limits]
+        model_inspect_bytes`` (another body, e.g. an audio upload, streams on and is metered from ``usage``)."""
+        if ex.ai_body is not None:
+            return True
+        ctype = header_value(ex.headers, b"content-type") or b""
+        if not ctype.startswith(b"application/json"):
+            return False
+        length = header_value(ex.headers, b"content-length")
+        limit = ex.conn.worker.limits.model_inspect_bytes  # type: ignore[union-attr]
+        return length is None or not length.isdigit() or int(length) <= limit
 
     def _shown(self, amount: float) -> float | int:
         return round(amount / MICRO, 6) if self.cost else int(amount)
