@@ -48,6 +48,15 @@ targets = [
   {service = "small", api_key = "sk-small", model = "small-model", max_input_tokens = 50},
   {service = "b", api_key = "sk-b", model = "gpt-4o-mini"},
 ]
+[routers.capped]
+rule = "Host(`127.0.0.1`) && Model(`capped`)"
+service = "a"
+middlewares = ["capped"]
+[middlewares.capped]
+type = "ai-fallback"
+max_attempts = 2
+targets = [{service = "a", api_key = "sk-a"}, {service = "small", api_key = "sk-small"},
+           {service = "b", api_key = "sk-b"}]
 [middlewares.resilient]
 type = "ai-fallback"
 targets = [{service = "dead", api_key = "sk-dead"}, {service = "b", api_key = "sk-b"}]
@@ -190,3 +199,13 @@ def test_fallback_replays_the_body_for_an_http2_client(setup) -> None:
     sent = backends["b"].last()
     assert sent["body"] == {"model": "gpt-4o-mini", "messages": LONG}
     assert sent["headers"]["authorization"] == "Bearer sk-b" and "transfer-encoding" not in sent["headers"]
+
+
+def test_max_attempts_counts_every_target_and_the_last_answer_stands(setup) -> None:
+    _, client, backends, log = setup
+    backends["a"].script("500")
+    backends["small"].script("500")
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="capped", messages=SHORT)
+    assert (backends["a"].seen(), backends["small"].seen(), backends["b"].seen()) == (1, 1, 0)
+    assert attempts(log, "capped", 1) == [[("a", "server_error"), ("small", "server_error")]]
