@@ -170,23 +170,27 @@ class AiTable(BucketTable):
         return per[0] * (1.0 - frac) + sum(per[1:]), per
 
     def token_charge(self, budgets: list[tuple[bytes, float, float]], n: int, now: float, col: int,
-                     rows: int) -> int:
+                     rows: int) -> tuple[int, list[float], list[int]]:
         """Check every (key, window, limit) and charge ``n`` to all of them under their buckets' locks, so two
         workers cannot both admit on the same last tokens. Entries are created before the locks are taken
         (``_install`` takes and releases a bucket lock itself, which would release ours: fcntl locks are per
-        process). -1 when charged, else the index of the first budget at or over its limit."""
+        process). (-1 when charged, else the index of the first budget at or over its limit; each budget's usage
+        before the charge, as far as it was read; the refused budget's sub-window amounts, oldest first)."""
         entries = [self._entry(key, now, True) for key, _, _ in budgets]
         stripes = sorted({self.lock_base + e // BUCKET for e in entries})
         locks = self.locks
         for k in stripes:
             locks.acquire(k)  # type: ignore[union-attr]
+        used: list[float] = []
         try:
             for i, ((_, window, limit), e) in enumerate(zip(budgets, entries, strict=True)):
-                if self._usage(e, window, now, rows)[0] >= limit:
-                    return i
+                total, per = self._usage(e, window, now, rows)
+                used.append(total)
+                if total >= limit:
+                    return i, used, per
             for (_, window, _), e in zip(budgets, entries, strict=True):
                 self._add(e, window, n, now, col)
-            return -1
+            return -1, used, []
         finally:
             for k in reversed(stripes):
                 locks.release(k)  # type: ignore[union-attr]

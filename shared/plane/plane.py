@@ -500,9 +500,11 @@ class Plane:
     def token_usage(self, key: bytes, window: float, now: float) -> tuple[float, list[int]]:
         return self.ai.token_usage(key, window, now, self._hdr[self._rows_i])
 
-    def token_charge(self, budgets: list[tuple[bytes, float, float]], n: int, now: float) -> int:
+    def token_charge(self, budgets: list[tuple[bytes, float, float]], n: int,
+                     now: float) -> tuple[int, list[float], list[int]]:
         """Pre-charge ``n`` to every (key, window, limit) of ``budgets`` if all are under their limit, atomically
-        across workers: -1, or the index of the first budget at or over its limit (nothing charged)."""
+        across workers: (-1, or the index of the first budget at or over its limit: nothing charged; the usages
+        read before the charge; the refused budget's sub-window amounts, see ``AiTable.token_charge``)."""
         return self.ai.token_charge(budgets, n, now, self._col, self._hdr[self._rows_i])
 
     def token_settle(self, key: bytes, window: float, charged: int, at: float, n: int, now: float) -> None:

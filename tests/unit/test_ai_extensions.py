@@ -41,9 +41,10 @@ def test_token_charge_is_all_or_nothing_and_settle_replaces_it() -> None:
         master.set_worker(1, 2)
         w0, w1 = Plane.attach(master.name, 0), Plane.attach(master.name, 1)
         a, b, win, t = b"k|user:a", b"k|global", 60.0, 1000.0
-        assert w0.token_charge([(a, win, 100), (b, win, 1000)], 90, t) == -1
-        assert w1.token_charge([(a, win, 100), (b, win, 1000)], 30, t) == -1     # 90 < 100: admitted (overshoot)
-        assert w1.token_charge([(b, win, 1000), (a, win, 100)], 1, t) == 1       # a is full: nothing charged
+        assert w0.token_charge([(a, win, 100), (b, win, 1000)], 90, t)[:2] == (-1, [0, 0])
+        assert w1.token_charge([(a, win, 100), (b, win, 1000)], 30, t)[:2] == (-1, [90, 90])   # 90 < 100: admitted
+        refused, used, per = w1.token_charge([(b, win, 1000), (a, win, 100)], 1, t)   # a is full: nothing charged
+        assert (refused, used, sum(per)) == (1, [120, 120], 120)
         assert (w0.token_usage(a, win, t)[0], w0.token_usage(b, win, t)[0]) == (120, 120)
         w0.token_settle(a, win, 90, t, 10, t + 20)                                # the real usage was 10
         assert w1.token_usage(a, win, t + 20)[0] == 40

@@ -44,14 +44,11 @@ class PlaneBudgets:
         self.plane = plane
 
     async def charge(self, budgets: Budgets, n: int) -> Charged | None:
-        plane, now = self.plane, time.time()
-        used = [plane.token_usage(fp, window, now)[0] for fp, window, _ in budgets]
-        refused = plane.token_charge(budgets, n, now)
+        now = time.time()
+        refused, used, per = self.plane.token_charge(budgets, n, now)
         if refused < 0:
             return -1, used, 0.0, now
-        fp, window, limit = budgets[refused]
-        total, per = plane.token_usage(fp, window, now)
-        used[refused] = total
+        _, window, limit = budgets[refused]
         return refused, used, AiTable.retry_after(per, limit, window, now), now
 
     def settle(self, budgets: Budgets, charged: int, at: float, n: int) -> None:
