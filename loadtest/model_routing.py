@@ -1,4 +1,6 @@
-"""CPU that ``Model()`` routing adds per request: inspecting a complete 2 KiB JSON body and matching the rules.
+"""CPU that ``Model()`` routing adds per request: inspecting a complete 2 KiB JSON body and matching the rules;
+then what a provider target adds on top (``ai-fallback`` / ``ai-provider``): the prompt's token estimate, and the
+model rewrite with the key swap (``Provider.apply``, re-serializing the body), or the Anthropic translation.
 
 Runs ``ai_body.inspect`` (read from ``pending``, parse, forward) and a ``RouterTable.match`` over a Model() rule
 against a plain ``PathPrefix`` match on the same request; the difference is what body inspection costs. The
@@ -19,6 +21,7 @@ from a3s_gateway.shared.rules import parse_rule
 from a3s_gateway.worker.exchange import Exchange
 from a3s_gateway.worker.limits import Limits
 from a3s_gateway.worker.middlewares._support import ai_body
+from a3s_gateway.worker.middlewares.ai_provider import Provider
 from a3s_gateway.worker.router import RequestView, RouterTable
 
 
@@ -49,6 +52,22 @@ async def run(n: int, body: bytes) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def provider_cost(n: int, body: bytes, fmt: str) -> float:
+    """µs per request of the estimate and ``Provider.apply`` (rewrite, key) on a parsed body."""
+    provider = Provider({"models": {"*": "gpt-4o-2024-08-06"}, "format": fmt, "header": None, "scheme": None,
+                         "api_key": "sk-provider", "api_key_env": None})
+    doc = orjson.loads(body)
+    headers = [(b"Host", b"a"), (b"Authorization", b"Bearer client"), (b"Content-Type", b"application/json"),
+               (b"Content-Length", b"%d" % len(body))]
+    t0 = time.perf_counter()
+    for _ in range(n):
+        ex = Exchange()
+        ex.headers = list(headers)
+        ai_body.prompt_chars(doc)
+        provider.apply(ex, doc, doc["model"])
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
@@ -58,6 +77,8 @@ def main() -> None:
     with_model, plain = asyncio.run(run(args.requests, body))
     print(f"{len(body)} B body: Model() routing {with_model:.2f} µs, PathPrefix {plain:.2f} µs, "
           f"added {with_model - plain:.2f} µs per request")
+    print(f"a provider target: estimate + model rewrite + key {provider_cost(args.requests, body, 'openai'):.2f} µs, "
+          f"estimate + Anthropic translation + key {provider_cost(args.requests, body, 'anthropic'):.2f} µs")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     /work/venv/bin/python loadtest/plane_bench.py [iterations]
 
 Prints (does not assert) the cost of every hot-path call, of an fcntl lock/unlock pair (what a locked
-rate-limit bucket would add per request), and of a typical request's plane work: rate-limit take +
-least-connections over 4 backends + in-flight inc/dec + record + passive success + breaker allow/record.
+rate-limit bucket would add per request), of token-meter's pre-charge and reconcile, and of a typical
+request's plane work: rate-limit take + least-connections over 4 backends + in-flight inc/dec + record + passive success + breaker allow/record.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
         now = time.monotonic()
         keys = [b"10.0.%d.%d" % (i // 256, i % 256) for i in range(4096)]
         ki = iter(range(1 << 62))
+        tokens = [(b"m|key:a", 60.0, 1e15), (b"m|global", 60.0, 1e15)]
         print(f"plane micro-benchmark, {n} iterations, Python {sys.version.split()[0]}")
         empty = bench("(empty lambda call, subtracted below)", lambda: None, n)
         for label, fn in [
@@ -56,6 +57,10 @@ def main() -> None:
             ("sticky_bind(key) refresh, same backend", lambda: p.sticky_bind(b"svc:cookie", 2, now, 60.0)),
             ("fcntl lock + unlock pair (rare transitions only)",
              lambda: (p._locks.acquire(5), p._locks.release(5))),
+            ("token_charge, 2 keys (token-meter's pre-charge, locked)",
+             lambda: p.token_charge(tokens, 30, time.time())),
+            ("token_settle, 1 key (token-meter's reconcile)",
+             lambda: p.token_settle(tokens[0][0], 60.0, 30, time.time(), 30, time.time())),
         ]:
             bench(label, fn, n, empty)
 

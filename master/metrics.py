@@ -357,7 +357,7 @@ class GatewayCollector:
         yield ejections
         yield ejected
 
-    # -- middlewares: replies by middleware, rate-limit-redis fail-opens
+    # -- middlewares: replies by middleware, Redis fail-opens, ai-fallback attempts
     def _middlewares(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:
         configs = compiled["config"].get("middlewares", {})
         names = {idx: name for name, idx in compiled["slots"].get("middlewares", {}).items()}
@@ -375,9 +375,22 @@ class GatewayCollector:
                                  labels=["middleware"])
         for name, params in sorted(configs.items()):
             idx = compiled["slots"].get("middlewares", {}).get(name)
-            if params.get("type") == "rate-limit-redis" and idx is not None:
+            redis = params.get("type") == "rate-limit-redis" or params.get("redis_url") is not None
+            if redis and idx is not None:
                 fo.add_metric([name], mw["fail_open"].get(idx, 0))
         yield fo
+        attempts = CounterMetricFamily(P + "ai_attempts", "Attempts of ai-fallback middlewares on their targets, by "
+                                       "target (service), model (the target's model, or the request's) and outcome "
+                                       "(answered, rate_limited, server_error, context_window, connect_error, "
+                                       "timeout; skipped_context / skipped_cooldown: passed over unasked).",
+                                       labels=["middleware", "target", "model", "outcome"])
+        for (idx, t, outcome), n in sorted(mw["attempts"].items()):
+            params = configs.get(names.get(idx, ""), {})
+            targets = params.get("targets") or ()
+            if params.get("type") == "ai-fallback" and t < len(targets):
+                attempts.add_metric([names[idx], targets[t]["service"], targets[t]["model"] or "(request)", outcome],
+                                    n)
+        yield attempts
 
     # -- traffic management: mirrored requests by outcome, retries refused by the budget (shared/plane/traffic.py)
     def _services_of_services(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

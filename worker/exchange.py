@@ -26,7 +26,8 @@ States of an exchange, in order (who moves it on, and what holds in each):
 
 Side flags: ``req_done`` (the request body was read completely; set by the protocol only), ``retried`` (a reused
 keep-alive connection failed before any byte: resent once), ``attempts``/``replay`` (the retry middleware's),
-``upgrade`` (a WebSocket upgrade: ``proxy/websocket.py`` takes over from BOUND).
+``upgrade`` (a WebSocket upgrade: ``proxy/websocket.py`` takes over from BOUND), ``translation`` (a provider
+in another wire format: its head and body are translated before the chain's response phase sees them).
 
 A retry (``Downstream.fail`` or a retried status in ``response_head``) goes from BOUND back to PICKED through
 ``retry_later``: the backend is released, and after the middleware's delay ``_redispatch`` picks another.
@@ -192,9 +193,16 @@ class Exchange:
     budget_service: int = -1                 # the service whose retry budget this exchange holds a slot of
     sink: Any = None
     on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
-    usage_tap: Any = None                    # token-meter's response tap (middlewares/token_meter.py)
+    usage_tap: Any = None                    # token-meter's response tap and charge (middlewares/token_meter.py)
+    meter: Any = None
     ai_body: Any = None                      # the parsed JSON body or its error (middlewares/_support/ai_body.py)
     ai_cache: Any = None                     # semantic-cache's lookup of this request (middlewares/semantic_cache.py)
+    translation: Any = None                  # a provider's wire format (middlewares/_support/anthropic.py)
+    ai_attempts: list | None = None          # ai-fallback's [target, model, outcome] per attempt (access log)
+    ai_tokens: int = 0                       # ai-fallback's estimate of the prompt's tokens
+    ai_target: int = -1                      # ai-fallback's current target, its next one, the client's path
+    ai_next: Any = None
+    ai_path: bytes = b""
     # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
     t_up: float = 0.0
     span: Any = None
@@ -386,7 +394,7 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
     middleware retries this status (the caller drops the response unread and calls ``conn.retry_later``), else
     True after passive health and the chain's response phase ran and the sticky cookie was added."""
     retry = ex.retry
-    if retry is not None and status in retry.statuses and retry.again(ex, True):
+    if retry is not None and status in retry.statuses and retry.retry_status(ex, status, fields):
         return False
     ex.resp_started = True
     ex.status = status
@@ -397,10 +405,18 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
         else:
             ex.backend.passive_success()  # type: ignore[union-attr]
     route = ex.route
-    if route is not None and route.chain.responders:
-        route.chain.on_response(ex, status, fields)
-        if ex.filter is not None:            # a transformed body's length is not known
-            fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
+    translation = ex.translation
+    if translation is None:
+        if route is not None and route.chain.responders:
+            route.chain.on_response(ex, status, fields)
+            if ex.filter is not None:        # a transformed body's length is not known
+                fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
+    else:                                    # another wire format: the chain sees the client's format
+        translation.head(status, fields)
+        if route is not None and route.chain.responders:
+            route.chain.on_response(ex, status, fields)
+        ex.filter = translation.wrap(ex.filter)
+        fields[:] = [f for f in fields if f[0].lower() != b"content-length"]
     if ex.resp_fields is not None:
         fields += ex.resp_fields
     cookie = ex.set_cookie
@@ -423,7 +439,7 @@ def failed(ex: Exchange, conn: Downstream, error: UpstreamError, reached: bool) 
     """An attempt failed before a response head (``Downstream.fail``): counted for passive health; whether it is
     sent again (``reached``: the request, or part of it, went out)."""
     passive_failure(ex, conn.worker.now)
-    again = ex.retry is not None and ex.retry.again(ex, reached)
+    again = ex.retry is not None and ex.retry.retry_error(ex, error, reached)
     if DEBUG:
         backend = ex.backend
         log.debug("%s: %s from %s: %s", _said(ex), error.message, backend.shown_url if backend else "a backend",
@@ -451,6 +467,9 @@ def repick(ex: Exchange, failed: Backend | None) -> Backend | None:
     """A retry's backend: another one than ``failed`` when the balancer offers one within a round. Through a
     service of services the pick starts again at the router's service (so another child may serve), without
     sticky sessions."""
+    retry = ex.retry
+    if retry is not None and retry.chooses:  # ai-fallback: its next target
+        return retry.next_backend(ex, failed)  # type: ignore[attr-defined]
     top = ex.route.service if ex.route is not None else ex.service
     if top.kind is not None:
         return _repick_through(ex, top, failed)

@@ -1,6 +1,6 @@
 """Config keys of the AI-agent extensions: the ``channel-webhook``, ``privacy-router``, ``token-meter``,
-``priority``, ``ai-provider``, ``semantic-cache`` and ``prompt-guard`` middleware types (registered in
-``middleware_types.py``) and the ``affinity`` / ``agent_health`` tables of ``[services.<name>.load_balancer]``.
+``priority``, ``ai-provider``, ``ai-fallback``, ``semantic-cache`` and ``prompt-guard`` middleware types (registered
+in ``middleware_types.py``) and the ``affinity`` / ``agent_health`` tables of ``[services.<name>.load_balancer]``.
 Behaviour: README "AI agent extensions" and each module."""
 
 from __future__ import annotations
@@ -90,26 +90,48 @@ PRIVACY_ROUTER = Table(
     }
 )
 
+_BUDGET = Table({"max_tokens": Field(Nullable(Int(minimum=1))),
+                 "max_cost": Field(Nullable(Number(minimum=0, exclusive_minimum=True))),
+                 "window": Field(Nullable(_POSITIVE))})
+_PRICE = Table({"input": Field(Number(minimum=0), required=True), "output": Field(Number(minimum=0), required=True)})
+METER_KINDS = tuple(k for k in KEY_KINDS if k != "global")      # the kinds an override names as kind:<id>
+
+
+def _meter_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if out.get("measure") == "cost":
+        if out.get("max_cost") is None:
+            rep.add(join(path, "max_cost"), "measure = 'cost' needs 'max_cost' (per window, in currency units)")
+        if not out.get("prices"):
+            rep.add(join(path, "prices"), "measure = 'cost' needs 'prices' (per million input/output tokens)")
+    elif out.get("max_tokens") is None:
+        rep.add(join(path, "max_tokens"), "is required (or set measure = 'cost' and 'max_cost')")
+
+
 TOKEN_METER = Table(
     {
-        "max_tokens": Field(Int(minimum=1), required=True),
+        "max_tokens": Field(Nullable(Int(minimum=1))),
+        "max_cost": Field(Nullable(Number(minimum=0, exclusive_minimum=True))),
+        "measure": Field(Str(choices=("total", "input", "output", "cost")), "total"),
+        "prices": Field(MapOf(_PRICE), {}),
         "window": Field(_POSITIVE, 60.0),
-        "keys": Field(ListOf(Str(choices=KEY_KINDS)), list(KEY_KINDS)),
-        "limits": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
-                                     "window": Field(Nullable(_POSITIVE))}),
-                              key_check=lambda k: None if k in KEY_KINDS else
+        "keys": Field(ListOf(Str(choices=KEY_KINDS)), ["user", "agent", "session", "global"]),
+        "limits": Field(MapOf(_BUDGET, key_check=lambda k: None if k in KEY_KINDS else
                               f"must be one of {', '.join(KEY_KINDS)}"), {}),
-        "overrides": Field(MapOf(Table({"max_tokens": Field(Nullable(Int(minimum=1))),
-                                        "window": Field(Nullable(_POSITIVE))}),
-                                 key_check=lambda k: None if k == "global" or (
-                                     k.split(":", 1)[0] in KEY_KINDS[:3] and ":" in k) else
-                                 "must be 'user:<id>', 'agent:<id>', 'session:<id>' or 'global'"), {}),
+        "overrides": Field(MapOf(_BUDGET, key_check=lambda k: None if k == "global" or (
+                                     k.split(":", 1)[0] in METER_KINDS and ":" in k) else
+                                 "must be '<kind>:<id>' (kind: " + ", ".join(METER_KINDS) + ") or 'global'"), {}),
         "user_header": Field(Str(check=header_name_error), "X-User-Id"),
         "agent_header": Field(Str(check=header_name_error), "X-Agent-Id"),
         "session_header": Field(Str(check=header_name_error), "X-Session-Id"),
+        "key_header": Field(Str(check=header_name_error), "Authorization"),
+        "team_header": Field(Str(check=header_name_error), "X-Team-Id"),
         "chars_per_token": Field(Int(minimum=1), 4),
+        "output_reserve": Field(Int(minimum=0), 0),
         "max_parse_bytes": Field(Int(minimum=1), 1048576),
-    }
+        "redis_url": Field(Nullable(Str(check=url_check("redis", "rediss")))),
+        "timeout_ms": Field(Int(minimum=1), 100),
+    },
+    post=_meter_post,
 )
 
 def _provider_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
@@ -117,16 +139,42 @@ def _provider_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Rep
         rep.add(join(path, "api_key"), "set exactly one of 'api_key' and 'api_key_env'")
 
 
-AI_PROVIDER = Table(
+_PROVIDER_KEYS = {
+    "api_key": Field(Nullable(Str(nonempty=True))),
+    "api_key_env": Field(Nullable(Str(check=lambda s: None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s)
+                                      else "must be an environment variable name"))),
+    "header": Field(Nullable(Str(check=header_name_error))),
+    "scheme": Field(Nullable(Str())),
+    "format": Field(Str(choices=("openai", "anthropic")), "openai"),
+}
+
+AI_PROVIDER = Table({"models": Field(MapOf(Str(nonempty=True)), {}), **_PROVIDER_KEYS}, post=_provider_post)
+
+MAX_TARGETS = 8                                   # the plane's attempt counters (plane/middlewares.py)
+
+AI_TARGET = Table(
     {
-        "models": Field(MapOf(Str(nonempty=True)), {}),
-        "api_key": Field(Nullable(Str(nonempty=True))),
-        "api_key_env": Field(Nullable(Str(check=lambda s: None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s)
-                                          else "must be an environment variable name"))),
-        "header": Field(Str(check=header_name_error), "Authorization"),
-        "scheme": Field(Str(), "Bearer"),
+        "service": Field(Str(nonempty=True), required=True),
+        "model": Field(Nullable(Str(nonempty=True))),
+        "max_input_tokens": Field(Nullable(Int(minimum=1))),
+        **_PROVIDER_KEYS,
     },
     post=_provider_post,
+)
+
+def _fallback_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    if len(out.get("targets") or ()) > MAX_TARGETS:
+        rep.add(join(path, "targets"), f"lists {len(out['targets'])} targets; at most {MAX_TARGETS} are allowed")
+
+
+AI_FALLBACK = Table(
+    {
+        "targets": Field(ListOf(AI_TARGET, min_items=1), required=True),
+        "max_attempts": Field(Int(minimum=0, maximum=MAX_TARGETS), 0),
+        "cooldown": Field(_POSITIVE, 30.0),
+        "chars_per_token": Field(Int(minimum=1), 4),
+    },
+    post=_fallback_post,
 )
 
 PRIORITY = Table(

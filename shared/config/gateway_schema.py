@@ -494,7 +494,8 @@ LIMITS = Table(
 # Access log (worker/observability/access_log.py): one line per request, off by default.
 ACCESS_LOG_FIELDS = ("time", "client_ip", "method", "host", "path", "query", "protocol", "status",
                      "request_bytes", "response_bytes", "duration_ms", "upstream_ms", "router", "service",
-                     "backend", "entrypoint", "worker", "trace_id", "span_id", "user_agent", "reason", "headers")
+                     "backend", "entrypoint", "worker", "trace_id", "span_id", "user_agent", "reason", "headers",
+                     "ai")
 
 
 ACCESS_LOG = Table(

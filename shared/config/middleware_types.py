@@ -30,7 +30,8 @@ class MiddlewareType:
     """``"module:Class"``, the module relative to ``a3s_gateway.worker.middlewares``."""
     keys: Table
     service_keys: tuple[str, ...] = ()
-    """Keys naming a service, checked at load like a router's ``service`` (``validate.py``)."""
+    """Keys naming a service, checked at load like a router's ``service`` (``validate.py``); ``list[].key``
+    names the key in every table of a list."""
 
 
 MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
@@ -62,6 +63,7 @@ MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
     "ai-provider": MiddlewareType("ai_provider:AiProvider", ai.AI_PROVIDER),
     "semantic-cache": MiddlewareType("semantic_cache:SemanticCache", ai.SEMANTIC_CACHE),
     "prompt-guard": MiddlewareType("prompt_guard:PromptGuard", ai.PROMPT_GUARD),
+    "ai-fallback": MiddlewareType("ai_fallback:AiFallback", ai.AI_FALLBACK, ("targets[].service",)),
 }
 
 

@@ -98,9 +98,13 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
     check_rule = _rule_checker()
     for name, params in data.get("middlewares", {}).items():
         for key in MIDDLEWARE_TYPES[params["type"]].service_keys:
-            if key in params:
-                path = join(join("middlewares", name), key)
-                params[key] = _resolve(rep, path, "service", params[key], services, DEFAULT_SERVICE_NAMES)
+            listed, _, inner = key.partition("[].")
+            tables = [(params, key, join(join("middlewares", name), key))] if not inner else [
+                (t, inner, f"middlewares.{name}.{listed}[{i}].{inner}")
+                for i, t in enumerate(params.get(listed) or ()) if isinstance(t, dict)]
+            for table, k, path in tables:
+                if k in table:
+                    table[k] = _resolve(rep, path, "service", table[k], services, DEFAULT_SERVICE_NAMES)
     for name, router in data.get("routers", {}).items():
         path = join("routers", name)
         if "service" in router:

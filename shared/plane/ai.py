@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from ..vocabulary import AGENT_STATES, KEY_KINDS, LEVELS, PRIORITIES
 from .buckets import FP, SEQ, BucketTable
-from .layout import PlaneLayout
+from .layout import BUCKET, PlaneLayout
 from .locks import RangeLocks
 from .segments import Segment
 
@@ -137,7 +137,9 @@ class AiTable(BucketTable):
         return self._install(fp, b0, fill, keep=_installed_meanwhile)[0]
 
     def token_record(self, key: bytes, window: float, n: int, now: float, col: int) -> None:
-        e = self._entry(key, now, True)
+        self._add(self._entry(key, now, True), window, n, now, col)
+
+    def _add(self, e: int, window: float, n: int, now: float, col: int) -> None:
         sub = int(now * SUB / window)
         i = (e * self.W1 + col) * RING + sub % RING
         t = self.t
@@ -148,9 +150,12 @@ class AiTable(BucketTable):
     def token_usage(self, key: bytes, window: float, now: float, rows: int) -> tuple[float, list[int]]:
         """(sliding-window usage, tokens per sub-window oldest first: [cur-SUB .. cur])."""
         e = self._entry(key, now, False)
-        per = [0] * RING
         if e < 0:
-            return 0.0, per
+            return 0.0, [0] * RING
+        return self._usage(e, window, now, rows)
+
+    def _usage(self, e: int, window: float, now: float, rows: int) -> tuple[float, list[int]]:
+        per = [0] * RING
         pos = now * SUB / window
         sub = int(pos)
         tags = [(sub - SUB + j) & ID_MASK for j in range(RING)]
@@ -167,6 +172,47 @@ class AiTable(BucketTable):
                             break
         frac = pos - sub
         return per[0] * (1.0 - frac) + sum(per[1:]), per
+
+    def token_charge(self, budgets: list[tuple[bytes, float, float]], n: int, now: float, col: int,
+                     rows: int) -> tuple[int, list[float], list[int]]:
+        """Check every (key, window, limit) and charge ``n`` to all of them under their buckets' locks, so two
+        workers cannot both admit on the same last tokens. Entries are created before the locks are taken
+        (``_install`` takes and releases a bucket lock itself, which would release ours: fcntl locks are per
+        process). (-1 when charged, else the index of the first budget at or over its limit; each budget's usage
+        before the charge, as far as it was read; the refused budget's sub-window amounts, oldest first)."""
+        entries = [self._entry(key, now, True) for key, _, _ in budgets]
+        stripes = sorted({self.lock_base + e // BUCKET for e in entries})
+        locks = self.locks
+        for k in stripes:
+            locks.acquire(k)  # type: ignore[union-attr]
+        used: list[float] = []
+        try:
+            for i, ((_, window, limit), e) in enumerate(zip(budgets, entries, strict=True)):
+                total, per = self._usage(e, window, now, rows)
+                used.append(total)
+                if total >= limit:
+                    return i, used, per
+            for (_, window, _), e in zip(budgets, entries, strict=True):
+                self._add(e, window, n, now, col)
+            return -1, used, []
+        finally:
+            for k in reversed(stripes):
+                locks.release(k)  # type: ignore[union-attr]
+
+    def token_settle(self, key: bytes, window: float, charged: int, at: float, n: int, now: float,
+                     col: int) -> None:
+        """Take back a pre-charge (``charged`` at time ``at``, from this worker's column: still its single
+        writer) if its sub-window is still in the ring, then record the real ``n`` now."""
+        e = self._entry(key, now, n > 0)
+        if e < 0:
+            return
+        sub = int(at * SUB / window)
+        i = (e * self.W1 + col) * RING + sub % RING
+        w = self.t[i]
+        if charged and (w >> 40) == sub & ID_MASK:
+            self.t[i] = w - min(charged, w & N_MASK)
+        if n > 0:
+            self._add(e, window, n, now, col)
 
     @staticmethod
     def retry_after(per: list[int], limit: float, window: float, now: float) -> float:

@@ -27,7 +27,9 @@ ejected costs a lock only once per ``threshold`` failures.
 
 Ejections (DOWN_UNTIL, MULTIPLIER, EJECTED_FOR, the reason counts) are written only under the service's lock
 (``Plane.outlier_eject``, ``Plane.outlier_decay``), by a worker or by the master's success-rate sweep, so the
-counts are exact and ``max_ejection_percent`` holds across workers; readers need no lock.
+counts are exact and ``max_ejection_percent`` holds across workers; readers need no lock. The one write
+outside the lock is ``hold_down`` (an AI provider's ``Retry-After``): it only moves DOWN_UNTIL later, so a racing
+ejection at worst ends at the later of the two times.
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ class HealthTable:
         last = q[r + LAST_FAIL]
         if q[r + BASE] != last:
             q[r + BASE] = last
+
+    def hold_down(self, b: int, until: float) -> None:
+        """DOWN_UNTIL = ``until`` unless it is already later (a provider's cooldown; any worker stores it)."""
+        r = b * REC + DOWN_UNTIL
+        if self.d[r] < until:
+            self.d[r] = until
+
+    def down_until(self, b: int) -> float:
+        return float(self.d[b * REC + DOWN_UNTIL])
 
     def is_healthy(self, b: int, now: float) -> bool:
         r = b * REC

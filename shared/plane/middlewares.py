@@ -10,6 +10,8 @@ Layout (segment ``middlewares``, int64 words):
                        OTHER                 replies with any other status code
                        FAIL_OPEN             requests let through because the middleware's store was down
                                              (``rate-limit-redis``)
+                       ATTEMPTS ..           ``ai-fallback`` attempts: MAX_TARGETS x len(ATTEMPT_OUTCOMES)
+                                             words, target t's outcome o at ATTEMPTS + t * len + o
 
 Middleware indices come from the master's ``SlotAllocator`` keyed by middleware *name*
 (``master/generations.py``), so label values are bounded by the config and a middleware keeps its counts
@@ -21,6 +23,7 @@ dead worker's row into ``retired`` then zeroes it, under the plane's FOLD_SEQ se
 
 from __future__ import annotations
 
+from ..vocabulary import ATTEMPT_OUTCOMES
 from .layout import PlaneLayout
 from .rows import RowTable
 from .segments import Segment
@@ -29,8 +32,9 @@ CODES = (200, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 413, 429, 5
 CODE_INDEX = {c: i for i, c in enumerate(CODES)}
 OTHER = len(CODES)
 FAIL_OPEN = OTHER + 1
-MC = 20
-assert FAIL_OPEN < MC
+ATTEMPTS = FAIL_OPEN + 1
+MAX_TARGETS = 8
+MC = ATTEMPTS + MAX_TARGETS * len(ATTEMPT_OUTCOMES)
 
 
 class MiddlewareTable(RowTable):
@@ -64,6 +68,11 @@ class MiddlewareTable(RowTable):
         i = self.base + mw * MC + FAIL_OPEN
         self.q[i] += 1
 
+    def attempt(self, mw: int, target: int, outcome: int) -> None:
+        """One attempt of ``ai-fallback`` ``mw`` on its target ``target`` ended with ``ATTEMPT_OUTCOMES[outcome]``."""
+        i = self.base + mw * MC + ATTEMPTS + target * len(ATTEMPT_OUTCOMES) + outcome
+        self.q[i] += 1
+
     # ---- master
     def fold(self, slot: int) -> None:
         self.fold_row(slot)
@@ -75,9 +84,10 @@ class MiddlewareTable(RowTable):
 
     @staticmethod
     def split(flat: list[int]) -> dict:
-        """{"answers": {(middleware idx, code or 0 for another code): n}, "fail_open": {middleware idx: n}}
-        (non-zero entries only)."""
-        answers, fail_open = {}, {}
+        """{"answers": {(middleware idx, code or 0 for another code): n}, "fail_open": {middleware idx: n},
+        "attempts": {(middleware idx, target, outcome name): n}} (non-zero entries only)."""
+        answers, fail_open, attempts = {}, {}, {}
+        no = len(ATTEMPT_OUTCOMES)
         codes = CODES + (0,)
         for m in range(len(flat) // MC):
             vals = flat[m * MC : (m + 1) * MC]
@@ -88,4 +98,7 @@ class MiddlewareTable(RowTable):
                     answers[(m, codes[j])] = vals[j]
             if vals[FAIL_OPEN]:
                 fail_open[m] = vals[FAIL_OPEN]
-        return {"answers": answers, "fail_open": fail_open}
+            for j in range(ATTEMPTS, MC):
+                if vals[j]:
+                    attempts[(m, (j - ATTEMPTS) // no, ATTEMPT_OUTCOMES[(j - ATTEMPTS) % no])] = vals[j]
+        return {"answers": answers, "fail_open": fail_open, "attempts": attempts}

@@ -97,10 +97,12 @@ _LIVE: set[str] = set()  # prefixes created by this process and not yet unlinked
 
 _WORKER_WRITES = ("heartbeat", "inflight_inc", "inflight_dec", "report_generation", "observe", "account", "add_misc",
                   "set_connections", "ai_add", "priority_gauge", "token_record", "middleware_answered",
-                  "middleware_fail_open", "retry_change", "queue_change", "queue_refused", "queue_waited")
+                  "middleware_fail_open", "middleware_attempt", "retry_change", "queue_change", "queue_refused",
+                  "queue_waited", "token_settle")
 _LOCKING = ("breaker_allow", "breaker_record", "ratelimit_take", "sticky_bind", "reset_breaker", "mirror_select",
-            "mirror_outcome", "retry_budget_exhausted", "failover_activated", "outlier_eject", "outlier_decay")
-_ANY_WRITES = ("record", "outlier_failure", "outlier_restart", "passive_success", "sticky_unbind")
+            "mirror_outcome", "retry_budget_exhausted", "failover_activated", "outlier_eject", "outlier_decay",
+            "token_charge")
+_ANY_WRITES = ("record", "outlier_failure", "outlier_restart", "passive_success", "sticky_unbind", "hold_down")
 _MASTER_WRITES = ("set_agent_state", "set_healthy", "set_worker", "fold_worker", "reset_backend", "reset_router",
                   "reset_service", "reset_limiter", "reset_middleware", "set_name")
 
@@ -162,6 +164,7 @@ class Plane:
         self.middlewares.bind(slot)
         self.middleware_answered = self.middlewares.answered
         self.middleware_fail_open = self.middlewares.fail_open
+        self.middleware_attempt = self.middlewares.attempt
         # worker hot path (see observations.py): bound methods, so a call costs no extra frame
         self.observe = self.observations.observe
         self.add_misc = self.observations.add_misc
@@ -492,6 +495,13 @@ class Plane:
         """Ejections of a backend so far, by reason (``health.REASONS``)."""
         return self.health.state(backend_idx, 0.0, self._hdr[self._rows_i])["ejections"]
 
+    def hold_down(self, backend_idx: int, until: float) -> None:
+        """Keep the backend out of every pick until ``until`` (time.monotonic()): a provider's ``Retry-After``."""
+        self.health.hold_down(backend_idx, until)
+
+    def down_until(self, backend_idx: int) -> float:
+        return self.health.down_until(backend_idx)
+
     def ratelimit_take(self, limiter_idx: int, key: bytes, rate: float, burst: float,
                        now: float) -> tuple[bool, int, float]:
         """Take one token from the node-wide bucket of (limiter, key): (admitted, remaining, retry_after s)."""
@@ -532,6 +542,17 @@ class Plane:
 
     def token_usage(self, key: bytes, window: float, now: float) -> tuple[float, list[int]]:
         return self.ai.token_usage(key, window, now, self._hdr[self._rows_i])
+
+    def token_charge(self, budgets: list[tuple[bytes, float, float]], n: int,
+                     now: float) -> tuple[int, list[float], list[int]]:
+        """Pre-charge ``n`` to every (key, window, limit) of ``budgets`` if all are under their limit, atomically
+        across workers: (-1, or the index of the first budget at or over its limit: nothing charged; the usages
+        read before the charge; the refused budget's sub-window amounts, see ``AiTable.token_charge``)."""
+        return self.ai.token_charge(budgets, n, now, self._col, self._hdr[self._rows_i])
+
+    def token_settle(self, key: bytes, window: float, charged: int, at: float, n: int, now: float) -> None:
+        """Replace a pre-charge of ``charged`` made at ``at`` by the real ``n``, recorded at ``now``."""
+        self.ai.token_settle(key, window, charged, at, n, now, self._col)
 
     def ai_counters(self) -> dict[str, int]:
         return self.ai.counters(self._hdr[self._rows_i])

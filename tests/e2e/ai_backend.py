@@ -10,6 +10,13 @@
 - ``/v1/embeddings``: ``{"input": str}`` -> a deterministic unit vector of DIM hashed character trigrams of
   the lowercased words, so texts sharing most words are close and unrelated ones far. ``/_set?embeddings=``
   ``fail`` answers 500, ``slow`` answers after 5 s, ``ok`` (the default) normally.
+- ``/v1/messages``: Anthropic-style (JSON or SSE events ``message_start`` .. ``message_stop``), usage from
+  ``X-Tokens`` as ``input_tokens`` / ``output_tokens``; echoes ``X-Seen-Api-Key`` / ``X-Seen-Version``.
+- ``/_set?mode=<mode>[&retry_after=S][&delay=S]``: how both chat endpoints answer from now on: ``ok``
+  (default), ``429`` (``Retry-After: S`` when given), ``500``, ``slow`` (sleep ``delay`` s before the head),
+  ``context`` (400 ``context_length_exceeded``), ``bad`` (400, another error), ``cut`` (a stream that closes
+  after its first chunk).
+- ``/_last``: the last chat request's path, headers and JSON body.
 - ``/health``: the health document ``{"status": <state>, "model": "fake-llm", "queue_depth": 0}``;
   ``/_set?health=<state>`` changes the state (``down`` makes /health answer nothing useful: 500 text).
 - ``/slow/<s>``: sleep s seconds, then echo.
@@ -28,7 +35,8 @@ import math
 
 from aiohttp import web
 
-STATE = {"health": "ready", "seen": 0, "inflight": 0, "peak": 0, "embeddings": "ok"}
+STATE = {"health": "ready", "seen": 0, "inflight": 0, "peak": 0, "embeddings": "ok", "mode": "ok",
+         "retry_after": None, "delay": 0.0, "last": None}
 PATHS: dict[str, int] = {}
 DIM = 256
 
@@ -62,7 +70,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if path == "/_set":
         STATE["health"] = request.query.get("health", STATE["health"])
         STATE["embeddings"] = request.query.get("embeddings", STATE["embeddings"])
-        return web.json_response(STATE)
+        STATE["mode"] = request.query.get("mode", STATE["mode"])
+        STATE["retry_after"] = request.query.get("retry_after")
+        STATE["delay"] = float(request.query.get("delay", 0))
+        return web.json_response({k: v for k, v in STATE.items() if k != "last"})
+    if path == "/_last":
+        return web.json_response(STATE["last"])
     if path == "/health":
         if STATE["health"] == "down":
             return web.Response(status=500, text="no")
@@ -79,8 +92,79 @@ async def handle(request: web.Request) -> web.StreamResponse:
         STATE["inflight"] -= 1
 
 
+async def _scripted(request: web.Request, name: str, path: str, body: bytes) -> web.StreamResponse | None:
+    """The answer ``/_set?mode=`` scripts, or None to answer normally."""
+    STATE["last"] = {"path": path, "headers": {k.lower(): v for k, v in request.headers.items()},
+                     "body": json.loads(body or b"{}")}
+    mode = STATE["mode"]
+    tag = {"X-Backend": name}
+    if mode == "429":
+        extra = {"Retry-After": STATE["retry_after"]} if STATE["retry_after"] else {}
+        return web.json_response({"error": {"message": "Rate limit reached", "type": "rate_limit"}}, status=429,
+                                 headers={**tag, **extra})
+    if mode == "500":
+        return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500, headers=tag)
+    if mode == "context":
+        return web.json_response({"error": {"message": "This model's maximum context length is 8 tokens",
+                                            "type": "invalid_request_error", "code": "context_length_exceeded"}},
+                                 status=400, headers=tag)
+    if mode == "bad":
+        return web.json_response({"error": {"message": "unknown parameter 'foo'", "type": "invalid_request_error"}},
+                                 status=400, headers=tag)
+    if mode == "slow":
+        await asyncio.sleep(STATE["delay"])
+    if mode == "cut":
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **tag})
+        await resp.prepare(request)
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        request.transport.close()
+        return resp
+    return None
+
+
+async def _messages(request: web.Request, name: str, body: bytes) -> web.StreamResponse:
+    """An Anthropic-style /v1/messages answer."""
+    tokens = int(request.headers.get("X-Tokens", "30"))
+    usage = {"input_tokens": tokens // 3, "output_tokens": tokens - tokens // 3}
+    req = json.loads(body or b"{}")
+    seen = {"X-Backend": name, "X-Seen-Api-Key": request.headers.get("X-Api-Key", ""),
+            "X-Seen-Version": request.headers.get("Anthropic-Version", "")}
+    if req.get("stream"):
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **seen})
+        await resp.prepare(request)
+        events = [("message_start", {"type": "message_start", "message": {
+                      "id": "msg_1", "type": "message", "role": "assistant", "model": req.get("model"),
+                      "content": [], "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}}),
+                  ("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}}),
+                  ("ping", {"type": "ping"})]
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": word}})
+                   for word in ("Hello", " from", " Claude")]
+        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                      "usage": {"output_tokens": usage["output_tokens"]}}),
+                   ("message_stop", {"type": "message_stop"})]
+        for event, data in events:
+            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+            await asyncio.sleep(0.005)
+        await resp.write_eof()
+        return resp
+    text = "Hello from Claude, system=" + str(req.get("system"))
+    return web.json_response({"id": "msg_1", "type": "message", "role": "assistant", "model": req.get("model"),
+                              "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                              "usage": usage}, headers=seen)
+
+
 async def _serve(request: web.Request, name: str, path: str) -> web.StreamResponse:
     body = await request.read()
+    if path in ("/v1/chat/completions", "/v1/messages"):
+        scripted = await _scripted(request, name, path, body)
+        if scripted is not None:
+            return scripted
+    if path == "/v1/messages":
+        return await _messages(request, name, body)
     if path == "/v1/chat/completions":
         tokens = int(request.headers.get("X-Tokens", "30"))
         usage = None if request.headers.get("X-No-Usage") else {

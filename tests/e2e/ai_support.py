@@ -24,3 +24,11 @@ class AiBackend(Process):
     def set_embeddings(self, state: str) -> None:
         """``ok``, ``fail`` (500) or ``slow`` (5 s) answers from ``/v1/embeddings``."""
         httpx.get(self.url + "/_set", params={"embeddings": state})
+
+    def script(self, mode: str, **params: object) -> None:
+        """How the chat endpoints answer from now on (``ai_backend.py``: ok, 429, 500, slow, context, bad, cut)."""
+        httpx.get(self.url + "/_set", params={"mode": mode, **{k: str(v) for k, v in params.items()}})
+
+    def last(self) -> dict:
+        """The last chat request: path, headers, JSON body."""
+        return httpx.get(self.url + "/_last").json()

@@ -79,8 +79,8 @@ class Wire(Transport):
 
 
 def config_text(which: str) -> str:
-    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``, ``served``, ``outliers``), or a config
-    file's text."""
+    """A profile of ``loadtest/bench_config.py`` (``plain``, ``full``, ``weighted``, ``served``, ``outliers``),
+    or a config file's text."""
     if which in ("plain", "full", "weighted", "served", "outliers"):
         return subprocess.run([sys.executable, str(BENCH_CONFIG), which], capture_output=True,
                               text=True, check=True).stdout

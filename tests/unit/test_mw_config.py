@@ -66,6 +66,22 @@ def problems(middleware: dict[str, object]) -> set[tuple[str, str]]:
      ("middlewares.m.detectors[0]", "must be one of 'card', 'ssn', 'secret', 'iban', 'email', 'phone', got 'cards'")),
     ({"type": "prompt-guard", "messages": "last"},
      ("middlewares.m.messages", "must be one of 'last-user', 'user', 'all', got 'last'")),
+    ({"type": "ai-fallback", "targets": [{"service": "s", "api_key": "k"}] * 9},
+     ("middlewares.m.targets", "lists 9 targets; at most 8 are allowed")),
+    ({"type": "ai-fallback", "targets": [{"service": "s"}]},
+     ("middlewares.m.targets[0].api_key", "set exactly one of 'api_key' and 'api_key_env'")),
+    ({"type": "ai-fallback", "targets": [{"service": "s", "api_key": "k", "format": "gemini"}]},
+     ("middlewares.m.targets[0].format", "must be one of 'openai', 'anthropic', got 'gemini'")),
+    ({"type": "ai-fallback", "targets": [{"service": "s", "api_key": "k"}]},
+     ("middlewares.m.targets[0].service", "unknown service 's'")),
+    ({"type": "token-meter", "measure": "cost", "max_cost": 5},
+     ("middlewares.m.prices", "measure = 'cost' needs 'prices' (per million input/output tokens)")),
+    ({"type": "token-meter", "measure": "cost", "prices": {"*": {"input": 1, "output": 2}}},
+     ("middlewares.m.max_cost", "measure = 'cost' needs 'max_cost' (per window, in currency units)")),
+    ({"type": "token-meter"}, ("middlewares.m.max_tokens", "is required (or set measure = 'cost' and 'max_cost')")),
+    ({"type": "token-meter", "max_tokens": 5, "overrides": {"team": {"max_tokens": 1}}},
+     ("middlewares.m.overrides.team", "must be '<kind>:<id>' (kind: user, agent, session, key, team, model) or "
+                                      "'global'")),
 ])
 def test_invalid_params_are_reported_at_load_with_middleware_and_key(middleware: dict[str, object],
                                                                     expected: tuple[str, str]) -> None:

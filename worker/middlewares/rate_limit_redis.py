@@ -5,11 +5,9 @@ Redis ``TIME`` so the nodes' clocks do not matter. Buckets are hashes ``a3s:rate
 "router"``, the default and the original's key: a per-router kind), ``a3s:ratelimit:<middleware>`` (``global``)
 or ``a3s:ratelimit:<middleware>:<client ip | header value>``, expiring once they would be full again.
 
-Fail-open: when Redis is unreachable, errors, or does not answer within ``timeout_ms``, the request is allowed,
-the plane counts it (per middleware name, node-wide: ``a3s_gateway_rate_limit_redis_fail_open_total``), and a
-warning is logged at most once per ``WARN_EVERY`` seconds. For ``RETRY_AFTER_FAILURE`` seconds after a failure
-requests skip Redis (no pile-up of doomed connects), then the next request tries again: limiting resumes by
-itself when Redis is back.
+Fail-open (``_support/fail_open.py``): when Redis is unreachable, errors, or does not answer within
+``timeout_ms``, the request is allowed and counted, and Redis is skipped for a second; limiting resumes by itself
+when Redis is back.
 
 The client (a connection pool) is created once per worker on first use and reused by every request.
 """
@@ -17,7 +15,6 @@ The client (a connection pool) is created once per worker on first use and reuse
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -25,6 +22,7 @@ from redis.exceptions import RedisError
 
 from ...shared import log as gwlog
 from ..chain import Middleware, Reply, error_reply
+from ._support.fail_open import FailOpen
 from ._support.lazy_client import LazyClient
 from ._support.limit_key import key_func
 from ._support.ratelimit_fields import RateLimitFields
@@ -33,8 +31,6 @@ if TYPE_CHECKING:
     from ..exchange import Exchange
     from ..process import Worker
 
-WARN_EVERY = 10.0
-RETRY_AFTER_FAILURE = 1.0
 POOL_SIZE = 64
 REJECTED = "Rate limit exceeded (distributed)"
 
@@ -73,24 +69,12 @@ class RateLimitRedis(Middleware):
         self.key = key_func(params["key"])
         self.prefix = b"a3s:ratelimit:" if params["key"] == "router" else b"a3s:ratelimit:%s:" % name.encode()
         self.script: LazyClient[Any] = LazyClient(self._open, lambda script: script.registered_client.aclose())
-        self.skip_until = 0.0
-        self.warned_at = -WARN_EVERY
-        self.fail_opens = 0                  # this worker's, for the warning; node-wide totals are on the plane
+        self.fail_open = FailOpen(name, worker, self.url, "allowing requests")
 
     def on_request(self, ex: Exchange) -> Any:
-        if time.monotonic() < self.skip_until:
-            self.count_fail_open()
+        if self.fail_open.skipping():
             return None
         return self.take(ex)
-
-    def count_fail_open(self) -> None:
-        self.fail_opens += 1
-        worker = self.worker
-        if worker is None or worker.plane is None:
-            return
-        idx = worker.slots.get("middlewares", {}).get(self.name)   # this generation's index (by name)
-        if idx is not None:
-            worker.plane.middleware_fail_open(idx)
 
     def _open(self) -> Any:
         """The token-bucket script, registered on its own connection pool (closed with it)."""
@@ -103,21 +87,11 @@ class RateLimitRedis(Middleware):
                 self.script.get()(keys=[self.prefix + self.key(ex)], args=[repr(self.rate), repr(self.burst)]),
                 self.timeout)
         except (TimeoutError, RedisError, OSError) as e:
-            self.failed(e)
+            self.fail_open.failed(e)
             return None
         if admitted:
             return None
         return error_reply(429, REJECTED, self.fields.rejected(float(wait)))
-
-    def failed(self, error: BaseException) -> None:
-        now = time.monotonic()
-        self.count_fail_open()
-        self.skip_until = now + RETRY_AFTER_FAILURE
-        if now - self.warned_at >= WARN_EVERY:
-            self.warned_at = now
-            log.warning("rate-limit-redis %s: Redis at %s unavailable (%s); allowing requests (fail-open, "
-                        "%d so far in this worker)", self.name, self.url, type(error).__name__,
-                        self.fail_opens)
 
     def close(self) -> None:
         self.script.close()

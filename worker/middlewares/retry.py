@@ -20,6 +20,7 @@ from ..chain import Middleware
 from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
+    from ...shared.errors import UpstreamError
     from ..exchange import Exchange
     from ..process import Worker
 
@@ -27,6 +28,13 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 
 
 class Retry(Middleware):
+    """The retry path of an exchange (``ex.retry``). ``ai-fallback`` extends it: ``chooses`` (it picks the next
+    backend itself, ``exchange.repick``), ``peek_statuses`` (responses whose body it reads before deciding,
+    ``upstream/http1.py``) and the ``retry_*`` hooks, which see why the attempt failed."""
+
+    chooses = False
+    peek_statuses: frozenset[int] = frozenset()
+
     def __init__(self, name: str, params: dict[str, Any], worker: Worker | None) -> None:
         super().__init__(name, params, worker)
         self.max_retries = params["max_retries"]
@@ -70,6 +78,14 @@ class Retry(Middleware):
             return False
         ex.attempts += 1
         return True
+
+    def retry_status(self, ex: Exchange, status: int, fields: list[tuple[bytes, bytes]]) -> bool:
+        """Whether to retry a response whose status is in ``statuses`` (dropped unread if so)."""
+        return self.again(ex, True)
+
+    def retry_error(self, ex: Exchange, error: UpstreamError, reached: bool) -> bool:
+        """Whether to retry an attempt that failed before a response head."""
+        return self.again(ex, reached)
 
     def delay(self, ex: Exchange) -> float:
         return self.interval * (2 ** (ex.attempts - 1) if self.exponential else 1)

@@ -17,7 +17,8 @@ method, host, path, query, protocol (HTTP/1.0, HTTP/1.1 or HTTP/2.0: an HTTP/2 s
 (from sending the request upstream to the end of the response, null when no backend was called), router,
 service, backend, entrypoint, worker, trace_id and span_id (with tracing on), user_agent, reason (the error
 message of a response the gateway wrote itself), headers (captured request headers; those in
-``redact_headers`` read "***").
+``redact_headers`` read "***"), ai (requests through ``ai-fallback``: the model, the estimated input tokens and
+each attempt's target, model and outcome, in order).
 """
 
 from __future__ import annotations
@@ -202,6 +203,13 @@ def _reason(ex: Exchange) -> str | None:
     return msg if isinstance(msg, str) else None
 
 
+def _ai(ex: Exchange) -> dict[str, Any]:
+    """The ``ai`` field: the request's model, estimated input tokens and every ai-fallback attempt."""
+    body = ex.ai_body
+    return {"model": getattr(body, "model", None), "estimated_tokens": ex.ai_tokens,
+            "attempts": [{"target": t, "model": m, "outcome": o} for t, m, o in ex.ai_attempts or ()]}
+
+
 class AccessLog:
     """One generation's ``[access_log]`` settings over a shared ``Writer``."""
 
@@ -235,6 +243,8 @@ class AccessLog:
         self.clock = Clock()
         self.consts: dict[tuple[int, int, str], bytes] = {}   # per (route, backend, entrypoint): names
         self.escaped: dict[bytes, bytes] = {}   # host, path and user-agent values -> JSON strings (bounded)
+        self._wants_ai = self.only is None or (("ai" in self.only[0]) if self.only[0] is not None
+                                                else "ai" not in self.only[1])
 
     def log(self, ex: Exchange, conn: Downstream, now: float) -> None:
         seconds = now - ex.t0
@@ -242,6 +252,8 @@ class AccessLog:
         if self.filtered and not self._wanted(status, seconds):
             return
         line = self.format(ex, conn, now, seconds, status)
+        if ex.ai_attempts is not None and self.format is not self._common and self._wants_ai:
+            line = line[:-2] + b',"ai":' + _dumps(_ai(ex)) + b"}\n"
         self.buf.append(line)
         self.size += len(line)
         if self.size >= self.buffer_size:

@@ -12,7 +12,9 @@ States of one connection (invariants the code keeps):
 The response goes to the exchange's ``Downstream`` (an HTTP/1.1 connection or an HTTP/2 stream) as status and
 fields, then body pieces (de-chunked, through the exchange's body filter), then ``finish``; the client side frames
 them for its protocol. Hop-by-hop fields and those named in ``Connection`` are dropped here. ``flush`` is called
-once per ``data_received``, so head and body leave in one write when they arrive together.
+once per ``data_received``, so head and body leave in one write when they arrive together. A response whose
+status the retry path peeks at (``peeked``) is held, head and body (at most ``MAX_PEEK`` bytes), until it is
+complete: then it is retried (dropped with its connection) or goes to the client as if it had just arrived.
 
 Any client side uses ``proxy`` to send an exchange here and ``request_head`` for the head it sends.
 """
@@ -36,6 +38,9 @@ MODE_NONE, MODE_LENGTH, MODE_RECHUNK, MODE_CLOSE = 0, 1, 2, 3
 
 # A response head larger than this (fields as parsed, or raw bytes while the head is incomplete) is a 502.
 MAX_RESPONSE_HEAD = 64 * 1024
+# A response the retry path peeks at (``Retry.peek_statuses``: ai-fallback's context-window errors) is read up to
+# this many body bytes before it decides; a longer body is not what it looks for and goes to the client.
+MAX_PEEK = 64 * 1024
 
 
 def proxy(conn: Downstream, ex: Exchange) -> None:
@@ -76,7 +81,7 @@ def request_head(ex: Exchange, conn: Downstream) -> bytes:
 class UpstreamProtocol(asyncio.Protocol):
     __slots__ = ("pool", "transport", "parser", "alive", "client", "ex", "reason", "headers", "mode",
                  "reused", "got_bytes", "client_paused", "reading_paused", "waiting_head", "deadline", "idle_since",
-                 "head_bytes", "raw_head")
+                 "head_bytes", "raw_head", "peeked")
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -97,6 +102,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.raw_head = 0
         self.deadline = 0.0
         self.idle_since = 0.0
+        self.peeked: tuple | None = None   # a response whose body the retry path reads before deciding
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -214,6 +220,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_message_begin(self) -> None:
+        self.peeked = None
         self.reason = b""
         self.headers = []
         self.head_bytes = 0
@@ -242,12 +249,18 @@ class UpstreamProtocol(asyncio.Protocol):
         self.waiting_head = False
         client.worker.waiting.discard(self)
         fields, has_cl, up_chunked = self._fields(version)
-        if not exchange.response_head(ex, client, status, fields):
-            self.client = self.ex = None       # a retried status: dropped unread, so is the connection
-            self.close()
-            ex.upstream = None
-            client.retry_later(ex)
+        retry = ex.retry
+        if retry is not None and status in retry.peek_statuses and retry.may_retry(ex):  # type: ignore[attr-defined]
+            self.peeked = (status, fields, has_cl, up_chunked, bytearray())
             return
+        self._head(client, ex, status, fields, has_cl, up_chunked)
+
+    def _head(self, client: Downstream, ex: Exchange, status: int, fields: list[tuple[bytes, bytes]],
+              has_cl: bool, up_chunked: bool) -> bool:
+        """The response head goes to the client side (False: retried, or a HEAD response already finished)."""
+        if not exchange.response_head(ex, client, status, fields):
+            self._drop_for_retry(client, ex)
+            return False
         if ex.is_head or status in exchange.NO_BODY_STATUS:
             self.mode = MODE_NONE
             ex.filter = None
@@ -260,6 +273,26 @@ class UpstreamProtocol(asyncio.Protocol):
             self.client = self.ex = None
             self.close()
             client.finish(ex)
+            return False
+        return True
+
+    def _drop_for_retry(self, client: Downstream, ex: Exchange) -> None:
+        """A retried response: dropped unread, so is the connection."""
+        self.client = self.ex = None
+        self.close()
+        ex.upstream = None
+        client.retry_later(ex)
+
+    def _unpeek(self) -> bool:
+        """A peeked response is not retried after all: its head, then what was read of its body, go on."""
+        client, ex = self.client, self.ex
+        status, fields, has_cl, up_chunked, body = self.peeked  # type: ignore[misc]
+        self.peeked = None
+        if not self._head(client, ex, status, fields, has_cl, up_chunked):  # type: ignore[arg-type]
+            return False
+        if body:
+            self.on_body(bytes(body))
+        return True
 
     def _fields(self, version: str) -> tuple[list[tuple[bytes, bytes]], bool, bool]:
         """The response's end-to-end fields (hop-by-hop ones and those ``Connection`` names dropped), whether it
@@ -290,6 +323,12 @@ class UpstreamProtocol(asyncio.Protocol):
         ex = self.ex
         if ex is None:
             return
+        peeked = self.peeked
+        if peeked is not None:
+            peeked[4].extend(body)
+            if len(peeked[4]) > MAX_PEEK:
+                self._unpeek()
+            return
         ex.resp_bytes += len(body)
         if ex.filter is not None:
             body = ex.filter.feed(body)
@@ -299,6 +338,13 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         client, ex = self.client, self.ex
+        if client is not None and self.peeked is not None:
+            status, body = self.peeked[0], bytes(self.peeked[4])
+            if ex.retry.retry_body(ex, status, body):  # type: ignore[union-attr]
+                self.peeked = None
+                return self._drop_for_retry(client, ex)
+            if not self._unpeek():
+                return
         if client is None or not ex.resp_started:
             return  # interim (1xx) message, or detached
         keep = self.parser.should_keep_alive() and ex.req_done

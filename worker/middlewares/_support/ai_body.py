@@ -64,3 +64,27 @@ async def _read(ex: Exchange) -> AIBody | Reply:
     if model is not None and not isinstance(model, str):
         return error_reply(400, "'model' in the request body must be a string", got=type(model).__name__)
     return AIBody(doc, model)
+
+
+def prompt_chars(doc: Any) -> int:
+    """The characters of a request's prompt: the text of ``messages`` (string content or ``text`` parts),
+    ``prompt``, ``input`` and ``system`` — what an estimate of the input tokens counts (chars / chars-per-token,
+    without a tokenizer: the gateway has no network to fetch tokenizer files)."""
+    if not isinstance(doc, dict):
+        return 0
+    n = 0
+    for key in ("prompt", "input", "system"):
+        n += _chars(doc.get(key))
+    for m in doc.get("messages") or ():
+        if isinstance(m, dict):
+            n += _chars(m.get("content"))
+    return n
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_chars(v) if isinstance(v, str) else _chars(v.get("text") or v.get("content"))
+                   for v in value if isinstance(v, str | dict))
+    return 0
