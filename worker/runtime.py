@@ -45,14 +45,17 @@ class Backend:
     plane (slot ``idx``), so every worker sees the same values; the per-request operations are the plane's
     precomputed closures (``Plane.backend_ops``)."""
 
-    __slots__ = ("acquire", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool", "port",
-                 "release", "scheme", "shown_url", "url", "weight")
+    __slots__ = ("acquire", "h2", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool",
+                 "port", "release", "scheme", "shown_url", "url", "weight")
 
-    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock) -> None:
+    def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock,
+                 http_version: str = "1.1") -> None:
         parts = urlsplit(url)
         self.url = url
         self.shown_url = redact_url(url)       # as access log lines and spans show it (a password masked)
         self.scheme = parts.scheme
+        # spoken to in HTTP/2 (upstream/http2.py) by every client protocol; gRPC calls to https:// always are
+        self.h2 = parts.scheme == "h2c" or (parts.scheme == "https" and http_version == "2")
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.weight = weight
@@ -164,7 +167,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
                 pool = pools[key] = make_pool(*key)
             pool.idle_timeout = lb["timeouts"]["idle"]
             backends.append(Backend(server["url"], server.get("weight", 1), pool,
-                                    slots["backends"][f"{name}|{server['url']}"], plane, clock))
+                                    slots["backends"][f"{name}|{server['url']}"], plane, clock,
+                                    lb.get("http_version", "1.1")))
         service = services[name] = Service(
             name=name,
             backends=backends,

@@ -241,6 +241,8 @@ LOAD_BALANCER = Table(
         "affinity": Field(Nullable(AFFINITY)),            # conversation affinity (ai_schema.py)
         "agent_health": Field(Nullable(AGENT_HEALTH)),    # model health probe (master/probes/model.py)
         "pass_host_header": Field(Bool(), True),
+        # the HTTP version spoken to https:// servers (h2c:// ones always speak 2, http:// ones 1.1)
+        "http_version": Field(Str(choices=("1.1", "2")), "1.1"),
         "timeouts": Field(TIMEOUTS, {}),
         "passive_health": Field(PASSIVE_HEALTH, {}),
         "tls": Field(

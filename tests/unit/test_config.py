@@ -184,6 +184,7 @@ def test_seed_example_loads_and_normalizes(tmp_path: Path) -> None:
         "affinity": None,
         "agent_health": None,
         "pass_host_header": True,
+        "http_version": "1.1",
         "timeouts": {"connect": 5.0, "response_header": 60.0, "idle": 90.0},
         "passive_health": {"max_failures": 5, "cooldown": 10.0, "statuses": []},
         "tls": {"ca_file": None, "insecure_skip_verify": False},
