@@ -28,7 +28,7 @@ from h2.errors import ErrorCodes
 from ...shared.errors import UpstreamError
 from .. import exchange, responses
 from ..exchange import NO_BODY_STATUS, Exchange, Fields
-from ..proxy import grpc_status
+from ..proxy import grpc_status, websocket_h2
 from ..responses import Answer
 from ..upstream import http1 as upstream_http1
 from ..upstream import http2 as upstream_http2
@@ -85,6 +85,8 @@ class Stream:
         return self.server.streams.get(self.id) is self
 
     def connect_upstream(self, ex: Exchange) -> None:
+        if ex.upgrade:
+            return websocket_h2.connect(self, ex)
         backend = ex.backend
         if backend.h2 or (self.grpc and backend.scheme == "https"):
             upstream_http2.open_stream(self, ex)

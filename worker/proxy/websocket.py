@@ -56,11 +56,9 @@ def connect(client: ClientProtocol, ex: Exchange) -> None:
 
 async def _connect(client: ClientProtocol, ex: Exchange) -> None:
     pool = ex.backend.pool
-    loop = client.worker.loop
-    kwargs = {"ssl": pool.ssl, "server_hostname": pool.server_hostname} if pool.ssl is not None else {}
     try:
-        _, up = await asyncio.wait_for(loop.create_connection(lambda: UpgradeUpstream(client, ex), pool.host,
-                                                              pool.port, **kwargs), ex.service.connect_timeout)
+        _, up = await asyncio.wait_for(pool.open(lambda: UpgradeUpstream(client, ex), pool.ssl),
+                                       ex.service.connect_timeout)
     except (TimeoutError, OSError) as e:
         return client.fail(ex, exchange.connect_error(e))
     if client.closed:

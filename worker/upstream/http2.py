@@ -265,10 +265,8 @@ async def _connection(worker: Worker, pool: UpstreamPool, timeout: float) -> H2U
     up = registry.get(pool)
     if up is None or not up.usable:
         up = registry[pool] = H2Upstream(pool, registry)
-        kwargs = {} if pool.h2_ssl is None else {"ssl": pool.h2_ssl, "server_hostname": pool.server_hostname}
         try:
-            await asyncio.wait_for(worker.loop.create_connection(lambda: up, pool.host, pool.port, **kwargs),
-                                   timeout)
+            await asyncio.wait_for(pool.open(lambda: up, pool.h2_ssl), timeout)
         except BaseException:
             if registry.get(pool) is up:
                 del registry[pool]
