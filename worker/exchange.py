@@ -85,6 +85,10 @@ class Downstream(Protocol):
     @property
     def peername(self) -> tuple[str, int] | None: ...
 
+    @property
+    def sockname(self) -> tuple[str, int] | None:
+        """The gateway's address the client reached (a PROXY protocol header's destination)."""
+
     def current(self, ex: Exchange) -> bool:
         """Whether ``ex`` is still the exchange this side serves (not reset, not gone, first in line)."""
 

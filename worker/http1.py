@@ -62,6 +62,7 @@ class ClientProtocol(asyncio.Protocol):
     # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
     protocol = b"HTTP/1.0"
     request_trailers: Fields | None = None    # a chunked request's trailers are not forwarded (httptools)
+    client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
@@ -90,14 +91,18 @@ class ClientProtocol(asyncio.Protocol):
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port)
+        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port, self.client)
         self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.head_deadline = self.worker.now + self.limits.header_timeout
         self.worker.connections.add(self)
 
     @property
     def peername(self) -> tuple[str, int] | None:
-        return self.transport.get_extra_info("peername")
+        return self.client or self.transport.get_extra_info("peername")
+
+    @property
+    def sockname(self) -> tuple[str, int] | None:
+        return self.transport.get_extra_info("sockname")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -136,7 +136,8 @@ class Runtime:
 
 
 PoolKey = tuple[Any, ...]
-"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers."""
+"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers, plus ("proxy", version) for
+servers sent a PROXY protocol header."""
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
@@ -162,9 +163,13 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
                             parts.port or (443 if parts.scheme == "https" else 80))
             if parts.scheme == "https":      # the service's TLS options are part of what a pooled connection is
                 key += (lb["tls"]["ca_file"], lb["tls"]["insecure_skip_verify"])
-            pool = pools.get(key)
+            proxy = (lb.get("proxy_protocol") or {}).get("version", 0)
+            pooled = key + (("proxy", proxy),) if proxy else key
+            pool = pools.get(pooled)
             if pool is None:
-                pool = pools[key] = make_pool(*key)
+                pool = pools[pooled] = make_pool(*key)
+                if proxy:                    # each connection names its client: one client, never pooled
+                    pool.proxy_version, pool.max_idle = proxy, 0
             pool.idle_timeout = lb["timeouts"]["idle"]
             backends.append(Backend(server["url"], server.get("weight", 1), pool,
                                     slots["backends"][f"{name}|{server['url']}"], plane, clock,

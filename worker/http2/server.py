@@ -73,6 +73,8 @@ class _ServerConnection(h2.connection.H2Connection):
 class H2Server(H2Endpoint):
     """The server side of one HTTP/2 connection."""
 
+    client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
+
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         super().__init__()
         self.worker = worker
@@ -106,7 +108,7 @@ class H2Server(H2Endpoint):
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port)
+        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port, self.client)
         self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.worker.connections.add(self)
         self.conn.initiate_connection()

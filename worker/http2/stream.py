@@ -78,7 +78,11 @@ class Stream:
 
     @property
     def peername(self) -> Any:
-        return self.server.transport.get_extra_info("peername")
+        return self.server.client or self.server.transport.get_extra_info("peername")
+
+    @property
+    def sockname(self) -> Any:
+        return self.server.transport.get_extra_info("sockname")
 
     # -- Downstream: towards the backend
     def current(self, ex: Exchange) -> bool:

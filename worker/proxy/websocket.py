@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from ...shared.errors import BadUpstreamResponse, ConnectError
-from .. import exchange
+from .. import exchange, proxy_protocol
 from ..hop_headers import HOP_BY_HOP, connection_tokens
 from ..responses import status_line
 from ..upstream.http1 import request_head
@@ -65,6 +65,7 @@ async def _connect(client: ClientProtocol, ex: Exchange) -> None:
         up.transport.close()
         exchange.release_backend(ex)
         return
+    proxy_protocol.send(up.transport, pool.proxy_version, client)
     head = request_head(ex, client)
     up.transport.write(head[:-2] + UPGRADE_HEAD)
     if ex.pending:

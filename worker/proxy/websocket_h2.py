@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from ...shared.errors import BadUpstreamResponse, ConnectError
-from .. import exchange
+from .. import exchange, proxy_protocol
 from ..hop_headers import HOP_BY_HOP
 from ..upstream.http1 import request_head
 from .websocket import UPGRADE_HEAD
@@ -62,6 +62,7 @@ async def _connect(front: Stream, ex: Exchange) -> None:
         tunnel.transport.close()
         return exchange.release_backend(ex)
     ex.headers = [f for f in ex.headers if f[0] != b"sec-websocket-key"]
+    proxy_protocol.send(tunnel.transport, pool.proxy_version, front)
     head = request_head(ex, front)
     tunnel.transport.write(head[:-2] + b"Sec-WebSocket-Key: " + key + b"\r\n" + UPGRADE_HEAD)
     front.bind_h2(ex, tunnel)                  # DATA from the client goes to the backend from now on

@@ -31,6 +31,7 @@ class UpstreamPool:
         self.h2_ssl = h2_ssl            # the same TLS settings offering ALPN h2, for HTTP/2 (gRPC) connections
         self.server_hostname = server_hostname
         self.max_idle = max_idle
+        self.proxy_version = 0          # a PROXY protocol header starts each connection (then never pooled)
         self.idle_timeout = 90.0
         self.idle: list[UpstreamProtocol] = []
         self._factory = protocol_factory
