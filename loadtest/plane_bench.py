@@ -4,7 +4,8 @@
 
 Prints (does not assert) the cost of every hot-path call, of an fcntl lock/unlock pair (what a locked
 rate-limit bucket would add per request), of token-meter's pre-charge and reconcile, and of a typical
-request's plane work: rate-limit take + least-connections over 4 backends + in-flight inc/dec + record + passive success + breaker allow/record.
+request's plane work: rate-limit take + least-connections over 4 backends + in-flight inc/dec + record +
+passive success + breaker allow/record.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ States of an exchange, in order (who moves it on, and what holds in each):
                  refused request)                                    once the exchange is first on its connection
     PICKED       ``start`` chose ``backend`` and acquired it         exactly one ``backend.release()`` follows
                                                                      (``release_backend``), whatever happens
-    BOUND        an upstream took it (``upstream`` set)              request bytes flow; ``pending`` is empty
+    BOUND        an upstream took it (``upstream`` or ``h2up`` set)  request bytes flow; ``pending`` is empty
     RESPONDING   ``response_head`` passed (``resp_started=True``)    no error status can be sent any more: a
                                                                      failure is a reset (``Downstream.abort``)
     DONE         ``account`` ran (``counted=True``)                  counted, logged and traced exactly once;
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .process import Worker
     from .runtime import Backend, Route, Runtime, Service
     from .upstream.http1 import UpstreamProtocol
+    from .upstream.http2 import UpstreamStream
 
 log = gwlog.get("worker")
 
@@ -86,6 +87,10 @@ class Downstream(Protocol):
     @property
     def peername(self) -> tuple[str, int] | None: ...
 
+    @property
+    def sockname(self) -> tuple[str, int] | None:
+        """The gateway's address the client reached (a PROXY protocol header's destination)."""
+
     def current(self, ex: Exchange) -> bool:
         """Whether ``ex`` is still the exchange this side serves (not reset, not gone, first in line)."""
 
@@ -95,6 +100,17 @@ class Downstream(Protocol):
     def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
         """An HTTP/1.1 upstream connection (``upstream.http1.proxy``) takes ``ex``: hand it the request body read
         so far, framed for HTTP/1.1."""
+
+    def bind_h2(self, ex: Exchange, us: UpstreamStream) -> None:
+        """A stream on an HTTP/2 backend connection (``upstream.http2``) takes ``ex``: from now on request body
+        bytes go to it raw, and the client's push-back pauses it."""
+
+    def body_to_send(self, ex: Exchange) -> list[bytes] | None:
+        """The request body read before an upstream was bound, raw (unframed), or on a retry the whole body so
+        far; ``body_sent`` follows once it went out."""
+
+    def body_sent(self, ex: Exchange) -> None:
+        """What ``body_to_send`` gave went to the upstream: stop holding it (and the client) back."""
 
     def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
         """A 1xx response other than 101 (100 Continue, 103 Early Hints), before the final head."""
@@ -166,6 +182,7 @@ class Exchange:
     pending_bytes: int = 0
     req_bytes: int = 0
     upstream: UpstreamProtocol | None = None  # the bound HTTP/1.1 upstream connection (HTTP/1.1 backends)
+    h2up: UpstreamStream | None = None       # the bound stream on an HTTP/2 backend connection (``upstream.http2``)
     resp_started: bool = False
     resp_chunked: bool = False               # the HTTP/1.1 client gets the response body chunk-framed
     retried: bool = False

@@ -77,3 +77,18 @@ def clean_reason(reason: bytes, fallback: bytes) -> bytes:
     if len(VALID_REASONS) < _CACHE_MAX:
         VALID_REASONS.add(reason)
     return reason
+
+
+def unchunked(data: bytes) -> list[bytes]:
+    """The pieces of a body the gateway chunk-framed itself (``%x CRLF piece CRLF``..., maybe the last chunk):
+    the raw bytes an HTTP/2 backend gets when a request framed for HTTP/1.1 goes to one instead."""
+    pieces = []
+    at = 0
+    while at < len(data):
+        eol = data.index(b"\r\n", at)
+        size = int(data[at:eol], 16)
+        if size == 0:
+            break
+        pieces.append(data[eol + 2:eol + 2 + size])
+        at = eol + 4 + size
+    return pieces

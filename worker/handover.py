@@ -25,9 +25,11 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 class Handover(asyncio.Protocol):
     """Chooses HTTP/1.1 or HTTP/2 for a new connection, installs that protocol and replays what it read."""
 
-    __slots__ = ("worker", "entrypoint", "scheme", "port", "tls", "transport", "buf", "last_active")
+    __slots__ = ("worker", "entrypoint", "scheme", "port", "tls", "transport", "buf", "last_active", "client")
 
-    def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int, tls: bool) -> None:
+    def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int, tls: bool,
+                 client: tuple[str, int] | None = None) -> None:
+        self.client = client                   # named by a trusted PROXY protocol header (proxy_protocol.py)
         self.worker = worker
         self.entrypoint = entrypoint
         self.scheme = scheme
@@ -62,6 +64,8 @@ class Handover(asyncio.Protocol):
             proto = H2Server(self.worker, self.entrypoint, self.scheme, self.port)
         else:
             proto = ClientProtocol(self.worker, self.entrypoint, self.scheme, self.port)
+        if self.client is not None:
+            proto.client = self.client
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)
         if data:

@@ -43,10 +43,11 @@ def connection_tokens(value: bytes, into: set[bytes] | None = None) -> set[bytes
     return tokens
 
 
-def forwarded_const(transport: Any, scheme: bytes, port: int) -> tuple[str, bytes, bytes]:
+def forwarded_const(transport: Any, scheme: bytes, port: int, client: Any = None) -> tuple[str, bytes, bytes]:
     """A new client connection's address (str and bytes) and its identity fields (X-Real-IP, X-Forwarded-Proto,
-    X-Forwarded-Port) serialized once for every request it carries."""
-    peer = transport.get_extra_info("peername")
+    X-Forwarded-Port) serialized once for every request it carries. ``client``: the address a trusted PROXY
+    protocol header named (``proxy_protocol.py``), instead of the peer's."""
+    peer = client or transport.get_extra_info("peername")
     client_ip = peer[0] if peer else ""
     ip = client_ip.encode()
     return client_ip, ip, b"X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (ip, scheme, port)

@@ -27,18 +27,20 @@ from typing import TYPE_CHECKING
 import httptools
 
 from ..shared.errors import BadRequest, ClientError, HeaderTooLarge, UpstreamError, URITooLong
-from . import exchange, responses
+from . import exchange, framing, responses
 from .exchange import NO_BODY_STATUS, Exchange, Fields
 from .hop_headers import forwarded_const
 from .http1_request import Refused, read_request
 from .proxy import websocket
 from .responses import STATUS_LINES, Answer, status_line
 from .upstream import http1 as upstream_http1
+from .upstream import http2 as upstream_http2
 
 if TYPE_CHECKING:
     from .limits import Limits
     from .process import Worker
     from .upstream.http1 import UpstreamProtocol
+    from .upstream.http2 import UpstreamStream
 
 HIGH_WATER = 64 * 1024
 LINGER_BYTES = 1 << 20
@@ -59,6 +61,8 @@ class ClientProtocol(asyncio.Protocol):
     linger_left = LINGER_BYTES
     # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
     protocol = b"HTTP/1.0"
+    request_trailers: Fields | None = None    # a chunked request's trailers are not forwarded (httptools)
+    client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
@@ -87,14 +91,18 @@ class ClientProtocol(asyncio.Protocol):
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port)
+        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port, self.client)
         self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.head_deadline = self.worker.now + self.limits.header_timeout
         self.worker.connections.add(self)
 
     @property
     def peername(self) -> tuple[str, int] | None:
-        return self.transport.get_extra_info("peername")
+        return self.client or self.transport.get_extra_info("peername")
+
+    @property
+    def sockname(self) -> tuple[str, int] | None:
+        return self.transport.get_extra_info("sockname")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -104,9 +112,7 @@ class ClientProtocol(asyncio.Protocol):
                 ex.sink.abort()
             exchange.account(ex, self)
             exchange.release_backend(ex)
-            up = ex.upstream
-            if up is not None and up.ex is ex:
-                up.abandon()
+            _drop_upstream(ex)
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -143,19 +149,27 @@ class ClientProtocol(asyncio.Protocol):
         # in the write buffer otherwise); proxied responses also stop reading their upstream
         self.write_paused = True
         self.transport.pause_reading()
-        if self.queue:
-            up = self.queue[0].upstream
-            if up is not None and up.ex is self.queue[0]:
-                up.pause_reading()
+        source = self._response_source()
+        if source is not None:
+            source.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.queue:
-            up = self.queue[0].upstream
-            if up is not None and up.ex is self.queue[0]:
-                up.resume_reading()
+        source = self._response_source()
+        if source is not None:
+            source.resume_reading()
         if not self.closed and self._may_read():
             self.transport.resume_reading()
+
+    def _response_source(self) -> UpstreamProtocol | UpstreamStream | None:
+        """What feeds the response being written: the active exchange's upstream connection or HTTP/2 stream."""
+        if not self.queue:
+            return None
+        ex = self.queue[0]
+        up = ex.upstream
+        if up is not None and up.ex is ex:
+            return up
+        return ex.h2up
 
     def _may_read(self) -> bool:
         """No other reason to keep the client's reading paused (pipeline depth, request body back-pressure)."""
@@ -254,6 +268,9 @@ class ClientProtocol(asyncio.Protocol):
             if up.ex is ex:
                 up.transport.write(body)
             return  # else: the response already finished (early response); drop the rest
+        h2up = ex.h2up
+        if h2up is not None:                   # an HTTP/2 backend gets the body raw
+            return h2up.send_body(body[body.index(b"\r\n") + 2:-2] if ex.req_chunked else body)
         if ex.pending is None:
             ex.pending = [body]
         else:
@@ -280,10 +297,14 @@ class ClientProtocol(asyncio.Protocol):
             if up is not None:
                 if up.ex is ex:
                     up.transport.write(b"0\r\n\r\n")
+            elif ex.h2up is not None:
+                ex.h2up.end_body(None)
             elif ex.pending is None:
                 ex.pending = [b"0\r\n\r\n"]
             else:
                 ex.pending.append(b"0\r\n\r\n")
+        elif ex.h2up is not None:
+            ex.h2up.end_body(None)
 
     # -- exchange management
     def _started(self, ex: Exchange) -> None:
@@ -330,6 +351,8 @@ class ClientProtocol(asyncio.Protocol):
             return websocket.connect(self, ex)
         if ex.expect_continue:
             self.expect_continue(ex)
+        if ex.backend.h2:
+            return upstream_http2.open_stream(self, ex)
         upstream_http1.proxy(self, ex)
 
     def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
@@ -339,14 +362,28 @@ class ClientProtocol(asyncio.Protocol):
         up.bind(self, ex, ex.service.response_timeout)
         if ex.attempts and ex.replay:
             up.transport.write(bytes(ex.replay))  # a retry: the whole body so far (pending is its tail)
-            ex.pending = None
-            ex.pending_bytes = 0
+            self.body_sent(ex)
         elif ex.pending is not None:
             up.transport.writelines(ex.pending)
-            ex.pending = None
-            if ex.pending_bytes > HIGH_WATER:
-                self.transport.resume_reading()
-            ex.pending_bytes = 0
+            self.body_sent(ex)
+
+    def bind_h2(self, ex: Exchange, us: UpstreamStream) -> None:
+        ex.h2up = us
+        ex.t_up = perf_counter()
+
+    def body_to_send(self, ex: Exchange) -> list[bytes] | None:
+        """The body so far for an HTTP/2 backend: a chunked request's pieces unframed (they are kept framed for
+        HTTP/1.1 backends, retries included)."""
+        body = [bytes(ex.replay)] if ex.attempts and ex.replay else ex.pending
+        if body and ex.req_chunked:
+            return framing.unchunked(b"".join(body))
+        return body
+
+    def body_sent(self, ex: Exchange) -> None:
+        ex.pending = None
+        if ex.pending_bytes > HIGH_WATER and not self.closed:
+            self.transport.resume_reading()
+        ex.pending_bytes = 0
 
     def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
         self.out.append(b"".join([status_line(status, reason), *[b"%s: %s\r\n" % f for f in fields], b"\r\n"]))
@@ -386,7 +423,8 @@ class ClientProtocol(asyncio.Protocol):
                 self.transport.writelines(out)
 
     def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
-        """The response is complete (HTTP/1.1 has no trailers to send: they are dropped)."""
+        """The response is complete; an HTTP/2 backend's trailers go in the last chunk of a chunked body (with a
+        length, HTTP/1.1 has nowhere to put them: dropped)."""
         exchange.account(ex, self)             # before the client sees the end (see UpstreamProtocol)
         backend = ex.backend
         if backend is not None:                # exchange.release_backend, inline: every request passes here
@@ -396,7 +434,8 @@ class ClientProtocol(asyncio.Protocol):
             self.out = []
             return
         if ex.resp_chunked:
-            self.out.append(b"0\r\n\r\n")
+            self.out.append(b"0\r\n\r\n" if not trailers else
+                            b"".join([b"0\r\n", *[b"%s: %s\r\n" % f for f in trailers], b"\r\n"]))
         self.flush()
         queue = self.queue
         if queue and queue[0] is ex:
@@ -425,8 +464,12 @@ class ClientProtocol(asyncio.Protocol):
         self.finish(ex)
 
     def fail(self, ex: Exchange, error: UpstreamError) -> None:
-        reached = ex.upstream is not None     # the request (or part of it) went out before the failure
+        reached = ex.upstream is not None or ex.h2up is not None   # the request (or part of it) went out
         ex.upstream = None
+        ex.h2up = None
+        if ex.resp_started:                    # an HTTP/2 backend reset its stream mid-response
+            exchange.passive_failure(ex, self.worker.now)
+            return self.abort(ex)
         if self.closed:
             exchange.passive_failure(ex, self.worker.now)
             exchange.release_backend(ex)
@@ -469,10 +512,7 @@ class ClientProtocol(asyncio.Protocol):
         ex.req_limit = 0
         ex.keep_alive = False
         ex.pending = None
-        up = ex.upstream
-        if up is not None and up.ex is ex:
-            up.abandon()                # abort the upstream request: it never gets the rest of the body
-        ex.upstream = None
+        _drop_upstream(ex)              # abort the upstream request: it never gets the rest of the body
         if ex.resp_started:
             self.abort(ex)
         elif self.queue and self.queue[0] is ex and not ex.suspended:
@@ -513,10 +553,7 @@ class ClientProtocol(asyncio.Protocol):
         """No request body bytes for the body timeout while the gateway was reading."""
         if ex.resp_started or self.queue[0] is not ex:
             return self.abort(ex)
-        up = ex.upstream
-        if up is not None and up.ex is ex:
-            up.abandon()                # the upstream request is incomplete: never reuse that connection
-        ex.upstream = None
+        _drop_upstream(ex)              # the upstream request is incomplete: never reuse that connection
         self.fail_request(408)
 
     def fail_request(self, status: int, message: str | None = None) -> None:
@@ -550,3 +587,16 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
             return True
         return False
+
+
+def _drop_upstream(ex: Exchange) -> None:
+    """Abandon what carries ``ex``'s request to its backend (an HTTP/1.1 connection, never reused then, or an
+    HTTP/2 stream, cancelled): the request will not be completed."""
+    up = ex.upstream
+    if up is not None and up.ex is ex:
+        up.abandon()
+    ex.upstream = None
+    h2up = ex.h2up
+    if h2up is not None:
+        ex.h2up = None
+        h2up.cancel()

@@ -28,8 +28,9 @@ import uvloop
 
 from ..shared import log as gwlog
 from ..shared.channel import Channel
+from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
-from . import exchange, limits, middlewares, runtime, tls
+from . import exchange, limits, middlewares, proxy_protocol, runtime, tls
 from .handover import Handover
 from .observability import Observability
 from .proxy import tcp, udp
@@ -101,8 +102,13 @@ class Worker:
             store = tls.CertStore(ep["name"], ep["tls"], tls.HTTP_ALPN)
         factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
         try:
-            server = await self.loop.create_server(factory, sock=sock, backlog=4096,
-                                                   ssl=store.front if store else None)
+            if ep.get("proxy_protocol"):       # a trusted peer's header is read before anything else
+                server = proxy_protocol.ProxyProtocolListener(
+                    self.loop, ep["name"], sock, IPSet(ep["proxy_protocol"]["trusted_ips"]), factory,
+                    store.front if store else None, lambda: self.limits.header_timeout)
+            else:
+                server = await self.loop.create_server(factory, sock=sock, backlog=4096,
+                                                       ssl=store.front if store else None)
         except BaseException:
             sock.close()
             raise
@@ -162,6 +168,10 @@ class Worker:
             return
         if isinstance(server, tcp.TcpEntrypoint):
             server.accept_queued()
+            return
+        if isinstance(server, proxy_protocol.ProxyProtocolListener):
+            for conn, addr in accept_queued(self.listen_socks[ep["lid"]]):
+                server.take(conn, addr)
             return
         store = self.cert_stores.get(ep["name"])
         factory = _client_factory(self, ep["name"], b"https" if store else b"http", ep["port"], store is not None)
@@ -278,10 +288,10 @@ class Worker:
 
 
 def _client_factory(worker: Worker, name: str, scheme: bytes, port: int, tls: bool):  # type: ignore[no-untyped-def]
-    def factory():  # type: ignore[no-untyped-def]
+    def factory(client: tuple[str, int] | None = None):  # type: ignore[no-untyped-def]
         if worker.connections.count(name) >= worker.limits.max_connections > 0:
             return limits.Refused()
-        return Handover(worker, name, scheme, port, tls)
+        return Handover(worker, name, scheme, port, tls, client)
     return factory
 
 

@@ -48,15 +48,17 @@ class Backend:
     plane (slot ``idx``), so every worker sees the same values; the per-request operations are the plane's
     precomputed closures (``Plane.backend_ops``)."""
 
-    __slots__ = ("acquire", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool", "port",
-                 "release", "scheme", "shown_url", "url", "weight")
+    __slots__ = ("acquire", "h2", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool",
+                 "port", "release", "scheme", "shown_url", "url", "weight")
 
     def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock,
-                 gateway_streak: bool = False) -> None:
+                 gateway_streak: bool = False, http_version: str = "1.1") -> None:
         parts = urlsplit(url)
         self.url = url
         self.shown_url = redact_url(url)       # as access log lines and spans show it (a password masked)
         self.scheme = parts.scheme
+        # spoken to in HTTP/2 (upstream/http2.py) by every client protocol; gRPC calls to https:// always are
+        self.h2 = parts.scheme == "h2c" or (parts.scheme == "https" and http_version == "2")
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.weight = weight
@@ -138,7 +140,8 @@ class Runtime:
 
 
 PoolKey = tuple[Any, ...]
-"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers."""
+"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers, plus ("proxy", version) for
+servers sent a PROXY protocol header."""
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
@@ -169,12 +172,17 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
                             parts.port or (443 if parts.scheme == "https" else 80))
             if parts.scheme == "https":      # the service's TLS options are part of what a pooled connection is
                 key += (lb["tls"]["ca_file"], lb["tls"]["insecure_skip_verify"])
-            pool = pools.get(key)
+            proxy = (lb.get("proxy_protocol") or {}).get("version", 0)
+            pooled = key + (("proxy", proxy),) if proxy else key
+            pool = pools.get(pooled)
             if pool is None:
-                pool = pools[key] = make_pool(*key)
+                pool = pools[pooled] = make_pool(*key)
+                if proxy:                    # each connection names its client: one client, never pooled
+                    pool.proxy_version, pool.max_idle = proxy, 0
             pool.idle_timeout = lb["timeouts"]["idle"]
             backends.append(Backend(server["url"], server.get("weight", 1), pool, backend_idx, plane, clock,
-                                    gateway_streak=outliers is not None and outliers.resets_both))
+                                    gateway_streak=outliers is not None and outliers.resets_both,
+                                    http_version=lb.get("http_version", "1.1")))
         strategy = balancer.make(lb["strategy"], backends)
         od = lb["outlier_detection"]
         if od is not None and od["healthy_panic_threshold"]:

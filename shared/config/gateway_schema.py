@@ -105,6 +105,17 @@ def _check_service_tls(out: dict[str, Any], raw: dict[Any, Any], path: str, rep:
             rep.add(join(path, "ca_file"), message)
 
 
+def _check_proxy_protocol(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    """A PROXY header names one client: only servers whose connections carry one client's bytes can get it."""
+    if out.get("proxy_protocol") is None:
+        return
+    for i, server in enumerate(out.get("servers") or []):
+        scheme = str(server.get("url", "")).partition("://")[0]
+        if scheme not in ("http", "tcp"):
+            rep.add(join(path, f"servers[{i}].url"), f"proxy_protocol is sent to http:// and tcp:// servers only, "
+                    f"not {scheme}:// (TLS and HTTP/2 connections are shared or encrypted before it)")
+
+
 def _default_priority(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     if out.get("priority") is None and "rule" in out:
         out["priority"] = len(out["rule"])
@@ -147,6 +158,11 @@ ENTRYPOINT = Table(
         "tcp_allowed_ips": Field(ListOf(Str(check=ip_network_error)), []),
         # Peers whose X-Forwarded-For is kept (and appended to); anyone else's is replaced by the peer address.
         "forwarded_headers": Field(Table({"trusted_ips": Field(ListOf(Str(check=ip_network_error)), [])}), {}),
+        # Peers whose PROXY protocol header (v1 or v2) names the client (worker/proxy_protocol.py).
+        "proxy_protocol": Field(Nullable(Table({
+            "trusted_ips": Field(ListOf(Str(check=ip_network_error), min_items=1,
+                                        too_few="proxy_protocol needs the peers it trusts"), required=True),
+        }))),
         "udp": Field(
             Table({"idle_timeout": Field(Duration(), 30.0), "max_sessions": Field(Int(minimum=1), 10000)}), {}
         ),
@@ -270,6 +286,11 @@ def _one_passive_model(out: dict[str, Any], raw: dict[Any, Any], path: str, rep:
         rep.add(join(path, "passive_health"), "outlier_detection replaces passive_health; give only one of them")
 
 
+def _check_load_balancer(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    _one_passive_model(out, raw, path, rep)
+    _check_proxy_protocol(out, raw, path, rep)
+
+
 TIMEOUTS = Table(
     {
         "connect": Field(Duration(), 5.0),
@@ -287,6 +308,10 @@ LOAD_BALANCER = Table(
         "affinity": Field(Nullable(AFFINITY)),            # conversation affinity (ai_schema.py)
         "agent_health": Field(Nullable(AGENT_HEALTH)),    # model health probe (master/probes/model.py)
         "pass_host_header": Field(Bool(), True),
+        # the HTTP version spoken to https:// servers (h2c:// ones always speak 2, http:// ones 1.1)
+        "http_version": Field(Str(choices=("1.1", "2")), "1.1"),
+        # a PROXY protocol header in front of every backend connection (worker/proxy_protocol.py)
+        "proxy_protocol": Field(Nullable(Table({"version": Field(Int(minimum=1, maximum=2), 1)}))),
         "timeouts": Field(TIMEOUTS, {}),
         "passive_health": Field(PASSIVE_HEALTH, {}),
         "outlier_detection": Field(Nullable(OUTLIER_DETECTION)),
@@ -298,7 +323,7 @@ LOAD_BALANCER = Table(
             {},
         ),
     },
-    post=_one_passive_model,
+    post=_check_load_balancer,
 )
 
 # A service of services (worker/services/weighted.py): children are any services, nested to any depth; cycles and

@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
-from harness import free_port
+from harness import free_port, port_open, wait_until
 
 
 class LoopThread:
@@ -187,3 +187,68 @@ class HTTPSApp(LoopThread):
             await web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=ctx).start()
 
         self.run(start())
+
+
+class HypercornH2(LoopThread):
+    """Hypercorn (a real HTTP/2 server) serving an ASGI app over h2c with prior knowledge, or over TLS (ALPN h2)
+    when given a certificate. ``/info`` answers JSON with a content-length: the HTTP version, method, path, body
+    length and request headers it got; ``/stream/<n>`` sends ``n`` pieces without a length, then a trailer
+    ``x-checksum: <n>``."""
+
+    def __init__(self, cert: str | None = None, key: str | None = None) -> None:
+        super().__init__()
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        self.port = free_port()
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.loglevel = "WARNING"
+        if cert is not None:
+            config.certfile, config.keyfile = cert, key
+            config.alpn_protocols = ["h2"]
+        self.url = f"{'https' if cert else 'h2c'}://127.0.0.1:{self.port}"
+
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            path = scope["path"]
+            if path.startswith("/stream/"):
+                n = int(path.rsplit("/", 1)[1])
+                await send({"type": "http.response.start", "status": 200, "trailers": True,
+                            "headers": [(b"content-type", b"text/plain")]})
+                for i in range(n):
+                    await send({"type": "http.response.body", "body": b"piece %d\n" % i, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"%d" % n)]})
+                return
+            info = json.dumps({"http_version": scope["http_version"], "method": scope["method"], "path": path,
+                               "body_len": len(body), "body_head": body[:20].decode("latin-1"),
+                               "headers": {k.decode(): v.decode() for k, v in scope["headers"]}}).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(info))]})
+            await send({"type": "http.response.body", "body": info})
+
+        self.stopping = asyncio.Event()
+
+        async def start() -> None:
+            self.stopping = asyncio.Event()
+            self.task = asyncio.ensure_future(serve(app, config, shutdown_trigger=self.stopping.wait))
+
+        self.run(start())
+        wait_until(lambda: port_open(self.port), what="hypercorn listening")
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self.stopping.set()
+            await self.task
+
+        self.run(shutdown())
+        super().stop()
+

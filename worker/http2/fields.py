@@ -108,6 +108,10 @@ def read_request(ex: Exchange, raw: Fields) -> tuple[Fields, bool, int] | None:
         authority = host
     elif host is not None and host != authority:
         return None
+    if protocol is not None:                # RFC 8441 extended CONNECT: a WebSocket is routed and proxied as the
+        ex.upgrade = True                   # GET an HTTP/1.1 client sends (proxy/websocket_h2.py)
+        if protocol == b"websocket":
+            method = b"GET"
     ex.method = method
     ex.is_head = method == b"HEAD"
     ex.host = authority

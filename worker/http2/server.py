@@ -73,6 +73,8 @@ class _ServerConnection(h2.connection.H2Connection):
 class H2Server(H2Endpoint):
     """The server side of one HTTP/2 connection."""
 
+    client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
+
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         super().__init__()
         self.worker = worker
@@ -91,6 +93,7 @@ class H2Server(H2Endpoint):
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,     # WebSocket over HTTP/2 (RFC 8441)
         })
         self.streams: dict[int, Stream] = {}
         self.last_active = worker.now
@@ -105,7 +108,7 @@ class H2Server(H2Endpoint):
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port)
+        self.client_ip, self.peer, self.fwd_const = forwarded_const(transport, self.scheme, self.port, self.client)
         self.xff_trusted = self.worker.runtime.forwarded_for_trusted(self.entrypoint, self.client_ip)
         self.worker.connections.add(self)
         self.conn.initiate_connection()
@@ -219,8 +222,11 @@ class H2Server(H2Endpoint):
         ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
         if event.stream_ended is not None:
             ex.req_done = True
+        if ex.upgrade and ex.method != b"GET":     # an extended CONNECT for another protocol than websocket
+            return stream.answer(ex, responses.error_answer(501, "Only the websocket protocol is supported"))
         limit = self.worker.limits.max_body_bytes
-        if limit and ex.req_has_body:          # as for HTTP/1.1: a declared length at once, else as it streams
+        # as for HTTP/1.1: a declared length at once, else as it streams (a WebSocket's DATA is no body)
+        if limit and ex.req_has_body and not ex.upgrade:
             if length > limit:
                 return stream.answer(ex, responses.too_large(limit))
             ex.req_limit = limit
@@ -275,7 +281,7 @@ class H2Server(H2Endpoint):
         stalled = []
         for stream in self.streams.values():
             ex = stream.ex
-            if ex.req_done or stream.grpc or stream.hold or stream.unacked or ex.local is not None:
+            if ex.req_done or stream.grpc or ex.upgrade or stream.hold or stream.unacked or ex.local is not None:
                 stream.body_mark = -1
             elif stream.body_mark != ex.req_bytes:
                 stream.body_mark = ex.req_bytes

@@ -5,8 +5,8 @@ pieces (DATA, through the connection's outbox) and the end (with trailers from H
 backends:
 - HTTP/1.1 backends (``http://``, ``https://``) go through ``upstream.http1`` and its pool; the request body is
   chunk-framed unless the request declared a content-length.
-- HTTP/2 backends (``h2c://``, and gRPC to ``https://``) go through ``upstream.http2`` stream by stream, with
-  trailers passed through.
+- HTTP/2 backends (``h2c://``, ``https://`` with ``http_version = "2"``, and gRPC to ``https://``) go through
+  ``upstream.http2`` stream by stream, with trailers passed through.
 
 Invariants:
 - Request bytes are acknowledged to the client only after they were handed to the upstream, and not while the
@@ -28,7 +28,7 @@ from h2.errors import ErrorCodes
 from ...shared.errors import UpstreamError
 from .. import exchange, responses
 from ..exchange import NO_BODY_STATUS, Exchange, Fields
-from ..proxy import grpc_status
+from ..proxy import grpc_status, websocket_h2
 from ..responses import Answer
 from ..upstream import http1 as upstream_http1
 from ..upstream import http2 as upstream_http2
@@ -51,7 +51,7 @@ class Stream:
     ``protocol``), so a stream is counted, logged and traced like an HTTP/1.1 request."""
 
     __slots__ = ("server", "worker", "entrypoint", "client_ip", "peer", "scheme", "port", "fwd_const", "id", "ex",
-                 "grpc", "length", "head_sent", "hold", "held", "unacked", "h2up", "request_trailers", "body_mark",
+                 "grpc", "length", "head_sent", "hold", "held", "unacked", "request_trailers", "body_mark",
                  "body_since")
     protocol = b"HTTP/2.0"                    # what the access log and whoami say
 
@@ -72,23 +72,28 @@ class Stream:
         self.hold = False                      # the upstream pushes back: do not open the client's window
         self.held = 0
         self.unacked = 0                       # request bytes buffered before an upstream was bound
-        self.h2up: UpstreamStream | None = None
         self.request_trailers: Fields | None = None
         self.body_mark = -1                    # the body bytes the last sweep saw, and since when (sweep_bodies)
         self.body_since = 0.0
 
     @property
     def peername(self) -> Any:
-        return self.server.transport.get_extra_info("peername")
+        return self.server.client or self.server.transport.get_extra_info("peername")
+
+    @property
+    def sockname(self) -> Any:
+        return self.server.transport.get_extra_info("sockname")
 
     # -- Downstream: towards the backend
     def current(self, ex: Exchange) -> bool:
         return self.server.streams.get(self.id) is self
 
     def connect_upstream(self, ex: Exchange) -> None:
+        if ex.upgrade:
+            return websocket_h2.connect(self, ex)
         backend = ex.backend
-        if backend.scheme == "h2c" or (self.grpc and backend.scheme == "https"):
-            upstream_http2.open_stream(self)
+        if backend.h2 or (self.grpc and backend.scheme == "https"):
+            upstream_http2.open_stream(self, ex)
         else:
             upstream_http1.proxy(self, ex)
 
@@ -105,7 +110,7 @@ class Stream:
         if not ex.req_has_body and ex.method in _BODY_METHODS and b"content-length" not in names:
             ex.headers = [*ex.headers, (b"content-length", b"0")]    # what an HTTP/1.1 client would have sent
         up.bind(self, ex, ex.service.response_timeout)
-        body = self.body_to_send()
+        body = self.body_to_send(ex)
         if body is not None or (ex.req_done and ex.req_chunked):
             body = body or []
             if ex.req_chunked:
@@ -113,18 +118,25 @@ class Stream:
                 if ex.req_done:
                     body.append(b"0\r\n\r\n")
             up.transport.writelines(body)
-            ex.pending = None
-            unacked, self.unacked = self.unacked, 0
-            self.ack(unacked)
+            self.body_sent(ex)
             self.server.flush()
 
-    def body_to_send(self) -> list[bytes] | None:
+    def bind_h2(self, ex: Exchange, us: UpstreamStream) -> None:
+        ex.h2up = us
+        self.server.outbox(self.id).source = us
+
+    def body_to_send(self, ex: Exchange) -> list[bytes] | None:
         """What a newly bound upstream gets of the request body: the bytes that arrived before it, or on a retry
         the whole body so far (kept raw by the retry middleware; ``pending`` is then its tail)."""
-        ex = self.ex
         if ex.attempts and ex.replay is not None:
             return [bytes(ex.replay)] if ex.replay else None
         return ex.pending
+
+    def body_sent(self, ex: Exchange) -> None:
+        """The body held before the upstream was bound went out: the client may send more."""
+        ex.pending = None
+        unacked, self.unacked = self.unacked, 0
+        self.ack(unacked)
 
     def want_body(self, ex: Exchange) -> None:
         if self.hold:
@@ -140,9 +152,9 @@ class Stream:
         self.server.flush()
 
     def fail(self, ex: Exchange, error: UpstreamError) -> None:
-        reached = ex.upstream is not None or self.h2up is not None    # the request (or part of it) went out
+        reached = ex.upstream is not None or ex.h2up is not None    # the request (or part of it) went out
         ex.upstream = None
-        self.h2up = None
+        ex.h2up = None
         if not self.current(ex):               # the client reset the stream meanwhile
             exchange.passive_failure(ex, self.worker.now)
             return exchange.release_backend(ex)
@@ -251,8 +263,8 @@ class Stream:
             return
         if ex.replay is not None:              # the retry middleware keeps the body (raw) to send it again
             ex.retry.keep(ex, data)  # type: ignore[union-attr]
-        if self.h2up is not None:
-            self.h2up.send_body(data)
+        if ex.h2up is not None:
+            ex.h2up.send_body(data)
             self.ack(flow_length)
             return
         up = ex.upstream
@@ -308,8 +320,8 @@ class Stream:
         if ex.sink is not None:
             return ex.sink.complete()
         self.request_trailers = trailers
-        if self.h2up is not None:
-            self.h2up.end_body(trailers)
+        if ex.h2up is not None:
+            ex.h2up.end_body(trailers)
         elif ex.req_chunked and ex.local is None:
             up = ex.upstream
             if up is not None and up.ex is ex:
@@ -333,9 +345,9 @@ class Stream:
         ex = self.ex
         if ex.sink is not None:
             ex.sink.abort()
-        if self.h2up is not None:
-            self.h2up.cancel()
-            self.h2up = None
+        if ex.h2up is not None:
+            ex.h2up.cancel()
+            ex.h2up = None
         up = ex.upstream
         if up is not None and up.ex is ex:
             up.abandon()

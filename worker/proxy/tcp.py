@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...shared import log as gwlog
+from ...shared.ipmatch import IPSet
 from ...shared.rules import Rule, parse_rule
+from .. import proxy_protocol
 from ..retire import accept_queued
 from ..tls import CertStore
 from . import clienthello
@@ -96,6 +98,8 @@ class TcpEntrypoint:
         self.store = CertStore(self.name, spec["tls"], None) if spec.get("tls") else None
         self.max_connections = spec.get("max_connections") or 0
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in spec.get("tcp_allowed_ips") or []]
+        proxy = spec.get("proxy_protocol")
+        self.proxy_trusted = IPSet(proxy["trusted_ips"]) if proxy else None   # peers whose PROXY header counts
         self.active = 0
         self._runtime: Runtime | None = None
         self._routes: list[TcpRoute] = []
@@ -125,20 +129,20 @@ class TcpEntrypoint:
                 log.warning(f"tcp entrypoint {self.name}: accept failed: {e}")
                 await asyncio.sleep(0.05)
                 continue
-            self._take(conn, addr[0])
+            self._take(conn, addr)
 
     def accept_queued(self) -> None:
         """The entrypoint is being removed: relay the connections still waiting in its accept queue."""
         for conn, addr in accept_queued(self.sock):
-            self._take(conn, addr[0])
+            self._take(conn, addr)
 
-    def _take(self, conn: socket.socket, client_ip: str) -> None:
-        if not self._admit(client_ip):
+    def _take(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        if not self._admit(addr[0]):
             conn.close()
             return
         conn.setblocking(False)
         self.active += 1
-        self.worker.loop.create_task(self._serve(conn, client_ip))
+        self.worker.loop.create_task(self._serve(conn, addr))
 
     def _admit(self, ip: str) -> bool:
         if self.max_connections and self.active >= self.max_connections:
@@ -153,7 +157,8 @@ class TcpEntrypoint:
             return any(addr in net for net in self.allowed)
         return True
 
-    async def _serve(self, conn: socket.socket, client_ip: str) -> None:
+    async def _serve(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        client_ip = client[0]
         backend = route = None
         connected_at = 0.0       # when the backend connection was made (0: none was)
 
@@ -167,6 +172,9 @@ class TcpEntrypoint:
 
         tunnel = Tunnel(self.worker, self.name, ended)
         try:
+            if self.proxy_trusted is not None and client_ip in self.proxy_trusted:
+                client = await proxy_protocol.read(self.worker.loop, conn, HELLO_TIMEOUT) or client
+                client_ip = client[0]
             routes = self.routes()
             hello: clienthello.Hello | None = None
             if self._peek:
@@ -179,15 +187,18 @@ class TcpEntrypoint:
                 raise ConnectionError("no route or no healthy backend")
             backend.acquire()
             loop = self.worker.loop
-            await asyncio.wait_for(loop.create_connection(lambda: tunnel.b, backend.host, backend.port),
+            await asyncio.wait_for(backend.pool.open(lambda: tunnel.b),
                                    route.service.connect_timeout)  # type: ignore[union-attr]
             connected_at = loop.time()
+            if backend.pool.proxy_version:
+                version = backend.pool.proxy_version
+                tunnel.b.transport.write(proxy_protocol.header(version, client, conn.getsockname()))
             ssl_args: dict[str, Any] = {}
             if route.tls == "terminate":  # type: ignore[union-attr]
                 ssl_args = {"ssl": self.store.front, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}  # type: ignore[union-attr]
             await loop.connect_accepted_socket(lambda: tunnel.a, conn, **ssl_args)
             tunnel.register()
-        except (TimeoutError, OSError, ConnectionError) as e:
+        except (TimeoutError, OSError, ConnectionError, proxy_protocol.HeaderError) as e:
             log.debug(f"tcp entrypoint {self.name}: connection from {client_ip} dropped: {e}")
             conn.close()
             tunnel.close(abort=True)         # runs ``ended`` once

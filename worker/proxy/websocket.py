@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from ...shared.errors import BadUpstreamResponse, ConnectError
-from .. import exchange
+from .. import exchange, proxy_protocol
 from ..hop_headers import HOP_BY_HOP, connection_tokens
 from ..responses import status_line
 from ..upstream.http1 import request_head
@@ -56,17 +56,16 @@ def connect(client: ClientProtocol, ex: Exchange) -> None:
 
 async def _connect(client: ClientProtocol, ex: Exchange) -> None:
     pool = ex.backend.pool
-    loop = client.worker.loop
-    kwargs = {"ssl": pool.ssl, "server_hostname": pool.server_hostname} if pool.ssl is not None else {}
     try:
-        _, up = await asyncio.wait_for(loop.create_connection(lambda: UpgradeUpstream(client, ex), pool.host,
-                                                              pool.port, **kwargs), ex.service.connect_timeout)
+        _, up = await asyncio.wait_for(pool.open(lambda: UpgradeUpstream(client, ex), pool.ssl),
+                                       ex.service.connect_timeout)
     except (TimeoutError, OSError) as e:
         return client.fail(ex, exchange.connect_error(e))
     if client.closed:
         up.transport.close()
         exchange.release_backend(ex)
         return
+    proxy_protocol.send(up.transport, pool.proxy_version, client)
     head = request_head(ex, client)
     up.transport.write(head[:-2] + UPGRADE_HEAD)
     if ex.pending:

@@ -8,12 +8,16 @@ the backend closed is dropped when popped, and the worker's sweep closes those i
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ..upstream.http1 import UpstreamProtocol
+
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class UpstreamPool:
@@ -27,6 +31,7 @@ class UpstreamPool:
         self.h2_ssl = h2_ssl            # the same TLS settings offering ALPN h2, for HTTP/2 (gRPC) connections
         self.server_hostname = server_hostname
         self.max_idle = max_idle
+        self.proxy_version = 0          # a PROXY protocol header starts each connection (then never pooled)
         self.idle_timeout = 90.0
         self.idle: list[UpstreamProtocol] = []
         self._factory = protocol_factory
@@ -53,13 +58,15 @@ class UpstreamPool:
             pass
 
     async def connect(self, timeout: float) -> UpstreamProtocol:
-        """A new connection; raises OSError or asyncio.TimeoutError."""
-        kwargs = {}
-        if self.ssl is not None:
-            kwargs = {"ssl": self.ssl, "server_hostname": self.server_hostname}
-        _, up = await asyncio.wait_for(
-            self.loop.create_connection(lambda: self._factory(self), self.host, self.port, **kwargs), timeout)
+        """A new pooled HTTP/1.1 connection; raises OSError or asyncio.TimeoutError."""
+        _, up = await asyncio.wait_for(self.open(lambda: self._factory(self), self.ssl), timeout)
         return up
+
+    def open(self, factory: Callable[[], P], tls: ssl.SSLContext | None = None) -> Awaitable[tuple[Any, P]]:
+        """A new connection to this pool's server with the protocol ``factory()`` makes, over TLS with ``tls``:
+        how every upstream side (HTTP/1.1, HTTP/2, WebSocket) reaches the server."""
+        kwargs: dict[str, Any] = {} if tls is None else {"ssl": tls, "server_hostname": self.server_hostname}
+        return self.loop.create_connection(factory, self.host, self.port, **kwargs)
 
     def sweep(self, now: float) -> None:
         """Close idle connections older than the idle timeout (oldest are at the bottom of the stack)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from ...shared.errors import BadUpstreamResponse, ConnectError, UpstreamTimeout
-from .. import exchange, framing
+from .. import exchange, framing, proxy_protocol
 from ..hop_headers import PLAIN_CONNECTION_OPTIONS, RESPONSE_SPECIAL, connection_tokens, named_by_connection
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ async def _connect_and_bind(conn: Downstream, ex: Exchange, pool: UpstreamPool) 
     if not conn.current(ex):
         pool.release(up)
         return
+    proxy_protocol.send(up.transport, pool.proxy_version, conn)
     conn.bind(ex, up)
 
 

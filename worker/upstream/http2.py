@@ -1,17 +1,21 @@
-"""The HTTP/2 upstream side: streams of ``http2.H2Server`` proxied to HTTP/2 backends (``h2c://`` servers, and
-gRPC calls to ``https://`` servers, which must then offer ALPN ``h2``).
+"""The HTTP/2 upstream side: exchanges proxied to HTTP/2 backends (``h2c://`` servers, ``https://`` servers of a
+service with ``http_version = "2"``, and gRPC calls to ``https://`` servers, which must then offer ALPN ``h2``),
+whatever the client speaks: an HTTP/2 ``Stream`` or an HTTP/1.1 ``ClientProtocol``, both ``Downstream``s.
 
 One multiplexed connection per backend (scheme, host, port) per worker, opened on first use and shared by
-every stream; a new one is opened when it is gone or has received GOAWAY. A proxied stream is an
-``UpstreamStream`` joining a client ``Stream`` to a stream on that connection:
+every stream; a new one is opened when it is gone or has received GOAWAY. A proxied exchange is an
+``UpstreamStream`` joining its client side to a stream on that connection:
 
 - request: HEADERS built from the client's (``:authority`` per ``pass_host_header``, forwarding headers
   added, ``te: trailers`` kept), DATA and trailers relayed as they come, END_STREAM when the client ended.
 - response: handed to the client stream as status and fields after ``exchange.response_head`` (passive health,
   retry, the route's response phase: ``headers``, ``compress``... as for HTTP/1.1 backends), DATA (through the
   phase's body filter, if any) and *trailers* (``grpc-status``...); DATA is acknowledged to the backend only once
-  it is queued for the client, and not while the client's outbox is over its high water mark
-  (the client stream pauses this stream as its source), so flow control holds end to end.
+  it is queued for the client, and not while the client pushes back (an HTTP/2 client's outbox over its high
+  water mark, an HTTP/1.1 client's write buffer full: ``pause_reading``), so flow control holds end to end; the
+  client side frames it for its protocol (an HTTP/1.1 client gets a body without content-length chunk-framed,
+  and the trailers in its last chunk). Request DATA waiting for the backend's window likewise holds the client
+  back (``_RequestBody``).
 - a reset or lost backend becomes a reset of the client stream, or — before any response head — a gateway
   answer (502, or gRPC UNAVAILABLE); a client reset cancels the backend stream (RST_STREAM CANCEL).
 - a head whose status the ``retry`` middleware retries is dropped unread (RST_STREAM CANCEL) before the client
@@ -37,8 +41,7 @@ from ..http2.endpoint import H2Endpoint, header_value
 from ..http2.field_coding import install_hpack
 
 if TYPE_CHECKING:
-    from ..http2.server import H2Server
-    from ..http2.stream import Stream
+    from ..exchange import Downstream, Exchange
     from ..process import Worker
     from ..services.upstream_pool import UpstreamPool
 
@@ -47,6 +50,22 @@ log = gwlog.get("worker.upstream.http2")
 CONNECTION_WINDOW = 16 << 20
 _NOT_FORWARDED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                             b"upgrade", b"host"))
+
+
+class _RequestBody:
+    """The client side as the source of a backend stream's outbox: too much request body waiting for the
+    backend's window stops the client's body."""
+
+    __slots__ = ("front",)
+
+    def __init__(self, front: Downstream) -> None:
+        self.front = front
+
+    def pause_reading(self) -> None:
+        self.front.hold_body()
+
+    def resume_reading(self) -> None:
+        self.front.release_body()
 
 
 class H2Upstream(H2Endpoint):
@@ -85,7 +104,7 @@ class H2Upstream(H2Endpoint):
             self.usable = False
             self.transport.close()
             return
-        touched: set[H2Server] = set()
+        touched: set[Downstream] = set()
         for event in events:
             us = self.streams.get(getattr(event, "stream_id", 0) or 0)
             if isinstance(event, h2.events.DataReceived):
@@ -109,21 +128,22 @@ class H2Upstream(H2Endpoint):
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False            # finish what runs, open new streams elsewhere
             if us is not None:
-                touched.add(us.front.server)
+                touched.add(us.front)
         self.flush()
-        for server in touched:
-            server.flush()
+        for front in touched:
+            front.flush()
 
 
 class UpstreamStream:
-    """A client stream's counterpart on a backend connection; also the source that feeds its outbox."""
+    """An exchange's stream on a backend connection; also the source that feeds its client side."""
 
-    __slots__ = ("up", "id", "front", "hold", "held", "trailers", "done", "timer")
+    __slots__ = ("up", "id", "front", "ex", "hold", "held", "trailers", "done", "timer")
 
-    def __init__(self, up: H2Upstream, stream_id: int, front: Stream) -> None:
+    def __init__(self, up: H2Upstream, stream_id: int, front: Downstream, ex: Exchange) -> None:
         self.up = up
         self.id = stream_id
         self.front = front
+        self.ex = ex
         self.hold = False
         self.held = 0
         self.trailers: list[tuple[bytes, bytes]] | None = None
@@ -137,8 +157,8 @@ class UpstreamStream:
             return
         self.cancel()
         front = self.front
-        front.fail(front.ex, UpstreamTimeout("Gateway timeout: backend did not answer in time"))
-        front.server.flush()
+        front.fail(self.ex, UpstreamTimeout("Gateway timeout: backend did not answer in time"))
+        front.flush()
 
     # -- request side (called by the client stream)
     def send_body(self, data: bytes) -> None:
@@ -176,19 +196,19 @@ class UpstreamStream:
             self.timer.cancel()
             self.timer = None
         front = self.front
-        ex = front.ex
+        ex = self.ex
         status = int(header_value(headers, b":status") or 0)
         fields = _forwarded(headers)
         if not exchange.response_head(ex, front, status, fields):
             self.cancel()                      # a retried status: the response is dropped unread
-            front.h2up = None
+            ex.h2up = None
             return front.retry_later(ex)
         ex.upstream = None
-        front.send_head(ex, status, b"", fields, True, end=ended)
+        front.send_head(ex, status, b"", fields, header_value(fields, b"content-length") is not None, end=ended)
 
     def response_data(self, data: bytes, flow_length: int) -> None:
         front = self.front
-        ex = front.ex
+        ex = self.ex
         ex.resp_bytes += len(data)
         if ex.filter is not None:              # compress, token metering: as for HTTP/1.1 backends
             data = ex.filter.feed(data)
@@ -203,8 +223,8 @@ class UpstreamStream:
         self.done = True
         self.up.streams.pop(self.id, None)
         front = self.front
-        front.h2up = None
-        ex = front.ex
+        ex = self.ex
+        ex.h2up = None
         if ex.filter is not None:              # the transformed body's last bytes
             tail = ex.filter.finish()
             ex.filter = None
@@ -221,8 +241,8 @@ class UpstreamStream:
         self.done = True
         self.up.streams.pop(self.id, None)
         front = self.front
-        front.fail(front.ex, ConnectError("Bad gateway: backend reset the stream"))
-        front.server.flush()
+        front.fail(self.ex, ConnectError("Bad gateway: backend reset the stream"))
+        front.flush()
 
 
 def _forwarded(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -230,8 +250,9 @@ def _forwarded(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(n, v) for n, v in headers if n[:1] != b":" and n not in _NOT_FORWARDED]
 
 
-def open_stream(front: Stream) -> None:
-    front.worker.loop.create_task(_open(front.server, front))
+def open_stream(front: Downstream, ex: Exchange) -> None:
+    """Send ``ex`` (its backend picked and acquired) on a stream of that backend's connection."""
+    front.worker.loop.create_task(_open(front, ex))
 
 
 _connections: dict[UpstreamPool, H2Upstream] = {}
@@ -244,10 +265,8 @@ async def _connection(worker: Worker, pool: UpstreamPool, timeout: float) -> H2U
     up = registry.get(pool)
     if up is None or not up.usable:
         up = registry[pool] = H2Upstream(pool, registry)
-        kwargs = {} if pool.h2_ssl is None else {"ssl": pool.h2_ssl, "server_hostname": pool.server_hostname}
         try:
-            await asyncio.wait_for(worker.loop.create_connection(lambda: up, pool.host, pool.port, **kwargs),
-                                   timeout)
+            await asyncio.wait_for(pool.open(lambda: up, pool.h2_ssl), timeout)
         except BaseException:
             if registry.get(pool) is up:
                 del registry[pool]
@@ -256,37 +275,37 @@ async def _connection(worker: Worker, pool: UpstreamPool, timeout: float) -> H2U
     return up
 
 
-async def _open(server: H2Server, front: Stream) -> None:
-    ex = front.ex
+async def _open(front: Downstream, ex: Exchange) -> None:
     backend, service = ex.backend, ex.service
     try:
-        up = await _connection(server.worker, backend.pool, service.connect_timeout)
+        up = await _connection(front.worker, backend.pool, service.connect_timeout)
     except (TimeoutError, OSError) as e:
         front.fail(ex, exchange.connect_error(e))
-        return server.flush()
-    if server.streams.get(front.id) is not front:
-        return                                  # the client reset the stream meanwhile
+        return front.flush()
+    if not front.current(ex):
+        return                                  # the client reset the stream or went away meanwhile
     authority = ex.host if service.pass_host_header else backend.host_header
     headers = [(b":method", ex.method), (b":scheme", b"https" if backend.scheme == "https" else b"http"),
                (b":authority", authority), (b":path", ex.target)]
-    headers += [(n, v) for n, v in ex.headers if n not in _NOT_FORWARDED]
+    # names in lowercase: HTTP/1.1 clients and middlewares write them in any case
+    headers += [(n.lower(), v) for n, v in ex.headers if n.lower() not in _NOT_FORWARDED]
+    if ex.http11:                              # an HTTP/1.1 client gets trailers in its last chunk (TE is
+        headers.append((b"te", b"trailers"))   # hop-by-hop: the gateway says what it accepts itself)
     headers += [(b"x-forwarded-for", ex.xff), (b"x-forwarded-host", ex.host), (b"x-real-ip", front.peer),
                 (b"x-forwarded-proto", front.scheme), (b"x-forwarded-port", b"%d" % front.port)]
     stream_id = up.conn.get_next_available_stream_id()
-    body = front.body_to_send()
+    body = front.body_to_send(ex)
     no_body = ex.req_done and not body
     ex.t_up = perf_counter()
     up.conn.send_headers(stream_id, headers, end_stream=no_body)
-    us = up.streams[stream_id] = UpstreamStream(up, stream_id, front)
-    us.timer = server.worker.loop.call_later(service.response_timeout, us.timed_out)
-    front.h2up = us
-    server.outbox(front.id).source = us
+    us = up.streams[stream_id] = UpstreamStream(up, stream_id, front, ex)
+    us.timer = front.worker.loop.call_later(service.response_timeout, us.timed_out)
+    up.outbox(stream_id).source = _RequestBody(front)
+    front.bind_h2(ex, us)
     for chunk in body or ():
         up.send_data(stream_id, chunk)
-    ex.pending = None
-    unacked, front.unacked = front.unacked, 0
-    front.ack(unacked)
+    front.body_sent(ex)
     if ex.req_done and not no_body:
         up.end_stream(stream_id, front.request_trailers)
     up.flush()
-    server.flush()
+    front.flush()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ... import framing
 from ...chain import Reply, error_reply
 
 if TYPE_CHECKING:
@@ -62,20 +63,6 @@ class BodySink:
         self.complete()
 
 
-def _dechunk(framed: bytes) -> bytes:
-    """Undo the gateway's own chunk framing of ``ex.pending`` (``%x\\r\\n<data>\\r\\n`` ... ``0\\r\\n\\r\\n``)."""
-    out = bytearray()
-    i = 0
-    while i < len(framed):
-        j = framed.index(b"\r\n", i)
-        n = int(framed[i:j], 16)
-        if n == 0:
-            break
-        out += framed[j + 2: j + 2 + n]
-        i = j + 2 + n + 2
-    return bytes(out)
-
-
 async def read_prefix(ex: Exchange, max_bytes: int, timeout: float = 30.0) -> tuple[bytes, bool] | Reply:
     """(the body's first bytes — all of it when the second item is True, else at least ``max_bytes``), or 408.
     A partial prefix must go back with ``restore_prefix`` so the rest of the body streams after it."""
@@ -95,7 +82,7 @@ async def read_body(ex: Exchange, max_bytes: int, timeout: float = 30.0,
     """The whole request body, or the error reply (413 past ``max_bytes``, 408 on a stalled client)."""
     start = b"".join(ex.pending or ())
     if ex.req_chunked and start:
-        start = _dechunk(start)
+        start = b"".join(framing.unchunked(start))   # the gateway's own chunk framing of ``ex.pending``
     ex.pending = None
     ex.pending_bytes = 0
     sink = BodySink(max_bytes, start, prefix)
