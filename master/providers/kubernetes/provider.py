@@ -28,6 +28,7 @@ from ....shared import log as gwlog
 from .client import make_client
 from .crd import Route, RouteTranslator
 from .gateway import Gateway, GatewayClass, GatewayTranslator, HTTPRoute, ReferenceGrant
+from .grpcroute import GRPCRoute
 from .ingress import IngressTranslator
 from .part import Part
 from .status import StatusWriter
@@ -47,6 +48,7 @@ GATEWAY_KINDS = (
     Kind("GatewayClass", GatewayClass, namespaced=False, status_is_ours=True),
     Kind("Gateway", Gateway, namespaced=True, status_is_ours=True),
     Kind("HTTPRoute", HTTPRoute, namespaced=True, selected=True, status_is_ours=True),
+    Kind("GRPCRoute", GRPCRoute, namespaced=True, selected=True, status_is_ours=True),
     Kind("ReferenceGrant", ReferenceGrant, namespaced=True),
 )
 CRD_KINDS = (Kind("Route", Route, namespaced=True, selected=True, status_is_ours=True),)

@@ -34,7 +34,8 @@ from lightkube.types import PatchType
 
 from ....shared import log as gwlog
 from .crd import Route, crd_status
-from .gateway import Gateway, GatewayClass, HTTPRoute, route_status
+from .gateway import ROUTE_KINDS, Gateway, GatewayClass, HTTPRoute, route_status
+from .grpcroute import GRPCRoute
 from .part import Part
 from .watch import Reflector
 
@@ -193,7 +194,7 @@ class StatusWriter:
         obj = self.reflectors[kind].get(ns, name)
         if obj is None:
             return
-        if kind == "HTTPRoute":
+        if kind in ROUTE_KINDS:
             wanted = route_status(wanted, obj.get("status"), self.settings["gateway_controller"])
         wanted = _with_times(wanted, obj.get("status") or {})
         if _normal(obj.get("status")) == _normal(wanted):
@@ -205,7 +206,8 @@ class StatusWriter:
         self.stats["writes"] += 1
 
 
-GATEWAY_STATUS = {"GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status, "HTTPRoute": HTTPRoute.Status}
+GATEWAY_STATUS = {"GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status, "HTTPRoute": HTTPRoute.Status,
+                  "GRPCRoute": GRPCRoute.Status}
 
 
 def _with_times(wanted: Any, stored: Any) -> Any:
