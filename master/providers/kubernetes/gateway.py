@@ -36,7 +36,7 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 
 from ....shared.config.schema import parse_address
 from .endpoints import BackendError, servers
-from .grpcroute import GRPCRoute, grpc_matcher
+from .grpcroute import grpc_matcher
 from .ingress import path_matcher
 from .part import Part, safe
 from .tls import secret_pair

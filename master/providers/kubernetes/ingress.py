@@ -18,7 +18,8 @@ that cannot be served (no Service, no port, no ready endpoint) leaves that path 
 Ingress's namespace/name; the other paths keep serving. ``spec.tls[].secretName`` Secrets add certificates
 to the TLS entrypoints (SNI picks them; ``tls.py``).
 
-Annotations (prefix ``a3s.io/``): ``router.middlewares`` (comma-separated names), ``router.entrypoints``,
+Annotations (prefix ``a3s.io/``): ``router.middlewares`` (comma-separated names; a bare name of a ``Middleware``
+object in the Ingress's namespace is that object, ``crd.py``), ``router.entrypoints``,
 ``router.priority`` (overrides the computed one), ``service.scheme`` (``http``/``https``/``h2c``),
 ``service.sticky.cookie`` (a cookie name turns on sticky sessions), ``service.strategy``.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .crd import middleware_ref
 from .endpoints import BackendError, servers, service_port
 from .part import PROVIDER, Part, safe
 from .tls import secret_pair
@@ -108,7 +110,7 @@ class IngressTranslator:
         part = Part(f"Ingress {ns}/{name}")
         notes = {k[len(ANNOTATION):]: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION)}
         try:
-            router_base = self._router_options(notes)
+            router_base = self._router_options(notes, ns)
         except ValueError as e:
             part.errors.append(str(e))
             return part
@@ -134,12 +136,13 @@ class IngressTranslator:
                 part.errors.append(f"tls[{k}]: {e}")
         return part
 
-    def _router_options(self, notes: dict[str, str]) -> dict[str, Any]:
+    def _router_options(self, notes: dict[str, str], ns: str) -> dict[str, Any]:
         out: dict[str, Any] = {"entrypoints": list(self.settings["entrypoints"]), "middlewares": []}
         if notes.get("router.entrypoints"):
             out["entrypoints"] = [e.strip() for e in notes["router.entrypoints"].split(",") if e.strip()]
         if notes.get("router.middlewares"):
-            out["middlewares"] = [m.strip() for m in notes["router.middlewares"].split(",") if m.strip()]
+            out["middlewares"] = [middleware_ref(m.strip(), ns, self.stores.get("Middleware"))
+                                  for m in notes["router.middlewares"].split(",") if m.strip()]
         if notes.get("router.priority"):
             try:
                 out["priority"] = int(notes["router.priority"])
