@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from lightkube.generic_resource import create_namespaced_resource
@@ -27,7 +28,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from ....shared.config.gateway_schema import child_services
 from ....shared.config.middleware_types import MIDDLEWARE_TYPES
 from .part import Part, safe
-from .watch import Reflector
+from .watch import Store
 
 PROVIDER = "crd"
 SECTIONS = ("routers", "services", "middlewares")
@@ -41,7 +42,7 @@ def middleware_name(namespace: str, name: str) -> str:
     return f"{safe(namespace, name)}@{PROVIDER}"
 
 
-def middleware_ref(ref: str, namespace: str, middlewares: Reflector | None) -> str:
+def middleware_ref(ref: str, namespace: str, middlewares: Store | None) -> str:
     """A middleware reference made in ``namespace``: a bare name of a Middleware there is that object."""
     if middlewares is not None and "@" not in ref and middlewares.get(namespace, ref) is not None:
         return middleware_name(namespace, ref)
@@ -54,7 +55,7 @@ def crd_status(part: Part) -> dict[str, Any]:
 
 
 class RouteTranslator:
-    def __init__(self, stores: dict[str, Reflector]) -> None:
+    def __init__(self, stores: Mapping[str, Store]) -> None:
         self.stores = stores
 
     def parts(self) -> list[Part]:
