@@ -1,13 +1,19 @@
-"""``a3s-gateway validate`` on YAML files of our CRD objects, through the real binary: every problem listed with the
-file, document, object and key path inside it; a Route may use the config file's names; the shipped manifests
-(other kinds) are skipped."""
+"""The command line's Kubernetes parts, through the real binary: ``a3s-gateway validate`` on YAML files of our CRD
+objects (every problem listed with the file, document, object and key path inside it; a Route may use the config
+file's names; the shipped manifests' other kinds are skipped), and ``--kubeconfig``."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from harness import BINARY
+import httpx
+import pytest
+from harness import BINARY, wait_until
+from kube_apiserver import FakeApiServer
+from kube_support import config as kube_config
+from kube_support import ingress, ingress_class, path, rule, service, slice_for
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "packaging" / "kubernetes"
 
@@ -83,3 +89,33 @@ def test_validate_reports_unreadable_yaml_and_objects_without_a_name(tmp_path: P
     assert r.returncode == 1
     assert f"{nameless}: document 1: metadata.name: required" in r.stderr
     assert str(broken) in r.stderr and "2 problem(s) found" in r.stderr
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+
+
+def test_kubeconfig_flag_picks_the_cluster_over_kubeconfig_env_and_survives_a_reload(api, backends, gateway,
+                                                                                    tmp_path):
+    app = backends("app")
+    api.apply(ingress_class(), service("app"), slice_for("app", [app.port]),
+              ingress("web", [rule("web.test", path("/", "app"))]))
+    text = kube_config(api, tmp_path)
+    kubeconfig = next(line for line in text.splitlines() if line.startswith("kubeconfig = "))
+    text = text.replace(kubeconfig, "")               # the config file names no cluster
+    flag_file = tmp_path / "flag-kubeconfig"
+    flag_file.write_text(api.kubeconfig())
+    gw = gateway(text, extra_args=["--kubeconfig", str(flag_file)],
+                 env={"KUBECONFIG": str(tmp_path / "no-such-kubeconfig")})
+
+    def served() -> bool:
+        r = httpx.get(gw.url, headers={"Host": "web.test"}, timeout=5)
+        return r.status_code == 200 and r.json()["name"] == "app"
+
+    wait_until(served, timeout=20, what="the Ingress served from the --kubeconfig cluster")
+    gw.reload()
+    assert served()
+    assert all(w["synced"] for w in gw.health()["control"]["kubernetes"]["watches"])
