@@ -256,3 +256,14 @@ def test_partially_invalid_via_a_reference_grant_naming_another_service(api, bac
     assert ask(gw, {"path": "/v2"}).status_code == 500
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "partial", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="route status")
+
+
+def test_a_backend_without_ready_endpoints_answers_503_and_still_resolves(api, backends, gateway, tmp_path):
+    idle = free_port()
+    api.apply(service("idle"), slice_for("idle", [idle], terminating=(idle,)))
+    gw = start(api, backends, gateway, tmp_path, http_route("idle", [route_rule(None, "idle")]))
+    wait_until(lambda: ask(gw, {}).status_code == 503, timeout=20, what="no ready endpoint answers 503")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "idle", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, what="route status")
+    api.apply(slice_for("idle", [backends("v4").port], name=f"idle-{idle}"))     # the pod becomes ready
+    wait_until(lambda: verdict(gw, {"backend": "v4"}) == {"backend": "v4"}, timeout=20, what="ready endpoint served")

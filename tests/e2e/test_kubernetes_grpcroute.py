@@ -163,17 +163,18 @@ def test_grpcroute_weighted_backends_split_within_5_percent(api, grpc_backends, 
 
 def test_grpcroute_bad_refs_and_unsupported_filters_are_reported(api, grpc_backends, gateway, tmp_path):
     # RequestMirror is HTTPRoute-only: the mirroring service sends its copies as HTTP/1.1
-    rewrite = {"type": "RequestMirror", "requestMirror": {"backendRef": ref("g2")}}
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": ref("g2")}}
     gw = start(api, grpc_backends, gateway, tmp_path,
                grpc_route("missing", [route_rule(None, ref("nowhere"))], hostnames=["missing.test"]),
-               grpc_route("rewrite", [route_rule(None, ref("g1"), filters=[rewrite])], hostnames=["rewrite.test"]),
+               grpc_route("mirror", [route_rule(None, ref("g1"), filters=[mirror])], hostnames=["mirror.test"]),
                grpc_route("fine", [route_rule(None, ref("g1"))], hostnames=["fine.test"]))
-    fine, missing, rewritten = Caller(gw, "fine.test"), Caller(gw, "missing.test"), Caller(gw, "rewrite.test")
+    fine, missing, mirrored = Caller(gw, "fine.test"), Caller(gw, "missing.test"), Caller(gw, "mirror.test")
     wait_until(lambda: fine.backend("/f.F/Call") == "g1", timeout=20, what="the good GRPCRoute served")
-    assert missing.backend("/f.F/Call") == grpc.StatusCode.UNKNOWN          # 500: the rule's backend is unresolved
-    assert rewritten.backend("/f.F/Call") == grpc.StatusCode.UNIMPLEMENTED  # not accepted: serves nothing
+    assert missing.backend("/f.F/Call") == grpc.StatusCode.UNKNOWN         # 500: the rule's backend is unresolved
+    assert mirrored.backend("/f.F/Call") == grpc.StatusCode.UNIMPLEMENTED  # not accepted: serves nothing
     wait_until(lambda: parent_conditions(api.get("GRPCRoute", "missing", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}, what="missing status")
-    assert parent_conditions(api.get("GRPCRoute", "rewrite", "default"))["Accepted"] == ("False", "UnsupportedValue")
-    for c in (fine, missing, rewritten):
+    wait_until(lambda: parent_conditions(api.get("GRPCRoute", "mirror", "default")).get("Accepted")
+               == ("False", "UnsupportedValue"), what="mirror status")
+    for c in (fine, missing, mirrored):
         c.close()

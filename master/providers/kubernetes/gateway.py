@@ -13,6 +13,8 @@ Invariants:
   normative precedence (hostname specificity, then Exact over PathPrefix over RegularExpression, the longer
   path, a method match, more header matches, more query matches, then the older route, then ``ns/name``, then
   rule order), so the order is total and the same on every rebuild;
+* a backend Service with no ready endpoint resolves (``ResolvedRefs`` stays True) but answers 503, as the
+  Gateway API asks; a rule whose other backends have endpoints leaves it out;
 * a rule whose backend references cannot be resolved (unknown Service or port, not a Service, not granted)
   routes to ``unresolved@internal`` (500) and the route stays Accepted, with ``ResolvedRefs`` False; a rule
   with some resolvable references keeps those, the others are left out;
@@ -35,7 +37,7 @@ from typing import Any
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
 from ....shared.config.schema import parse_address
-from .endpoints import BackendError, servers
+from .endpoints import UNAVAILABLE, BackendError, NoReadyEndpoints, servers
 from .grpcroute import grpc_matcher
 from .ingress import path_matcher
 from .part import Part, safe
@@ -376,6 +378,8 @@ class GatewayTranslator:
             return None, ("UnsupportedValue", f"{where}: a Service reference needs a port")
         try:
             urls = servers(self.stores["Service"], self.stores["EndpointSlice"], target_ns, ref["name"], port, scheme)
+        except NoReadyEndpoints:
+            return UNAVAILABLE, None            # the reference resolves; requests get 503 until an endpoint is ready
         except BackendError as e:
             return None, ("BackendNotFound", f"{where}: {e}")
         service = f"{safe(target_ns, ref['name'], port, *([scheme] if scheme != 'http' else []))}@{PROVIDER}"
@@ -387,6 +391,7 @@ class GatewayTranslator:
         """The service a rule routes to, and its ResolvedRefs verdict."""
         children: list[dict[str, Any]] = []
         verdict: tuple[bool, str, str] = (True, "ResolvedRefs", "")
+        unavailable = False
         for k, ref in enumerate(refs):
             service, problem = self._backend(kind, part, base[0], f"backendRefs[{k}]", ref)
             if problem is not None:
@@ -394,10 +399,12 @@ class GatewayTranslator:
                 if verdict[0]:
                     verdict = (False, *problem)
                 continue
-            if ref.get("weight", 1) > 0:
+            if service == UNAVAILABLE:
+                unavailable = True
+            elif ref.get("weight", 1) > 0:
                 children.append({"name": service, "weight": ref.get("weight", 1)})
         if not children:
-            return UNRESOLVED, verdict
+            return UNAVAILABLE if unavailable and verdict[0] else UNRESOLVED, verdict
         if len(children) == 1:
             return children[0]["name"], verdict
         weighted = f"{safe(*base, i)}@{PROVIDER}"
@@ -420,8 +427,10 @@ class GatewayTranslator:
                 if verdict[0]:
                     verdict = (False, *problem)
                 continue
+            if mirror == UNAVAILABLE:
+                continue                        # nothing to copy to until an endpoint is ready
             mirrors.append({"name": mirror, "percent": mirror_percent(spec)})
-        if not mirrors or service == UNRESOLVED:
+        if not mirrors or service in (UNRESOLVED, UNAVAILABLE):
             return service, verdict
         mirroring = f"{safe(*base, i, 'mirror')}@{PROVIDER}"
         part.services[mirroring] = {"mirroring": {"service": service, "mirrors": mirrors}}
