@@ -1,8 +1,9 @@
 """The ``a3s-gateway`` command line: a thin user of ``Gateway`` (one lifecycle for binary and library).
 
-    a3s-gateway [--config FILE] [--listen ADDR] [--admin ADDR|off] [--workers N] [--log-level LEVEL]
-                [--log-format json|text] [--graceful-timeout S] [--user USER] [--group GROUP] [--version]
-    a3s-gateway validate --config FILE
+    a3s-gateway [--config FILE] [--listen ADDR] [--admin ADDR|off] [--kubeconfig FILE] [--workers N]
+                [--log-level LEVEL] [--log-format json|text] [--graceful-timeout S] [--user USER] [--group GROUP]
+                [--version]
+    a3s-gateway validate [--config FILE] [MANIFEST.yaml ...]
     a3s-gateway status [--pid PID] [--json]
     a3s-gateway kv export --format etcd|redis|consul --config FILE
 
@@ -45,25 +46,48 @@ def _load(path: str | None) -> GatewayConfig:
 
 
 def validate(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="a3s-gateway validate", description="Check a config file and exit.")
-    ap.add_argument("--config", required=True)
+    """Check a config file and/or YAML files of our CRD objects (``Route``, ``Middleware``), every problem listed.
+
+    The objects are checked as the Kubernetes provider would, joined to the config file (or to an empty config
+    without one), so a Route may use the file's middlewares and services."""
+    from .providers.kubernetes.check import check_files
+
+    ap = argparse.ArgumentParser(prog="a3s-gateway validate",
+                                 description="Check a config file and/or Kubernetes manifests of our CRDs, and exit.")
+    ap.add_argument("--config")
+    ap.add_argument("manifests", nargs="*", metavar="MANIFEST.yaml",
+                    help="YAML files with a3s.io/v1alpha1 Route and Middleware objects (other kinds are skipped)")
     args = ap.parse_args(argv)
-    try:
-        cfg = GatewayConfig.from_file(args.config)
-        problems = serving_problems(cfg.data, cfg.source)    # executor settings: checked by their classes
-        if problems:
-            raise ConfigError(problems)
-    except ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
+    if not args.config and not args.manifests:
+        ap.error("give --config FILE, manifest files, or both")
+    problems: list[str] = []
+    cfg = GatewayConfig.from_dict({}, source="<empty>")
+    if args.config:
+        try:
+            cfg = GatewayConfig.from_file(args.config)
+            problems += [str(p) for p in serving_problems(cfg.data, cfg.source)]   # checked by executor classes
+        except ConfigError as e:
+            problems += [str(p) for p in e.problems]
+    report = check_files(args.manifests, cfg.to_dict()) if args.manifests else None
+    if report is not None:
+        problems += report.problems
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(cfg.summary())
+    if args.config:
+        print(cfg.summary())
+    if report is not None:
+        print(f"{report.checked} Route/Middleware object(s) valid in {len(args.manifests)} file(s)"
+              + (f", {report.skipped} document(s) of other kinds skipped" if report.skipped else ""))
     return 0
 
 
 SUBCOMMANDS = """subcommands:
-  a3s-gateway validate --config FILE      check a config file and exit (every problem, with its key path)
+  a3s-gateway validate [--config FILE] [MANIFEST.yaml ...]
+                                          check a config file and/or our CRD objects' YAML and exit (every
+                                          problem, with its key path)
   a3s-gateway status [--pid PID] [--json] print a running gateway's workers, backends and tables
   a3s-gateway kv export --format etcd|redis|consul --config FILE
                                           print a config's objects as keys for a KV store provider
@@ -116,6 +140,8 @@ def serve(argv: list[str]) -> int:
     ap.add_argument("--listen", help="override the address of the 'web' entrypoint (survives reloads)")
     ap.add_argument("--admin", metavar="ADDR|off", help="override the admin API's address, or 'off' to disable it "
                     "(survives reloads)")
+    ap.add_argument("--kubeconfig", help="the kubeconfig file of [providers.kubernetes] (overrides its 'kubeconfig' "
+                    "key and $KUBECONFIG; default: in-cluster credentials, then ~/.kube/config)")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
@@ -134,7 +160,7 @@ def serve(argv: list[str]) -> int:
             log.info("no config file: using the embedded default config (every request → whoami@internal)")
         gateway = Gateway(cfg, workers=args.workers, log_level=args.log_level, log_format=args.log_format,
                           graceful_timeout=args.graceful_timeout, listen=args.listen, admin=args.admin,
-                          user=args.user, group=args.group)
+                          user=args.user, group=args.group, kubeconfig=args.kubeconfig)
     except ConfigError as e:
         for p in e.problems:
             log.error(str(p))

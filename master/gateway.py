@@ -50,8 +50,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, workers: int | None = None, log_level: str = "info",
                  log_format: str = "json", graceful_timeout: float = 30.0, listen: str | None = None,
                  admin: str | None = None, user: str | None = None, group: str | None = None,
-                 handle_signals: bool = True) -> None:
-        self._listen, self._admin_address = listen, admin
+                 handle_signals: bool = True, kubeconfig: str | None = None) -> None:
+        self._listen, self._admin_address, self._kubeconfig = listen, admin, kubeconfig
         self._config = self._overridden(config)
         self.workers = workers or os.cpu_count() or 1
         self.log_level = log_level
@@ -264,10 +264,12 @@ class Gateway:
 
     # -- internals
     def _overridden(self, cfg: GatewayConfig) -> GatewayConfig:
-        """``cfg`` with the ``listen``/``admin`` overrides (the command line's ``--listen``/``--admin``) applied:
-        they hold for every config the gateway runs, reloaded ones included."""
+        """``cfg`` with the ``listen``/``admin``/``kubeconfig`` overrides (the command line's ``--listen``/
+        ``--admin``/``--kubeconfig``) applied: they hold for every config the gateway runs, reloaded ones included."""
         if self._listen:
             cfg = cfg.with_listen(self._listen)
+        if self._kubeconfig:
+            cfg = cfg.with_kubeconfig(self._kubeconfig)
         return cfg.with_admin(self._admin_address) if self._admin_address else cfg
 
     def _install_signals(self) -> None:

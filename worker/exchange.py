@@ -348,10 +348,12 @@ def dispatch(ex: Exchange, conn: Downstream, backend: Backend | None) -> None:
 def internal_answer(ex: Exchange, conn: Downstream) -> Answer:
     """The answer of an ``@internal`` service, after the chain's response phase: ``acme-http01@internal`` (a
     pending challenge's key authorization, tokens from the master), ``unresolved@internal`` (500: the Gateway API
-    says a rule whose backend references cannot be resolved answers 500) or ``whoami@internal`` (the request as
-    the gateway saw it)."""
+    says a rule whose backend references cannot be resolved answers 500), ``unavailable@internal`` (503: a
+    Kubernetes Service with no ready endpoint) or ``whoami@internal`` (the request as the gateway saw it)."""
     if ex.service.internal == "unresolved":
         return error_for(ex, 500)
+    if ex.service.internal == "unavailable":
+        return error_for(ex, 503, "the service has no ready endpoints")
     if ex.service.internal == "acme":
         token = ex.target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].decode("latin-1")
         key_authorization = conn.worker.acme_tokens.get(token)

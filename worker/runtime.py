@@ -36,6 +36,7 @@ from .upstream.http1 import UpstreamProtocol
 
 INTERNAL_WHOAMI = "whoami@internal"
 INTERNAL_UNRESOLVED = "unresolved@internal"   # answers 500: a Gateway API rule whose backends cannot be resolved
+INTERNAL_UNAVAILABLE = "unavailable@internal"  # answers 503: a Kubernetes Service with no ready endpoint
 INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)
 
 
@@ -158,6 +159,8 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         INTERNAL_ACME: Service(INTERNAL_ACME, [], balancer.RoundRobin([]), True, 0, 0, internal="acme"),
         INTERNAL_UNRESOLVED: Service(INTERNAL_UNRESOLVED, [], balancer.RoundRobin([]), True, 0, 0,
                                      internal="unresolved"),
+        INTERNAL_UNAVAILABLE: Service(INTERNAL_UNAVAILABLE, [], balancer.RoundRobin([]), True, 0, 0,
+                                      internal="unavailable"),
     }
     last_resort = LastResort()
     panicking = False

@@ -125,6 +125,14 @@ class GatewayConfig:
             admin.update(enabled=True, address=address)
         return self._checked(data, Reporter(self.source))
 
+    def with_kubeconfig(self, path: str) -> GatewayConfig:
+        """A re-validated copy whose Kubernetes provider reads ``path`` (unchanged without that provider)."""
+        data = self.to_dict()
+        if data["providers"].get("kubernetes") is None:
+            return self
+        data["providers"]["kubernetes"]["kubeconfig"] = path
+        return self._checked(data, Reporter(self.source))
+
     def summary(self) -> str:
         """``gateway.toml: OK (2 entrypoints, 3 routers, 2 services, 4 middlewares)``."""
         counts = ", ".join(

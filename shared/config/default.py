@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_SERVICE_NAMES: frozenset[str] = frozenset({"whoami@internal", "unresolved@internal"})
+DEFAULT_SERVICE_NAMES: frozenset[str] = frozenset({"whoami@internal", "unresolved@internal", "unavailable@internal"})
 """Services the gateway provides itself; routers may name them without defining them."""
 
 DEFAULT_CONFIG: dict[str, Any] = {

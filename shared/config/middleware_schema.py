@@ -252,6 +252,9 @@ ADD_PREFIX = Table({"prefix": Field(Str(check=path_error), required=True)})
 
 REPLACE_PATH = Table({"path": Field(Str(check=path_error), required=True)})
 
+REPLACE_PATH_REGEX = Table({"regex": Field(Str(check=regex_error), required=True),
+                            "replacement": Field(Str(), required=True)})
+
 REDIRECT_SCHEME = Table(
     {
         "scheme": Field(Str(choices=("http", "https")), "https"),

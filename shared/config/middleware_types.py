@@ -47,6 +47,7 @@ MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
     "strip-prefix-regex": MiddlewareType("strip_prefix_regex:StripPrefixRegex", core.STRIP_PREFIX_REGEX),
     "add-prefix": MiddlewareType("add_prefix:AddPrefix", core.ADD_PREFIX),
     "replace-path": MiddlewareType("replace_path:ReplacePath", core.REPLACE_PATH),
+    "replace-path-regex": MiddlewareType("replace_path_regex:ReplacePathRegex", core.REPLACE_PATH_REGEX),
     "redirect-scheme": MiddlewareType("redirect_scheme:RedirectScheme", core.REDIRECT_SCHEME),
     "redirect-regex": MiddlewareType("redirect_regex:RedirectRegex", core.REDIRECT_REGEX),
     "body-limit": MiddlewareType("body_limit:BodyLimit", core.BODY_LIMIT),

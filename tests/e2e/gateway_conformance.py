@@ -176,6 +176,23 @@ CASES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
          "headers": {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1", "X-Header-Set": "x"},
          "seen": {"X-Header-Add-Append": "append-val-1,header-val-2", "X-Header-Set": "set-overwrites-values"},
          "absent": ["X-Header-Remove"]}]),
+    ("HTTPRouteRewritePathPrefixTable (GEP-726 HTTPPathModifier)", [http_route("rewrite-prefix-table", [
+        rule([prefix("/foo")], "v1", rewrite(path=replace_prefix("/xyz"))),
+        rule([prefix("/bar/")], "v1", rewrite(path=replace_prefix("/xyz/"))),
+        rule([prefix("/baz")], "v1", rewrite(path=replace_prefix("/"))),
+        rule([prefix("/qux")], "v1", rewrite(path=replace_prefix("")))])], [
+        {"path": "/foo", "backend": "v1", "backend_path": "/xyz"},
+        {"path": "/foo/", "backend": "v1", "backend_path": "/xyz/"},
+        {"path": "/foo/bar", "backend": "v1", "backend_path": "/xyz/bar"},
+        {"path": "/bar", "backend": "v1", "backend_path": "/xyz"},
+        {"path": "/bar/a", "backend": "v1", "backend_path": "/xyz/a"},
+        {"path": "/baz", "backend": "v1", "backend_path": "/"},
+        {"path": "/baz/", "backend": "v1", "backend_path": "/"},
+        {"path": "/baz/q?x=1", "backend": "v1", "backend_path": "/q"},
+        {"path": "/qux", "backend": "v1", "backend_path": "/"},
+        {"path": "/qux/", "backend": "v1", "backend_path": "/"},
+        {"path": "/qux/bar", "backend": "v1", "backend_path": "/bar"},
+        {"path": "/foobar", "status": 404}]),
     ("HTTPRouteRewriteHost", [http_route("rewrite-host", [
         rule([prefix("/one")], "v1", rewrite(hostname="one.example.org")),
         rule(None, "v2", rewrite(hostname="example.org"))], hostnames=["rewrite.example"])], [

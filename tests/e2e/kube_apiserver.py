@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, str, str, bool]] = {
     "gatewayclasses": ("gateway.networking.k8s.io", "v1", "GatewayClass", False),
     "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True),
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True),
+    "grpcroutes": ("gateway.networking.k8s.io", "v1", "GRPCRoute", True),
     "referencegrants": ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", True),
     "routes": ("a3s.io", "v1alpha1", "Route", True),
     "middlewares": ("a3s.io", "v1alpha1", "Middleware", True),

@@ -32,7 +32,7 @@ service = "whoami@internal"
 def test_help_lists_the_validate_and_status_subcommands() -> None:
     r = subprocess.run([*BINARY, "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
-    assert "a3s-gateway validate --config FILE" in r.stdout and "a3s-gateway status" in r.stdout
+    assert "a3s-gateway validate [--config FILE] [MANIFEST.yaml ...]" in r.stdout and "a3s-gateway status" in r.stdout
     assert "--admin ADDR|off" in r.stdout
 
 

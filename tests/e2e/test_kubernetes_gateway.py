@@ -25,6 +25,7 @@ from gateway_support import (
     http_route,
     listener,
     parent_conditions,
+    prefix,
     reference_grant,
     route_rule,
 )
@@ -100,6 +101,33 @@ def test_conformance_httproute_case(name, routes, checks, api, backends, gateway
     gw = start(api, backends, gateway, tmp_path, *routes)
     wait_until(lambda: verdict(gw, checks[0]) == expected(checks[0]), timeout=20, what=f"{name} served")
     assert [verdict(gw, c) for c in checks] == [expected(c) for c in checks]
+
+
+def test_request_mirror_copies_all_or_a_percent_or_a_fraction_to_the_mirror(api, backends, gateway, tmp_path):
+    # upstream HTTPRouteRequestMirror and HTTPRouteRequestPercentageMirror: v1 answers, the mirror gets a copy of
+    # every request, of `percent` % or of `fraction` of them (the mirroring service's counter is exact)
+    started: dict[str, Any] = {}
+
+    def tracked(name: str) -> Any:
+        started[name] = backends(name)
+        return started[name]
+
+    def mirror(svc: str, **share: Any) -> dict[str, Any]:
+        return {"type": "RequestMirror", "requestMirror": {"backendRef": backend_ref(svc), **share}}
+
+    gw = start(api, tracked, gateway, tmp_path, http_route("mirror", [
+        route_rule([prefix("/all")], "v1", filters=[mirror("v2")]),
+        route_rule([prefix("/percent")], "v1", filters=[mirror("v3", percent=20)]),
+        route_rule([prefix("/fraction")], "v1", filters=[mirror("v3", fraction={"numerator": 1, "denominator": 2})]),
+        route_rule([prefix("/nowhere")], "v1", filters=[mirror("missing")])]))
+    seen = lambda name: httpx.get(started[name].url + "/stats", timeout=5).json()["requests"]  # noqa: E731
+    wait_until(lambda: verdict(gw, {"path": "/nowhere", "backend": "v1"})["backend"] == "v1", timeout=20,
+               what="mirrored route served")
+    for path, count in (("/all", 5), ("/percent", 50), ("/fraction", 20)):
+        assert {verdict(gw, {"path": path, "backend": "v1"})["backend"] for _ in range(count)} == {"v1"}
+    wait_until(lambda: seen("v2") == 5 and seen("v3") == 20, what="mirror copies: 5 to v2, 10 + 10 to v3")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "mirror", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}, what="route status")
 
 
 def test_listener_hostnames_select_the_routes(api, backends, gateway, tmp_path):
@@ -228,3 +256,14 @@ def test_partially_invalid_via_a_reference_grant_naming_another_service(api, bac
     assert ask(gw, {"path": "/v2"}).status_code == 500
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "partial", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="route status")
+
+
+def test_a_backend_without_ready_endpoints_answers_503_and_still_resolves(api, backends, gateway, tmp_path):
+    idle = free_port()
+    api.apply(service("idle"), slice_for("idle", [idle], terminating=(idle,)))
+    gw = start(api, backends, gateway, tmp_path, http_route("idle", [route_rule(None, "idle")]))
+    wait_until(lambda: ask(gw, {}).status_code == 503, timeout=20, what="no ready endpoint answers 503")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "idle", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, what="route status")
+    api.apply(slice_for("idle", [backends("v4").port], name=f"idle-{idle}"))     # the pod becomes ready
+    wait_until(lambda: verdict(gw, {"backend": "v4"}) == {"backend": "v4"}, timeout=20, what="ready endpoint served")

@@ -295,3 +295,29 @@ def test_namespaces_and_label_selector_limit_what_is_served(api, backends, gatew
     assert name_at(gw, "/", "hidden.test") == 404
     assert name_at(gw, "/", "other.test") == 404
     assert any("labelSelector=expose" in q for q in api.watch_requests("ingresses"))
+
+
+def test_a_service_without_ready_endpoints_answers_503_and_a_file_router_can_outrank_ingresses(
+        api, backends, gateway, tmp_path):
+    pods(api, backends, "app")
+    idle_port = free_port()
+    api.apply(ingress_class(), service("idle"),
+              slice_for("idle", [idle_port], terminating=(idle_port,)),      # its only pod is terminating
+              ingress("web", [rule("a.test", path("/", "app"), path("/idle", "idle"))]))
+    override = backends("override")
+    extra = f"""
+[routers.override]
+rule = "Host(`a.test`) && PathPrefix(`/override`)"
+service = "override"
+priority = 100
+[services.override.load_balancer]
+servers = [{{url = "{override.url}"}}]
+"""
+    api.apply(ingress("shadow", [rule("a.test", path("/override", "app", path_type="Exact"))]))
+    gw = gateway(config(api, tmp_path, extra=extra))
+    wait_until(lambda: name_at(gw, "/") == "app", timeout=15, what="the Ingress served")
+    r = httpx.get(gw.url + "/idle", headers={"Host": "a.test"}, timeout=5)
+    assert r.status_code == 503 and r.headers["content-type"].startswith("application/json")
+    assert "no ready endpoints" in r.text
+    assert "no ready endpoints" in " ".join(kube_state(gw)["errors"]["Ingress default/web"])
+    assert name_at(gw, "/override") == "override"     # the file's priority 100 beats the Ingress's exact path

@@ -1,19 +1,26 @@
-"""Our CRD, ``a3s.io/v1alpha1`` ``Route``: ``spec`` is this gateway's own ``routers`` / ``services`` /
-``middlewares`` tables, written as in a config file, so every middleware and service kind is available from the
-cluster and is checked by the same validator (``provider.py`` checks each object alone when the whole is invalid).
+"""Our CRDs, ``a3s.io/v1alpha1``: ``Route``, whose ``spec`` is this gateway's own ``routers`` / ``services`` /
+``middlewares`` tables, written as in a config file, and ``Middleware``, whose ``spec`` is one middleware table
+(``type`` and its keys). Every middleware and service kind is thus available from the cluster and is checked by
+the same validator (``provider.py`` checks each object alone when the whole is invalid, Middlewares first).
 
 Invariants:
-* a name defined in the object becomes ``<namespace>-<object>-<name>@crd``, and every reference inside the
+* a name defined in a Route becomes ``<namespace>-<object>-<name>@crd``, and every reference inside the
   object to a name it defines (a router's ``service`` and ``middlewares``, a service of services' children, a
-  middleware's ``service_keys``) is renamed with it; any other reference (``name@file``, ``whoami@internal``) is
-  kept as written, so an object may use the files' middlewares and services;
-* a ``spec`` that is not those three tables of tables is reported and contributes nothing;
+  middleware's ``service_keys``) is renamed with it;
+* a Middleware ``<namespace>/<name>`` becomes the middleware ``<namespace>-<name>@crd``; a router's middleware
+  that its Route does not define but a Middleware of the Route's namespace does (a bare name) is that one, and
+  so is a bare name in an Ingress's ``a3s.io/router.middlewares`` (``middleware_ref``); any other reference
+  (``name@file``, ``whoami@internal``, another namespace's ``ns-name@crd``) is kept as written, so an object may
+  use the files' middlewares and services;
+* a ``spec`` of the wrong shape is reported and contributes nothing;
+* each generated name's place in the object (``Part.paths``) lets the validator's messages name ``spec`` keys;
 * the status (``crd_status``) says whether the object is served and, if not, why — the validator's messages.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from lightkube.generic_resource import create_namespaced_resource
@@ -21,11 +28,25 @@ from lightkube.generic_resource import create_namespaced_resource
 from ....shared.config.gateway_schema import child_services
 from ....shared.config.middleware_types import MIDDLEWARE_TYPES
 from .part import Part, safe
-from .watch import Reflector
+from .watch import Store
 
 PROVIDER = "crd"
 SECTIONS = ("routers", "services", "middlewares")
 Route = create_namespaced_resource("a3s.io", "v1alpha1", "Route", "routes")
+Middleware = create_namespaced_resource("a3s.io", "v1alpha1", "Middleware", "middlewares")
+CRD_STATUS = {"Route": Route.Status, "Middleware": Middleware.Status}
+
+
+def middleware_name(namespace: str, name: str) -> str:
+    """The config name of the Middleware object ``namespace/name``."""
+    return f"{safe(namespace, name)}@{PROVIDER}"
+
+
+def middleware_ref(ref: str, namespace: str, middlewares: Store | None) -> str:
+    """A middleware reference made in ``namespace``: a bare name of a Middleware there is that object."""
+    if middlewares is not None and "@" not in ref and middlewares.get(namespace, ref) is not None:
+        return middleware_name(namespace, ref)
+    return ref
 
 
 def crd_status(part: Part) -> dict[str, Any]:
@@ -34,11 +55,26 @@ def crd_status(part: Part) -> dict[str, Any]:
 
 
 class RouteTranslator:
-    def __init__(self, stores: dict[str, Reflector]) -> None:
+    def __init__(self, stores: Mapping[str, Store]) -> None:
         self.stores = stores
 
     def parts(self) -> list[Part]:
-        return [self._route(obj) for obj in self.stores["Route"].objects()]
+        """The Middleware objects' parts first (the others may use them), then the Routes'."""
+        return ([self._middleware(obj) for obj in self.stores["Middleware"].objects()]
+                + [self._route(obj) for obj in self.stores["Route"].objects()])
+
+    def _middleware(self, obj: dict[str, Any]) -> Part:
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        part = Part(f"Middleware {ns}/{name}")
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            part.errors.append("spec: a middleware table with its 'type' is required, e.g. "
+                               "{type: strip-prefix, prefixes: [/api]}")
+            return part
+        full = middleware_name(ns, name)
+        part.middlewares[full] = copy.deepcopy(spec)
+        part.paths[f"middlewares.{full}"] = "spec"
+        return part
 
     def _route(self, obj: dict[str, Any]) -> Part:
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -52,6 +88,7 @@ class RouteTranslator:
                                f" ({', '.join(unknown + bad)})")
             return part
         names = {s: {n: f"{safe(ns, name, n)}@{PROVIDER}" for n in spec.get(s, {})} for s in SECTIONS}
+        part.paths = {f"{s}.{full}": f"spec.{s}.{n}" for s in SECTIONS for n, full in names[s].items()}
 
         def service(ref: Any) -> Any:
             return names["services"].get(ref, ref)
@@ -75,6 +112,7 @@ class RouteTranslator:
             if "service" in router:
                 router["service"] = service(router["service"])
             if isinstance(router.get("middlewares"), list):
-                router["middlewares"] = [names["middlewares"].get(m, m) for m in router["middlewares"]]
+                router["middlewares"] = [names["middlewares"].get(m) or middleware_ref(m, ns, self.stores["Middleware"])
+                                         for m in router["middlewares"]]
             part.routers[names["routers"][key]] = router
         return part

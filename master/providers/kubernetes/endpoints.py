@@ -5,8 +5,9 @@ Endpoints come from EndpointSlices (never the deprecated Endpoints), grouped by 
 the Service port's name, ``""`` when it has none), so a ``targetPort`` given by name resolves per pod. Only
 endpoints whose ``conditions.ready`` is not false and that are not ``terminating`` take new traffic: a
 terminating pod is drained (requests already on it finish, because a generation swap never closes
-connections). Addresses are de-duplicated across slices and sorted, so the same endpoints always give the same
-config and no rebuild.
+connections); a Service with none serves ``unavailable@internal`` (503) rather than vanishing (a 404 would say
+the route does not exist). Addresses are de-duplicated across slices and sorted, so the same endpoints always
+give the same config and no rebuild.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from .watch import Reflector
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
+UNAVAILABLE = "unavailable@internal"        # answers 503: what a Service without a ready endpoint serves
+
+
 class BackendError(ValueError):
     """Why a backend reference cannot be served (said with the Service's namespace/name)."""
+
+
+class NoReadyEndpoints(BackendError):
+    """The Service and port exist but no endpoint is ready: its routes answer 503 until one is."""
 
 
 def service_port(service: dict[str, Any], port: int | str) -> dict[str, Any]:
@@ -33,7 +41,8 @@ def service_port(service: dict[str, Any], port: int | str) -> dict[str, Any]:
 
 def servers(services: Reflector, slices: Reflector, namespace: str, name: str, port: int | str,
             scheme: str = "http") -> list[str]:
-    """The URLs of a Service port's ready endpoints (``BackendError`` when there are none)."""
+    """The URLs of a Service port's ready endpoints (``NoReadyEndpoints`` when there are none, ``BackendError``
+    when the Service or port does not exist)."""
     service = services.get(namespace, name)
     if service is None:
         raise BackendError(f"service {namespace}/{name} not found")
@@ -58,5 +67,5 @@ def servers(services: Reflector, slices: Reflector, namespace: str, name: str, p
             for address in endpoint.get("addresses") or []:
                 urls.add(f"{scheme}://[{address}]:{numbers[0]}" if v6 else f"{scheme}://{address}:{numbers[0]}")
     if not urls:
-        raise BackendError(f"service {namespace}/{name} port {port!r} has no ready endpoints")
+        raise NoReadyEndpoints(f"service {namespace}/{name} port {port!r} has no ready endpoints")
     return sorted(urls)

@@ -1,8 +1,9 @@
-"""Gateway API v1 (GatewayClass, Gateway, HTTPRoute, ReferenceGrant) → routers, services, middlewares and the
-status each object should have.
+"""Gateway API v1 (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant) → routers, services, middlewares
+and the status each object should have.
 
-Ours: a GatewayClass whose ``spec.controllerName`` is ``gateway_controller``; its Gateways; the HTTPRoutes whose
-``parentRefs`` name those Gateways. A listener attaches to the gateway's entrypoints whose address port is the
+Ours: a GatewayClass whose ``spec.controllerName`` is ``gateway_controller``; its Gateways; the HTTPRoutes and
+GRPCRoutes whose ``parentRefs`` name those Gateways (a GRPCRoute's matches are ``grpcroute.py``'s; its backends
+are spoken to over h2c). A listener attaches to the gateway's entrypoints whose address port is the
 listener's port (HTTP on plain entrypoints, HTTPS on TLS ones; none → ``PortUnavailable``). HTTPS listeners'
 ``certificateRefs`` (Secrets) add certificates; a Secret in another namespace needs a ReferenceGrant, as does a
 backend Service in another namespace.
@@ -12,10 +13,15 @@ Invariants:
   normative precedence (hostname specificity, then Exact over PathPrefix over RegularExpression, the longer
   path, a method match, more header matches, more query matches, then the older route, then ``ns/name``, then
   rule order), so the order is total and the same on every rebuild;
+* a backend Service with no ready endpoint resolves (``ResolvedRefs`` stays True) but answers 503, as the
+  Gateway API asks; a rule whose other backends have endpoints leaves it out;
 * a rule whose backend references cannot be resolved (unknown Service or port, not a Service, not granted)
   routes to ``unresolved@internal`` (500) and the route stays Accepted, with ``ResolvedRefs`` False; a rule
   with some resolvable references keeps those, the others are left out;
 * a route with an unsupported filter is not Accepted (``UnsupportedValue``) and serves nothing;
+* ``RequestMirror`` filters make the rule's service a ``mirroring`` service (``percent`` or ``fraction``, as a
+  whole percent) around the rule's backends; a mirror whose reference cannot be resolved is left out and says so
+  in ``ResolvedRefs``, the rule still serves;
 * a route's status holds only our parent entries here; ``route_status`` puts them after the other
   controllers' entries as stored at write time, so another controller's status is never overwritten;
 * conditions carry no ``lastTransitionTime`` here: ``status.py`` keeps the stored one while a condition does
@@ -31,7 +37,8 @@ from typing import Any
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
 from ....shared.config.schema import parse_address
-from .endpoints import BackendError, servers
+from .endpoints import UNAVAILABLE, BackendError, NoReadyEndpoints, servers
+from .grpcroute import grpc_matcher
 from .ingress import path_matcher
 from .part import Part, safe
 from .tls import secret_pair
@@ -45,7 +52,21 @@ Gateway = create_namespaced_resource(GROUP, "v1", "Gateway", "gateways")
 HTTPRoute = create_namespaced_resource(GROUP, "v1", "HTTPRoute", "httproutes")
 ReferenceGrant = create_namespaced_resource(GROUP, "v1beta1", "ReferenceGrant", "referencegrants")
 PATH_RANK = {"Exact": 2, "PathPrefix": 1, "RegularExpression": 0}
-SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite")
+HEADER_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")
+SUPPORTED_FILTERS = {"HTTPRoute": (*HEADER_FILTERS, "RequestRedirect", "URLRewrite", "RequestMirror"),
+                     "GRPCRoute": HEADER_FILTERS}         # mirror copies are HTTP/1.1 (services/mirroring.py)
+ROUTE_KINDS = tuple(SUPPORTED_FILTERS)
+BACKEND_SCHEME = {"HTTPRoute": "http", "GRPCRoute": "h2c"}        # gRPC needs HTTP/2 to the backend
+
+
+def mirror_percent(spec: dict[str, Any]) -> int:
+    """A RequestMirror's share as a whole percent: ``percent``, else ``fraction`` (default 100 %)."""
+    if spec.get("percent") is not None:
+        return int(spec["percent"])
+    fraction = spec.get("fraction")
+    if fraction:
+        return round(100 * fraction.get("numerator", 0) / (fraction.get("denominator") or 100))
+    return 100
 
 
 def condition(kind: str, ok: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
@@ -144,10 +165,11 @@ class GatewayTranslator:
             listeners[(gw["metadata"]["namespace"], gw["metadata"]["name"])] = self._listeners(gw, part)
             gateway_parts.append((gw, part))
         entries: list[Entry] = []
-        for route in self.stores["HTTPRoute"].objects():
-            part = self._route(route, listeners, entries)
-            if part is not None:
-                out.append(part)
+        for kind in ROUTE_KINDS:
+            for route in self.stores[kind].objects():
+                part = self._route(kind, route, listeners, entries)
+                if part is not None:
+                    out.append(part)
         entries.sort(key=lambda e: e.key)
         for i, entry in enumerate(entries):
             entry.part.routers[entry.name] = {**entry.router, "priority": len(entries) - i + 1}
@@ -233,15 +255,15 @@ class GatewayTranslator:
                            condition("Programmed", programmed, "Programmed" if programmed else "Invalid", "",
                                      generation)],
             "listeners": [{"name": listener.name, "attachedRoutes": listener.attached,
-                           "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
+                           "supportedKinds": [{"group": GROUP, "kind": kind} for kind in ROUTE_KINDS],
                            "conditions": listener.conditions} for listener in listeners]}
 
     # -- routes
-    def _route(self, route: dict[str, Any], listeners: dict[tuple[str, str], list[Listener]],
+    def _route(self, kind: str, route: dict[str, Any], listeners: dict[tuple[str, str], list[Listener]],
                entries: list[Entry]) -> Part | None:
         meta, spec = route["metadata"], route.get("spec") or {}
         ns, name, generation = meta["namespace"], meta["name"], meta.get("generation")
-        part = Part(f"HTTPRoute {ns}/{name}")
+        part = Part(f"{kind} {ns}/{name}")
         parents: list[dict[str, Any]] = []
         hosts: dict[str | None, set[str]] = {}            # effective hostname → entrypoints
         for ref in spec.get("parentRefs") or []:
@@ -256,7 +278,7 @@ class GatewayTranslator:
         if not parents:
             return None
         unsupported = sorted({f.get("type") for rule in spec.get("rules") or [] for f in rule.get("filters") or []
-                              if f.get("type") not in SUPPORTED_FILTERS})
+                              if f.get("type") not in SUPPORTED_FILTERS[kind]})
         resolved: tuple[bool, str, str] = (True, "ResolvedRefs", "")
         if unsupported:
             for parent in parents:
@@ -266,7 +288,7 @@ class GatewayTranslator:
         elif hosts:
             order = (meta.get("creationTimestamp") or "", ns, name)
             for i, rule in enumerate(spec.get("rules") or []):
-                rule_refs = self._rule(part, route, i, rule, hosts, order, entries)
+                rule_refs = self._rule(kind, part, route, i, rule, hosts, order, entries)
                 if not rule_refs[0] and resolved[0]:
                     resolved = rule_refs
         for parent in parents:
@@ -296,21 +318,25 @@ class GatewayTranslator:
             return False, "NoMatchingListenerHostname", "no listener hostname intersects the route's hostnames"
         return True, "Accepted", ""
 
-    def _rule(self, part: Part, route: dict[str, Any], i: int, rule: dict[str, Any],
+    def _rule(self, kind: str, part: Part, route: dict[str, Any], i: int, rule: dict[str, Any],
               hosts: dict[str | None, set[str]], order: tuple[str, str, str],
               entries: list[Entry]) -> tuple[bool, str, str]:
-        ns, name = route["metadata"]["namespace"], route["metadata"]["name"]
-        service, refs = self._backends(part, ns, name, i, rule.get("backendRefs") or [])
+        ns = route["metadata"]["namespace"]
+        base = (ns, route["metadata"]["name"]) + (("grpc",) if kind == "GRPCRoute" else ())
+        service, refs = self._backends(kind, part, base, i, rule.get("backendRefs") or [])
+        filters = rule.get("filters") or []
+        service, mirror_refs = self._mirrors(kind, part, base, i, service, filters)
+        refs = refs if not refs[0] else mirror_refs
         for j, match in enumerate(rule.get("matches") or [{}]):
             try:
-                matcher, rank = self._matcher(match)
-                middlewares = self._filters(part, ns, name, i, j, match, rule.get("filters") or [])
+                matcher, rank = grpc_matcher(match, quoted) if kind == "GRPCRoute" else self._matcher(match)
+                middlewares = self._filters(part, base, i, j, match, filters)
             except ValueError as e:
                 part.errors.append(f"rules[{i}].matches[{j}]: {e}")
                 continue
             for host in sorted(hosts, key=lambda h: h or ""):
                 host_match, host_rank = host_rule(host)
-                router = f"{safe(ns, name, i, j, host or 'any')}@{PROVIDER}"
+                router = f"{safe(*base, i, j, host or 'any')}@{PROVIDER}"
                 key = tuple(-v for v in (*host_rank, *rank)) + (*order, i, j)
                 entries.append(Entry(key, part, router, {
                     "rule": " && ".join(filter(None, (host_match, matcher))), "service": service,
@@ -340,51 +366,84 @@ class GatewayTranslator:
                 len(match.get("queryParams") or []))
         return " && ".join(terms), rank
 
-    def _backends(self, part: Part, ns: str, name: str, i: int,
+    def _backend(self, kind: str, part: Part, route_ns: str, where: str,
+                 ref: dict[str, Any]) -> tuple[str | None, tuple[str, str] | None]:
+        """The service of one backend reference, or why it cannot be served ((reason, message))."""
+        target_ns, port, scheme = ref.get("namespace") or route_ns, ref.get("port"), BACKEND_SCHEME[kind]
+        if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+            return None, ("InvalidKind", f"{where}: {ref.get('kind')} is not a Service")
+        if not self.granted(kind, route_ns, "Service", target_ns, ref["name"]):
+            return None, ("RefNotPermitted", f"{where}: no ReferenceGrant for Service {target_ns}/{ref['name']}")
+        if port is None:
+            return None, ("UnsupportedValue", f"{where}: a Service reference needs a port")
+        try:
+            urls = servers(self.stores["Service"], self.stores["EndpointSlice"], target_ns, ref["name"], port, scheme)
+        except NoReadyEndpoints:
+            return UNAVAILABLE, None            # the reference resolves; requests get 503 until an endpoint is ready
+        except BackendError as e:
+            return None, ("BackendNotFound", f"{where}: {e}")
+        service = f"{safe(target_ns, ref['name'], port, *([scheme] if scheme != 'http' else []))}@{PROVIDER}"
+        part.services[service] = {"load_balancer": {"servers": [{"url": u} for u in urls]}}
+        return service, None
+
+    def _backends(self, kind: str, part: Part, base: tuple[str, ...], i: int,
                   refs: list[dict[str, Any]]) -> tuple[str, tuple[bool, str, str]]:
         """The service a rule routes to, and its ResolvedRefs verdict."""
         children: list[dict[str, Any]] = []
         verdict: tuple[bool, str, str] = (True, "ResolvedRefs", "")
+        unavailable = False
         for k, ref in enumerate(refs):
-            target_ns, port = ref.get("namespace") or ns, ref.get("port")
-            problem: tuple[str, str] | None = None
-            if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
-                problem = ("InvalidKind", f"backendRefs[{k}]: {ref.get('kind')} is not a Service")
-            elif not self.granted("HTTPRoute", ns, "Service", target_ns, ref["name"]):
-                problem = ("RefNotPermitted", f"backendRefs[{k}]: no ReferenceGrant for Service "
-                           f"{target_ns}/{ref['name']}")
-            elif port is None:
-                problem = ("UnsupportedValue", f"backendRefs[{k}]: a Service reference needs a port")
-            else:
-                try:
-                    urls = servers(self.stores["Service"], self.stores["EndpointSlice"], target_ns, ref["name"], port)
-                except BackendError as e:
-                    problem = ("BackendNotFound", f"backendRefs[{k}]: {e}")
+            service, problem = self._backend(kind, part, base[0], f"backendRefs[{k}]", ref)
             if problem is not None:
                 part.errors.append(f"rules[{i}].{problem[1]}")
                 if verdict[0]:
                     verdict = (False, *problem)
                 continue
-            service = f"{safe(target_ns, ref['name'], port)}@{PROVIDER}"
-            part.services[service] = {"load_balancer": {"servers": [{"url": u} for u in urls]}}
-            if ref.get("weight", 1) > 0:
+            if service == UNAVAILABLE:
+                unavailable = True
+            elif ref.get("weight", 1) > 0:
                 children.append({"name": service, "weight": ref.get("weight", 1)})
         if not children:
-            return UNRESOLVED, verdict
+            return UNAVAILABLE if unavailable and verdict[0] else UNRESOLVED, verdict
         if len(children) == 1:
             return children[0]["name"], verdict
-        weighted = f"{safe(ns, name, i)}@{PROVIDER}"
+        weighted = f"{safe(*base, i)}@{PROVIDER}"
         part.services[weighted] = {"weighted": {"services": children}}
         return weighted, verdict
 
-    def _filters(self, part: Part, ns: str, name: str, i: int, j: int, match: dict[str, Any],
+    def _mirrors(self, kind: str, part: Part, base: tuple[str, ...], i: int, service: str,
+                 filters: list[dict[str, Any]]) -> tuple[str, tuple[bool, str, str]]:
+        """The rule's service wrapped in a ``mirroring`` service when it has RequestMirror filters."""
+        mirrors: list[dict[str, Any]] = []
+        verdict: tuple[bool, str, str] = (True, "ResolvedRefs", "")
+        for k, f in enumerate(filters):
+            if f.get("type") != "RequestMirror":
+                continue
+            spec = f.get("requestMirror") or {}
+            mirror, problem = self._backend(kind, part, base[0], f"filters[{k}].requestMirror.backendRef",
+                                            spec.get("backendRef") or {})
+            if problem is not None:
+                part.errors.append(f"rules[{i}].{problem[1]}")
+                if verdict[0]:
+                    verdict = (False, *problem)
+                continue
+            if mirror == UNAVAILABLE:
+                continue                        # nothing to copy to until an endpoint is ready
+            mirrors.append({"name": mirror, "percent": mirror_percent(spec)})
+        if not mirrors or service in (UNRESOLVED, UNAVAILABLE):
+            return service, verdict
+        mirroring = f"{safe(*base, i, 'mirror')}@{PROVIDER}"
+        part.services[mirroring] = {"mirroring": {"service": service, "mirrors": mirrors}}
+        return mirroring, verdict
+
+    def _filters(self, part: Part, base: tuple[str, ...], i: int, j: int, match: dict[str, Any],
                  filters: list[dict[str, Any]]) -> list[str]:
         """The middlewares of a rule's filters, in order (named per match: a prefix rewrite needs the prefix)."""
         out = []
         prefix = (match.get("path") or {"type": "PathPrefix", "value": "/"})
         for k, f in enumerate(filters):
             for m, mw in enumerate(self._filter(f, prefix)):
-                mw_name = f"{safe(ns, name, i, j, k, m)}@{PROVIDER}"
+                mw_name = f"{safe(*base, i, j, k, m)}@{PROVIDER}"
                 part.middlewares[mw_name] = mw
                 out.append(mw_name)
         return out
@@ -402,6 +461,8 @@ class GatewayTranslator:
                      f"remove_{side}_headers": list(spec.get("remove") or [])}]
         if kind == "RequestRedirect":
             return [GatewayTranslator._redirect(f.get("requestRedirect") or {}, path)]
+        if kind == "RequestMirror":
+            return []                               # a service, not a middleware (``_mirrors``)
         spec = f.get("urlRewrite") or {}
         out: list[dict[str, Any]] = []
         if spec.get("hostname"):
@@ -412,8 +473,9 @@ class GatewayTranslator:
         elif rewrite.get("type") == "ReplacePrefixMatch":
             if path.get("type") != "PathPrefix":
                 raise ValueError("ReplacePrefixMatch needs a PathPrefix match")
-            out.append({"type": "strip-prefix", "prefixes": [prefix.rstrip("/") or "/"]})
-            out.append({"type": "add-prefix", "prefix": rewrite.get("replacePrefixMatch") or "/"})
+            # element-wise, as the match: /p → /x, /p/ → /x/, /p/a → /x/a (a trailing slash on either ignored)
+            out.append({"type": "replace-path-regex", "regex": f"^{re.escape(prefix.rstrip('/'))}(/.*)?$",
+                        "replacement": (rewrite.get("replacePrefixMatch") or "/").rstrip("/") + "$1"})
         return out
 
     @staticmethod

@@ -29,3 +29,4 @@ class Part:
     certificates: list[tuple[bytes, bytes]] = field(default_factory=list)   # PEM (chain, key)
     errors: list[str] = field(default_factory=list)   # problems that left something out; the rest serves
     status: dict[str, Any] | None = None          # the status the object should have (Gateway API kinds)
+    paths: dict[str, str] = field(default_factory=dict)   # "middlewares.<generated name>" → its place, "spec"

@@ -6,10 +6,13 @@ trickle still gets applied), and only once every kind has been listed, so a half
 a generation. A rebuild translates the stores (``ingress.py``, and ``gateway.py`` when ``gateway_api`` is on: the
 Gateway API kinds are watched only then, since a cluster without their CRDs would never finish listing) into one
 ``Part`` per object (and ``crd.py`` for our ``Route`` CRD when ``crd`` is on), checks the result
-with the gateway's own validator (``accepts``), and when it is invalid checks each object alone and leaves out
-the ones that break it — reported with their namespace/name in ``snapshot()`` and the log — so the rest keeps
-serving. Only a contribution that differs from the published one asks the control plane for a generation
-(``on_change``); a burst of events therefore costs few rebuilds, and a no-op costs none.
+with the gateway's own validator (``accepts``), and when it is invalid checks each object alone (our Middleware
+objects first, then every other object together with the good Middlewares, which it may use) and leaves out the
+ones that break it — reported with their namespace/name and the key path inside the object in ``snapshot()``,
+the log and the object's status — so the rest keeps serving. An object that was good before and is bad now is
+served as it last was good (its errors say so), as a reloaded file keeps its last good config. Only a
+contribution that differs from the published one asks the control plane for a generation (``on_change``); a
+burst of events therefore costs few rebuilds, and a no-op costs none.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from ....shared import log as gwlog
 from .client import make_client
-from .crd import Route, RouteTranslator
+from .crd import Middleware, Route, RouteTranslator
 from .gateway import Gateway, GatewayClass, GatewayTranslator, HTTPRoute, ReferenceGrant
+from .grpcroute import GRPCRoute
 from .ingress import IngressTranslator
 from .part import Part
 from .status import StatusWriter
@@ -47,9 +51,12 @@ GATEWAY_KINDS = (
     Kind("GatewayClass", GatewayClass, namespaced=False, status_is_ours=True),
     Kind("Gateway", Gateway, namespaced=True, status_is_ours=True),
     Kind("HTTPRoute", HTTPRoute, namespaced=True, selected=True, status_is_ours=True),
+    Kind("GRPCRoute", GRPCRoute, namespaced=True, selected=True, status_is_ours=True),
     Kind("ReferenceGrant", ReferenceGrant, namespaced=True),
 )
-CRD_KINDS = (Kind("Route", Route, namespaced=True, selected=True, status_is_ours=True),)
+CRD_KINDS = (Kind("Route", Route, namespaced=True, selected=True, status_is_ours=True),
+             Kind("Middleware", Middleware, namespaced=True, selected=True, status_is_ours=True))
+CONTEXT = "<kubernetes>: "         # how the validator names the contribution in its messages
 
 
 def empty() -> dict[str, Any]:
@@ -72,6 +79,14 @@ def merge(data: dict[str, Any], contribution: dict[str, Any], entrypoints: list[
                 or contribution["certificates"])
 
 
+def placed(part: Part, problem: str) -> str:
+    """The validator's message with the part's generated names as their place in the object (``spec.rate``)."""
+    problem = problem.replace(CONTEXT, "")
+    for generated, where in sorted(part.paths.items(), key=lambda kv: -len(kv[0])):
+        problem = problem.replace(generated, where)
+    return problem
+
+
 class KubernetesProvider:
     def __init__(self, settings: dict[str, Any], on_change: Callable[[str], Awaitable[None]],
                  accepts: Callable[[dict[str, Any]], str | None],
@@ -87,6 +102,7 @@ class KubernetesProvider:
         self.reflectors: dict[str, Reflector] = {}
         self.errors: dict[str, list[str]] = {}        # "Ingress ns/name" → what was left out and why
         self.parts: list[Part] = []
+        self._last_good: dict[str, Part] = {}         # source → its tables as last accepted
         self.stats: dict[str, Any] = {"rebuilds": 0, "translations": 0, "last_rebuild": None}
         self.status: StatusWriter | None = None
         self._dirty: asyncio.Event | None = None
@@ -164,16 +180,10 @@ class KubernetesProvider:
             parts += RouteTranslator(self.reflectors).parts()
         contribution = self._combine(parts)
         problem = self.accepts(contribution)
-        if problem is not None:
-            good = []
-            for part in parts:
-                alone = self.accepts(self._combine([part]))
-                if alone is None:
-                    good.append(part)
-                else:
-                    part.errors.append(f"left out: {alone}")
-                    part.routers, part.services, part.middlewares, part.certificates = {}, {}, {}, []
-            contribution = self._combine(good)
+        if problem is None:
+            self._last_good = {p.source: p for p in parts}
+        else:
+            contribution = self._combine(self._good_parts(parts))
             problem = self.accepts(contribution)
         self.errors = {p.source: p.errors for p in parts if p.errors}
         for source, errors in self.errors.items():
@@ -192,6 +202,35 @@ class KubernetesProvider:
         self.stats["last_rebuild"] = time.time()
         self.certs.prune({f for pair in contribution["certificates"] for f in pair.values()})
         return True
+
+    def _good_parts(self, parts: list[Part]) -> list[Part]:
+        """The parts that validate: Middleware objects alone, then each other object with the good Middlewares.
+
+        A bad part serves its last good tables when they still validate; otherwise it contributes nothing."""
+        good: list[Part] = []
+        last_good, self._last_good = self._last_good, {}
+        for middlewares_pass in (True, False):
+            base = list(good)
+            for part in parts:
+                if part.source.startswith("Middleware ") != middlewares_pass:
+                    continue
+                problem = self.accepts(self._combine([*base, part]))
+                if problem is None:
+                    good.append(part)
+                    self._last_good[part.source] = part
+                    continue
+                problem = placed(part, problem)
+                kept = last_good.get(part.source)
+                if kept is not None and self.accepts(self._combine([*base, kept])) is None:
+                    part.errors.append(f"invalid, its last good version is served: {problem}")
+                    part.routers, part.services, part.middlewares = kept.routers, kept.services, kept.middlewares
+                    part.certificates = kept.certificates
+                    good.append(part)
+                    self._last_good[part.source] = kept
+                else:
+                    part.errors.append(f"left out: {problem}")
+                    part.routers, part.services, part.middlewares, part.certificates = {}, {}, {}, []
+        return good
 
     def _combine(self, parts: list[Part]) -> dict[str, Any]:
         out = empty()

@@ -10,10 +10,10 @@ What is written: each Ingress we serve gets ``.status.loadBalancer.ingress`` fro
 (an IP or a hostname) or from the ``status.published_service``'s own load-balancer status. A write happens only
 when the stored object's status differs from the wanted one (so status is written once per change, and the
 MODIFIED event the write causes is a no-op for the rebuild, ``watch.py``). Gateway API objects get the status
-their translation wants (``Part.status``), our ``Route`` CRD whether it is served and the validator's errors; a
-condition keeps its stored ``lastTransitionTime`` while its status, reason and message stay the same, so an
-unchanged status compares equal and is not written. Merge patches carry no ``resourceVersion``, so they do not
-conflict; a failed write is retried at the next pass.
+their translation wants (``Part.status``), our ``Route`` and ``Middleware`` CRDs whether they are served and
+the validator's errors; a condition keeps its stored ``lastTransitionTime`` while its status, reason and message
+stay the same, so an unchanged status compares equal and is not written. Merge patches carry no
+``resourceVersion``, so they do not conflict; a failed write is retried at the next pass.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from lightkube.resources.networking_v1 import IngressStatus
 from lightkube.types import PatchType
 
 from ....shared import log as gwlog
-from .crd import Route, crd_status
-from .gateway import Gateway, GatewayClass, HTTPRoute, route_status
+from .crd import CRD_STATUS, crd_status
+from .gateway import ROUTE_KINDS, Gateway, GatewayClass, HTTPRoute, route_status
+from .grpcroute import GRPCRoute
 from .part import Part
 from .watch import Reflector
 
@@ -186,26 +187,27 @@ class StatusWriter:
                 await self._write(kind, ns, name, {"loadBalancer": {"ingress": addresses}})
             elif kind in GATEWAY_STATUS and part.status is not None:
                 await self._write(kind, ns, name, part.status)
-            elif kind == "Route":
+            elif kind in CRD_STATUS:
                 await self._write(kind, ns, name, crd_status(part))
 
     async def _write(self, kind: str, ns: str, name: str, wanted: dict[str, Any]) -> None:
         obj = self.reflectors[kind].get(ns, name)
         if obj is None:
             return
-        if kind == "HTTPRoute":
+        if kind in ROUTE_KINDS:
             wanted = route_status(wanted, obj.get("status"), self.settings["gateway_controller"])
         wanted = _with_times(wanted, obj.get("status") or {})
         if _normal(obj.get("status")) == _normal(wanted):
             return
-        resource = IngressStatus if kind == "Ingress" else Route.Status if kind == "Route" else GATEWAY_STATUS[kind]
+        resource = IngressStatus if kind == "Ingress" else CRD_STATUS.get(kind) or GATEWAY_STATUS[kind]
         await self.client.patch(resource, name, {"status": wanted}, namespace=ns or None,
                                 patch_type=PatchType.MERGE)
         obj["status"] = wanted              # the MODIFIED event will say the same; no second write meanwhile
         self.stats["writes"] += 1
 
 
-GATEWAY_STATUS = {"GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status, "HTTPRoute": HTTPRoute.Status}
+GATEWAY_STATUS = {"GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status, "HTTPRoute": HTTPRoute.Status,
+                  "GRPCRoute": GRPCRoute.Status}
 
 
 def _with_times(wanted: Any, stored: Any) -> Any:

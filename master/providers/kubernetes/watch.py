@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from lightkube import ALL_NS, ApiError, AsyncClient
@@ -52,6 +52,14 @@ def _essence(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
     out = {k: v for k, v in obj.items() if k != "metadata" and not (kind.status_is_ours and k == "status")}
     out["metadata"] = meta
     return out
+
+
+class Store(Protocol):
+    """What translators read of a kind's objects (a ``Reflector``, or objects read from files)."""
+
+    def objects(self) -> list[dict[str, Any]]: ...
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 class Reflector:
