@@ -183,12 +183,12 @@ class Serving:
             for name, rollout in list(self.rollouts.items()):
                 if rollout.due(now) and rollout.advance(now, self._outcomes(name, rollout.settings["to"])):
                     step = rollout.steps[-1]
+                    p99 = "over 10s" if step["p99_s"] is None else f"{step['p99_s']}s"
+                    figures = f"({step['requests']} requests, error rate {step['error_rate']:.1%}, p99 {p99})"
                     if rollout.state == ROLLED_BACK:
-                        log.warning(f"serving {name}: rollout {rollout.reason} ({step['requests']} requests, "
-                                    f"error rate {step['error_rate']:.1%}, p99 {step['p99_s']}s)")
+                        log.warning(f"serving {name}: rollout {rollout.reason} {figures}")
                     else:
-                        log.info(f"serving {name}: rollout step {step['verdict']} ({step['requests']} requests, "
-                                 f"error rate {step['error_rate']:.1%}, p99 {step['p99_s']}s)"
+                        log.info(f"serving {name}: rollout step {step['verdict']} {figures}"
                                  + (f"; promoted: {rollout.reason}" if rollout.state == PROMOTED else ""))
                     self._publish()
 

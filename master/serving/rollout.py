@@ -60,14 +60,14 @@ def opening_split(settings: dict[str, Any]) -> dict[str, int]:
 
 def identity(serving: dict[str, Any]) -> tuple[Any, ...] | None:
     """What a reload must keep for a rollout to keep its progress: its own settings and the executor settings of
-    both revisions (a revision given a new command or image is new code: its rollout starts over)."""
+    both revisions (a revision given a new command or image is new code: its rollout starts over). Compared with
+``==`` only (it holds dicts)."""
     settings = serving["rollout"]
     if settings is None:
         return None
     revisions = serving["revisions"]
-    return (tuple(sorted(settings.items())),
-            *((revisions[r]["executor"], repr(revisions[r][revisions[r]["executor"]]))
-              for r in (settings["from"], settings["to"])))
+    return (settings, *((revisions[r]["executor"], revisions[r][revisions[r]["executor"]])
+                        for r in (settings["from"], settings["to"])))
 
 
 @dataclass

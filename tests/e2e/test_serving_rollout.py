@@ -74,6 +74,10 @@ def test_a_rollout_of_a_revision_answering_500_rolls_all_traffic_back(gateway) -
     assert done["reason"] == "error rate 100.0% > max_error_rate 10.0% at 25%: all traffic back to v1"
     assert [s["verdict"] for s in done["steps"]] == ["rolled back: error rate 100.0% > max_error_rate 10.0%"]
     wait_until(lambda: set(names(g, 8)) == {"v1"}, what="all traffic back on v1")
+    with urllib.request.urlopen(g.admin + "/api/gateway/metrics", timeout=2) as r:
+        metrics = r.read().decode()
+    assert 'a3s_gateway_serving_rollout_percent{revision="v1",service="fn"} 100.0' in metrics
+    assert 'a3s_gateway_serving_rollout_percent{revision="v2",service="fn"} 0.0' in metrics
     assert all(get(g)[0] == 200 for _ in range(8))
     assert f"serving fn: rollout {done['reason']}" in g.logs()
     assert rollout(g) == done                # a finished rollout never moves again
