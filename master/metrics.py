@@ -442,7 +442,12 @@ class GatewayCollector:
         waits = HistogramMetricFamily(P + "serving_queue_wait_seconds", "How long requests waited in the activator "
                                       "for an instance (a cold start, or all instances at container_concurrency).",
                                       labels=labels)
+        rollout = GaugeMetricFamily(P + "serving_rollout_percent", "The percent of a served service's traffic its "
+                                    "gradual rollout gives each of its two revisions now (a rollback puts the new "
+                                    "one at 0).", labels=labels)
         for service, state in sorted(g.control().get("serving", {}).items()):
+            for name, percent in sorted((state["rollout"] or {"split": {}})["split"].items()):
+                rollout.add_metric([service, name], percent)
             for name, rev in sorted(state["revisions"].items()):
                 for key, family in gauges.items():
                     family.add_metric([service, name], float(rev[key]))
@@ -453,7 +458,7 @@ class GatewayCollector:
                     refused.add_metric([service, name, "timeout"], queue["timeout"])
                     waits.add_metric([service, name], _buckets(queue["waits"]), queue["wait_sum_us"] / 1e6)
         yield from gauges.values()
-        yield from (refused, errors, waits)
+        yield from (refused, errors, waits, rollout)
 
     # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

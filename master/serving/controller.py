@@ -11,6 +11,8 @@ Loops (tasks of the master's event loop):
   until it answers (any status below 500); then the revision's ready set changes. A refused connection (the
   instance does not listen yet) is retried after ``CONNECT_BACKOFF``, a short fixed backoff, so a cold start is
   seen within that much of the instance listening.
+* ``_roll`` every ``SAMPLE`` s: each gradual rollout whose step is over is judged on its new revision's requests
+  during the step (``rollout.py``); a changed split publishes a generation.
 * ``poke``: a worker's first waiter for a revision with no instance wakes it at once.
 
 Invariants:
@@ -19,6 +21,7 @@ Invariants:
   published are coalesced into the next), from the last good static config through ``ControlPlane``;
 * a reload that keeps a revision with the same executor settings keeps its executor, its instances and its
   decider's history; a revision removed or whose executor settings changed has its executor closed;
+* a reload that keeps a rollout's identity (its settings, both revisions' executor settings) keeps its progress;
 * ``stop`` (the gateway's stop, SIGTERM included) closes every executor, which stops every instance.
 """
 
@@ -41,7 +44,7 @@ from .autoscaler import Decider, Decision, Settings
 from .executor import Instance, ScaleExecutor
 from .executors import executor_class
 from .revisions import served
-from .rollout import Rollout, Sample
+from .rollout import PROMOTED, ROLLED_BACK, Rollout, Sample, identity, opening_split
 
 log = gwlog.get("master.serving")
 
@@ -92,10 +95,6 @@ class Serving:
         rev = self.revisions.get((service, revision))
         return sorted(rev.ready) if rev is not None else []
 
-    def split(self, service: str) -> dict[str, int] | None:
-        rollout = self.rollouts.get(service)
-        return rollout.split() if rollout is not None else None
-
     def failing(self, service: str, revision: str) -> str | None:
         """Why the revision cannot get an instance now (its executor's last error while none is ready): the
         activator answers its waiters 503 with it instead of holding them until ``queue_timeout``."""
@@ -134,19 +133,31 @@ class Serving:
             self._spawn(self._scale(rev, rev.desired, f"initial_scale {r['initial_scale']}"))
         self._configure_rollouts(data, now)
         if not self._tasks:
-            self._tasks = [self._spawn(self._sample()), self._spawn(self._tick())]
+            self._tasks = [self._spawn(self._sample()), self._spawn(self._tick()), self._spawn(self._roll())]
+
+    # -- gradual rollouts (master/serving/rollout.py)
+    def split(self, service: str, serving: dict[str, Any]) -> dict[str, int] | None:
+        """The split of the service's rollout; a generation compiled before ``configure`` saw a new or changed
+        rollout gets the split that rollout starts with, never the old rollout's."""
+        key = identity(serving)
+        if key is None:
+            return None
+        rollout = self.rollouts.get(service)
+        return rollout.split() if rollout is not None and rollout.key == key else opening_split(serving["rollout"])
 
     def _configure_rollouts(self, data: dict[str, Any], now: float) -> None:
-        """A rollout whose settings a reload keeps keeps its progress; a new or changed one starts over."""
-        wanted = {name: serving["rollout"] for name, serving in served(data.get("services", {})).items()
-                  if serving["rollout"] is not None}
+        """A rollout whose identity (settings and revisions) a reload keeps keeps its progress; a new or changed
+        one starts over, a removed one gives the split back to ``traffic``."""
+        wanted = {name: (serving["rollout"], key) for name, serving in served(data.get("services", {})).items()
+                  if (key := identity(serving)) is not None}
         changed = False
-        for name in [n for n, r in self.rollouts.items() if wanted.get(n) != r.settings]:
+        for name in [n for n, r in self.rollouts.items() if n not in wanted or wanted[n][1] != r.key]:
+            log.info(f"serving {name}: rollout removed or changed; the split is the config's again")
             del self.rollouts[name]
             changed = True
-        for name, settings in wanted.items():
+        for name, (settings, key) in wanted.items():
             if name not in self.rollouts:
-                rollout = self.rollouts[name] = Rollout(settings, now, self._outcomes(name, settings["to"]))
+                rollout = self.rollouts[name] = Rollout(settings, key, now, self._outcomes(name, settings["to"]))
                 log.info(f"serving {name}: rollout from {settings['from']} to {settings['to']} starts at "
                          f"{rollout.percent}%")
                 changed = True
@@ -154,27 +165,32 @@ class Serving:
             self._publish()
 
     def _outcomes(self, service: str, revision: str) -> Sample:
-        """The revision's answers so far, from the plane (requests, failures, duration histogram)."""
+        """The revision's answers so far, node-wide, from the plane (requests, failures, duration histogram)."""
         idx = self.slots["services"].get(revision_service(service, revision))
         if idx is None:
             return Sample(0, 0, (0,) * NB)
         counts = self.plane.totals()["services"].get(idx, {})
         durations = self.plane.observation_totals()["service_durations"].get(idx)
-        buckets = tuple(durations[0]) if durations else (0,) * NB
         failed = counts.get("5xx", 0) + counts.get("err", 0)
-        return Sample(sum(counts.get(c, 0) for c in ("1xx", "2xx", "3xx", "4xx")) + failed, failed, buckets)
+        return Sample(sum(counts.get(c, 0) for c in ("1xx", "2xx", "3xx", "4xx")) + failed, failed,
+                      tuple(durations[0]) if durations else (0,) * NB)
 
-    def _step_rollouts(self, now: float, services: set[str]) -> None:
-        for name in services:
-            rollout = self.rollouts.get(name)
-            if rollout is None or rollout.state != "progressing":
-                continue
-            if rollout.advance(now, self._outcomes(name, rollout.settings["to"])):
-                step = rollout.steps[-1]
-                (log.warning if rollout.state == "rolled_back" else log.info)(
-                    f"serving {name}: rollout step: {step['verdict']} ({step['requests']} requests, error rate "
-                    f"{step['error_rate']:.1%}, p99 {step['p99_s']:g}s)")
-                self._publish()
+    async def _roll(self) -> None:
+        """Every ``SAMPLE`` s, judge each rollout whose step is over; the plane is read only then."""
+        while True:
+            await asyncio.sleep(SAMPLE)
+            now = time.monotonic()
+            for name, rollout in list(self.rollouts.items()):
+                if rollout.due(now) and rollout.advance(now, self._outcomes(name, rollout.settings["to"])):
+                    step = rollout.steps[-1]
+                    p99 = "over 10s" if step["p99_s"] is None else f"{step['p99_s']}s"
+                    figures = f"({step['requests']} requests, error rate {step['error_rate']:.1%}, p99 {p99})"
+                    if rollout.state == ROLLED_BACK:
+                        log.warning(f"serving {name}: rollout {rollout.reason} {figures}")
+                    else:
+                        log.info(f"serving {name}: rollout step {step['verdict']} {figures}"
+                                 + (f"; promoted: {rollout.reason}" if rollout.state == PROMOTED else ""))
+                    self._publish()
 
     def applied(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]
@@ -238,10 +254,9 @@ class Serving:
                 decision = rev.decider.decide(now, len(rev.ready), rev.desired)
                 if decision.desired >= 0:
                     await self._scale(rev, decision.desired, decision.reason, decision)
-            due = {service for service, tick in self.ticks.items() if now - last.get(service, 0.0) >= tick}
-            self._step_rollouts(now, due)
-            for service in due:
-                last[service] = now
+            for service, tick in self.ticks.items():
+                if now - last.get(service, 0.0) >= tick:
+                    last[service] = now
 
     async def _sample(self) -> None:
         while True:

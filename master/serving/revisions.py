@@ -5,8 +5,9 @@ revision, plus a route per traffic tag.
 the static one):
 
 * ``services.<name>`` (kind ``serving``) becomes ``weighted`` over ``<name>.<rev>`` with weight = the percent of
-  the traffic targets naming the revision, or the split of a rollout in progress (``live.split``); a revision at
-  0 % takes no share, but its tag still reaches it;
+  the traffic targets naming the revision, or, while the service has a ``rollout``, the split the controller's
+  rollout gives its two revisions (``live.split``; every other revision then has 0 %); a revision at 0 % takes
+  no share, but its tag still reaches it;
 * ``services.<name>.<rev>`` is a round-robin load balancer whose servers are the revision's *ready* instances
   (``live.ready``, possibly none), carrying an ``activator`` table the worker reads
   (``worker/services/activator.py``): the revision's ``container_concurrency``, the queue's limits and why the
@@ -27,6 +28,7 @@ from ...shared.config.serving_schema import TAG_HEADER, revision_service
 from ...shared.errors import Problem
 from ...shared.rules import parse_rule
 from .executors import executor_class
+from .rollout import opening_split
 
 
 class Live(Protocol):
@@ -38,12 +40,13 @@ class Live(Protocol):
     def failing(self, service: str, revision: str) -> str | None:
         """Why the revision cannot get an instance now, or None."""
 
-    def split(self, service: str) -> dict[str, int] | None:
-        """The percents a rollout in progress gives the revisions (None: the config's ``traffic``)."""
+    def split(self, service: str, serving: dict[str, Any]) -> dict[str, int] | None:
+        """The percents the service's rollout (``serving["rollout"]``) gives its two revisions now (None: the
+        config's ``traffic``)."""
 
 
 class Idle:
-    """Before the controller runs: no instance, nothing failing, the config's split."""
+    """Before the controller runs: no instance, nothing failing, the config's split (or a rollout's first)."""
 
     def ready(self, service: str, revision: str) -> list[str]:
         return []
@@ -51,8 +54,8 @@ class Idle:
     def failing(self, service: str, revision: str) -> str | None:
         return None
 
-    def split(self, service: str) -> dict[str, int] | None:
-        return None
+    def split(self, service: str, serving: dict[str, Any]) -> dict[str, int] | None:
+        return opening_split(serving["rollout"]) if serving["rollout"] is not None else None
 
 
 def tag_service(service: str, tag: str) -> str:
@@ -100,7 +103,7 @@ def expand(data: dict[str, Any], live: Live) -> None:
     services, routers = data["services"], data["routers"]
     for name, serving in served(services).items():
         weights: dict[str, int] = dict.fromkeys(serving["revisions"], 0)
-        split = live.split(name)
+        split = live.split(name, serving)
         if split is not None:
             weights.update(split)
         else:
@@ -131,9 +134,9 @@ def _revision_balancer(serving: dict[str, Any], revision: dict[str, Any], addres
         "strategy": "round-robin",
         "servers": [{"url": f"http://{address}", "weight": 1} for address in addresses],
         "health_check": None, "sticky": None, "affinity": None, "agent_health": None,
-        "pass_host_header": True,
+        "pass_host_header": True, "http_version": "1.1", "proxy_protocol": None,
         "timeouts": {**revision["timeouts"], "idle": 90.0},
-        "passive_health": {"max_failures": 0, "cooldown": 10.0, "statuses": []},
+        "passive_health": {"max_failures": 0, "cooldown": 10.0, "statuses": []}, "outlier_detection": None,
         "tls": {"ca_file": None, "insecure_skip_verify": False},
         "activator": {"container_concurrency": revision["container_concurrency"],
                       "queue_depth": serving["queue_depth"], "queue_timeout": serving["queue_timeout"],

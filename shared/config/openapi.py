@@ -21,6 +21,7 @@ from typing import Any
 
 from .middleware_types import MIDDLEWARE_TYPES, MiddlewareSpec
 from .schema import Bool, Duration, Int, ListOf, MapOf, Nullable, Number, Spec, Str, Table
+from .serving_schema import FreeTable
 
 ANY: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -61,6 +62,8 @@ def openapi(spec: Spec) -> dict[str, Any]:
         return middleware()
     if isinstance(spec, Duration):
         return dict(ANY)
+    if isinstance(spec, FreeTable):     # an executor's settings: that executor checks them, not the API server
+        return {"type": "object", **ANY}
     raise TypeError(f"no OpenAPI form for {type(spec).__name__}")
 
 

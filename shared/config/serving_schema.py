@@ -9,6 +9,7 @@ Invariants of the normalized form:
 * the autoscaler keys and every revision's scale keys are present with Knative's defaults; durations are seconds;
 * ``traffic`` is never empty (absent: 100 % to ``latest``) and its percents sum to 100; ``latest`` is resolved to a
   revision name, every revision named exists and a tag is used once;
+* ``rollout`` is None or names two different existing revisions in ``from`` and ``to`` (``latest`` resolved);
 * a revision has exactly its ``executor``'s table: ``process`` is checked here (``ports`` becomes ``[low, high]``),
   the other kinds' tables are free-form and checked by their executor class (``ScaleExecutor.validate``, in the
   master, which may import what it needs); the other kinds' tables normalize to None.
@@ -169,7 +170,7 @@ def _serving_post(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Repo
                 rep.add(join(path, f"rollout.{key}"), f"unknown revision '{rollout[key]}' (defined: "
                         f"{', '.join(revisions)}, or 'latest')")
         if rollout.get("from") is not None and rollout.get("from") == rollout.get("to"):
-            rep.add(join(path, "rollout.to"), "must differ from rollout.from")
+            rep.add(join(path, "rollout.to"), f"must differ from rollout.from ('{rollout['from']}')")
     traffic = out.get("traffic")
     if traffic is None:
         return
@@ -195,7 +196,7 @@ SERVING = Table(
     {
         "revisions": Field(MapOf(REVISION), required=True),
         "traffic": Field(ListOf(TARGET), []),
-        "rollout": Field(Nullable(ROLLOUT)),       # while set, it decides the split between its two revisions
+        "rollout": Field(Nullable(ROLLOUT)),       # while set, it decides the split (docs/serving.md)
         # the autoscaler (master/serving/autoscaler.py): Knative KPA's keys and defaults
         "target": Field(Nullable(Number(minimum=0.01))),          # concurrent requests per instance wanted
         "target_utilization": Field(Number(minimum=0, exclusive_minimum=True, maximum=1), 0.7),

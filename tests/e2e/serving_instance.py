@@ -4,7 +4,8 @@ executor as ``python serving_instance.py --port {port}``.
 
 It listens ``--delay`` seconds after its process started (a slow starter; the interpreter's own start-up counts
 in it), answers every request ``--status`` (200) with a JSON body
-naming ``--name`` and its port, holds a request ``?hold=SECONDS`` before answering, and records the most
+naming ``--name`` and its port (but ``/healthz`` always 200: a revision that passes its readiness probe yet fails
+its requests), holds a request ``?hold=SECONDS`` before answering, and records the most
 requests it ever had in flight at once into ``--record`` (a file, rewritten when the maximum grows), so a test
 can check a concurrency limit from the instance's side.
 """
@@ -59,7 +60,7 @@ class Instance:
             self.in_flight -= 1
         body = json.dumps({"name": self.args.name, "port": self.args.port, "pid": os.getpid()}).encode()
         writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (self.args.status, len(body), body))
+                     % (200 if urlsplit(target).path == "/healthz" else self.args.status, len(body), body))
         await writer.drain()
 
 
