@@ -4,7 +4,7 @@ the TEE agents in a3s-box VMs).
 
 A unix or vsock server speaks HTTP/1.1 to an HTTP service (``+h2c``: HTTP/2 with prior knowledge, as ``h2c://``)
 and plain bytes to a TCP service, as ``http://`` and ``tcp://`` servers do. There is no TLS over them: the peer is
-on this host or in its VM, which the kernel already isolates.
+on this host or in its VM.
 
 ``endpoint`` reads a validated URL, ``local_url_error`` validates a unix or vsock one (the config schema), and
 ``connect`` opens a connected non-blocking socket to a unix or vsock endpoint, raising an ``OSError`` whose text
