@@ -204,3 +204,22 @@ def test_bad_unix_and_vsock_urls_are_reported_with_their_key_path(tmp_path, url,
     assert r.returncode == 1
     assert f"services.svc.load_balancer.servers[1].url: URL '{url}'" in r.stderr
     assert message in r.stderr
+
+
+def test_udp_router_to_a_unix_server_is_a_config_error(tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text("""
+[entrypoints.dns]
+address = "127.0.0.1:1053"
+protocol = "udp"
+[routers.d]
+rule = "HostSNI(`*`)"
+service = "resolver"
+entrypoints = ["dns"]
+[services.resolver.load_balancer]
+servers = [{url = "udp://127.0.0.1:53"}, {url = "unix:///run/resolver.sock"}]
+""")
+    r = subprocess.run([*BINARY, "validate", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert ("services.resolver.load_balancer.servers[1].url: router 'd' relays UDP to this service, and unix:// "
+            "servers take streams only") in r.stderr
