@@ -12,8 +12,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from ..shared import transport
 from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.ipmatch import IPSet
@@ -54,21 +54,24 @@ class Backend:
 
     def __init__(self, url: str, weight: int, pool: UpstreamPool, idx: int, plane: Plane, clock: Clock,
                  gateway_streak: bool = False, http_version: str = "1.1") -> None:
-        parts = urlsplit(url)
         self.url = url
         self.shown_url = redact_url(url)       # as access log lines and spans show it (a password masked)
-        self.scheme = parts.scheme
+        self.scheme = transport.protocol(url)  # unix:// and vsock:// servers speak http (or h2c with +h2c)
         # spoken to in HTTP/2 (upstream/http2.py) by every client protocol; gRPC calls to https:// always are
-        self.h2 = parts.scheme == "h2c" or (parts.scheme == "https" and http_version == "2")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.h2 = self.scheme == "h2c" or (self.scheme == "https" and http_version == "2")
         self.weight = weight
         self.pool = pool
         self.idx = idx
         self.plane = plane
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = (host if default_port else f"{host}:{self.port}").encode()
+        where = pool.endpoint
+        if where.transport == "tcp":
+            self.host, self.port = where.address
+            default_port = self.port == (443 if self.scheme == "https" else 80)
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.host_header = (host if default_port else f"{host}:{self.port}").encode()
+        else:                                  # no host name to send: what curl --unix-socket sends
+            self.host, self.port = "localhost", 0
+            self.host_header = b"localhost"
         ops = plane.backend_ops(idx)
         healthy = ops.is_healthy
         self.is_healthy: Callable[[], bool] = lambda: healthy(clock.now)
@@ -141,8 +144,8 @@ class Runtime:
 
 
 PoolKey = tuple[Any, ...]
-"""(scheme, host, port), plus (ca_file, insecure_skip_verify) for https:// servers, plus ("proxy", version) for
-servers sent a PROXY protocol header."""
+"""(scheme, endpoint: ``shared/transport.Endpoint``), plus (ca_file, insecure_skip_verify) for https:// servers,
+plus ("proxy", version) for servers sent a PROXY protocol header."""
 
 
 def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
@@ -170,10 +173,9 @@ def build(compiled: dict[str, Any], pools: dict[PoolKey, UpstreamPool],
         outliers = Outliers.of(lb, idx, peers, plane)
         backends = []
         for server, backend_idx in zip(lb["servers"], peers, strict=True):
-            parts = urlsplit(server["url"])
-            key: PoolKey = (parts.scheme, parts.hostname or "127.0.0.1",
-                            parts.port or (443 if parts.scheme == "https" else 80))
-            if parts.scheme == "https":      # the service's TLS options are part of what a pooled connection is
+            scheme = server["url"].partition("://")[0].lower()
+            key: PoolKey = (scheme, transport.endpoint(server["url"]))
+            if scheme == "https":            # the service's TLS options are part of what a pooled connection is
                 key += (lb["tls"]["ca_file"], lb["tls"]["insecure_skip_verify"])
             proxy = (lb.get("proxy_protocol") or {}).get("version", 0)
             pooled = key + (("proxy", proxy),) if proxy else key
@@ -267,12 +269,12 @@ def make_pool_factory(loop: Any) -> Callable[..., UpstreamPool]:
             ctx = contexts[key] = tls.client_context(ca_file, insecure_skip_verify, alpn=["h2"] if h2 else None)
         return ctx
 
-    def make_pool(scheme: str, host: str, port: int, ca_file: str | None = None,
+    def make_pool(scheme: str, where: transport.Endpoint, ca_file: str | None = None,
                   insecure_skip_verify: bool = False) -> UpstreamPool:
         """A pool; https:// ones verify with the system store or ``ca_file``."""
         if scheme != "https":
-            return UpstreamPool(loop, host, port, None, None, UpstreamProtocol)
-        return UpstreamPool(loop, host, port, context(ca_file, insecure_skip_verify, False), host, UpstreamProtocol,
-                            h2_ssl=context(ca_file, insecure_skip_verify, True))
+            return UpstreamPool(loop, where, None, None, UpstreamProtocol)
+        return UpstreamPool(loop, where, context(ca_file, insecure_skip_verify, False), where.address[0],
+                            UpstreamProtocol, h2_ssl=context(ca_file, insecure_skip_verify, True))
 
     return make_pool

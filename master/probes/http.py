@@ -1,11 +1,11 @@
 """Active health checks, run once per node in the master and published to every worker on the plane.
 
 One asyncio task per service that has ``load_balancer.health_check``; each round it probes every server of
-the service concurrently (aiohttp, one shared session), then sleeps ``interval``. A backend goes down after
-``unhealthy_threshold`` consecutive failed probes and comes back after ``healthy_threshold`` consecutive
-good ones; the master writes that on the shared-memory plane (``plane.set_healthy``), where every worker's
-balancer reads it. A probe fails on a connection error, on ``timeout``, or on a status outside
-``expected_status``.
+the service concurrently (aiohttp: one shared session, and one per unix socket or vsock server), then sleeps
+``interval``. A backend goes down after ``unhealthy_threshold`` consecutive failed probes and comes back after
+``healthy_threshold`` consecutive good ones; the master writes that on the shared-memory plane
+(``plane.set_healthy``), where every worker's balancer reads it. A probe fails on a connection error, on
+``timeout``, or on a status outside ``expected_status``.
 
 Reloads (``update``, the loop of ``reconcile.ServiceProbes``): a service whose servers and check settings are
 unchanged keeps its task; any other service's task is cancelled and awaited (no task outlives its service),
@@ -62,15 +62,14 @@ class HealthChecker(ServiceProbes):
                 for key, s in sorted(self.states.items())}
 
     async def _probe(self, service: str, hc: dict[str, Any], url: str, idx: int) -> None:
-        assert self.session is not None
         lo, hi = parse_status_range(str(hc.get("expected_status") or "200-399"))
-        target = url.replace("h2c://", "http://", 1) + hc["path"]
+        session, target = self._target(url, hc["path"])
         headers = dict(hc.get("headers") or {})
         if hc.get("hostname"):
             headers["Host"] = hc["hostname"]
         error = None
         try:
-            async with self.session.request(hc.get("method") or "GET", target, headers=headers,
+            async with session.request(hc.get("method") or "GET", target, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=hc["timeout"]),
                                             allow_redirects=False) as resp:
                 if not lo <= resp.status <= hi:

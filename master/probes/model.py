@@ -67,13 +67,12 @@ class ModelProbe(ServiceProbes):
                 for key, s in sorted(self.states.items())}
 
     async def _probe(self, service: str, cfg: dict[str, Any], url: str, idx: int) -> None:
-        assert self.session is not None
-        target = url.replace("h2c://", "http://", 1) + cfg["path"]
+        session, target = self._target(url, cfg["path"])
         t0 = time.perf_counter()
         doc: Any = None
         error = None
         try:
-            async with self.session.get(target, timeout=aiohttp.ClientTimeout(total=cfg["timeout"]),
+            async with session.get(target, timeout=aiohttp.ClientTimeout(total=cfg["timeout"]),
                                         allow_redirects=False) as resp:
                 body = await resp.read()
             try:

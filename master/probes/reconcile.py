@@ -20,9 +20,12 @@ from typing import Any
 
 import aiohttp
 
+from ...shared import transport
 from ...shared.config.gateway_schema import load_balancers
 from ...shared.plane import Plane
+from ...shared.transport import LOCAL_SCHEMES, Endpoint
 from ..generations import backend_key
+from .local_connector import LocalConnector
 
 
 class ServiceProbes:
@@ -35,6 +38,7 @@ class ServiceProbes:
         self.states: dict[str, Any] = {}                        # backend key -> its probe state
         self.tasks: dict[str, tuple[Any, asyncio.Task]] = {}   # service -> (its settings, task)
         self.session: aiohttp.ClientSession | None = None
+        self.local_sessions: dict[Endpoint, aiohttp.ClientSession] = {}   # one per unix socket / vsock endpoint
 
     def _new_state(self, url: str) -> Any:
         raise NotImplementedError
@@ -49,6 +53,20 @@ class ServiceProbes:
 
     async def _probe(self, service: str, cfg: dict[str, Any], url: str, idx: int) -> None:
         raise NotImplementedError
+
+    def _target(self, url: str, path: str) -> tuple[aiohttp.ClientSession, str]:
+        """The session and request URL that probe server ``url`` at ``path``. A unix socket or vsock server has
+        a session of its own, whose connector goes to its endpoint (the URL's host, ``localhost``, is only the
+        Host header); ``h2c://`` servers are probed in HTTP/1.1, as are ``+h2c`` ones."""
+        if url.partition("://")[0].lower() not in LOCAL_SCHEMES:
+            assert self.session is not None
+            return self.session, url.replace("h2c://", "http://", 1) + path
+        where = transport.endpoint(url)
+        session = self.local_sessions.get(where)
+        if session is None:
+            session = self.local_sessions[where] = aiohttp.ClientSession(connector=LocalConnector(where),
+                                                                         auto_decompress=self.DECOMPRESS)
+        return session, "http://localhost" + path
 
     def _state(self, service: str, url: str) -> Any:
         return self.states.setdefault(backend_key(service, url), self._new_state(url))
@@ -99,6 +117,8 @@ class ServiceProbes:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        for session in [self.session, *self.local_sessions.values()]:
+            if session is not None:
+                await session.close()
+        self.session = None
+        self.local_sessions.clear()

@@ -35,6 +35,7 @@ import dns.resolver
 from ...shared import log as gwlog
 from ...shared.config.gateway_schema import load_balancers
 from ...shared.config.schema import parse_address
+from ...shared.transport import LOCAL_SCHEMES
 from ..background import Background
 
 log = gwlog.get("master.dns")
@@ -52,12 +53,17 @@ def is_name(host: str | None) -> bool:
     return False
 
 
+def server_host(url: str) -> str | None:
+    """The host a server URL names; None for unix socket and vsock servers (a vsock CID is not a name)."""
+    return None if url.partition("://")[0].lower() in LOCAL_SCHEMES else urlsplit(url).hostname
+
+
 def names_in(services: dict[str, Any]) -> set[str]:
     """Every hostname used by a server URL."""
     out = set()
     for _name, lb in load_balancers(services):
         for s in lb["servers"]:
-            host = urlsplit(s["url"]).hostname
+            host = server_host(s["url"])
             if is_name(host):
                 out.add(host)
     return out
@@ -136,11 +142,12 @@ class DnsResolver(Background):
         for _name, lb in load_balancers(services):
             servers = []
             for s in lb["servers"]:
-                parts = urlsplit(s["url"])
-                targets = self.results.get(parts.hostname or "")
-                if not is_name(parts.hostname) or not targets:
+                host = server_host(s["url"])
+                targets = self.results.get(host or "")
+                if not is_name(host) or not targets:
                     servers.append(s)
                     continue
+                parts = urlsplit(s["url"])
                 for addr, port, weight in targets:
                     host = f"[{addr}]" if ":" in addr else addr
                     port = port or parts.port

@@ -111,9 +111,10 @@ def _check_proxy_protocol(out: dict[str, Any], raw: dict[Any, Any], path: str, r
         return
     for i, server in enumerate(out.get("servers") or []):
         scheme = str(server.get("url", "")).partition("://")[0]
-        if scheme not in ("http", "tcp"):
-            rep.add(join(path, f"servers[{i}].url"), f"proxy_protocol is sent to http:// and tcp:// servers only, "
-                    f"not {scheme}:// (TLS and HTTP/2 connections are shared or encrypted before it)")
+        if scheme not in ("http", "tcp", "unix", "vsock"):
+            rep.add(join(path, f"servers[{i}].url"), f"proxy_protocol is sent to http://, tcp://, unix:// and "
+                    f"vsock:// servers only, not {scheme}:// (TLS and HTTP/2 connections are shared or encrypted "
+                    f"before it)")
 
 
 def _default_priority(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
@@ -188,7 +189,7 @@ ROUTER = Table(
 SERVER = Table(
     {
         "url": Field(
-            Str(check=url_check("http", "https", "h2c", "tcp", "udp", port_required=("tcp", "udp"))),
+            Str(check=url_check("http", "https", "h2c", "tcp", "udp", port_required=("tcp", "udp"), local=True)),
             required=True,
         ),
         "weight": Field(Int(minimum=0), 1),

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import Problem
+from ..transport import LOCAL_SCHEMES, local_url_error
 from .redact import MASK, is_secret_key, redact_url
 
 Check = Callable[[Any], "str | None"]
@@ -471,9 +472,10 @@ _NO_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]*\]|[^:@/?
 _UNESCAPED = re.compile(r'[\s"<>\\]')
 
 
-def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
+def url_check(*schemes: str, port_required: Collection[str] = (), local: bool = False) -> Check:
     """A check that a string is a URL with one of ``schemes``, a host, and a valid port (required for the
-    schemes in ``port_required``)."""
+    schemes in ``port_required``); ``local``: unix socket and vsock URLs too (``shared/transport.py``)."""
+    accepted = (*schemes, *LOCAL_SCHEMES) if local else schemes
 
     def check(text: str) -> str | None:
         # a password in the URL never reaches an error message: quoted as written only when it cannot hold
@@ -487,8 +489,10 @@ def url_check(*schemes: str, port_required: Collection[str] = ()) -> Check:
             return f"URL '{shown}' is not a valid URL: {e}"
         if _UNESCAPED.search(text):     # kept out so that redact_url finds every userinfo in a log line
             return f"URL '{shown}' must not contain whitespace, '\"', '<', '>' or '\\' (percent-encode them)"
+        if local and parts.scheme in LOCAL_SCHEMES:
+            return local_url_error(text, shown)
         if parts.scheme not in schemes:
-            return f"URL '{shown}' must start with {' or '.join(s + '://' for s in schemes)}"
+            return f"URL '{shown}' must start with {' or '.join(s + '://' for s in accepted)}"
         if not hostname:
             return f"URL '{shown}' has no host"
         try:

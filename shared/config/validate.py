@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..transport import LOCAL_SCHEMES
 from .default import DEFAULT_SERVICE_NAMES
 from .gateway_schema import CONFIG, child_services
 from .middleware_types import MIDDLEWARE_TYPES
@@ -122,6 +123,19 @@ def _check_routers(data: dict[str, Any], rep: Reporter) -> None:
             message = check_rule(router["rule"], kind)
             if message:
                 rep.add(join(path, "rule"), message)
+        if any(entrypoints.get(e, {}).get("protocol") == "udp" for e in router.get("entrypoints", [])):
+            _check_datagram_servers(data, name, router.get("service"), rep)
+
+
+def _check_datagram_servers(data: dict[str, Any], router: str, service: Any, rep: Reporter) -> None:
+    """A router on a UDP entrypoint relays datagrams: its service's unix socket and vsock servers (stream sockets
+    here) cannot take them."""
+    lb = (data.get("services", {}).get(service) or {}).get("load_balancer") or {}
+    for i, server in enumerate(lb.get("servers") or []):
+        scheme = str(server.get("url", "")).partition("://")[0].lower()
+        if scheme in LOCAL_SCHEMES:
+            rep.add(join(join(join("services", service), "load_balancer"), f"servers[{i}].url"),
+                    f"router '{router}' relays UDP to this service, and {scheme}:// servers take streams only")
 
 
 def _check_services(data: dict[str, Any], rep: Reporter) -> None:

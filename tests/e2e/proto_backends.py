@@ -1,11 +1,14 @@
 """Protocol backends for end-to-end tests, each on its own event loop in a background thread of the test
 process (the gateway is a separate process, so the traffic is real): a ``websockets`` echo server, an SSE /
-NDJSON server, TLS echo servers that name themselves, and a UDP echo server."""
+NDJSON server, TLS echo servers that name themselves, a UDP echo server, Hypercorn (HTTP/2, on a port or a unix
+socket), and an HTTP/WebSocket app and a byte echo on unix sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import ssl
 import threading
 import time
@@ -195,19 +198,20 @@ class HypercornH2(LoopThread):
     length and request headers it got; ``/stream/<n>`` sends ``n`` pieces without a length, then a trailer
     ``x-checksum: <n>``."""
 
-    def __init__(self, cert: str | None = None, key: str | None = None) -> None:
+    def __init__(self, cert: str | None = None, key: str | None = None, unix: str | None = None) -> None:
+        """``unix``: listen on that socket path instead (the server URL is then ``unix+h2c://``)."""
         super().__init__()
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
         self.port = free_port()
         config = Config()
-        config.bind = [f"127.0.0.1:{self.port}"]
+        config.bind = [f"unix:{unix}" if unix else f"127.0.0.1:{self.port}"]
         config.loglevel = "WARNING"
         if cert is not None:
             config.certfile, config.keyfile = cert, key
             config.alpn_protocols = ["h2"]
-        self.url = f"{'https' if cert else 'h2c'}://127.0.0.1:{self.port}"
+        self.url = f"unix+h2c://{unix}" if unix else f"{'https' if cert else 'h2c'}://127.0.0.1:{self.port}"
 
         async def app(scope: dict, receive: Any, send: Any) -> None:
             if scope["type"] != "http":
@@ -242,7 +246,7 @@ class HypercornH2(LoopThread):
             self.task = asyncio.ensure_future(serve(app, config, shutdown_trigger=self.stopping.wait))
 
         self.run(start())
-        wait_until(lambda: port_open(self.port), what="hypercorn listening")
+        wait_until(lambda: unix_open(unix) if unix else port_open(self.port), what="hypercorn listening")
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -252,3 +256,72 @@ class HypercornH2(LoopThread):
         self.run(shutdown())
         super().stop()
 
+
+
+def unix_open(path: str) -> bool:
+    """Whether something accepts connections on the unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(path) == 0
+
+
+class UnixApp(LoopThread):
+    """aiohttp on a unix socket: every path answers JSON (its name, path and the Host it got) and counts the
+    connections that carried it; ``/ws`` is a WebSocket echo. ``stop`` removes the socket file."""
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__()
+        self.path = path
+        self.url = f"unix://{path}"
+        self.connections: set[int] = set()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            self.connections.add(id(request.transport))
+            if request.path == "/ws":
+                ws = web.WebSocketResponse()
+                await ws.prepare(request)
+                async for msg in ws:
+                    await ws.send_str(f"{name}: {msg.data}")
+                return ws
+            return web.json_response({"name": name, "path": request.path, "host": request.headers.get("Host")})
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            await web.UnixSite(self.runner, path).start()
+
+        self.run(start())
+
+    def stop(self) -> None:
+        self.run(self.runner.cleanup())
+        super().stop()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+class UnixEcho(LoopThread):
+    """A byte echo on a unix socket that prefixes its name, for TCP services."""
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__()
+        self.url = f"unix://{path}"
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(name.encode() + b":" + data)
+                await writer.drain()
+            writer.close()
+
+        async def start() -> None:
+            self.server = await asyncio.start_unix_server(handle, path)
+
+        self.run(start())
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+
+        self.run(close())
+        super().stop()

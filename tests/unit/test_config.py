@@ -429,7 +429,8 @@ def test_broken_file_reports_every_problem_with_path_and_suggestion(tmp_path: Pa
         ),
         (
             "services.api-service.load_balancer.servers[1].url",
-            "URL 'ftp://127.0.0.1:21' must start with http:// or https:// or h2c:// or tcp:// or udp://",
+            "URL 'ftp://127.0.0.1:21' must start with http:// or https:// or h2c:// or tcp:// or udp:// or unix:// or "
+            "unix+h2c:// or vsock:// or vsock+h2c://",
             None,
         ),
         ("services.api-service.load_balancer.servers[1].weight", "expected an integer, got string '5'", None),

@@ -57,5 +57,5 @@ proxy_protocol = {version = 3}
     assert "entrypoints.web.proxy_protocol.trusted_ips" in paths
     assert "services.s.load_balancer.proxy_protocol.version" in paths
     assert ("services.s.load_balancer.servers[1].url",
-            "proxy_protocol is sent to http:// and tcp:// servers only, not h2c:// (TLS and HTTP/2 connections "
-            "are shared or encrypted before it)") in problems
+            "proxy_protocol is sent to http://, tcp://, unix:// and vsock:// servers only, not h2c:// (TLS and "
+            "HTTP/2 connections are shared or encrypted before it)") in problems

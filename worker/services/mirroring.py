@@ -132,8 +132,10 @@ def _head(ex: Exchange, body: bytes | None) -> bytes:
 async def _exchange(backend: Backend, head: bytes, body: bytes | None) -> str:
     """Send one copy on a connection of its own and read the answer to its end, discarding it."""
     pool = backend.pool
-    reader, writer = await asyncio.open_connection(pool.host, pool.port, ssl=pool.ssl,
-                                                   server_hostname=pool.server_hostname)
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await pool.open(lambda: protocol, pool.ssl)  # type: ignore[arg-type]
+    writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
     try:
         writer.write(head)
         if body:

@@ -1,4 +1,4 @@
-"""Per-worker pools of idle keep-alive connections to one backend (scheme, host, port).
+"""Per-worker pools of idle keep-alive connections to one backend (scheme, endpoint).
 
 Pools outlive config generations: a reload that keeps a backend keeps its warm connections. Idle connections
 are a LIFO stack (the most recently used one is the most likely to still be open); an idle connection that
@@ -13,7 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ...shared import transport
+
 if TYPE_CHECKING:
+    from ...shared.transport import Endpoint
     from ..upstream.http1 import UpstreamProtocol
 
 
@@ -21,12 +24,11 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class UpstreamPool:
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, ssl: object | None,
+    def __init__(self, loop: asyncio.AbstractEventLoop, endpoint: Endpoint, ssl: object | None,
                  server_hostname: str | None, protocol_factory: Callable[[UpstreamPool], UpstreamProtocol],
                  max_idle: int = 256, h2_ssl: object | None = None) -> None:
         self.loop = loop
-        self.host = host
-        self.port = port
+        self.endpoint = endpoint        # a TCP (host, port), a unix socket path or a vsock (cid, port)
         self.ssl = ssl
         self.h2_ssl = h2_ssl            # the same TLS settings offering ALPN h2, for HTTP/2 (gRPC) connections
         self.server_hostname = server_hostname
@@ -63,10 +65,19 @@ class UpstreamPool:
         return up
 
     def open(self, factory: Callable[[], P], tls: ssl.SSLContext | None = None) -> Awaitable[tuple[Any, P]]:
-        """A new connection to this pool's server with the protocol ``factory()`` makes, over TLS with ``tls``:
-        how every upstream side (HTTP/1.1, HTTP/2, WebSocket) reaches the server."""
+        """A new connection to this pool's server with the protocol ``factory()`` makes, over TLS with ``tls``
+        (TCP servers only): how every upstream side (HTTP/1.1, HTTP/2, WebSocket, TCP relay, mirrors) reaches
+        the server."""
+        where = self.endpoint
+        if where.transport != "tcp":
+            return self._open_local(factory)
         kwargs: dict[str, Any] = {} if tls is None else {"ssl": tls, "server_hostname": self.server_hostname}
-        return self.loop.create_connection(factory, self.host, self.port, **kwargs)
+        return self.loop.create_connection(factory, *where.address, **kwargs)
+
+    async def _open_local(self, factory: Callable[[], P]) -> tuple[Any, P]:
+        """Over a unix socket or vsock (``shared/transport.py`` says why through ``create_unix_connection``)."""
+        sock = await transport.connect(self.loop, self.endpoint)
+        return await self.loop.create_unix_connection(factory, sock=sock)
 
     def sweep(self, now: float) -> None:
         """Close idle connections older than the idle timeout (oldest are at the bottom of the stack)."""
