@@ -442,7 +442,16 @@ class GatewayCollector:
         waits = HistogramMetricFamily(P + "serving_queue_wait_seconds", "How long requests waited in the activator "
                                       "for an instance (a cold start, or all instances at container_concurrency).",
                                       labels=labels)
-        for service, state in sorted(g.control().get("serving", {}).items()):
+        leader = GaugeMetricFamily(P + "serving_cluster_leader", "1 while this node holds the serving cluster's "
+                                   "Redis lease and decides for every node ([serving] redis_url).")
+        alone = CounterMetricFamily(P + "serving_cluster_fail_open", "Coordination rounds in which Redis could not be "
+                                    "reached, so this node decided alone for its own load.")
+        served = g.control().get("serving", {})
+        cluster = next((state["cluster"] for state in served.values() if state.get("cluster")), None)
+        if cluster is not None:
+            leader.add_metric([], 1.0 if cluster["role"] == "leader" else 0.0)
+            alone.add_metric([], cluster["errors"])
+        for service, state in sorted(served.items()):
             for name, rev in sorted(state["revisions"].items()):
                 for key, family in gauges.items():
                     family.add_metric([service, name], float(rev[key]))
@@ -453,7 +462,7 @@ class GatewayCollector:
                     refused.add_metric([service, name, "timeout"], queue["timeout"])
                     waits.add_metric([service, name], _buckets(queue["waits"]), queue["wait_sum_us"] / 1e6)
         yield from gauges.values()
-        yield from (refused, errors, waits)
+        yield from (refused, errors, waits, leader, alone)
 
     # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

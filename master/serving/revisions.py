@@ -130,7 +130,7 @@ def _revision_balancer(serving: dict[str, Any], revision: dict[str, Any], addres
     lb = {
         "strategy": "round-robin",
         "servers": [{"url": f"http://{address}", "weight": 1} for address in addresses],
-        "health_check": None, "sticky": None, "affinity": None, "agent_health": None,
+        "health_check": None, "sticky": None, "affinity": None, "agent_health": None, "outlier_detection": None,
         "pass_host_header": True,
         "timeouts": {**revision["timeouts"], "idle": 90.0},
         "passive_health": {"max_failures": 0, "cooldown": 10.0, "statuses": []},
