@@ -282,8 +282,12 @@ class Serving:
     async def _coordinate(self) -> None:
         while True:
             await asyncio.sleep(ROUND)
-            if self.coordinator is not None and self.revisions:
+            if self.coordinator is None or not self.revisions:
+                continue
+            try:
                 await self.coordinator.round(list(self.revisions.values()), time.monotonic())
+            except Exception:  # noqa: BLE001 — a bug in one round must not end coordination for good
+                log.exception("serving: cluster round failed")
 
     async def _sample(self) -> None:
         while True:

@@ -95,7 +95,8 @@ class Coordinator:
     async def _lead(self, rev: Revision, view: View, now: float) -> None:
         view.load = await self.cluster.total(_key(rev))
         if view.decider is None:        # taking over: start from the count in force
-            current = view.desired if view.desired is not None else rev.desired * max(1, view.load.nodes)
+            nodes = 1 if rev.executor.shared else max(1, view.load.nodes)
+            current = view.desired if view.desired is not None else rev.desired * nodes
             view.decider = Decider(rev.decider.settings, now, current)
         view.decider.record(now, view.load.concurrency)
         if view.desired is not None:
