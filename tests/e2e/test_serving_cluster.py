@@ -12,6 +12,7 @@ import threading
 import urllib.request
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,75 @@ def test_two_gateway_nodes_sharing_one_redis_make_one_set_of_decisions(redis_url
         pool.shutdown()
         a.stop()
         b.stop()
+
+
+class ScaleRecorder:
+    """A scale URL for the ``http`` executor that records who posted what: ``/scale/<node>`` per node."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                recorder.calls.append((self.path.rsplit("/", 1)[-1], body["replicas"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/scale"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def by(self, node: str) -> list[int]:
+        return [replicas for who, replicas in self.calls if who == node]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def shared_config(redis: str, scale_url: str) -> str:
+    """A revision on an ``http`` executor: every node sees the same instances, so only the leader scales."""
+    rev = ('[services.fn.serving.revisions.v1]\nexecutor = "http"\nmin_scale = 2\ninitial_scale = 2\n'
+           f'http = {{scale_url = "{scale_url}", registration_token = "reg-1"}}\n')
+    return config(rev, target=1) + f"""
+[serving]
+redis_url = "{redis}"
+key_prefix = "t"
+lease = "2s"
+"""
+
+
+def test_with_a_shared_executor_only_the_leader_calls_scale_until_the_other_takes_over(redis_url: str,
+                                                                                         tmp_path: Path) -> None:
+    box = ScaleRecorder()
+    a = node(shared_config(redis_url, box.url + "/a"), tmp_path / "a")
+    b = node(shared_config(redis_url, box.url + "/b"), tmp_path / "b")
+    try:
+        views = wait_until(lambda: (v := {"a": cluster(a), "b": cluster(b)}) and all(
+            x["cluster"]["role"] in ("leader", "follower") for x in v.values()) and v, 15, what="roles")
+        leader = next(n for n, v in views.items() if v["cluster"]["role"] == "leader")
+        follower = "b" if leader == "a" else "a"
+        wait_until(lambda: box.by(leader) == [2], 15, what="the leader's scale call")
+        fv = cluster({"a": a, "b": b}[follower])["revisions"]["v1"]
+        assert box.by(follower) == [] and fv["desired"] == 2 and fv["cluster"]["desired"] == 2
+        {"a": a, "b": b}[leader].signal(signal.SIGSTOP)       # the leader hangs: the other takes over and scales
+        try:
+            wait_until(lambda: box.by(follower) == [2], 15, what="the new leader's scale call")
+            assert cluster({"a": a, "b": b}[follower])["cluster"]["role"] == "leader"
+        finally:
+            {"a": a, "b": b}[leader].signal(signal.SIGCONT)
+    finally:
+        a.stop()
+        b.stop()
+        box.stop()
 
 
 def test_with_redis_down_a_node_decides_alone_counts_it_and_rejoins_when_redis_is_back(tmp_path: Path) -> None:
