@@ -1,7 +1,7 @@
 """One node's part in a serving cluster: with ``[serving] redis_url`` set, the nodes make one set of decisions.
 
-Every ``ROUND`` (1 s) the controller calls ``round``: this node publishes each revision's concurrency over the last
-second and its ready instances (``ServingCluster.publish``), renews or tries the lease, and then
+Every ``ROUND`` (1 s) the controller calls ``round``: this node renews or tries the lease, publishes each
+revision's concurrency over the last second and its ready instances (``ServingCluster.publish``), and then
 
 * as the **leader**: reads every revision's cluster ``Load`` into a decider of its own (fed only with cluster
   sums, one sample a second) and republishes its latest cluster-wide decision, so followers keep it fresh;
@@ -13,7 +13,8 @@ second and its ready instances (``ServingCluster.publish``), renews or tries the
 executor's instances are shared (``ScaleExecutor.shared``):
 
 * shared (``kubernetes``, ``http``): the cluster-wide count is the revision's count; only the leader (or a node
-  alone) calls ``scale``, the others only route to the instances they see;
+  alone) calls ``scale``, the others only route to the instances they see (a node before its first round,
+  ``joining``, does not scale them either, so a node joining never resets the count to ``initial_scale``);
 * node-local (``process``, ``docker``): each node runs its share, ``ceil(desired / nodes)`` bounded by the
   revision's ``min_scale`` and ``max_scale`` (so those bound each node), and the leader decides the cluster-wide
   count with bounds multiplied by the node count.
@@ -72,9 +73,9 @@ class Coordinator:
         """Publish this node's loads, renew or try the lease, and read what this role needs."""
         self.views = {(r.service, r.name): self.views.get((r.service, r.name), View()) for r in revisions}
         try:
+            leading = await self.cluster.is_leader()      # first, so a slow round does not delay the renewal
             for rev in revisions:
                 await self.cluster.publish(_key(rev), rev.decider.average(now, BUCKET) or 0.0, len(rev.ready))
-            leading = await self.cluster.is_leader()
             self.holder = await self.cluster.leader()
             for rev in revisions:
                 view = self.views[(rev.service, rev.name)]
