@@ -96,9 +96,7 @@ class Coordinator:
     async def _lead(self, rev: Revision, view: View, now: float) -> None:
         view.load = await self.cluster.total(_key(rev))
         if view.decider is None:        # taking over: start from the count in force
-            nodes = 1 if rev.executor.shared else max(1, view.load.nodes)
-            current = view.desired if view.desired is not None else rev.desired * nodes
-            view.decider = Decider(rev.decider.settings, now, current)
+            view.decider = Decider(rev.decider.settings, now, _in_force(rev, view, view.load.nodes))
         view.decider.record(now, view.load.concurrency)
         if view.desired is not None:
             await self.cluster.publish_decision(_key(rev), view.desired, view.nodes)
@@ -138,8 +136,7 @@ class Coordinator:
             settings = replace(settings, min_scale=settings.min_scale * nodes, max_scale=settings.max_scale * nodes)
             ready = view.load.ready
         view.decider.settings = settings
-        wanted = view.desired if view.desired is not None else ready
-        decision = view.decider.decide(now, ready, wanted)
+        decision = view.decider.decide(now, ready, _in_force(rev, view, nodes))
         if decision.desired < 0:
             return None
         view.desired, view.nodes = decision.desired, nodes
@@ -176,6 +173,14 @@ class Coordinator:
         """Give the lease up at once, so another node takes over without waiting for it to lapse."""
         await self.cluster.resign()
         await self.cluster.close()
+
+
+def _in_force(rev: Revision, view: View, nodes: int) -> int:
+    """The cluster-wide count wanted now: the leader's last decision, else this node's count as if every node ran
+    it (so a new leader's first decision keeps the scale-to-zero grace like any other)."""
+    if view.desired is not None:
+        return view.desired
+    return rev.desired if rev.executor.shared else rev.desired * max(1, nodes)
 
 
 def _key(rev: Revision) -> str:
