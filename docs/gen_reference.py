@@ -190,6 +190,7 @@ def config_fragments() -> dict[str, tuple[str, Table, frozenset[str]]]:
         "access-log": ("access_log", gs.ACCESS_LOG, frozenset()),
         "tracing": ("tracing", gs.TRACING, frozenset()),
         "limits": ("limits", gs.LIMITS, frozenset()),
+        "serving": ("serving", gs.SERVING_CLUSTER, frozenset()),
     }
     for name in gs.PROVIDERS.fields:
         frags[f"providers-{name}"] = (f"providers.{name}", _table(gs.PROVIDERS, name), frozenset())
@@ -207,7 +208,7 @@ def _table(table: Table, key: str) -> Table:
 def covered_top_level() -> set[str]:
     """Top-level config keys whose keys some fragment lists (a new top-level table must get a fragment)."""
     return {"entrypoints", "routers", "services", "middlewares", "providers", "admin", "acme", "access_log",
-            "tracing", "limits"}
+            "tracing", "limits", "serving"}
 
 
 # ---------------------------------------------------------------------------------------------------- metrics

@@ -394,4 +394,4 @@ class AdminServer:
     async def serving(self, request: web.Request) -> web.Response:
         """Per served service and revision: instances wanted, starting and ready, in flight and queued, the
         autoscaler's windows, panic state and last decisions with their reasons, and the executor's errors."""
-        return _json(redact(self.gateway.control().get("serving", {})))
+        return _json(redact(self.gateway.serving()))

@@ -109,6 +109,12 @@ class Gateway:
         that look servers up by URL and redact what they show (the admin API); ``health()`` masks it."""
         return self._control.snapshot()
 
+    def serving(self) -> dict[str, Any]:
+        """The serving controller's state alone (``/api/serving``, the dashboard's Serving page), without the rest
+        of the control plane's snapshot."""
+        serving = self._control.serving
+        return serving.snapshot() if serving is not None else {}
+
     def compiled(self) -> dict[str, Any]:
         """The live generation: the effective config (providers' routers and services merged in) and its
         plane slot indices (empty before start)."""

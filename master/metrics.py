@@ -445,7 +445,16 @@ class GatewayCollector:
         rollout = GaugeMetricFamily(P + "serving_rollout_percent", "The percent of a served service's traffic its "
                                     "gradual rollout gives each of its two revisions now (a rollback puts the new "
                                     "one at 0).", labels=labels)
-        for service, state in sorted(g.control().get("serving", {}).items()):
+        leader = GaugeMetricFamily(P + "serving_cluster_leader", "1 while this node holds the serving cluster's "
+                                   "Redis lease and decides for every node ([serving] redis_url).")
+        alone = CounterMetricFamily(P + "serving_cluster_fail_open", "Coordination rounds in which Redis could not be "
+                                    "reached, so this node decided alone for its own load.")
+        served = g.control().get("serving", {})
+        cluster = next((state["cluster"] for state in served.values() if state.get("cluster")), None)
+        if cluster is not None:
+            leader.add_metric([], 1.0 if cluster["role"] == "leader" else 0.0)
+            alone.add_metric([], cluster["errors"])
+        for service, state in sorted(served.items()):
             for name, percent in sorted((state["rollout"] or {"split": {}})["split"].items()):
                 rollout.add_metric([service, name], percent)
             for name, rev in sorted(state["revisions"].items()):
@@ -458,7 +467,7 @@ class GatewayCollector:
                     refused.add_metric([service, name, "timeout"], queue["timeout"])
                     waits.add_metric([service, name], _buckets(queue["waits"]), queue["wait_sum_us"] / 1e6)
         yield from gauges.values()
-        yield from (refused, errors, waits, rollout)
+        yield from (refused, errors, waits, rollout, leader, alone)
 
     # -- AI-agent extensions (shared/plane/ai.py, master/probes/model.py)
     def _ai(self, plane: Any, compiled: dict[str, Any]) -> Iterator[Metric]:

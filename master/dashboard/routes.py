@@ -36,7 +36,8 @@ OPEN = ("/dashboard/login", "/dashboard/static/")
 ListView = Callable[["admin_api.NodeView", Windows, str], views.Page]
 DetailView = Callable[["admin_api.NodeView", Windows, str], views.Page | None]
 LISTS: dict[str, ListView] = {"routers": views.routers, "services": views.services,
-                              "middlewares": views.middlewares, "certificates": views.certificates,
+                              "serving": views.serving, "middlewares": views.middlewares,
+                              "certificates": views.certificates,
                               "providers": views.providers, "workers": views.workers}
 DETAILS: dict[str, DetailView] = {"routers": views.router, "services": views.service,
                                   "middlewares": views.middleware}

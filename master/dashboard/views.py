@@ -296,9 +296,69 @@ def providers(view: NodeView, windows: Windows, q: str) -> Page:
                 _search(q, "name"))
 
 
+DECISIONS_SHOWN = 5
+
+
+def _rollout(rollout: dict[str, Any] | None) -> Markup:
+    if rollout is None:
+        return Markup("")
+    steps = rollout.get("steps") or []
+    last = steps[-1] if steps else {}
+    return join([tag("h3", "Rollout"), _dl([
+        ("from → to", f"{rollout.get('from')} → {rollout.get('to')}"),
+        ("progress", tag("progress", f"{rollout.get('percent')} %", value=rollout.get("percent"), max=100)),
+        ("traffic to the new revision", f"{rollout.get('percent')} %"), ("state", rollout.get("state")),
+        ("reason", rollout.get("reason")), ("last step", last.get("verdict"))])])
+
+
+def _cluster(cluster: dict[str, Any] | None) -> Markup:
+    if cluster is None:
+        return tag("p", "This node decides alone (no [serving] redis_url).", class_="note")
+    return _dl([("this node", cluster["node"]), ("role", cluster["role"]), ("lease holder", cluster["leader"]),
+                ("Redis failures", cluster["errors"]), ("last error", cluster["last_error"])])
+
+
+def _executor(rev: dict[str, Any]) -> Markup:
+    ex = rev["executor"]
+    trouble = rev.get("failing") or ex.get("last_error")
+    return join([ex["kind"], f" · {ex['errors']} errors" if ex["errors"] else "",
+                 tag("div", trouble, class_="error") if trouble else ""])
+
+
+def serving(view: NodeView, windows: Windows, q: str) -> Page:
+    """Served services: each revision's instances, load, autoscaler state and last decisions, the rollout, and
+    this node's part in a cluster; from the serving controller's memory alone (no plane scan, no other state)."""
+    now = time.monotonic()
+    parts = []
+    served = redact(view.gateway.serving())
+    for name, svc in sorted(served.items()):
+        revisions = {r: rev for r, rev in svc["revisions"].items() if _matches(q, name, r, rev["executor"]["kind"])}
+        if not revisions:
+            continue
+        rows, decided = [], []
+        for r, rev in revisions.items():
+            cluster = rev.get("cluster") or {}
+            rows.append([r, rev["desired"], rev["ready"], rev["starting"], rev["in_flight"], rev["queued"],
+                         rev["stable_concurrency"], rev["panic_concurrency"],
+                         tag("span", "panic", class_="health down") if rev["panicking"] else "stable",
+                         rev["target"], cluster.get("desired"), _executor(rev)])
+            decided += [[r, f"{max(0.0, now - d['at']):.0f} s ago", d["desired"], d["ready"], d["reason"]]
+                        for d in reversed(rev["decisions"][-DECISIONS_SHOWN:])]
+        parts += [tag("h2", obj_link("services", name)), _cluster(svc.get("cluster")), _rollout(svc.get("rollout")),
+                  table(["revision", "desired", "ready", "starting", "in flight", "queued", "stable concurrency",
+                         "panic concurrency", "mode", "target", "cluster-wide desired", "executor"], rows,
+                        class_="list revisions"),
+                  tag("h3", "Last decisions"),
+                  table(["revision", "when", "desired", "ready", "reason"], decided, class_="decisions")]
+    if not parts:
+        parts = [tag("p", "No served service matches." if q and served else "No served service.")]
+    return Page("Serving", join(parts), _search(q, "service, revision, executor"))
+
+
 NAV = (("/dashboard/", "Overview"), ("/dashboard/routers", "Routers"), ("/dashboard/services", "Services"),
-       ("/dashboard/middlewares", "Middlewares"), ("/dashboard/certificates", "Certificates"),
-       ("/dashboard/providers", "Providers"), ("/dashboard/workers", "Workers"))
+       ("/dashboard/serving", "Serving"), ("/dashboard/middlewares", "Middlewares"),
+       ("/dashboard/certificates", "Certificates"), ("/dashboard/providers", "Providers"),
+       ("/dashboard/workers", "Workers"))
 
 
 def document(title: str, body: Markup, assets: dict[str, str]) -> str:

@@ -6,7 +6,11 @@ Loops (tasks of the master's event loop):
 * ``_sample`` every ``SAMPLE`` s: the node-wide concurrency of every revision (in flight on its instances, from
   the plane's per-backend rows, plus requests waiting in the activator) goes into its decider's 1 s buckets. A
   revision with requests waiting and no instance is woken at once (the activator's poke), not at the next tick.
-* ``_tick`` every ``tick`` s (Knative: 2 s): each decider decides and the executor is told the count.
+* ``_tick`` every ``tick`` s (Knative: 2 s): each decider decides and the executor is told the count; with
+  ``[serving] redis_url`` set, the count is the cluster's (``coordinator.py``: the leader decides from every
+  node's load, the others follow), unless Redis cannot be reached.
+* ``_coordinate`` every ``ROUND`` s, only with ``redis_url``: this node's loads to Redis, the lease, the leader's
+  decisions (``Coordinator.round``).
 * ``_probe`` per instance not yet ready: ``GET ready_path`` every ``PROBE_INTERVAL`` with a ``PROBE_TIMEOUT``,
   until it answers (any status below 500); then the revision's ready set changes. A refused connection (the
   instance does not listen yet) is retried after ``CONNECT_BACKOFF``, a short fixed backoff, so a cold start is
@@ -41,6 +45,7 @@ from ...shared.config.serving_schema import revision_service
 from ...shared.plane import Plane
 from ...shared.plane.observations import NB
 from .autoscaler import Decider, Decision, Settings
+from .coordinator import ROUND, Coordinator
 from .executor import Instance, ScaleExecutor
 from .executors import executor_class
 from .revisions import served
@@ -89,6 +94,7 @@ class Serving:
         self._publishing: asyncio.Task | None = None
         self._dirty = False
         self._session: aiohttp.ClientSession | None = None
+        self.coordinator: Coordinator | None = None               # with [serving] redis_url: the cluster's part
 
     # -- what the generations see
     def ready(self, service: str, revision: str) -> list[str]:
@@ -132,8 +138,10 @@ class Serving:
             rev.desired = min(max(r["initial_scale"], r["min_scale"]), r["max_scale"])
             self._spawn(self._scale(rev, rev.desired, f"initial_scale {r['initial_scale']}"))
         self._configure_rollouts(data, now)
+        self._configure_cluster(data.get("serving") or {})
         if not self._tasks:
-            self._tasks = [self._spawn(self._sample()), self._spawn(self._tick()), self._spawn(self._roll())]
+            self._tasks = [self._spawn(self._sample()), self._spawn(self._tick()), self._spawn(self._roll()),
+                           self._spawn(self._coordinate())]
 
     # -- gradual rollouts (master/serving/rollout.py)
     def split(self, service: str, serving: dict[str, Any]) -> dict[str, int] | None:
@@ -144,6 +152,16 @@ class Serving:
             return None
         rollout = self.rollouts.get(service)
         return rollout.split() if rollout is not None and rollout.key == key else opening_split(serving["rollout"])
+
+    def _configure_cluster(self, settings: dict[str, Any]) -> None:
+        """A coordinator for ``[serving]``'s Redis, remade when its settings change; none without ``redis_url``."""
+        wanted = settings if settings.get("redis_url") else None
+        current = self.coordinator
+        if current is not None and current.settings != wanted:
+            self._spawn(current.close())
+            self.coordinator = current = None
+        if wanted is not None and current is None:
+            self.coordinator = Coordinator(wanted)
 
     def _configure_rollouts(self, data: dict[str, Any], now: float) -> None:
         """A rollout whose identity (settings and revisions) a reload keeps keeps its progress; a new or changed
@@ -202,6 +220,9 @@ class Serving:
             self._publishing.cancel()
         revisions, self.revisions = list(self.revisions.values()), {}
         await asyncio.gather(*(self._close_now(rev) for rev in revisions), return_exceptions=True)
+        if self.coordinator is not None:
+            await self.coordinator.close()
+            self.coordinator = None
         if self._session is not None:
             await self._session.close()
         self._tasks = []
@@ -220,7 +241,8 @@ class Serving:
         return asyncio.get_running_loop().create_task(coro)
 
     # -- scaling
-    async def _scale(self, rev: Revision, desired: int, reason: str, decision: Decision | None = None) -> None:
+    async def _scale(self, rev: Revision, desired: int, reason: str, decision: Decision | None = None,
+                     wake: bool = False) -> None:
         if decision is not None and decision.desired >= 0 and (decision.desired != rev.desired or
                                                                 not rev.decisions):
             rev.decisions.append(decision.as_dict())
@@ -230,10 +252,13 @@ class Serving:
         if desired != rev.desired:
             log.info(f"serving {rev.service}/{rev.name}: {rev.desired} -> {desired} instances ({reason})")
         rev.desired = desired
-        await self._apply(rev)
+        await self._apply(rev, wake)
 
-    async def _apply(self, rev: Revision) -> None:
-        """Tell the executor the count wanted now (one call at a time per revision)."""
+    async def _apply(self, rev: Revision, wake: bool = False) -> None:
+        """Tell the executor the count wanted now (one call at a time per revision); a follower whose instances
+        are shared leaves that to the leader, except to wake a revision at zero."""
+        if self.coordinator is not None and not wake and not self.coordinator.scales_here(rev):
+            return
         try:
             async with rev.scaling:
                 await rev.executor.scale(rev.desired)
@@ -251,12 +276,34 @@ class Serving:
                 tick = self.ticks.get(rev.service, 2.0)
                 if now - last.get(rev.service, 0.0) < tick:
                     continue
-                decision = rev.decider.decide(now, len(rev.ready), rev.desired)
-                if decision.desired >= 0:
-                    await self._scale(rev, decision.desired, decision.reason, decision)
+                await self._decide(rev, now)
             for service, tick in self.ticks.items():
                 if now - last.get(service, 0.0) >= tick:
                     last[service] = now
+
+    async def _decide(self, rev: Revision, now: float) -> None:
+        """One tick's decision: the cluster's when this node is in one, else its own decider's."""
+        followed = self.coordinator.decide(rev, now) if self.coordinator is not None else None
+        if followed is None:
+            decision = rev.decider.decide(now, len(rev.ready), rev.desired)
+            if decision.desired >= 0:
+                await self._scale(rev, decision.desired, decision.reason, decision)
+            return
+        desired, reason, decision = followed
+        if decision is not None or desired != rev.desired:
+            await self._scale(rev, desired, reason, decision)
+        else:
+            await self._apply(rev)
+
+    async def _coordinate(self) -> None:
+        while True:
+            await asyncio.sleep(ROUND)
+            if self.coordinator is None or not self.revisions:
+                continue
+            try:
+                await self.coordinator.round(list(self.revisions.values()), time.monotonic())
+            except Exception:  # noqa: BLE001 — a bug in one round must not end coordination for good
+                log.exception("serving: cluster round failed")
 
     async def _sample(self) -> None:
         while True:
@@ -270,7 +317,8 @@ class Serving:
                 rev.decider.record(now, rev.concurrency)
                 self._check_failing(rev)
                 if rev.queued and rev.desired == 0:     # a poke lost (a worker restarted): the same, later
-                    await self._scale(rev, rev.decider.wake(now), f"{rev.queued} request(s) waiting, no instance")
+                    await self._scale(rev, rev.decider.wake(now), f"{rev.queued} request(s) waiting, no instance",
+                                      wake=True)
                 else:   # the executor may be in a backoff: keep telling it what is wanted
                     live = [i for i in rev.executor.instances() if i.state != "terminating"]
                     if rev.queued and len(live) < rev.desired:
@@ -281,7 +329,8 @@ class Serving:
         instance; waking it does not wait for the next sample."""
         for rev in self.revisions.values():
             if rev.lb == lb and rev.desired == 0:
-                self._spawn(self._scale(rev, rev.decider.wake(time.monotonic()), "a request waits, no instance"))
+                self._spawn(self._scale(rev, rev.decider.wake(time.monotonic()), "a request waits, no instance",
+                                        wake=True))
 
     def _check_failing(self, rev: Revision) -> None:
         """A new executor error while no instance is ready: publish it, so waiters get a 503 that says why."""
@@ -350,12 +399,15 @@ class Serving:
     # -- observability
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        coordinator = self.coordinator
+        cluster = coordinator.snapshot() if coordinator is not None else None
         for rev in self.revisions.values():
             decider = rev.decider
             live = [i for i in rev.executor.instances() if i.state != "terminating"]
             now = time.monotonic()
             idx = self.slots["services"].get(rev.lb)
-            out.setdefault(rev.service, {"revisions": {}, "rollout": None})["revisions"][rev.name] = {
+            service = out.setdefault(rev.service, {"revisions": {}, "rollout": None, "cluster": cluster})
+            service["revisions"][rev.name] = {
                 "desired": rev.desired,
                 "starting": len([i for i in live if i.address not in rev.ready]),
                 "ready": len(rev.ready),
@@ -371,6 +423,7 @@ class Serving:
                 "decisions": list(rev.decisions),
                 "executor": rev.executor.describe(),
                 "failing": rev.failing,
+                "cluster": coordinator.revision_snapshot(rev) if coordinator is not None else None,
             }
         for name, rollout in self.rollouts.items():
             if name in out:

@@ -44,6 +44,9 @@ class ScaleExecutor(abc.ABC):
     """Runs one revision's instances; see the module docstring for the invariants."""
 
     kind: ClassVar[str]
+    # True when every gateway node sees the same instances (a Deployment, a registry) rather than running its own:
+    # with several nodes (``[serving] redis_url``) only the leader then calls ``scale`` (master/serving/coordinator.py)
+    shared: ClassVar[bool] = False
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[str]:

@@ -44,6 +44,7 @@ from .schema import (
     readable_file_error,
     url_check,
 )
+from .serving_schema import CLUSTER as SERVING_CLUSTER
 from .serving_schema import SERVING
 
 PROTOCOLS = ("http", "tcp", "udp")
@@ -587,5 +588,6 @@ CONFIG = Table(
         "access_log": Field(ACCESS_LOG, {}),
         "tracing": Field(TRACING, {}),
         "limits": Field(LIMITS, {}),
+        "serving": Field(SERVING_CLUSTER, {}),
     }
 )

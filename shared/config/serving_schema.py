@@ -13,6 +13,9 @@ Invariants of the normalized form:
 * a revision has exactly its ``executor``'s table: ``process`` is checked here (``ports`` becomes ``[low, high]``),
   the other kinds' tables are free-form and checked by their executor class (``ScaleExecutor.validate``, in the
   master, which may import what it needs); the other kinds' tables normalize to None.
+
+The top-level ``[serving]`` table (``CLUSTER``) is the node's, not a service's: with ``redis_url`` set, the gateway
+nodes share their load and one set of decisions through Redis (``master/serving/cluster.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .schema import (
     Table,
     join,
     path_error,
+    url_check,
 )
 
 EXECUTORS = ("process", "docker", "http", "kubernetes")
@@ -213,6 +217,18 @@ SERVING = Table(
         "queue_timeout": Field(_POSITIVE, 300.0),
     },
     post=_serving_post,
+)
+
+
+# More than one gateway node (master/serving/cluster.py): loads and decisions shared through Redis, one leader.
+CLUSTER = Table(
+    {
+        "redis_url": Field(Nullable(Str(check=url_check("redis", "rediss")))),    # null: every node decides alone
+        "key_prefix": Field(Str(nonempty=True), "a3s:serving"),
+        "lease": Field(Duration(check=lambda s: None if s >= 2 else "must be at least 2s (renewed every second)"),
+                       6.0),
+        "timeout_ms": Field(Int(minimum=1), 500),
+    }
 )
 
 

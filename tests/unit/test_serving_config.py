@@ -93,3 +93,11 @@ def test_revisions_compile_to_a_weighted_split_and_tag_routes() -> None:
     assert routers["fn.next"]["rule"] == ("(Header(`Knative-Serving-Tag`, `next`) && (Host(`fn.example`))) || "
                                           "Host(`next-fn.example`)")
     assert routers["fn.next"]["priority"] == routers["fn"]["priority"] + 1
+
+
+def test_the_top_level_serving_table_defaults_to_no_cluster_and_names_its_bad_keys() -> None:
+    assert GatewayConfig.from_toml(BASE).data["serving"] == {"redis_url": None, "key_prefix": "a3s:serving",
+                                                             "lease": 6.0, "timeout_ms": 500}
+    found = problems_of(BASE + '[serving]\nredis_url = "http://127.0.0.1:6379"\nlease = "1s"\nkey_prefix = ""\n')
+    assert set(found) == {"serving.redis_url", "serving.lease", "serving.key_prefix"}
+    assert "at least 2s" in found["serving.lease"]

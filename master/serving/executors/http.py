@@ -47,6 +47,7 @@ class HttpSettings:
 
 class HttpExecutor(Reconciler):
     kind: ClassVar[str] = "http"
+    shared: ClassVar[bool] = True
     settings_type = HttpSettings
     config: HttpSettings
     registry: ClassVar[Registrations] = REGISTRY

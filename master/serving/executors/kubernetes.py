@@ -56,6 +56,7 @@ class KubernetesSettings:
 
 class KubernetesExecutor(Reconciler):
     kind: ClassVar[str] = "kubernetes"
+    shared: ClassVar[bool] = True
     settings_type = KubernetesSettings
     config: KubernetesSettings
 
