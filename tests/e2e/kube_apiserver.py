@@ -40,6 +40,7 @@ KINDS: dict[str, tuple[str, str, str, bool]] = {
     "endpointslices": ("discovery.k8s.io", "v1", "EndpointSlice", True),
     "deployments": ("apps", "v1", "Deployment", True),
     "leases": ("coordination.k8s.io", "v1", "Lease", True),
+    "events": ("events.k8s.io", "v1", "Event", True),
     "gatewayclasses": ("gateway.networking.k8s.io", "v1", "GatewayClass", False),
     "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True),
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True),

@@ -159,6 +159,12 @@ request_headers = {X-Tagged = "yes"}
     assert r.json()["headers"]["x-tagged"] == ["yes"]
 
 
+def events_about(api: FakeApiServer, name: str) -> list[dict]:
+    """The Events the gateway created about the object ``name``."""
+    return [o for (plural, _ns, _name), o in list(api.objects.items())
+            if plural == "events" and o["regarding"]["name"] == name]
+
+
 def test_a_bad_ingress_is_reported_by_namespace_and_name_and_the_rest_keeps_serving(api, backends, gateway,
                                                                                       tmp_path):
     pods(api, backends, "good")
@@ -172,6 +178,18 @@ def test_a_bad_ingress_is_reported_by_namespace_and_name_and_the_rest_keeps_serv
     assert "no-such-middleware" in " ".join(errors["Ingress default/bad"])
     assert "service default/missing not found" in " ".join(errors["Ingress default/orphan"])
     assert name_at(gw, "/", "b.test") == 404
+    # each object with problems gets one Warning Event (kubectl describe shows it), the good one none
+    event = wait_until(lambda: events_about(api, "bad"), what="an Event about the bad Ingress")[0]
+    assert event["type"] == "Warning" and event["reason"] == "ConfigProblem" and "no-such-middleware" in event["note"]
+    assert event["regarding"] == {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "default",
+                                  "name": "bad", "uid": api.get("Ingress", "bad", "default")["metadata"]["uid"]}
+    assert event["metadata"]["namespace"] == "default"
+    assert "service default/missing not found" in wait_until(lambda: events_about(api, "orphan"),
+                                                             what="an Event about the orphan")[0]["note"]
+    lease = api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"]
+    wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
+               what="lease renewed (another status pass)")
+    assert [len(events_about(api, n)) for n in ("bad", "orphan", "good")] == [1, 1, 0]    # once per change
 
 
 @pytest.fixture
