@@ -376,3 +376,23 @@ def test_conformance_invalid_parent_and_backend_refs_are_reported_per_route(api,
     assert [ask(gw, {"host": h}).status_code for h in ("port.test", "section.test", "cross.test")] == [404] * 3
     by_listener = api.get("Gateway", "same-namespace", "default")["status"]["listeners"]
     assert [li["attachedRoutes"] for li in by_listener] == [1]       # only the reference-grant route
+
+
+def test_conformance_observed_generation_follows_a_route_update(api, backends, gateway, tmp_path):
+    # upstream HTTPRouteObservedGenerationBump: after a spec change (a new generation) the route's conditions
+    # carry the new observedGeneration, stay Accepted and ResolvedRefs, and the new backend serves
+    route = http_route("observed-generation-bump", [route_rule(None, "v1")])
+    gw = start(api, backends, gateway, tmp_path, route)
+
+    def observed() -> set[int]:
+        parents = ((api.get("HTTPRoute", "observed-generation-bump", "default") or {}).get("status") or {}).get(
+            "parents") or []
+        return {c.get("observedGeneration") for p in parents for c in p["conditions"]}
+
+    wait_until(lambda: observed() == {1}, timeout=20, what="conditions of generation 1")
+    api.apply(http_route("observed-generation-bump", [route_rule(None, "v2")]))
+    assert api.get("HTTPRoute", "observed-generation-bump", "default")["metadata"]["generation"] == 2
+    wait_until(lambda: observed() == {2}, timeout=20, what="conditions of generation 2")
+    assert parent_conditions(api.get("HTTPRoute", "observed-generation-bump", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    wait_until(lambda: verdict(gw, {"backend": "v2"}) == {"backend": "v2"}, what="the new backend serves")

@@ -339,3 +339,23 @@ servers = [{{url = "{override.url}"}}]
     assert "no ready endpoints" in r.text
     assert "no ready endpoints" in " ".join(kube_state(gw)["errors"]["Ingress default/web"])
     assert name_at(gw, "/override") == "override"     # the file's priority 100 beats the Ingress's exact path
+
+
+def test_a_refused_watch_is_retried_with_backoff_and_reported_until_it_recovers(api, backends, gateway, tmp_path):
+    pods(api, backends, "app")
+    api.apply(ingress_class(), ingress("app", [rule("a.test", path("/", "app"))]))
+    gw = gateway(config(api, tmp_path))
+    wait_until(lambda: name_at(gw, "/") == "app", timeout=15, what="ingress served")
+    api.refuse_watches("ingresses", 2)
+    api.compact()                  # the open watch ends (410); the relist works, the next two watches get 500
+
+    def provider() -> dict:
+        return next(p for p in httpx.get(gw.admin + "/api/providers", timeout=5).json() if p["name"] == "kubernetes")
+
+    view = wait_until(lambda: (lambda v: v if next(w for w in v["watches"] if w["kind"] == "Ingress")["reconnects"]
+                               == 2 else None)(provider()), timeout=20, what="two refused watches retried")
+    ingresses = next(w for w in view["watches"] if w["kind"] == "Ingress")
+    assert ingresses["last_error"]["error"].startswith("500") and view["last_error"].startswith("Ingress: 500")
+    assert name_at(gw, "/") == "app"                     # the last good config keeps serving meanwhile
+    api.apply(ingress("later", [rule("later.test", path("/", "app"))]))       # seen only by a working watch
+    wait_until(lambda: name_at(gw, "/", "later.test") == "app", timeout=20, what="the watch works again")
