@@ -10,6 +10,7 @@ Invariants (the structural-schema rules):
   is ``x-kubernetes-preserve-unknown-fields`` with no type;
 * a middleware table (``type`` picks its keys) is one object whose properties are the union of every type's
   keys; a key whose schema differs between types accepts any value there;
+* a table kept as given (an executor's settings) is an object with ``x-kubernetes-preserve-unknown-fields``;
 * no ``default`` is written: defaults are filled by the validator, so an object stored in the cluster holds
   only what its author wrote.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from .middleware_types import MIDDLEWARE_TYPES, MiddlewareSpec
 from .schema import Bool, Duration, Int, ListOf, MapOf, Nullable, Number, Spec, Str, Table
+from .serving_schema import FreeTable
 
 ANY: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -61,6 +63,8 @@ def openapi(spec: Spec) -> dict[str, Any]:
         return middleware()
     if isinstance(spec, Duration):
         return dict(ANY)
+    if isinstance(spec, FreeTable):
+        return {"type": "object", **ANY}     # an executor's settings: it checks them itself
     raise TypeError(f"no OpenAPI form for {type(spec).__name__}")
 
 
