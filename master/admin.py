@@ -255,8 +255,8 @@ class NodeView:
         return out
 
     def providers(self) -> list[dict[str, Any]]:
-        """Where the config comes from: the files (when it was read from one), discovery seeds, DNS names;
-        each with its last successful sync (unix time) and last error."""
+        """Where the config comes from: the files (when it was read from one), discovery seeds, DNS names, the
+        store providers and Kubernetes; each with its last successful sync (unix time) and last error."""
         out = []
         source = self.gateway.config().source
         if not source.startswith("<"):
@@ -277,6 +277,8 @@ class NodeView:
                         "last_error": "; ".join(f"{n}: {e}" for n, e in dns["errors"].items()) or None,
                         "names": dns["names"]})
         out.extend(self.control["providers"])      # connected, last_sync, last_error, objects, problems
+        if self.control["kubernetes"] is not None:
+            out.append(self.control["kubernetes"])  # the same keys, and each watch, its errors, the leader
         return out
 
 

@@ -144,12 +144,14 @@ class GatewayCollector:
         yield gen
 
     def _providers(self, g: Gateway) -> Iterator[Metric]:
-        """The store providers (master/providers/): connected, objects served, reads with rejected objects."""
-        providers = g.control()["providers"]
+        """The store providers (master/providers/) and Kubernetes: connected, objects served, reads with rejected
+        objects."""
+        control = g.control()
+        providers = control["providers"] + ([control["kubernetes"]] if control.get("kubernetes") else [])
         if not providers:
             return
-        up = GaugeMetricFamily(P + "provider_connected", "1 while a store provider is connected to its source.",
-                               labels=["provider"])
+        up = GaugeMetricFamily(P + "provider_connected", "1 while a store provider is connected to its source "
+                               "(Kubernetes: every watch has listed).", labels=["provider"])
         objects = GaugeMetricFamily(P + "provider_objects", "Routers, services and middlewares a provider serves.",
                                     labels=["provider"])
         bad = CounterMetricFamily(P + "provider_rejected_updates", "Reads of a provider's source with objects "

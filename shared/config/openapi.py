@@ -10,6 +10,7 @@ Invariants (the structural-schema rules):
   is ``x-kubernetes-preserve-unknown-fields`` with no type;
 * a middleware table (``type`` picks its keys) is one object whose properties are the union of every type's
   keys; a key whose schema differs between types accepts any value there;
+* a table kept as given (an executor's settings) is an object with ``x-kubernetes-preserve-unknown-fields``;
 * no ``default`` is written: defaults are filled by the validator, so an object stored in the cluster holds
   only what its author wrote.
 """

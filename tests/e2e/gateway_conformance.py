@@ -218,6 +218,37 @@ CASES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
         {"path": "/host-and-status", "status": 301, "location": "http://example.org/host-and-status"},
         {"path": "/scheme", "status": 302, "location": "https://a.test/scheme"},
         {"path": "/scheme-and-host", "status": 302, "location": "https://example.org/scheme-and-host"}]),
+    ("HTTPRouteRedirectPort", [http_route("redirect-port", [
+        rule([prefix("/port")], None, redirect(port=8083)),
+        rule([prefix("/port-and-host")], None, redirect(hostname="example.org", port=8083)),
+        rule([prefix("/port-and-status")], None, redirect(port=8083, statusCode=301)),
+        rule([prefix("/port-and-host-and-status")], None, redirect(port=8083, hostname="example.org",
+                                                                   statusCode=302))])], [
+        {"path": "/port", "status": 302, "location": "http://{host}:8083/port"},
+        {"path": "/port-and-host", "status": 302, "location": "http://example.org:8083/port-and-host"},
+        {"path": "/port-and-status", "status": 301, "location": "http://{host}:8083/port-and-status"},
+        {"path": "/port-and-host-and-status", "status": 302,
+         "location": "http://example.org:8083/port-and-host-and-status"}]),
+    # the routes of the HTTP listener (the upstream test's other two listeners, on 8080 and HTTPS, are not ported)
+    ("HTTPRouteRedirectPortAndScheme", [http_route("redirect-port-and-scheme", [
+        rule([prefix(f"/scheme-{scheme or 'nil'}-and-port-{port or 'nil'}")], None,
+             redirect(hostname="example.org", **({"scheme": scheme} if scheme else {}),
+                      **({"port": port} if port else {})))
+        for scheme, port in ((None, None), (None, 80), (None, 8080), ("https", None), ("https", 443),
+                             ("https", 8443))])], [
+        {"path": path, "status": 302, "location": f"{location}{path}"} for path, location in (
+            ("/scheme-nil-and-port-nil", "http://example.org"), ("/scheme-nil-and-port-80", "http://example.org"),
+            ("/scheme-nil-and-port-8080", "http://example.org:8080"),
+            ("/scheme-https-and-port-nil", "https://example.org"),
+            ("/scheme-https-and-port-443", "https://example.org"),
+            ("/scheme-https-and-port-8443", "https://example.org:8443"))]),
+    ("HTTPRouteSimpleSameNamespace", [http_route("gateway-conformance-infra-test", [rule(None, "v1")])], [
+        {"path": "/", "backend": "v1"}]),
+    ("HTTPRouteOmittedBackendRefs", [http_route("omitted-backendrefs", [
+        {"matches": [exact("/omitted-no-forward")]}, rule([exact("/empty-no-forward")], None),
+        rule([prefix("/")], "v1")])], [
+        {"path": "/forward", "backend": "v1"}, {"path": "/omitted-no-forward", "status": 500},
+        {"path": "/empty-no-forward", "status": 500}]),
     ("HTTPRouteInvalidNonExistentBackendRef / HTTPRouteInvalidBackendRefUnknownKind", [
         http_route("invalid-backends", [rule([prefix("/missing")], "no-such-service"),
                                         rule([prefix("/kind")], {"name": "v1", "port": 80, "kind": "ConfigMap"}),

@@ -11,7 +11,8 @@ appear only when a test applies them.
 
 Test hooks (thread-safe; the server runs on its own loop in a thread): ``apply``/``delete`` change the state,
 ``pause()``/``resume()`` hold event delivery (to make a gap), ``compact()`` ends every open watch with a 410
-``Expired`` ERROR event and makes watches from an older version get the same, as etcd compaction does.
+``Expired`` ERROR event and makes watches from an older version get the same, as etcd compaction does;
+``refuse_watches(plural, n)`` answers the next n watches of a kind with 500.
 
 Invariants: one global resourceVersion counter, increased by every write; an event carries the object as it
 was after that write; a watch never sees an event at or below the version it asked for.
@@ -40,6 +41,7 @@ KINDS: dict[str, tuple[str, str, str, bool]] = {
     "endpointslices": ("discovery.k8s.io", "v1", "EndpointSlice", True),
     "deployments": ("apps", "v1", "Deployment", True),
     "leases": ("coordination.k8s.io", "v1", "Lease", True),
+    "events": ("events.k8s.io", "v1", "Event", True),
     "gatewayclasses": ("gateway.networking.k8s.io", "v1", "GatewayClass", False),
     "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True),
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True),
@@ -105,6 +107,7 @@ class FakeApiServer:
         self.bookmarks_sent = 0
         self._watches: list[_Watch] = []
         self._paused: list[tuple[str, str, dict[str, Any]]] | None = None
+        self._refusals: dict[str, int] = {}                             # plural → watches to answer 500
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -199,6 +202,10 @@ class FakeApiServer:
                                               "code": 410, "reason": "Expired",
                                               "message": "too old resource version"}))
         self._call(go)
+
+    def refuse_watches(self, plural: str, count: int) -> None:
+        """The next ``count`` watch requests of ``plural`` answer 500, as an overloaded API server does."""
+        self._call(lambda: self._refusals.__setitem__(plural, count))
 
     def watch_requests(self, plural: str) -> list[str]:
         return [q for m, q in list(self.requests) if m == "GET" and f"/{plural}?" in q and "watch=" in q]
@@ -393,6 +400,9 @@ class FakeApiServer:
                                   "items": self._matching(plural, ns, request.query.get("labelSelector"))})
 
     async def _watch(self, request: web.Request, plural: str, ns: str | None) -> web.StreamResponse:
+        if self._refusals.get(plural):
+            self._refusals[plural] -= 1
+            return self._status(500, "InternalError", "the watch was refused (test hook)")
         since = request.query.get("resourceVersion")
         selector = request.query.get("labelSelector")
         timeout = float(request.query.get("timeoutSeconds", "300"))

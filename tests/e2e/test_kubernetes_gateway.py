@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from certs import CA
-from gateway_conformance import CASES
+from gateway_conformance import CASES, header_mod
 from gateway_support import (
     backend_ref,
     conditions,
@@ -104,8 +104,9 @@ def test_conformance_httproute_case(name, routes, checks, api, backends, gateway
 
 
 def test_request_mirror_copies_all_or_a_percent_or_a_fraction_to_the_mirror(api, backends, gateway, tmp_path):
-    # upstream HTTPRouteRequestMirror and HTTPRouteRequestPercentageMirror: v1 answers, the mirror gets a copy of
-    # every request, of `percent` % or of `fraction` of them (the mirroring service's counter is exact)
+    # upstream HTTPRouteRequestMirror, HTTPRouteRequestPercentageMirror and HTTPRouteRequestMultipleMirrors: v1
+    # answers, the mirror gets a copy of every request, of `percent` % or of `fraction` of them (the mirroring
+    # service's counter is exact); two mirrors each get a copy, after the rule's header modifier
     started: dict[str, Any] = {}
 
     def tracked(name: str) -> Any:
@@ -119,13 +120,26 @@ def test_request_mirror_copies_all_or_a_percent_or_a_fraction_to_the_mirror(api,
         route_rule([prefix("/all")], "v1", filters=[mirror("v2")]),
         route_rule([prefix("/percent")], "v1", filters=[mirror("v3", percent=20)]),
         route_rule([prefix("/fraction")], "v1", filters=[mirror("v3", fraction={"numerator": 1, "denominator": 2})]),
-        route_rule([prefix("/nowhere")], "v1", filters=[mirror("missing")])]))
+        route_rule([prefix("/nowhere")], "v1", filters=[mirror("missing")]),
+        route_rule([prefix("/multi-mirror")], "v1", filters=[mirror("v2"), mirror("v3")]),
+        route_rule([prefix("/multi-mirror-and-modify-request-headers")], "v1", filters=[
+            header_mod("RequestHeaderModifier", set_={"X-Header-Set": "set-overwrites-values"},
+                       add={"X-Header-Add": "header-val-1", "X-Header-Add-Append": "header-val-2"},
+                       remove=["X-Header-Remove"]), mirror("v2"), mirror("v3")])]))
     seen = lambda name: httpx.get(started[name].url + "/stats", timeout=5).json()["requests"]  # noqa: E731
     wait_until(lambda: verdict(gw, {"path": "/nowhere", "backend": "v1"})["backend"] == "v1", timeout=20,
                what="mirrored route served")
     for path, count in (("/all", 5), ("/percent", 50), ("/fraction", 20)):
         assert {verdict(gw, {"path": path, "backend": "v1"})["backend"] for _ in range(count)} == {"v1"}
-    wait_until(lambda: seen("v2") == 5 and seen("v3") == 20, what="mirror copies: 5 to v2, 10 + 10 to v3")
+    assert verdict(gw, {"path": "/multi-mirror", "backend": "v1", "backend_path": "/multi-mirror"}) == {
+        "path": "/multi-mirror", "backend": "v1", "backend_path": "/multi-mirror"}
+    modified = {"path": "/multi-mirror-and-modify-request-headers", "backend": "v1",
+                "headers": {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1"},
+                "seen": {"X-Header-Add": "header-val-1", "X-Header-Add-Append": "append-val-1,header-val-2",
+                         "X-Header-Set": "set-overwrites-values"}, "absent": ["X-Header-Remove"]}
+    assert verdict(gw, modified) == modified
+    wait_until(lambda: seen("v2") == 5 + 2 and seen("v3") == 20 + 2,
+               what="mirror copies: 5 + 2 to v2, 10 + 10 + 2 to v3")
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "mirror", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}, what="route status")
 
@@ -267,3 +281,118 @@ def test_a_backend_without_ready_endpoints_answers_503_and_still_resolves(api, b
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, what="route status")
     api.apply(slice_for("idle", [backends("v4").port], name=f"idle-{idle}"))     # the pod becomes ready
     wait_until(lambda: verdict(gw, {"backend": "v4"}) == {"backend": "v4"}, timeout=20, what="ready endpoint served")
+
+
+def test_conformance_hostname_intersection_of_routes_and_listeners(api, backends, gateway, tmp_path):
+    # upstream HTTPRouteHostnameIntersection: a route attaches to the listeners whose hostname intersects its
+    # hostnames and serves only the intersection; the port in a Host header is not matched; a route that
+    # intersects no listener is not Accepted (NoMatchingListenerHostname) and is not counted in attachedRoutes
+    web = free_port()
+    listeners = [listener("listener-1", web, hostname="very.specific.com"),
+                 listener("listener-2", web, hostname="*.wildcard.io"),
+                 listener("listener-3", web, hostname="*.anotherwildcard.io")]
+    parents = [{"name": "httproute-hostname-intersection", "namespace": "default"}]
+    routes = [http_route(name, [route_rule([prefix(path_)], backend)], hostnames=hosts, parents=parents)
+              for name, hosts, path_, backend in (
+                  ("specific-host-matches-listener-specific-host",
+                   ["non.matching.com", "*.nonmatchingwildcard.io", "very.specific.com"], "/s1", "v1"),
+                  ("specific-host-matches-listener-wildcard-host",
+                   ["non.matching.com", "wildcard.io", "foo.wildcard.io", "bar.wildcard.io", "foo.bar.wildcard.io"],
+                   "/s2", "v2"),
+                  ("wildcard-host-matches-listener-specific-host", ["non.matching.com", "*.specific.com"], "/s3", "v3"),
+                  ("wildcard-host-matches-listener-wildcard-host", ["*.anotherwildcard.io"], "/s4", "v1"),
+                  ("no-intersecting-hosts", ["specific.but.wrong.com", "wildcard.io"], "/s5", "v2"))]
+    all_hosts = http_route("httproute-hostname-intersection-all", [route_rule(None, "v2")],
+                           hostnames=["first.com", "sub.first.com", "second.com", "sub.second.com"],
+                           parents=[{"name": "httproute-hostname-intersection-all", "namespace": "default"}])
+    api.apply(gateway_class(), gateway_obj("httproute-hostname-intersection", listeners),
+              gateway_obj("httproute-hostname-intersection-all", [listener("listener-1", web)]))
+    gw = start(api, backends, gateway, tmp_path, *routes, all_hosts, web=web)
+    checks = [{"host": h, "path": p, "backend": b} for h, p, b in (
+        ("very.specific.com", "/s1", "v1"), ("very.specific.com:1234", "/s1", "v1"), ("non.matching.com", "/s1", 404),
+        ("foo.nonmatchingwildcard.io", "/s1", 404), ("foo.wildcard.io", "/s1", 404),
+        ("very.specific.com", "/non-matching-prefix", 404),
+        ("foo.wildcard.io", "/s2", "v2"), ("bar.wildcard.io", "/s2", "v2"), ("foo.bar.wildcard.io", "/s2", "v2"),
+        ("non.matching.com", "/s2", 404), ("wildcard.io", "/s2", 404), ("very.specific.com", "/s2", 404),
+        ("foo.wildcard.io", "/non-matching-prefix", 404),
+        ("very.specific.com", "/s3", "v3"), ("non.matching.com", "/s3", 404), ("foo.specific.com", "/s3", 404),
+        ("foo.wildcard.io", "/s3", 404), ("very.specific.com", "/non-matching-prefix", 404),
+        ("foo.anotherwildcard.io", "/s4", "v1"), ("bar.anotherwildcard.io", "/s4", "v1"),
+        ("foo.bar.anotherwildcard.io", "/s4", "v1"), ("anotherwildcard.io", "/s4", 404),
+        ("foo.wildcard.io", "/s4", 404), ("very.specific.com", "/s4", 404),
+        ("foo.anotherwildcard.io", "/non-matching-prefix", 404),
+        ("specific.but.wrong.com", "/s5", 404), ("wildcard.io", "/s5", 404),
+        ("first.com", "/", "v2"), ("sub.first.com", "/", "v2"), ("second.com", "/", "v2"),
+        ("sub.second.com", "/", "v2"), ("third.com", "/", 404), ("sub.third.com", "/", 404))]
+    wait_until(lambda: verdict(gw, checks[-5]) == checks[-5] and verdict(gw, checks[0]) == checks[0], timeout=20,
+               what="hostname intersections served")
+    assert [verdict(gw, c) for c in checks] == checks
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "no-intersecting-hosts", "default")).get("Accepted")
+               == ("False", "NoMatchingListenerHostname"), what="the non-intersecting route's status")
+    attached = {li["name"]: li["attachedRoutes"]
+                for li in api.get("Gateway", "httproute-hostname-intersection", "default")["status"]["listeners"]}
+    assert attached == {"listener-1": 2, "listener-2": 1, "listener-3": 1}
+
+
+def test_conformance_invalid_parent_and_backend_refs_are_reported_per_route(api, backends, gateway, tmp_path):
+    # upstream HTTPRouteInvalidReferenceGrant (no grant covers the Service: 500, RefNotPermitted),
+    # HTTPRouteInvalidParentRefNotMatchingListenerPort and ...NotMatchingSectionName (NoMatchingParent, nothing
+    # attached), HTTPRouteInvalidCrossNamespaceParentRef (NotAllowedByListeners)
+    b = backends("web-backend")
+    api.apply(service("web-backend", namespace="web-ns"), slice_for("web-backend", [b.port], namespace="web-ns"))
+    wrong = [reference_grant("wrong-namespace", "default", "HTTPRoute", "default", "Service")]
+    for name, change in (("wrong-from-group", ("from", "group", "not-the-group")),
+                         ("wrong-from-kind", ("from", "kind", "Gateway")),
+                         ("wrong-from-namespace", ("from", "namespace", "elsewhere")),
+                         ("wrong-to-group", ("to", "group", "not-the-group")),
+                         ("wrong-to-kind", ("to", "kind", "Secret"))):
+        grant = reference_grant(name, "web-ns", "HTTPRoute", "default", "Service")
+        grant["spec"][change[0]][0][change[1]] = change[2]
+        wrong.append(grant)
+    grant = reference_grant("wrong-to-name", "web-ns", "HTTPRoute", "default", "Service")
+    grant["spec"]["to"][0]["name"] = "not-the-service"
+    wrong.append(grant)
+    same = {"name": "same-namespace", "namespace": "default"}
+    gw = start(api, backends, gateway, tmp_path, *wrong,
+               http_route("reference-grant", [route_rule(None, backend_ref("web-backend", namespace="web-ns"))],
+                          hostnames=["grant.test"]),
+               http_route("not-matching-port", [route_rule(None, "v1")], hostnames=["port.test"],
+                          parents=[{**same, "port": 81}]),
+               http_route("not-matching-section", [route_rule(None, "v1")], hostnames=["section.test"],
+                          parents=[{**same, "sectionName": "nope"}]),
+               http_route("cross-namespace-parent", [route_rule(None, "v1")], hostnames=["cross.test"],
+                          namespace="gateway-conformance-web-backend", parents=[same]))
+    wait_until(lambda: ask(gw, {"host": "grant.test"}).status_code == 500, timeout=20,
+               what="the ungranted backend answers 500")
+    statuses = {name: ("Accepted", "False", reason) for name, reason in (
+        ("not-matching-port", "NoMatchingParent"), ("not-matching-section", "NoMatchingParent"))}
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "reference-grant", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="RefNotPermitted")
+    for name, (kind, status, reason) in statuses.items():
+        assert parent_conditions(api.get("HTTPRoute", name, "default")) == {
+            kind: (status, reason), "ResolvedRefs": ("True", "ResolvedRefs")}, name
+    assert parent_conditions(api.get("HTTPRoute", "cross-namespace-parent", "gateway-conformance-web-backend"))[
+        "Accepted"] == ("False", "NotAllowedByListeners")
+    assert [ask(gw, {"host": h}).status_code for h in ("port.test", "section.test", "cross.test")] == [404] * 3
+    by_listener = api.get("Gateway", "same-namespace", "default")["status"]["listeners"]
+    assert [li["attachedRoutes"] for li in by_listener] == [1]       # only the reference-grant route
+
+
+def test_conformance_observed_generation_follows_a_route_update(api, backends, gateway, tmp_path):
+    # upstream HTTPRouteObservedGenerationBump: after a spec change (a new generation) the route's conditions
+    # carry the new observedGeneration, stay Accepted and ResolvedRefs, and the new backend serves
+    route = http_route("observed-generation-bump", [route_rule(None, "v1")])
+    gw = start(api, backends, gateway, tmp_path, route)
+
+    def observed() -> set[int]:
+        parents = ((api.get("HTTPRoute", "observed-generation-bump", "default") or {}).get("status") or {}).get(
+            "parents") or []
+        return {c.get("observedGeneration") for p in parents for c in p["conditions"]}
+
+    wait_until(lambda: observed() == {1}, timeout=20, what="conditions of generation 1")
+    api.apply(http_route("observed-generation-bump", [route_rule(None, "v2")]))
+    assert api.get("HTTPRoute", "observed-generation-bump", "default")["metadata"]["generation"] == 2
+    wait_until(lambda: observed() == {2}, timeout=20, what="conditions of generation 2")
+    assert parent_conditions(api.get("HTTPRoute", "observed-generation-bump", "default")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    wait_until(lambda: verdict(gw, {"backend": "v2"}) == {"backend": "v2"}, what="the new backend serves")

@@ -159,6 +159,12 @@ request_headers = {X-Tagged = "yes"}
     assert r.json()["headers"]["x-tagged"] == ["yes"]
 
 
+def events_about(api: FakeApiServer, name: str) -> list[dict]:
+    """The Events the gateway created about the object ``name``."""
+    return [o for (plural, _ns, _name), o in list(api.objects.items())
+            if plural == "events" and o["regarding"]["name"] == name]
+
+
 def test_a_bad_ingress_is_reported_by_namespace_and_name_and_the_rest_keeps_serving(api, backends, gateway,
                                                                                       tmp_path):
     pods(api, backends, "good")
@@ -172,6 +178,18 @@ def test_a_bad_ingress_is_reported_by_namespace_and_name_and_the_rest_keeps_serv
     assert "no-such-middleware" in " ".join(errors["Ingress default/bad"])
     assert "service default/missing not found" in " ".join(errors["Ingress default/orphan"])
     assert name_at(gw, "/", "b.test") == 404
+    # each object with problems gets one Warning Event (kubectl describe shows it), the good one none
+    event = wait_until(lambda: events_about(api, "bad"), what="an Event about the bad Ingress")[0]
+    assert event["type"] == "Warning" and event["reason"] == "ConfigProblem" and "no-such-middleware" in event["note"]
+    assert event["regarding"] == {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "default",
+                                  "name": "bad", "uid": api.get("Ingress", "bad", "default")["metadata"]["uid"]}
+    assert event["metadata"]["namespace"] == "default"
+    assert "service default/missing not found" in wait_until(lambda: events_about(api, "orphan"),
+                                                             what="an Event about the orphan")[0]["note"]
+    lease = api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"]
+    wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
+               what="lease renewed (another status pass)")
+    assert [len(events_about(api, n)) for n in ("bad", "orphan", "good")] == [1, 1, 0]    # once per change
 
 
 @pytest.fixture
@@ -321,3 +339,23 @@ servers = [{{url = "{override.url}"}}]
     assert "no ready endpoints" in r.text
     assert "no ready endpoints" in " ".join(kube_state(gw)["errors"]["Ingress default/web"])
     assert name_at(gw, "/override") == "override"     # the file's priority 100 beats the Ingress's exact path
+
+
+def test_a_refused_watch_is_retried_with_backoff_and_reported_until_it_recovers(api, backends, gateway, tmp_path):
+    pods(api, backends, "app")
+    api.apply(ingress_class(), ingress("app", [rule("a.test", path("/", "app"))]))
+    gw = gateway(config(api, tmp_path))
+    wait_until(lambda: name_at(gw, "/") == "app", timeout=15, what="ingress served")
+    api.refuse_watches("ingresses", 2)
+    api.compact()                  # the open watch ends (410); the relist works, the next two watches get 500
+
+    def provider() -> dict:
+        return next(p for p in httpx.get(gw.admin + "/api/providers", timeout=5).json() if p["name"] == "kubernetes")
+
+    view = wait_until(lambda: (lambda v: v if next(w for w in v["watches"] if w["kind"] == "Ingress")["reconnects"]
+                               == 2 else None)(provider()), timeout=20, what="two refused watches retried")
+    ingresses = next(w for w in view["watches"] if w["kind"] == "Ingress")
+    assert ingresses["last_error"]["error"].startswith("500") and view["last_error"].startswith("Ingress: 500")
+    assert name_at(gw, "/") == "app"                     # the last good config keeps serving meanwhile
+    api.apply(ingress("later", [rule("later.test", path("/", "app"))]))       # seen only by a working watch
+    wait_until(lambda: name_at(gw, "/", "later.test") == "app", timeout=20, what="the watch works again")

@@ -50,3 +50,36 @@ def test_status_is_written_once_per_change_by_the_leader_only(api, backends, gat
     leader.stop()
     wait_until(lambda: kube_state(follower)["leader"], timeout=15, what="follower took over")
     assert api.get("Lease", "a3s-gateway", "default")["spec"]["holderIdentity"] != holder
+
+
+def kubernetes_provider(gw) -> dict:
+    return next(p for p in httpx.get(gw.admin + "/api/providers", timeout=5).json() if p["name"] == "kubernetes")
+
+
+def test_api_providers_shows_each_watch_and_which_replica_is_the_leader(api, backends, gateway, tmp_path):
+    b = backends("app")
+    api.apply(ingress_class(), service("app"), slice_for("app", [b.port]),
+              ingress("one", [rule("one.test", path("/", "app"))]),
+              ingress("orphan", [rule("orphan.test", path("/", "missing"))]))
+    first, second = gateway(config(api, tmp_path)), gateway(config(api, tmp_path))
+    for gw in (first, second):
+        wait_until(lambda gw=gw: httpx.get(gw.url, headers={"Host": "one.test"}).status_code == 200, timeout=15,
+                   what="both replicas serve")
+    views = wait_until(lambda: (lambda v: v if sorted(p["leader"] for p in v) == [False, True] else None)(
+        [kubernetes_provider(g) for g in (first, second)]), what="one leader, one follower")
+    for view in views:
+        assert view["connected"] is True and view["last_sync"] > 0 and view["last_error"] is None
+        assert view["objects"] == 2                 # the router and the service of Ingress one
+        assert "service default/missing not found" in " ".join(view["errors"]["Ingress default/orphan"])
+        watches = {w["kind"]: w for w in view["watches"]}
+        assert set(watches) == {"Ingress", "IngressClass", "Service", "EndpointSlice", "Secret"}
+        ingresses = watches["Ingress"]
+        assert ingresses["objects"] == 2 and ingresses["namespaces"] == ["*"] and ingresses["last_relist"] > 0
+        assert ingresses["last_error"] is None
+    api.apply(ingress("two", [rule("two.test", path("/", "app"))]))
+    last = wait_until(lambda: (kubernetes_provider(first)["watches"][0]["last_event"] or {}).get("object")
+                      == "default/two" and kubernetes_provider(first)["watches"][0]["last_event"], what="last event")
+    assert last["type"] == "ADDED" and last["at"] > 0
+    metrics = httpx.get(first.admin + "/api/gateway/metrics", timeout=5).text
+    assert 'a3s_gateway_provider_connected{provider="kubernetes"} 1.0' in metrics
+    assert 'a3s_gateway_provider_rejected_updates_total{provider="kubernetes"}' in metrics

@@ -1,5 +1,5 @@
 """packaging/kubernetes/rbac.yaml grants exactly what the provider reads and writes: list + watch on every watched
-kind, patch on the status of the kinds whose status it writes, nothing else cluster-wide."""
+kind, patch on the status of the kinds whose status it writes, create on Events, nothing else cluster-wide."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ def test_every_watched_kind_is_listable_and_only_written_statuses_are_patchable(
         wanted.setdefault((info.resource.group, info.plural), set()).update({"list", "watch"})
         if kind.status_is_ours:
             wanted[(info.resource.group, f"{info.plural}/status")] = {"patch"}
+    wanted[("events.k8s.io", "events")] = {"create"}       # events.py: Events about objects with problems
     grants = cluster_grants()
     for key, verbs in wanted.items():
         assert verbs == grants.get(key, set()), key
     extra = {key: verbs for key, verbs in grants.items() if key not in wanted}
     assert extra == {}
-    assert {key for key, verbs in grants.items() if verbs & {"create", "update", "delete"}} == set()
+    assert {key for key, verbs in grants.items() if verbs & {"create", "update", "delete"}} == {
+        ("events.k8s.io", "events")}

@@ -57,6 +57,7 @@ SUPPORTED_FILTERS = {"HTTPRoute": (*HEADER_FILTERS, "RequestRedirect", "URLRewri
                      "GRPCRoute": HEADER_FILTERS}         # mirror copies are HTTP/1.1 (services/mirroring.py)
 ROUTE_KINDS = tuple(SUPPORTED_FILTERS)
 BACKEND_SCHEME = {"HTTPRoute": "http", "GRPCRoute": "h2c"}        # gRPC needs HTTP/2 to the backend
+WELL_KNOWN_PORTS = {"http": 80, "https": 443}
 
 
 def mirror_percent(spec: dict[str, Any]) -> int:
@@ -460,7 +461,7 @@ class GatewayTranslator:
                      f"add_{side}_headers": {h["name"]: h["value"] for h in spec.get("add") or []},
                      f"remove_{side}_headers": list(spec.get("remove") or [])}]
         if kind == "RequestRedirect":
-            return [GatewayTranslator._redirect(f.get("requestRedirect") or {}, path)]
+            return GatewayTranslator._redirect(f.get("requestRedirect") or {}, path)
         if kind == "RequestMirror":
             return []                               # a service, not a middleware (``_mirrors``)
         spec = f.get("urlRewrite") or {}
@@ -479,9 +480,14 @@ class GatewayTranslator:
         return out
 
     @staticmethod
-    def _redirect(spec: dict[str, Any], path: dict[str, Any]) -> dict[str, Any]:
-        """RequestRedirect as a ``redirect-regex``: groups 1 scheme, 2 host, 3 ``:port``, 4 the path (after the
-        matched prefix for ReplacePrefixMatch), 5 the query; each part the filter does not set is kept."""
+    def _redirect(spec: dict[str, Any], path: dict[str, Any]) -> list[dict[str, Any]]:
+        """RequestRedirect as ``redirect-regex`` middlewares: groups 1 scheme, 2 host, 3 ``:port``, 4 the path
+        (after the matched prefix for ReplacePrefixMatch), 5 the query; each part the filter does not set is kept.
+
+        The port follows the Gateway API: a new scheme without a port gets its well-known one (none written), and
+        the well-known port of the Location's scheme is never written (``http://h:80`` is ``http://h``). With a
+        port of 80 or 443 and no scheme, the request's scheme decides, so a first middleware takes the requests
+        of that port's own scheme and the second (never reached by them) the others."""
         rewrite = spec.get("path") or {}
         matched = ""
         if rewrite.get("type") == "ReplacePrefixMatch":
@@ -493,8 +499,17 @@ class GatewayTranslator:
             new_path = rewrite.get("replaceFullPath") or "/"
         else:
             new_path = "${4}"
-        port = f":{spec['port']}" if spec.get("port") else "" if spec.get("scheme") else "${3}"
-        return {"type": "redirect-regex", "regex": f"^(https?)://([^/:]+)(:[0-9]+)?{matched}([^?]*)(\\?.*)?$",
-                "replacement": f"{spec.get('scheme') or '${1}'}://{spec.get('hostname') or '${2}'}{port}{new_path}"
-                               "${5}",
-                "permanent": spec.get("statusCode", 302) == 301}
+        scheme, port = spec.get("scheme"), spec.get("port")
+
+        def redirect(schemes: str, port_part: str) -> dict[str, Any]:
+            return {"type": "redirect-regex",
+                    "regex": f"^({schemes})://([^/:]+)(:[0-9]+)?{matched}([^?]*)(\\?.*)?$",
+                    "replacement": f"{scheme or '${1}'}://{spec.get('hostname') or '${2}'}{port_part}{new_path}${{5}}",
+                    "permanent": spec.get("statusCode", 302) == 301}
+
+        if port is None:
+            return [redirect("https?", "" if scheme else "${3}")]
+        if scheme is not None:
+            return [redirect("https?", "" if WELL_KNOWN_PORTS.get(scheme) == port else f":{port}")]
+        own = {v: k for k, v in WELL_KNOWN_PORTS.items()}.get(port)
+        return ([redirect(own, "")] if own else []) + [redirect("https?", f":{port}")]

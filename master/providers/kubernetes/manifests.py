@@ -58,5 +58,6 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    text = render()                # before opening: a schema it cannot render leaves the old manifest whole
     with open(sys.argv[1], "w") as out:
-        out.write(render())
+        out.write(text)

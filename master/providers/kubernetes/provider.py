@@ -33,7 +33,7 @@ from .crd import Middleware, Route, RouteTranslator
 from .gateway import Gateway, GatewayClass, GatewayTranslator, HTTPRoute, ReferenceGrant
 from .grpcroute import GRPCRoute
 from .ingress import IngressTranslator
-from .part import Part
+from .part import PROVIDER, Part
 from .status import StatusWriter
 from .tls import CertFiles
 from .watch import Kind, Reflector
@@ -103,7 +103,8 @@ class KubernetesProvider:
         self.errors: dict[str, list[str]] = {}        # "Ingress ns/name" → what was left out and why
         self.parts: list[Part] = []
         self._last_good: dict[str, Part] = {}         # source → its tables as last accepted
-        self.stats: dict[str, Any] = {"rebuilds": 0, "translations": 0, "last_rebuild": None}
+        self.stats: dict[str, Any] = {"rebuilds": 0, "translations": 0, "last_rebuild": None,
+                                      "last_translation": None, "rejected_updates": 0}
         self.status: StatusWriter | None = None
         self._dirty: asyncio.Event | None = None
         self._first_change = self._last_change = 0.0
@@ -136,7 +137,17 @@ class KubernetesProvider:
             await self.client.close()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"watches": [r.snapshot() for r in self.reflectors.values()], **self.stats,
+        """The provider as ``/api/providers`` and the metrics show it (the store providers' shape: ``name``,
+        ``connected``, ``last_sync``, ``last_error``, ``objects``, ``rejected_updates``), with each watch's kind,
+        objects, last event, last relist and last error, and ``leader`` (True: this replica writes status; False:
+        a follower; None: status writing is off)."""
+        watches = [r.snapshot() for r in self.reflectors.values()]
+        failures = [(w["last_error"]["at"], f"{w['kind']}: {w['last_error']['error']}") for w in watches
+                    if w["last_error"]]
+        return {"name": PROVIDER, "connected": bool(watches) and all(w["synced"] for w in watches),
+                "last_sync": self.stats["last_translation"], "last_error": max(failures)[1] if failures else None,
+                "objects": sum(len(self.contribution[k]) for k in ("routers", "services", "middlewares")),
+                "watches": watches, **self.stats,
                 "routers": len(self.contribution["routers"]), "services": len(self.contribution["services"]),
                 "errors": self.errors, "leader": self.status.is_leader if self.status else None}
 
@@ -185,7 +196,11 @@ class KubernetesProvider:
         else:
             contribution = self._combine(self._good_parts(parts))
             problem = self.accepts(contribution)
-        self.errors = {p.source: p.errors for p in parts if p.errors}
+        errors = {p.source: p.errors for p in parts if p.errors}
+        if errors and errors != self.errors:
+            self.stats["rejected_updates"] += 1       # counted once per new set of problems, as the KV providers
+        self.errors = errors
+        self.stats["last_translation"] = time.time()
         for source, errors in self.errors.items():
             for error in errors:
                 log.warning(f"{source}: {error}")

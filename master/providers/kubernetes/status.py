@@ -11,9 +11,10 @@ What is written: each Ingress we serve gets ``.status.loadBalancer.ingress`` fro
 when the stored object's status differs from the wanted one (so status is written once per change, and the
 MODIFIED event the write causes is a no-op for the rebuild, ``watch.py``). Gateway API objects get the status
 their translation wants (``Part.status``), our ``Route`` and ``Middleware`` CRDs whether they are served and
-the validator's errors; a condition keeps its stored ``lastTransitionTime`` while its status, reason and message
-stay the same, so an unchanged status compares equal and is not written. Merge patches carry no
-``resourceVersion``, so they do not conflict; a failed write is retried at the next pass.
+the validator's errors (and every object with problems gets an Event: ``events.py``); a condition keeps its
+stored ``lastTransitionTime`` while its status, reason and message stay the same, so an unchanged status
+compares equal and is not written. Merge patches carry no ``resourceVersion``, so they do not conflict; a failed
+write is retried at the next pass.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lightkube.types import PatchType
 
 from ....shared import log as gwlog
 from .crd import CRD_STATUS, crd_status
+from .events import EventReporter
 from .gateway import ROUTE_KINDS, Gateway, GatewayClass, HTTPRoute, route_status
 from .grpcroute import GRPCRoute
 from .part import Part
@@ -73,6 +75,7 @@ class StatusWriter:
         self.stats: dict[str, Any] = {"writes": 0, "last_error": None, "leader_since": None}
         self._poke = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.events = EventReporter(client, reflectors, self.identity, self.election["namespace"])
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="k8s-status")
@@ -189,6 +192,7 @@ class StatusWriter:
                 await self._write(kind, ns, name, part.status)
             elif kind in CRD_STATUS:
                 await self._write(kind, ns, name, crd_status(part))
+        await self.events.report(self.parts())
 
     async def _write(self, kind: str, ns: str, name: str, wanted: dict[str, Any]) -> None:
         obj = self.reflectors[kind].get(ns, name)
