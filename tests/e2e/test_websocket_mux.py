@@ -1,0 +1,197 @@
+"""WebSocket multiplexing (``websocket-mux``, ``a3s-mux.v1``) through the real binary, two workers, with the
+package's client (``a3s_gateway.shared.wsmux_client``, on ``websockets``) and ``websockets`` backends: 20 channels
+over one connection keep flowing while one channel's backend is stalled and another channel is not read, the
+channel limit is enforced, each channel is routed and authorized on its own, and credit is enforced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+from harness import Gateway
+from proto_backends import StalledWebSocket, WebSocketEcho
+from websockets.asyncio.client import connect
+from websockets.sync.client import connect as connect_sync
+
+from a3s_gateway.shared import wsmux
+from a3s_gateway.shared.wsmux_client import Channel, ChannelError, MuxClient
+
+WINDOW = 65536
+CONFIG = """
+[entrypoints.web]
+address = "127.0.0.1:{web}"
+[admin]
+address = "127.0.0.1:{admin}"
+
+[routers.mux]
+rule = "Path(`/mux`)"
+service = "echo"
+middlewares = ["mux"]
+[routers.echo]
+rule = "PathPrefix(`/echo`) || Path(`/headers`)"
+service = "echo"
+[routers.stall]
+rule = "PathPrefix(`/stall`)"
+service = "stall"
+[routers.secret]
+rule = "PathPrefix(`/secret`)"
+service = "echo"
+middlewares = ["auth"]
+
+[middlewares.mux]
+type = "websocket-mux"
+max_channels = 20
+window = 65536
+max_message_bytes = 65536
+max_channel_buffer = 262144
+max_buffered_bytes = 8388608
+[middlewares.auth]
+type = "basic-auth"
+username = "u"
+password = "p"
+
+[services.echo.load_balancer]
+servers = [{url = "{echo}"}]
+[services.stall.load_balancer]
+servers = [{url = "{stall}"}]
+"""
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[WebSocketEcho]:
+    server = WebSocketEcho()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stall() -> Iterator[StalledWebSocket]:
+    server = StalledWebSocket()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, echo: WebSocketEcho, stall: StalledWebSocket) -> Iterator[Gateway]:
+    g = Gateway(CONFIG.replace("{echo}", echo.url).replace("{stall}", stall.url), tmp_path_factory.mktemp("gw"))
+    yield g
+    g.stop()
+
+
+def mux_url(gw: Gateway) -> str:
+    return f"ws://127.0.0.1:{gw.port}/mux"
+
+
+async def _until(condition: object, what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition()`` on the event loop until it holds (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():  # type: ignore[operator]
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _echo_rounds(channel: Channel, rounds: int) -> int:
+    for i in range(rounds):
+        message: str | bytes = f"{channel.id}:{i}" if i % 2 else bytes([channel.id % 256]) * (i + 1) * 100
+        await channel.send(message)
+        assert await asyncio.wait_for(channel.recv(), 10) == message
+    return rounds
+
+
+def test_twenty_channels_keep_flowing_while_one_backend_is_stalled(gw: Gateway, stall: StalledWebSocket) -> None:
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            assert mux.window == WINDOW and mux.max_channels == 20
+            stalled = await mux.open("/stall")
+            unread = await mux.open("/echo/unread")
+            echoes = [await mux.open(f"/echo/{i}") for i in range(18)]
+            sent = 0
+            chunk = b"s" * 16384
+
+            async def flood() -> None:
+                nonlocal sent
+                while sent < 64 << 20:
+                    await stalled.send(chunk)
+                    sent += len(chunk)
+
+            flooding = asyncio.get_running_loop().create_task(flood())
+            for _ in range(8):                 # the unread channel's backend answers; nobody reads it
+                await unread.send(b"u" * 32768)
+            await _until(lambda: stalled.credit <= 0, "the stalled channel's credit to run out")
+            await _until(lambda: sum(len(m) for m in unread.messages) >= WINDOW, "the unread channel's window")
+            done = await asyncio.gather(*(_echo_rounds(c, 30) for c in echoes))
+            assert done == [30] * 18
+            assert not flooding.done() and sent < 64 << 20          # still waiting for credit that never comes
+            assert stalled.end is None and unread.end is None       # both channels are still open
+            held = sum(len(m) for m in unread.messages)
+            assert 0 < held < WINDOW + 32768                        # the gateway kept to the unread one's credit
+            flooding.cancel()
+
+    asyncio.run(main())
+    assert stall.open >= 1
+
+
+def test_channel_limit_refuses_the_twenty_first_and_frees_ids_on_close(gw: Gateway) -> None:
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            channels = [await mux.open(f"/echo/{i}") for i in range(20)]
+            with pytest.raises(ChannelError) as info:
+                await mux.open("/echo/21")
+            assert info.value.status == 429 and "max_channels = 20" in info.value.message
+            await channels[0].close()
+            again = await mux.open("/echo/again")
+            assert await _echo_rounds(again, 4) == 4
+            assert await _echo_rounds(channels[19], 2) == 2
+
+    asyncio.run(main())
+
+
+def test_each_channel_is_routed_and_authorized_on_its_own(gw: Gateway) -> None:
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            with pytest.raises(ChannelError) as info:
+                await mux.open("/secret/x")
+            assert info.value.status == 401
+            with pytest.raises(ChannelError) as info:
+                await mux.open("/nowhere")
+            assert info.value.status == 404
+            secret = await mux.open("/secret/x", headers={"Authorization": "Basic dTpw"})
+            assert await _echo_rounds(secret, 2) == 2
+            headers = await mux.open("/headers", headers={"X-Tenant": "blue"})
+            seen = json.loads(await asyncio.wait_for(headers.recv(), 10))
+            assert seen["x-tenant"] == "blue" and seen["x-forwarded-for"] == "127.0.0.1"
+            assert seen["upgrade"] == "websocket" and "a3s-mux" not in json.dumps(seen)
+
+    asyncio.run(main())
+
+
+def test_plain_websocket_on_a_mux_router_is_proxied_unchanged(gw: Gateway) -> None:
+    with connect_sync(mux_url(gw)) as ws:
+        ws.send("plain")
+        assert ws.recv(timeout=5) == "plain"
+
+
+def test_data_without_credit_ends_only_that_channel(gw: Gateway) -> None:
+    async def main() -> None:
+        async with connect(mux_url(gw), subprotocols=[wsmux.SUBPROTOCOL], max_size=None) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == wsmux.SUBPROTOCOL
+            assert wsmux.parse_control(await ws.recv())["op"] == "hello"
+            for ch in (1, 2):
+                await ws.send(wsmux.control("open", ch, path=f"/echo/{ch}"))
+            for _ in range(3):                 # far past the window, without waiting for credit
+                await ws.send(wsmux.binary(1, b"x" * (WINDOW - 100)))
+            await ws.send(wsmux.text(2, "still here"))
+            seen: list[object] = []
+            while "still here" not in seen:
+                message = await asyncio.wait_for(ws.recv(), 10)
+                if isinstance(message, str) and wsmux.is_control(message):
+                    seen.append(wsmux.parse_control(message))
+                elif isinstance(message, str):
+                    seen.append(wsmux.split_text(message)[1])
+            errors = [m for m in seen if isinstance(m, dict) and m["op"] == "error"]
+            assert errors == [{"op": "error", "ch": 1, "status": 400, "message": "data without credit (flow control)"}]
+
+    asyncio.run(main())
