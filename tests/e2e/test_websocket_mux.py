@@ -10,13 +10,12 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from a3s_gateway.shared import wsmux
+from a3s_gateway.shared.wsmux_client import Channel, ChannelError, MuxClient
 from harness import Gateway
 from proto_backends import StalledWebSocket, WebSocketEcho
 from websockets.asyncio.client import connect
 from websockets.sync.client import connect as connect_sync
-
-from a3s_gateway.shared import wsmux
-from a3s_gateway.shared.wsmux_client import Channel, ChannelError, MuxClient
 
 WINDOW = 65536
 CONFIG = """
