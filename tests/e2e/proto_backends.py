@@ -79,7 +79,8 @@ class WebSocketEcho(LoopThread):
 
 class StalledWebSocket(LoopThread):
     """Completes each WebSocket handshake, then never reads again (a small receive buffer, so the kernel holds
-    little): the backend of a channel that must not stall the others. ``open`` counts its connections."""
+    little): the backend of a channel that must not stall the others; a ``/silent`` path never gets its
+    handshake answered. ``open`` counts its connections."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +100,9 @@ class StalledWebSocket(LoopThread):
             def data_received(self, data: bytes) -> None:
                 self.head += data
                 if b"\r\n\r\n" not in self.head:
+                    return
+                if b"/silent" in self.head.split(b"\r\n", 1)[0]:    # never answers the upgrade at all
+                    self.transport.pause_reading()
                     return
                 key = next(line.split(b":", 1)[1].strip() for line in self.head.split(b"\r\n")
                            if line.lower().startswith(b"sec-websocket-key:"))

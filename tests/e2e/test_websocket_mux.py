@@ -1,18 +1,21 @@
 """WebSocket multiplexing (``websocket-mux``, ``a3s-mux.v1``) through the real binary, two workers, with the
 package's client (``a3s_gateway.shared.wsmux_client``, on ``websockets``) and ``websockets`` backends: 20 channels
 over one connection keep flowing while one channel's backend is stalled and another channel is not read, the
-channel limit is enforced, each channel is routed and authorized on its own, and credit is enforced."""
+channel limit is enforced, each channel is routed and authorized on its own, credit is enforced, open channels
+survive a reload and later channels route with the new config, and limits that leave no room are refused."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from a3s_gateway.shared import wsmux
 from a3s_gateway.shared.wsmux_client import Channel, ChannelError, MuxClient
-from harness import Gateway
+from harness import BINARY, Gateway
 from proto_backends import StalledWebSocket, WebSocketEcho
 from websockets.asyncio.client import connect
 from websockets.sync.client import connect as connect_sync
@@ -178,8 +181,8 @@ def test_data_without_credit_ends_only_that_channel(gw: Gateway) -> None:
         async with connect(mux_url(gw), subprotocols=[wsmux.SUBPROTOCOL], max_size=None) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == wsmux.SUBPROTOCOL
             assert wsmux.parse_control(await ws.recv())["op"] == "hello"
-            for ch in (1, 2):
-                await ws.send(wsmux.control("open", ch, path=f"/echo/{ch}"))
+            await ws.send(wsmux.control("open", 1, path="/stall/silent"))    # never opened: no credit comes back
+            await ws.send(wsmux.control("open", 2, path="/echo/2"))
             for _ in range(3):                 # far past the window, without waiting for credit
                 await ws.send(wsmux.binary(1, b"x" * (WINDOW - 100)))
             await ws.send(wsmux.text(2, "still here"))
@@ -194,3 +197,36 @@ def test_data_without_credit_ends_only_that_channel(gw: Gateway) -> None:
             assert errors == [{"op": "error", "ch": 1, "status": 400, "message": "data without credit (flow control)"}]
 
     asyncio.run(main())
+
+
+def test_open_channels_survive_a_reload_and_new_channels_use_the_new_routes(gw: Gateway, echo: WebSocketEcho,
+                                                                             stall: StalledWebSocket) -> None:
+    base = CONFIG.replace("{echo}", echo.url).replace("{stall}", stall.url)
+
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            before = await mux.open("/echo/before")
+            generation = gw.health()["generation"]
+            changed = base.replace("PathPrefix(`/echo`) || Path(`/headers`)", "PathPrefix(`/moved`)")
+            assert await asyncio.to_thread(gw.reload, changed) == generation + 1
+            assert await _echo_rounds(before, 2) == 2
+            with pytest.raises(ChannelError) as info:
+                await mux.open("/echo/after")
+            assert info.value.status == 404
+            moved = await mux.open("/moved/here")
+            assert await _echo_rounds(moved, 2) == 2
+
+    try:
+        asyncio.run(main())
+    finally:
+        gw.reload(base)
+
+
+def test_buffer_limits_that_leave_no_room_for_a_window_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[middlewares.mux]\ntype = "websocket-mux"\nwindow = 65536\nmax_message_bytes = 65536\n'
+                      'max_channel_buffer = 100000\nmax_buffered_bytes = 50000\n')
+    r = subprocess.run([*BINARY, "validate", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "middlewares.mux.max_channel_buffer" in r.stderr and "2 * window + max_message_bytes (196608)" in r.stderr
+    assert "middlewares.mux.max_buffered_bytes" in r.stderr

@@ -42,7 +42,7 @@ import httptools
 import orjson
 
 from ...shared.config.schema import header_name_error, header_value_error
-from ...shared.errors import BadUpstreamResponse, ConnectError, UpstreamError
+from ...shared.errors import BadUpstreamResponse, ConnectError, UpstreamError, UpstreamTimeout
 from ...shared.wsmux import (
     SUBPROTOCOL,
     FramingError,
@@ -407,6 +407,13 @@ class Channel:
         head = request_head(ex, self)
         up.transport.write(head[:-2] + b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n" +
                            UPGRADE_HEAD)
+        timeout = ex.service.response_timeout  # type: ignore[union-attr]
+        if timeout:
+            self.worker.loop.call_later(timeout, self._handshake_timed_out, ex)
+
+    def _handshake_timed_out(self, ex: Exchange) -> None:
+        if not self.up and self.current(ex):
+            self.fail(ex, UpstreamTimeout("Gateway timeout: the backend did not answer the WebSocket upgrade"))
 
     def answer(self, ex: Exchange, answer: Answer) -> None:
         """The channel's router answered without a backend (a middleware's reply, 404, 503, an @internal
