@@ -50,6 +50,8 @@ class Channel:
         self.id = ch
         self.credit = window                  # payload bytes the gateway lets us send
         self.protocol: str | None = None
+        self.status: int | None = None        # an HTTP channel's response status and headers
+        self.headers: dict[str, str] = {}
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.messages: deque[str | bytes] = deque()
         self.end: Exception | None = None     # why the channel is over, once it is
@@ -125,13 +127,15 @@ class MuxClient:
                 mux.reader.cancel()
 
     async def open(self, path: str, headers: dict[str, str | list[str]] | None = None,
-                   protocols: list[str] | None = None, ch: int | None = None) -> Channel:
-        """Open a channel to ``path`` (routed by the gateway like a request with ``headers``); raises
-        ChannelError when the gateway or the backend refuses it."""
+                   protocols: list[str] | None = None, ch: int | None = None, kind: str = "websocket") -> Channel:
+        """Open a channel to ``path`` (routed by the gateway like a request with ``headers``): a backend WebSocket,
+        or with ``kind="http"`` a GET whose response body arrives as binary messages; raises ChannelError when
+        the gateway or the backend refuses it."""
         if ch is None:
             ch, self.next_id = self.next_id, self.next_id + 1
         channel = self.channels[ch] = Channel(self, ch, self.window)
-        await self.ws.send(control("open", ch, path=path, headers=headers or {}, protocols=protocols or None))
+        await self.ws.send(control("open", ch, path=path, headers=headers or {}, protocols=protocols or None,
+                                   kind=None if kind == "websocket" else kind))
         await channel.opened
         return channel
 
@@ -168,6 +172,8 @@ class MuxClient:
             return
         if op == "opened":
             channel.protocol = msg.get("protocol")
+            channel.status = msg.get("status")
+            channel.headers = msg.get("headers", {})
             channel.opened.set_result(None)
         elif op == "credit":
             channel.credit += msg["bytes"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from a3s_gateway.shared import wsmux
-from a3s_gateway.shared.wsmux_client import Channel, ChannelError, MuxClient
+from a3s_gateway.shared.wsmux_client import Channel, ChannelClosed, ChannelError, MuxClient
 from harness import BINARY, Gateway
-from proto_backends import StalledWebSocket, WebSocketEcho
+from proto_backends import StalledWebSocket, StreamServer, WebSocketEcho
 from websockets.asyncio.client import connect
 from websockets.sync.client import connect as connect_sync
 
@@ -37,6 +37,9 @@ service = "echo"
 [routers.stall]
 rule = "PathPrefix(`/stall`)"
 service = "stall"
+[routers.events]
+rule = "PathPrefix(`/ndjson`)"
+service = "events"
 [routers.secret]
 rule = "PathPrefix(`/secret`)"
 service = "echo"
@@ -58,6 +61,8 @@ password = "p"
 servers = [{url = "{echo}"}]
 [services.stall.load_balancer]
 servers = [{url = "{stall}"}]
+[services.events.load_balancer]
+servers = [{url = "{events}"}]
 """
 
 
@@ -76,8 +81,20 @@ def stall() -> Iterator[StalledWebSocket]:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, echo: WebSocketEcho, stall: StalledWebSocket) -> Iterator[Gateway]:
-    g = Gateway(CONFIG.replace("{echo}", echo.url).replace("{stall}", stall.url), tmp_path_factory.mktemp("gw"))
+def events() -> Iterator[StreamServer]:
+    server = StreamServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def config(echo: WebSocketEcho, stall: StalledWebSocket, events: StreamServer) -> str:
+    return CONFIG.replace("{echo}", echo.url).replace("{stall}", stall.url).replace("{events}", events.url)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, config: str) -> Iterator[Gateway]:
+    g = Gateway(config, tmp_path_factory.mktemp("gw"))
     yield g
     g.stop()
 
@@ -199,9 +216,8 @@ def test_data_without_credit_ends_only_that_channel(gw: Gateway) -> None:
     asyncio.run(main())
 
 
-def test_open_channels_survive_a_reload_and_new_channels_use_the_new_routes(gw: Gateway, echo: WebSocketEcho,
-                                                                             stall: StalledWebSocket) -> None:
-    base = CONFIG.replace("{echo}", echo.url).replace("{stall}", stall.url)
+def test_open_channels_survive_a_reload_and_new_channels_use_the_new_routes(gw: Gateway, config: str) -> None:
+    base = config
 
     async def main() -> None:
         async with MuxClient.connect(mux_url(gw)) as mux:
@@ -230,3 +246,23 @@ def test_buffer_limits_that_leave_no_room_for_a_window_are_refused(tmp_path: Pat
     assert r.returncode == 1
     assert "middlewares.mux.max_channel_buffer" in r.stderr and "2 * window + max_message_bytes (196608)" in r.stderr
     assert "middlewares.mux.max_buffered_bytes" in r.stderr
+
+
+def test_http_channel_streams_a_response_body_beside_websocket_channels(gw: Gateway) -> None:
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            socket = await mux.open("/echo/beside")
+            stream = await mux.open("/ndjson/5/0.01", kind="http")
+            assert stream.status == 200 and stream.headers["content-type"] == "application/x-ndjson"
+            body = b""
+            with pytest.raises(ChannelClosed) as info:
+                while True:
+                    body += await asyncio.wait_for(stream.recv(), 10)  # type: ignore[operator]
+                    assert await _echo_rounds(socket, 1) == 1
+            assert info.value.code == 1000
+            assert [json.loads(line)["i"] for line in body.splitlines()] == [0, 1, 2, 3, 4]
+            with pytest.raises(ChannelError) as refused:
+                await mux.open("/ndjson/1/0", kind="ftp")
+            assert refused.value.status == 400
+
+    asyncio.run(main())

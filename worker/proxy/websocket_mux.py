@@ -10,7 +10,9 @@ connection's protocol becomes a ``MuxConnection``.
 Each ``open`` is a synthetic ``GET`` upgrade request (its path, its headers, Host defaulting to the connection's)
 run through ``exchange.route`` and ``exchange.start`` with its ``Channel`` as the Downstream: routing, the
 request phase of the matched router's chain (auth, ip-allow, rate limits apply per channel) and backend picking
-exist once. The channel then opens its own WebSocket to the backend (``ChannelBackend``).
+exist once. A WebSocket channel then opens its own WebSocket to the backend (``ChannelBackend``); an HTTP
+channel (``"kind": "http"``) is an ordinary ``GET`` on a pooled connection (``upstream.http1``), its response
+body streamed to the client as binary data, its end a ``close``.
 
 Invariants:
 - Flow control is per channel and per direction, counted in payload bytes: a sender may send a data message on
@@ -59,12 +61,14 @@ from ..exchange import Exchange, Fields
 from ..http1_request import Refused, read_request
 from ..responses import Answer
 from ..runtime import Service
+from ..upstream import http1 as upstream_http1
 from ..upstream.http1 import request_head
 from .websocket import UPGRADE_HEAD
 from .ws_frames import BINARY, CLOSE, PING, PONG, TEXT, FrameReader, ProtocolError, close_payload, encode, parse_close
 
 if TYPE_CHECKING:
     from ..limits import Limits
+    from ..upstream.http1 import UpstreamProtocol
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"       # RFC 6455 §1.3
 # what a channel's own headers may not set: the gateway's handshake and framing fields
@@ -225,9 +229,12 @@ class MuxConnection(asyncio.Protocol):
             return self.send_control("error", ch, status=429,
                                      message=f"too many channels (max_channels = {self.limits.max_channels})")
         problem, path, fields, protocols = _open_request(msg)
+        kind = msg.get("kind", "websocket")
+        if kind not in ("websocket", "http"):
+            problem = "'kind' is 'websocket' or 'http'"
         if problem is not None:
             return self.send_control("error", ch, status=400, message=problem)
-        channel = self.channels[ch] = Channel(self, ch)
+        channel = self.channels[ch] = Channel(self, ch, kind == "websocket")
         channel.open(path, fields, protocols)
 
     # -- to the client
@@ -309,10 +316,11 @@ class Channel:
 
     protocol = b"HTTP/1.1"
 
-    def __init__(self, mux: MuxConnection, ch: int) -> None:
+    def __init__(self, mux: MuxConnection, ch: int, websocket: bool) -> None:
         client = mux.client
         self.mux = mux
         self.id = ch
+        self.websocket = websocket             # else an HTTP channel: a GET whose response body streams
         self.worker = mux.worker
         self.entrypoint = mux.entrypoint
         self.client_ip: str = client.client_ip
@@ -349,7 +357,8 @@ class Channel:
         ex = self.ex = Exchange()
         ex.method = b"GET"
         ex.conn = self
-        ex.http11 = ex.upgrade = True
+        ex.http11 = ex.req_done = True
+        ex.upgrade = self.websocket
         mux_ex = self.mux.ex
         if not any(n.lower() == b"host" for n, _ in fields):
             fields.insert(0, (b"Host", mux_ex.host))
@@ -357,7 +366,7 @@ class Channel:
             read_request(ex, fields, path, 0)
         except Refused as e:
             return self.error(*e.args)
-        if protocols:
+        if protocols and self.websocket:
             ex.headers.append((b"Sec-WebSocket-Protocol", ", ".join(protocols).encode()))
         trusted = self.mux.client.xff_trusted
         ex.xff = ex.xff_in + b", " + self.peer if ex.xff_in is not None and trusted else self.peer
@@ -387,7 +396,9 @@ class Channel:
 
     def connect_upstream(self, ex: Exchange) -> None:
         if ex.backend.h2:  # type: ignore[union-attr]
-            return self.fail(ex, BadUpstreamResponse("Bad gateway: channels reach HTTP/1.1 WebSocket backends"))
+            return self.fail(ex, BadUpstreamResponse("Bad gateway: channels reach HTTP/1.1 backends only"))
+        if not self.websocket:
+            return upstream_http1.proxy(self, ex)
         self.worker.loop.create_task(self._connect(ex))
 
     async def _connect(self, ex: Exchange) -> None:
@@ -433,12 +444,50 @@ class Channel:
     def finish(self, ex: Exchange, trailers: Fields | None = None) -> None:
         exchange.account(ex, self)
         exchange.release_backend(ex)
+        if not self.websocket:                 # the response body is complete: the client gets close 1000
+            self.backend_closed(1000, "")
+
+    def abort(self, ex: Exchange) -> None:
+        """An HTTP channel's response broke off mid-body."""
+        exchange.release_backend(ex)
+        self.backend_closed(1006, "the backend response broke off")
+
+    def retry_later(self, ex: Exchange) -> None:
+        exchange.retry_later(ex, self)
+
+    # -- Downstream for an HTTP channel's pooled upstream connection (``upstream.http1``)
+    def bind(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        ex.upstream = up
+        up.bind(self, ex, ex.service.response_timeout)  # type: ignore[union-attr]
+
+    def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
+        pass                                   # 1xx heads have nowhere to go
+
+    def send_head(self, ex: Exchange, status: int, reason: bytes, fields: Fields, length_known: bool,
+                  end: bool = False) -> None:
+        self.up = True
+        headers: dict[str, str] = {}
+        for name, value in fields:
+            key = name.decode("latin-1").lower()
+            v = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {v}" if key in headers else v
+        self.mux.send_control("opened", self.id, status=status, headers=headers)
+
+    def send_body(self, ex: Exchange, data: bytes) -> None:
+        self.deliver(encode(BINARY, binary(self.id, data)), len(data))
 
     def flush(self) -> None:
-        pass                                    # every write to the client goes out at once
+        self.update_reading()                  # after each read of the upstream side
+
+    def hold_body(self) -> None:
+        pass                                   # an HTTP channel's request has no body
+
+    release_body = hold_body
 
     # -- client to backend
     def forward(self, opcode: int, payload: bytes) -> None:
+        if not self.websocket:
+            return self.error(400, "an HTTP channel takes no data")
         if self.granted <= 0:
             return self.error(400, "data without credit (flow control)")
         n = len(payload)
@@ -519,16 +568,23 @@ class Channel:
 
     def update_reading(self) -> None:
         """Read the backend only while the client has credit for it and its socket takes bytes."""
-        backend = self.backend
-        if backend is None or self.ended:
+        source = self._source()
+        if source is None or self.ended:
             return
         pause = self.client_credit <= 0 or bool(self.outq) or self.mux.write_paused
         if pause is not self.reading_paused:
             self.reading_paused = pause
             if pause:
-                backend.transport.pause_reading()
+                source.pause_reading()
             else:
-                backend.transport.resume_reading()
+                source.resume_reading()
+
+    def _source(self) -> ChannelBackend | UpstreamProtocol | None:
+        """What feeds the channel: its backend WebSocket, or the pooled connection its HTTP response comes on."""
+        if self.websocket:
+            return self.backend
+        up = self.ex.upstream if self.ex is not None else None
+        return up if up is not None and up.ex is self.ex else None
 
     def backend_closed(self, code: int, reason: str) -> None:
         """The backend's WebSocket ended: the client gets ``close`` after the data still queued for it."""
@@ -564,8 +620,13 @@ class Channel:
             if self.up and not self.closing and mux.closed:
                 backend.transport.write(encode(CLOSE, close_payload(code, reason), mask=True))
             backend.transport.close()
-        if self.ex is not None:
-            self.finish(self.ex)
+        ex = self.ex
+        if ex is not None:
+            up = ex.upstream
+            if up is not None and up.ex is ex:     # an HTTP response not read to its end: never reused
+                up.abandon()
+            exchange.account(ex, self)
+            exchange.release_backend(ex)
 
 
 class ChannelBackend(asyncio.Protocol):
@@ -581,6 +642,13 @@ class ChannelBackend(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self.channel.backend_paused = True
