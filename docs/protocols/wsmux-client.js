@@ -98,13 +98,15 @@ class MuxClient {
     this.ws.send(JSON.stringify(message));
   }
 
-  open(path, { headers = {}, protocols = [] } = {}) {
+  // kind: "websocket" (a backend WebSocket) or "http" (a GET whose response body arrives as ArrayBuffers;
+  // the opened channel's status and headers are those of the response)
+  open(path, { headers = {}, protocols = [], kind = "websocket" } = {}) {
     const id = this.nextId++;
     const channel = new MuxChannel(this, id);
     this.channels.set(id, channel);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: () => resolve(channel), reject });
-      this.control({ op: "open", ch: id, path, headers, protocols });
+      this.control({ op: "open", ch: id, path, headers, protocols, kind });
     });
   }
 
@@ -127,6 +129,8 @@ class MuxClient {
     const pending = this.pending.get(message.ch);
     if (message.op === "opened" && pending) {
       this.pending.delete(message.ch);
+      channel.status = message.status;
+      channel.headers = message.headers;
       pending.resolve();
     } else if (message.op === "credit" && channel) {
       channel.grant(message.bytes);
