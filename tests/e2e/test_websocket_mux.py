@@ -2,7 +2,8 @@
 package's client (``a3s_gateway.shared.wsmux_client``, on ``websockets``) and ``websockets`` backends: 20 channels
 over one connection keep flowing while one channel's backend is stalled and another channel is not read, the
 channel limit is enforced, each channel is routed and authorized on its own, credit is enforced, open channels
-survive a reload and later channels route with the new config, and limits that leave no room are refused."""
+survive a reload and later channels route with the new config, HTTP channels stream a response body, a backend
+that never answers the upgrade times out, and limits that leave no room are refused."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ service = "echo"
 [routers.stall]
 rule = "PathPrefix(`/stall`)"
 service = "stall"
+[routers.silent]
+rule = "PathPrefix(`/silent`)"
+service = "silent"
 [routers.events]
 rule = "PathPrefix(`/ndjson`)"
 service = "events"
@@ -61,6 +65,10 @@ password = "p"
 servers = [{url = "{echo}"}]
 [services.stall.load_balancer]
 servers = [{url = "{stall}"}]
+[services.silent.load_balancer]
+servers = [{url = "{stall}"}]
+[services.silent.load_balancer.timeouts]
+response_header = "500ms"
 [services.events.load_balancer]
 servers = [{url = "{events}"}]
 """
@@ -198,7 +206,7 @@ def test_data_without_credit_ends_only_that_channel(gw: Gateway) -> None:
         async with connect(mux_url(gw), subprotocols=[wsmux.SUBPROTOCOL], max_size=None) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == wsmux.SUBPROTOCOL
             assert wsmux.parse_control(await ws.recv())["op"] == "hello"
-            await ws.send(wsmux.control("open", 1, path="/stall/silent"))    # never opened: no credit comes back
+            await ws.send(wsmux.control("open", 1, path="/stall/silent"))    # not opened yet: no credit comes back
             await ws.send(wsmux.control("open", 2, path="/echo/2"))
             for _ in range(3):                 # far past the window, without waiting for credit
                 await ws.send(wsmux.binary(1, b"x" * (WINDOW - 100)))
@@ -264,5 +272,17 @@ def test_http_channel_streams_a_response_body_beside_websocket_channels(gw: Gate
             with pytest.raises(ChannelError) as refused:
                 await mux.open("/ndjson/1/0", kind="ftp")
             assert refused.value.status == 400
+
+    asyncio.run(main())
+
+
+def test_a_backend_that_never_answers_the_upgrade_times_the_channel_out(gw: Gateway) -> None:
+    async def main() -> None:
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            with pytest.raises(ChannelError) as info:
+                await asyncio.wait_for(mux.open("/silent/x"), 10)
+            assert info.value.status == 504
+            other = await mux.open("/echo/after-timeout")
+            assert await _echo_rounds(other, 2) == 2
 
     asyncio.run(main())
