@@ -546,7 +546,6 @@ class Channel:
             self.grant()
 
     def deliver(self, frame: bytes, n: int) -> None:
-        self.ex.resp_bytes += n
         if not self.outq and self.client_credit > 0:
             self.client_credit -= n
             self.mux.write(frame)
@@ -717,7 +716,10 @@ class ChannelBackend(asyncio.Protocol):
             self.transport.write(encode(CLOSE, close_payload(e.code, e.reason), mask=True))
             return channel.backend_closed(1014 if e.code == 1002 else e.code, f"backend: {e.reason}")
         ch = channel.id
+        ex = channel.ex
         for opcode, payload in messages:
+            if opcode in (BINARY, TEXT):
+                ex.resp_bytes += len(payload)
             if opcode == BINARY:
                 channel.deliver(encode(BINARY, binary(ch, payload)), len(payload))
             elif opcode == TEXT:
