@@ -193,8 +193,7 @@ class MuxConnection(asyncio.Protocol):
         elif opcode == PING:
             self.write(encode(PONG, payload))
         elif opcode == CLOSE:
-            code, _ = parse_close(payload)
-            self.close(1000 if code == 1005 else code, "")
+            self.close(parse_close(payload)[0], "")
 
     def _data(self, ch: int, opcode: int, payload: bytes) -> None:
         channel = self.channels.get(ch)
@@ -728,7 +727,7 @@ class ChannelBackend(asyncio.Protocol):
                 self.transport.write(encode(PONG, payload, mask=True))
             elif opcode == CLOSE:
                 code, reason = parse_close(payload)
-                self.transport.write(encode(CLOSE, close_payload(code if code != 1005 else 1000), mask=True))
+                self.transport.write(encode(CLOSE, close_payload(code), mask=True))
                 channel.backend_closed(code, reason)
                 break
         channel.update_reading()

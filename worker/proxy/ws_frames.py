@@ -18,6 +18,7 @@ _DATA = (TEXT, BINARY)
 _CONTROL = (CLOSE, PING, PONG)
 _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
+_NOT_SENT = frozenset((1004, 1005, 1006, 1015))     # reserved: reported locally, never put on the wire
 
 
 class ProtocolError(Exception):
@@ -55,6 +56,10 @@ def unmask(data: bytes, key: bytes) -> bytes:
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
+    """A close frame's payload; a code that may not be sent (1005, 1006, 1015, or one outside 1000-4999, RFC 6455
+    §7.4) becomes 1000."""
+    if not 1000 <= code <= 4999 or code in _NOT_SENT:
+        code = 1000
     return _U16.pack(code) + reason.encode()[:123]
 
 
