@@ -286,3 +286,19 @@ def test_a_backend_that_never_answers_the_upgrade_times_the_channel_out(gw: Gate
             assert await _echo_rounds(other, 2) == 2
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x01", "no channel prefix", "{not json", '{"op": 7}', '["open"]',
+                                     '{"op":"open","ch":-1}', "0:zero is not a channel"])
+def test_invalid_framing_closes_the_connection_with_1008_and_the_worker_goes_on(gw: Gateway,
+                                                                                garbage: str | bytes) -> None:
+    async def main() -> None:
+        async with connect(mux_url(gw), subprotocols=[wsmux.SUBPROTOCOL]) as ws:  # type: ignore[list-item]
+            await ws.recv()                    # hello
+            await ws.send(garbage)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008
+        async with MuxClient.connect(mux_url(gw)) as mux:
+            assert await _echo_rounds(await mux.open("/echo/next"), 1) == 1
+
+    asyncio.run(main())
