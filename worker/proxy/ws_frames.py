@@ -10,6 +10,8 @@ refused; control frames are final and at most 125 bytes.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import struct
 
@@ -28,6 +30,11 @@ class ProtocolError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+def accept_key(key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` answering a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
 
 
 def encode(opcode: int, payload: bytes, mask: bool = False) -> bytes:
