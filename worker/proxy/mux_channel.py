@@ -76,12 +76,12 @@ class Channel:
         self.fwd_const: bytes = client.fwd_const
         self.ex: Exchange = None  # type: ignore[assignment]
         self.backend: ChannelBackend | None = None
-        self.up = False                        # the backend's 101 arrived
+        self.up = False                        # the backend's 101 (an HTTP channel: its response head) arrived
         self.ended = False
         self.closing = False                   # the backend closed: its close waits behind data in ``outq``
         window = mux.limits.window
-        self.client_credit = window                # credit the client gave: payload bytes the gateway may send it
-        self.granted = window              # credit the gateway gave: payload bytes the client may send
+        self.client_credit = window            # credit the client gave: payload bytes the gateway may send it
+        self.granted = window                  # credit the gateway gave: payload bytes the client may send
         self.owed = 0                          # bytes passed to the backend, not yet granted back
         self.held: list[bytes] = []            # frames for the backend before its handshake completed
         self.held_bytes = 0
