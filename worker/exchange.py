@@ -297,6 +297,8 @@ def start(ex: Exchange, conn: Downstream) -> None:
     of services may arm a failover's replay or a mirroring tee (``services/mirroring.py``) right after its pick."""
     service = ex.service
     if service.internal is not None:
+        if service.internal == "websocket-mux":          # the gateway multiplexes it (proxy/websocket_mux.py)
+            return service.accept(ex, conn)  # type: ignore[attr-defined]
         return conn.answer(ex, internal_answer(ex, conn))
     if service.kind is not None:             # a service of services: the exchange runs on the leaf it picks
         picked = service.kind.pick(ex.headers, conn.worker.now)

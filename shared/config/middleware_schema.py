@@ -297,6 +297,32 @@ COMPRESS = Table(
     }
 )
 
+def _mux_buffers_hold_a_window(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
+    """A client that keeps to its credit holds at most two windows and one message in a channel's buffer
+    (docs/protocols/websocket-multiplexing.md): the limits must leave it that room."""
+    if not all(isinstance(out.get(k), int) for k in ("window", "max_message_bytes", "max_channel_buffer",
+                                                        "max_buffered_bytes")):
+        return
+    least = 2 * out["window"] + out["max_message_bytes"]
+    if out["max_channel_buffer"] < least:
+        rep.add(join(path, "max_channel_buffer"), f"must be at least 2 * window + max_message_bytes ({least}), the "
+                "most a channel whose client keeps to its credit holds", f"max_channel_buffer = {least}")
+    if out["max_buffered_bytes"] < out["max_channel_buffer"]:
+        rep.add(join(path, "max_buffered_bytes"), "must be at least max_channel_buffer",
+                f"max_buffered_bytes = {out['max_channel_buffer']}")
+
+
+WEBSOCKET_MUX = Table(
+    {
+        "max_channels": Field(Int(minimum=1, maximum=65536), 64),
+        "window": Field(Int(minimum=1024, maximum=2**31 - 1), 262144),
+        "max_message_bytes": Field(Int(minimum=1024, maximum=2**30), 1048576),
+        "max_channel_buffer": Field(Int(minimum=1), 2097152),
+        "max_buffered_bytes": Field(Int(minimum=1), 16777216),
+    },
+    post=_mux_buffers_hold_a_window,
+)
+
 CIRCUIT_BREAKER = Table(
     {
         "failure_threshold": Field(Int(minimum=1), 5),

@@ -56,6 +56,7 @@ MIDDLEWARE_TYPES: dict[str, MiddlewareType] = {
     "ip-block": MiddlewareType("ip_allow:IpBlock", core.IP_BLOCK),
     "compress": MiddlewareType("compress:Compress", core.COMPRESS),
     "circuit-breaker": MiddlewareType("circuit_breaker:CircuitBreaker", core.CIRCUIT_BREAKER),
+    "websocket-mux": MiddlewareType("websocket_mux:WebsocketMux", core.WEBSOCKET_MUX),
     # AI-agent extensions
     "channel-webhook": MiddlewareType("channel_webhook:ChannelWebhook", ai.CHANNEL_WEBHOOK),
     "privacy-router": MiddlewareType("privacy_router:PrivacyRouter", ai.PRIVACY_ROUTER, ("tee_service",)),

@@ -1,11 +1,14 @@
 """Protocol backends for end-to-end tests, each on its own event loop in a background thread of the test
-process (the gateway is a separate process, so the traffic is real): a ``websockets`` echo server, an SSE /
-NDJSON server, TLS echo servers that name themselves, a UDP echo server, Hypercorn (HTTP/2, on a port or a unix
-socket), and an HTTP/WebSocket app and a byte echo on unix sockets."""
+process (the gateway is a separate process, so the traffic is real): a ``websockets`` echo server, a WebSocket
+backend that accepts and then never reads, an SSE / NDJSON server, TLS echo servers that name themselves, a UDP
+echo server, Hypercorn (HTTP/2, on a port or a unix socket), and an HTTP/WebSocket app and a byte echo on unix
+sockets."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -72,6 +75,52 @@ class WebSocketEcho(LoopThread):
         async def start() -> None:
             self.server = await websockets.serve(handler, "127.0.0.1", self.port, max_size=None,
                                                  process_request=process_request)
+
+        self.run(start())
+
+
+class StalledWebSocket(LoopThread):
+    """Completes each WebSocket handshake, then never reads again (a small receive buffer, so the kernel holds
+    little): the backend of a channel that must not stall the others; a ``/silent`` path never gets its
+    handshake answered. ``open`` counts its connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.open = 0
+        self.transports: list[Any] = []   # a transport that does not read is referenced by nothing else: kept
+        stalled = self
+
+        class Handshake(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                self.head = b""
+                stalled.open += 1
+                stalled.transports.append(transport)
+
+            def data_received(self, data: bytes) -> None:
+                self.head += data
+                if b"\r\n\r\n" not in self.head:
+                    return
+                if b"/silent" in self.head.split(b"\r\n", 1)[0]:    # never answers the upgrade at all
+                    self.transport.pause_reading()
+                    return
+                key = next(line.split(b":", 1)[1].strip() for line in self.head.split(b"\r\n")
+                           if line.lower().startswith(b"sec-websocket-key:"))
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                self.transport.pause_reading()
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                stalled.open -= 1
+
+        async def start() -> None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind(("127.0.0.1", self.port))
+            self.server = await asyncio.get_running_loop().create_server(Handshake, sock=sock)
 
         self.run(start())
 
