@@ -16,12 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from a3s_gateway.shared.config import GatewayConfig
+from a3s_gateway.shared.errors import ConfigError
 from certs import CA
 from h3_client import H3Connection, H3Transport, configuration
 from harness import Backend, Gateway, free_port, wait_until
-
-from a3s_gateway.shared.config import GatewayConfig
-from a3s_gateway.shared.errors import ConfigError
 
 NAME = "localhost"
 CONFIG = """
