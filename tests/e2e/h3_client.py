@@ -50,7 +50,8 @@ class H3Connection(QuicConnectionProtocol):
         self.pending: dict[int, tuple[H3Response, asyncio.Future[H3Response]]] = {}
 
     async def request(self, method: str, authority: str, path: str, headers: Fields = (),  # type: ignore[assignment]
-                      body: Iterable[bytes] | bytes = b"") -> H3Response:
+                      body: Iterable[bytes] | bytes = b"", trailers: Fields | None = None) -> H3Response:
+        """One request; ``trailers`` end it with a HEADERS block after the body."""
         stream_id = self._quic.get_next_available_stream_id()
         pieces = [body] if isinstance(body, bytes) else list(body)
         pieces = [p for p in pieces if p]
@@ -58,10 +59,12 @@ class H3Connection(QuicConnectionProtocol):
                   (b":path", path.encode()), *headers]
         future: asyncio.Future[H3Response] = asyncio.get_running_loop().create_future()
         self.pending[stream_id] = (H3Response(), future)
-        self.h3.send_headers(stream_id, fields, end_stream=not pieces)
+        self.h3.send_headers(stream_id, fields, end_stream=not pieces and not trailers)
         for i, piece in enumerate(pieces):
-            self.h3.send_data(stream_id, piece, end_stream=i == len(pieces) - 1)
+            self.h3.send_data(stream_id, piece, end_stream=i == len(pieces) - 1 and not trailers)
             self.transmit()
+        if trailers:
+            self.h3.send_headers(stream_id, trailers, end_stream=True)
         self.transmit()
         return await future
 
@@ -115,6 +118,11 @@ class H3Transport(httpx.BaseTransport):
                            create_protocol=H3Connection, wait_connected=True)
         self.conn: H3Connection = self._run(self._cm.__aenter__())
 
+    def request_with_trailers(self, method: str, authority: str, path: str, chunks: list[bytes],
+                              trailers: Fields) -> H3Response:
+        """What httpx cannot send: a streamed body that ends with trailer fields."""
+        return self._run(self.conn.request(method, authority, path, [], chunks, trailers))
+
     def _run(self, coro):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout)
 
@@ -127,7 +135,7 @@ class H3Transport(httpx.BaseTransport):
         got = self._run(self.conn.request(request.method, authority, target, headers, body))
         if got.reset is not None:
             raise httpx.RemoteProtocolError(f"stream reset by the gateway (code {got.reset:#x})", request=request)
-        return httpx.Response(got.status, headers=got.headers, content=got.body,
+        return httpx.Response(got.status, headers=got.headers, stream=httpx.ByteStream(got.body),
                               extensions={"http_version": b"HTTP/3", "trailers": got.trailers})
 
     def close(self) -> None:
