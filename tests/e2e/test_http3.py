@@ -8,7 +8,10 @@ over HTTP/3 in test_both_protocols*.py (protocol ``h3``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,3 +186,54 @@ def test_http3_without_tls_is_a_config_error_naming_the_key(tmp_path: Path, tabl
         GatewayConfig.from_file(path)
     problem = excinfo.value.problems[0]
     assert problem.path == "entrypoints.a.http3" and message in problem.message
+
+
+def test_garbage_datagrams_and_malformed_requests_cost_no_worker(env: Env) -> None:
+    """Random datagrams, a truncated QUIC Initial and a request with an invalid field name: the workers stay
+    (same pids) and the next HTTP/3 connection is served."""
+    pids = set(env.gw.worker_pids())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(50):
+            s.sendto(os.urandom(1 + i * 25), ("127.0.0.1", env.port))
+        s.sendto(b"\xc0\x00\x00\x00\x01\x08" + b"\x00" * 30, ("127.0.0.1", env.port))
+
+    async def bad_request() -> object:
+        from aioquic.asyncio.client import connect
+
+        async with connect("127.0.0.1", env.port, configuration=configuration(str(env.ca.path), NAME),
+                           create_protocol=H3Connection) as conn:
+            try:
+                return await asyncio.wait_for(conn.request(  # type: ignore[attr-defined]
+                    "GET", f"{NAME}:{env.port}", "/bad", [(b"X-Upper", b"1")]), 10)
+            except ConnectionError:
+                return "closed"
+
+    outcome = asyncio.run(bad_request())
+    assert outcome == "closed" or outcome.reset is not None  # type: ignore[attr-defined]
+    with env.client() as c:
+        assert c.get("/after-garbage").status_code == 200
+    assert set(env.gw.worker_pids()) == pids
+
+
+def test_client_leaving_mid_response_frees_the_stream_and_the_worker_serves_on(env: Env) -> None:
+    async def leave_early() -> int:
+        from aioquic.asyncio.client import connect
+
+        async with connect("127.0.0.1", env.port, configuration=configuration(str(env.ca.path), NAME),
+                           create_protocol=H3Connection) as conn:
+            task = asyncio.ensure_future(conn.request(  # type: ignore[attr-defined]
+                "GET", f"{NAME}:{env.port}", "/download/50000000"))
+            await asyncio.sleep(0)                        # the request is sent
+            response = conn.pending[0][0]  # type: ignore[attr-defined]
+            for _ in range(500):                          # bounded: until the first body bytes arrived
+                if response.chunks:
+                    break
+                await asyncio.sleep(0.01)
+        # the connection is closed with the response half-way: the request fails on the client side
+        with contextlib.suppress(ConnectionError):
+            await task
+        return len(response.chunks)
+
+    assert asyncio.run(leave_early()) > 0
+    with env.client() as c:
+        assert c.get("/after-leaving").status_code == 200

@@ -16,8 +16,9 @@ Invariants:
 - Response push-back: a stream whose unacknowledged bytes in aioquic's send buffer pass ``HIGH_WATER`` pauses its
   upstream until they fall below ``LOW_WATER`` (checked after every transmit). Request bodies have no push-back:
   aioquic extends the client's flow-control window as bytes arrive (``ack`` has nothing to do).
-- No input crashes the worker: aioquic closes a connection on protocol errors; anything unexpected is logged and
-  the connection closed.
+- No input crashes the worker: aioquic closes a connection on protocol errors (a field section breaking RFC 9114
+  §4.2 included); a request that passes them but fails ``http2.fields.read_request`` resets its stream only;
+  anything unexpected is logged and the connection closed.
 """
 
 from __future__ import annotations
