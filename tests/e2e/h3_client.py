@@ -116,7 +116,11 @@ class H3Transport(httpx.BaseTransport):
         self.thread.start()
         self._cm = connect("127.0.0.1", port, configuration=configuration(cafile, server_name),
                            create_protocol=H3Connection, wait_connected=True)
-        self.conn: H3Connection = self._run(self._cm.__aenter__())
+        try:
+            self.conn: H3Connection = self._run(self._cm.__aenter__())
+        except BaseException:
+            self._stop_loop()
+            raise
 
     def request_with_trailers(self, method: str, authority: str, path: str, chunks: list[bytes],
                               trailers: Fields) -> H3Response:
@@ -142,6 +146,10 @@ class H3Transport(httpx.BaseTransport):
         try:
             self._run(self._cm.__aexit__(None, None, None))
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(self.timeout)
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(self.timeout)
+        if not self.thread.is_alive():
             self.loop.close()

@@ -237,3 +237,28 @@ def test_client_leaving_mid_response_frees_the_stream_and_the_worker_serves_on(e
     assert asyncio.run(leave_early()) > 0
     with env.client() as c:
         assert c.get("/after-leaving").status_code == 200
+
+
+def test_http3_enabled_and_disabled_by_reload(env: Env, tmp_path: Path) -> None:
+    """A reload that turns ``http3`` on binds the UDP sockets and serves QUIC; one that turns it off stops both the
+    QUIC side and the ``Alt-Svc`` field, the TCP side serving on throughout."""
+    without = env.config.replace("http3 = true\n", "")
+    port = free_port()
+    gw = Gateway(without, tmp_path, workers=2, secure=port)
+    ctx = ssl.create_default_context(cafile=str(env.ca.path))
+    try:
+        def alt_svc() -> str | None:
+            with httpx.Client(verify=ctx, timeout=10) as c:
+                return c.get(f"https://{NAME}:{port}/x").headers.get("alt-svc")
+
+        assert alt_svc() is None
+        gw.reload(env.config)
+        wait_until(lambda: alt_svc() == f'h3=":{port}"; ma=86400', what="Alt-Svc after enabling http3")
+        with httpx.Client(transport=H3Transport(port, str(env.ca.path), NAME), timeout=10) as c:
+            assert c.get(f"https://{NAME}:{port}/on").status_code == 200
+        gw.reload(without)
+        wait_until(lambda: alt_svc() is None, what="no Alt-Svc after disabling http3")
+        with pytest.raises((ConnectionError, TimeoutError)):
+            H3Transport(port, str(env.ca.path), NAME, timeout=2)
+    finally:
+        gw.stop()

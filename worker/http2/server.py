@@ -209,8 +209,7 @@ class H2Server(H2Endpoint):
         if self.worker.draining:
             self.reset(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        serve_request(self, event.stream_id, event.headers, event.stream_ended is not None,
-                      lambda: self._ends_empty(event))
+        serve_request(self, event.stream_id, event.headers, event.stream_ended is not None, event)
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False) -> bool:
         """A HEADERS block on a stream; False when the client reset it meanwhile."""
@@ -220,7 +219,7 @@ class H2Server(H2Endpoint):
             return False
         return True
 
-    def _ends_empty(self, event: h2.events.RequestReceived) -> bool:
+    def ends_empty(self, event: h2.events.RequestReceived) -> bool:
         """Whether this read already ends the request with no body bytes (HEADERS, then an empty DATA frame with
         END_STREAM): the request then goes to an HTTP/1.1 backend without a body, not as an empty chunked one."""
         batch = self.batch

@@ -19,7 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -355,11 +355,11 @@ def _h2_fields(status: int, fields: Fields) -> Fields:
     return [(b":status", b"%d" % status), *[(name.lower(), value) for name, value in fields]]
 
 
-def serve_request(server: Any, stream_id: int, fields: Fields, ended: bool, ends_empty: Callable[[], bool]) -> None:
+def serve_request(server: Any, stream_id: int, fields: Fields, ended: bool, event: Any) -> None:
     """A request's HEADERS opened stream ``stream_id`` of ``server`` (an ``H2Server``, or an HTTP/3 connection that
     offers the same calls): make its exchange and ``server.stream_class`` stream, check it, route it and start it.
-    ``ended``: the HEADERS ended the request; ``ends_empty``: whether what was already read ends it with no body
-    bytes (asked only when it matters)."""
+    ``ended``: the HEADERS ended the request; ``server.ends_empty(event)`` says whether what was already read ends
+    it with no body bytes (asked only when it matters)."""
     ex = Exchange()
     read = read_request(ex, fields)
     if read is None:
@@ -367,7 +367,7 @@ def serve_request(server: Any, stream_id: int, fields: Fields, ended: bool, ends
     raw, is_grpc, length = read
     ex.keep_alive = True
     ex.xff = ex.xff_in + b", " + server.peer if ex.xff_in is not None and server.xff_trusted else server.peer
-    ex.req_has_body = not ended and length != 0 and (length > 0 or not ends_empty())
+    ex.req_has_body = not ended and length != 0 and (length > 0 or not server.ends_empty(event))
     stream = server.streams[stream_id] = server.stream_class(server, stream_id, ex, is_grpc, length)
     ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
     if ended:

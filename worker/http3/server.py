@@ -116,6 +116,7 @@ class H3Server(QuicConnectionProtocol):
         self.xff_trusted = False
         self.streams: dict[int, Stream] = {}
         self.outboxes: dict[int, Outbox] = {}
+        self.batch: list[H3Event] = []      # the HTTP/3 events of the QUIC event being handled
         self.highest = -1                    # the highest request stream opened (later HEADERS are trailers)
         self.last_active = self.worker.now
         self.closed = False
@@ -175,7 +176,17 @@ class H3Server(QuicConnectionProtocol):
         if self.worker.draining or self.entry.closing:
             self.reset(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        serve_request(self, event.stream_id, event.headers, event.stream_ended, partial(_ends_empty, event, batch))
+        self.batch = batch
+        serve_request(self, event.stream_id, event.headers, event.stream_ended, event)
+
+    def ends_empty(self, event: HeadersReceived) -> bool:
+        """Whether the events already read end the request with no body bytes (HEADERS, then an empty DATA frame
+        or only the stream's FIN): the request then goes to an HTTP/1.1 backend without a body."""
+        batch = self.batch
+        for later in batch[batch.index(event) + 1:]:
+            if getattr(later, "stream_id", None) == event.stream_id:
+                return isinstance(later, DataReceived) and not later.data and later.stream_ended
+        return False
 
     def _client_reset(self, stream_id: int) -> None:
         self.drop_outbox(stream_id)
@@ -310,15 +321,6 @@ class H3Server(QuicConnectionProtocol):
             self._quic.close(error_code=ErrorCode.H3_NO_ERROR)
             self.transmit()
             self._terminated()
-
-
-def _ends_empty(event: HeadersReceived, batch: list[H3Event]) -> bool:
-    """Whether the events already read end the request with no body bytes (HEADERS, then an empty DATA frame, or
-    only the stream's FIN): the request then goes to an HTTP/1.1 backend without a body."""
-    for later in batch[batch.index(event) + 1:]:
-        if getattr(later, "stream_id", None) == event.stream_id:
-            return isinstance(later, DataReceived) and not later.data and later.stream_ended
-    return False
 
 
 class _Listener(QuicServer):
