@@ -262,3 +262,24 @@ def test_http3_enabled_and_disabled_by_reload(env: Env, tmp_path: Path) -> None:
             H3Transport(port, str(env.ca.path), NAME, timeout=2)
     finally:
         gw.stop()
+
+
+def test_http3_on_the_port_of_a_udp_entrypoint_is_a_config_error(tmp_path: Path) -> None:
+    ca = CA(tmp_path)
+    pair = ca.issue(NAME)
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"""
+[entrypoints.dns]
+address = "127.0.0.1:5353"
+protocol = "udp"
+[entrypoints.secure]
+address = "127.0.0.1:5353"
+http3 = true
+[entrypoints.secure.tls]
+cert_file = "{pair.cert}"
+key_file = "{pair.key}"
+""")
+    with pytest.raises(ConfigError) as excinfo:
+        GatewayConfig.from_file(path)
+    assert [(p.path, p.message) for p in excinfo.value.problems] == [
+        ("entrypoints.secure.http3", "address '127.0.0.1:5353' is already used by entrypoints.dns.address")]
