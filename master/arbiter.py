@@ -25,6 +25,7 @@ from typing import Any
 
 from ..shared import log as gwlog
 from ..shared.channel import Channel
+from ..shared.compiled import spec_lids
 from ..shared.errors import GatewayError
 from ..shared.plane import Plane
 from .sockets import Listeners
@@ -224,7 +225,7 @@ class Arbiter:
                 h.acks[gen] = fut
                 msg: dict[str, Any] = {"op": "generation", "compiled": compiled}
                 if specs is not None:
-                    missing = sorted({s["lid"] for s in specs.values()} - h.lids)
+                    missing = sorted({lid for s in specs.values() for lid in spec_lids(s)} - h.lids)
                     if missing:
                         try:
                             socket.send_fds(h.fdsock, [b"%d" % len(missing)],

@@ -14,6 +14,7 @@ import os
 import pwd
 import socket
 
+from ..shared.compiled import spec_lids
 from ..shared.errors import GatewayError
 
 BACKLOG = 4096
@@ -95,32 +96,40 @@ class Listeners:
         fresh: list[int] = []
         try:
             for name, ep in entrypoints.items():
-                addr = self._address(ep)
-                lid = by_address.get(addr)
-                if lid is None:
-                    socks = []
-                    try:
-                        for _ in range(slots):
-                            socks.append(bind(ep["host"], ep["port"], ep.get("protocol", "http")))
-                    except GatewayError as e:
-                        for s in socks:
-                            s.close()
-                        raise GatewayError(f"entrypoint '{name}': {e} ({_move_hint(name)})") from e
-                    lid = self._next_lid
-                    self._next_lid += 1
-                    self.sets[lid], self.addresses[lid] = socks, addr
-                    by_address[addr] = lid
-                    fresh.append(lid)
-                specs[name] = {**ep, "lid": lid}
+                spec = specs[name] = {**ep, "lid": self._set_for(name, self._address(ep), slots, by_address, fresh)}
+                if ep.get("http3"):            # QUIC on the same port, UDP (worker/http3.py)
+                    spec["h3_lid"] = self._set_for(name, (ep["host"], ep["port"], "udp"), slots, by_address, fresh)
         except GatewayError:
             self.abort(fresh)
             raise
         return specs, fresh
 
+    def _set_for(self, name: str, addr: tuple[str, int, str], slots: int, by_address: dict[tuple, int],
+                 fresh: list[int]) -> int:
+        """The lid of the set bound to ``addr``: an existing one, or one bound now (added to ``fresh``)."""
+        lid = by_address.get(addr)
+        if lid is not None:
+            return lid
+        host, port, transport = addr
+        socks = []
+        try:
+            for _ in range(slots):
+                socks.append(bind(host, port, "udp" if transport == "udp" else "tcp"))
+        except GatewayError as e:
+            for s in socks:
+                s.close()
+            raise GatewayError(f"entrypoint '{name}': {e} ({_move_hint(name)})") from e
+        lid = self._next_lid
+        self._next_lid += 1
+        self.sets[lid], self.addresses[lid] = socks, addr
+        by_address[addr] = lid
+        fresh.append(lid)
+        return lid
+
     def commit(self, specs: dict[str, dict]) -> list[int]:
         """Make ``specs`` current and close every set no entrypoint listens on any more; returns those lids."""
         self.specs = specs
-        used = {spec["lid"] for spec in specs.values()}
+        used = {lid for spec in specs.values() for lid in spec_lids(spec)}
         closed = [lid for lid in self.sets if lid not in used]
         self.abort(closed)
         return closed
@@ -137,7 +146,7 @@ class Listeners:
     def fds_for(self, slot: int, specs: dict[str, dict] | None = None) -> dict[int, int]:
         """``{lid: fd}`` of one worker slot for the current (or the given) specs."""
         specs = self.specs if specs is None else specs
-        return {spec["lid"]: self.fd(spec["lid"], slot) for spec in specs.values()}
+        return {lid: self.fd(lid, slot) for spec in specs.values() for lid in spec_lids(spec)}
 
     def urls(self) -> dict[str, str]:
         """``{entrypoint: scheme://host:port}`` as bound, for the start-up and reload logs."""

@@ -15,3 +15,9 @@ from .config import GatewayConfig
 
 def compile_generation(cfg: GatewayConfig, generation: int) -> dict[str, Any]:
     return {"generation": generation, "config": cfg.to_dict()}
+
+
+def spec_lids(spec: dict[str, Any]) -> list[int]:
+    """The listener sets (``master/sockets.py``) an entrypoint's listener spec uses: its own, and the UDP one of
+    its HTTP/3 side."""
+    return [spec["lid"], spec["h3_lid"]] if "h3_lid" in spec else [spec["lid"]]

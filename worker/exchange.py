@@ -83,6 +83,7 @@ class Downstream(Protocol):
     port: int
     protocol: bytes                          # what the access log says for a client that is not HTTP/1.1
     fwd_const: bytes                         # X-Real-IP / X-Forwarded-Proto / X-Forwarded-Port, serialized once
+    alt_svc: bytes | None                    # the Alt-Svc value of an entrypoint with an HTTP/3 side (TCP side only)
 
     @property
     def peername(self) -> tuple[str, int] | None: ...
@@ -446,6 +447,9 @@ def response_head(ex: Exchange, conn: Downstream, status: int, fields: Fields) -
             fields += [(b"Set-Cookie", c) for c in cookie]
         else:
             fields.append((b"Set-Cookie", cookie))  # type: ignore[arg-type]
+    alt_svc = conn.alt_svc
+    if alt_svc is not None:
+        fields.append((b"Alt-Svc", alt_svc))
     return True
 
 

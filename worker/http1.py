@@ -85,6 +85,7 @@ class ClientProtocol(asyncio.Protocol):
         self.client_ip = ""
         self.peer = b""
         self.fwd_const = b""
+        self.alt_svc = worker.alt_svc.get(entrypoint)     # this entrypoint's HTTP/3 side (http3/__init__.py)
         self.closed = False
         self.last_active = worker.now
 

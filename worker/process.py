@@ -28,9 +28,10 @@ import uvloop
 
 from ..shared import log as gwlog
 from ..shared.channel import Channel
+from ..shared.compiled import spec_lids
 from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
-from . import exchange, limits, middlewares, proxy_protocol, runtime, tls
+from . import exchange, http3, limits, middlewares, proxy_protocol, runtime, tls
 from .handover import Handover
 from .observability import Observability
 from .proxy import tcp, udp
@@ -76,6 +77,7 @@ class Worker:
         self.retired: set[str] = set()      # removed entrypoints whose connections are not all closed yet
         self.fdsock: socket.socket | None = None
         self.acme_tokens: dict[str, str] = {}            # HTTP-01 token -> key authorization (from the master)
+        self.alt_svc: dict[str, bytes] = {}              # entrypoint -> Alt-Svc of its HTTP/3 side (http3/)
 
     def load(self, compiled: dict[str, Any]) -> None:
         self.slots = compiled["slots"]       # plane indices of this generation (middleware builders read them)
@@ -114,7 +116,24 @@ class Worker:
             raise
         if store is not None:
             self.cert_stores[ep["name"]] = store
+        if ep.get("http3"):
+            return await self._serve_http3(ep, server, store)  # type: ignore[arg-type]
         return server
+
+    async def _serve_http3(self, ep: dict[str, Any], tcp_server: asyncio.AbstractServer,
+                           store: tls.CertStore) -> http3.WithHttp3:
+        """The entrypoint's HTTP/3 side, on its slot's UDP socket (aioquic is imported only here)."""
+        from .http3.server import H3Entrypoint
+
+        sock = self.listen_socks[ep["h3_lid"]].dup()
+        sock.setblocking(False)
+        try:
+            h3 = await H3Entrypoint.start(self, ep, sock, store)
+        except BaseException:
+            sock.close()
+            tcp_server.close()
+            raise
+        return http3.WithHttp3(tcp_server, h3)
 
     async def _serve_proxy(self, ep: dict[str, Any], sock: socket.socket) -> tcp.TcpEntrypoint | udp.UdpEntrypoint:
         """TCP and UDP entrypoints (``proxy/tcp.py``, ``proxy/udp.py``); both stop accepting on ``close()``."""
@@ -142,7 +161,7 @@ class Worker:
                 server.close()
             raise
         gone = [n for n in self.listening if n not in wanted]
-        used = {ep["lid"] for ep in specs}
+        used = {lid for ep in specs for lid in spec_lids(ep)}
         for name in gone:
             ep, server = self.listening[name]
             if ep["lid"] not in used:
@@ -156,6 +175,7 @@ class Worker:
         self.retired = (self.retired | set(gone)) - set(wanted)
         self.close_retired_idle()
         self.listening.update(started)
+        self.alt_svc = {name: value for name, (ep, _s) in self.listening.items() if (value := http3.alt_svc(ep))}
         self.servers = [server for _ep, server in self.listening.values()]
         for lid in [lid for lid in self.listen_socks if lid not in used]:
             self.listen_socks.pop(lid).close()
@@ -164,6 +184,8 @@ class Worker:
         """Serve the connections the kernel has accepted on a removed entrypoint's socket that no worker has taken
         yet: the master closes its copy of the socket once every worker has answered this generation, and closing
         the last copy of a listening socket resets every connection still queued in it."""
+        if isinstance(server, http3.WithHttp3):       # QUIC connections are datagrams: only the TCP side has a queue
+            server = server.tcp
         if isinstance(server, udp.UdpEntrypoint):     # datagrams: no connection waits to be accepted
             return
         if isinstance(server, tcp.TcpEntrypoint):

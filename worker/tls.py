@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -60,6 +61,7 @@ class CertStore:
         self.files = [f for pair in pairs for f in pair] + ([tls["client_ca_file"]] if tls.get("client_ca_file")
                                                             else [])
         self.mtimes = self._mtimes()
+        self.on_reload: list[Callable[[], None]] = []     # the entrypoint's HTTP/3 side (http3/server.py)
         self.exact: dict[str, ssl.SSLContext] = {}
         self.wildcard: dict[str, ssl.SSLContext] = {}
         self.default: ssl.SSLContext = None  # type: ignore[assignment]
@@ -120,6 +122,8 @@ class CertStore:
         except (OSError, ssl.SSLError, ValueError) as e:
             log.error(f"entrypoint {self.entrypoint}: certificate reload failed, keeping the previous ones: {e}")
             return False
+        for reloaded in self.on_reload:
+            reloaded()
         return True
 
 

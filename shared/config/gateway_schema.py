@@ -12,6 +12,7 @@ Invariants of the normalized form (see README of the package API in ``__init__``
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import ssl
 from typing import Any
@@ -54,6 +55,26 @@ STRATEGIES = ("round-robin", "weighted", "least-connections", "random")
 def _split_address(out: dict[str, Any], raw: dict[Any, Any], path: str, rep: Reporter) -> None:
     if "address" in out:
         out["host"], out["port"] = parse_address(out["address"])
+    if out.get("http3"):
+        _check_http3(out, path, rep)
+
+
+def _check_http3(out: dict[str, Any], path: str, rep: Reporter) -> None:
+    """HTTP/3 is QUIC, and QUIC is TLS 1.3 with the entrypoint's own certificate files (worker/http3.py)."""
+    tls = out.get("tls")
+    if out.get("protocol", "http") != "http":
+        rep.add(join(path, "http3"), f"http3 is for http entrypoints, not protocol = \"{out['protocol']}\"")
+    elif tls is None:
+        rep.add(join(path, "http3"), "http3 needs tls: QUIC is always encrypted",
+                suggestion=f"add [{path}.tls] with cert_file and key_file")
+    elif not (tls.get("cert_file") or tls.get("certificates")):
+        rep.add(join(path, "http3"), "http3 needs tls.cert_file or tls.certificates (ACME-only entrypoints "
+                "serve HTTP/1.1 and HTTP/2 only)")
+    elif tls.get("client_ca_file"):
+        rep.add(join(path, "http3"), "http3 cannot require client certificates (tls.client_ca_file): the QUIC "
+                "side does not verify them")
+    elif importlib.util.find_spec("aioquic") is None:
+        rep.add(join(path, "http3"), "http3 needs the aioquic package", suggestion="pip install aioquic")
 
 
 def _certificate_error(cert_file: str, key_file: str) -> str | None:
@@ -165,6 +186,8 @@ ENTRYPOINT = Table(
             "trusted_ips": Field(ListOf(Str(check=ip_network_error), min_items=1,
                                         too_few="proxy_protocol needs the peers it trusts"), required=True),
         }))),
+        # HTTP/3 (QUIC) on the same port over UDP, advertised by Alt-Svc on the TCP side (worker/http3.py).
+        "http3": Field(Bool(), False),
         "udp": Field(
             Table({"idle_timeout": Field(Duration(), 30.0), "max_sessions": Field(Int(minimum=1), 10000)}), {}
         ),

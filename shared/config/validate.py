@@ -188,6 +188,8 @@ def _check_listeners(data: dict[str, Any], rep: Reporter) -> None:
         (join(join("entrypoints", name), "address"), ep, "udp" if ep.get("protocol") == "udp" else "tcp")
         for name, ep in data.get("entrypoints", {}).items()
     ]
+    listeners += [(join(join("entrypoints", name), "http3"), ep, "udp")      # its QUIC side binds UDP
+                  for name, ep in data.get("entrypoints", {}).items() if ep.get("http3")]
     admin = data.get("admin", {})
     if admin.get("enabled"):
         listeners.append(("admin.address", admin, "tcp"))

@@ -1,6 +1,7 @@
 """The gateway behind test_both_protocols*.py: one config with every case's router, middleware and service,
-served over HTTP/1.1 and h2c (entrypoint ``web``) and HTTP/2 over TLS (``secure``, ALPN), two workers, in front
-of real backends (``a``, ``b``, ``counted``) and a dead port; and a ``Client`` per protocol.
+served over HTTP/1.1 and h2c (entrypoint ``web``), HTTP/2 over TLS (``secure``, ALPN) and HTTP/3 (``secure``'s
+QUIC side), two workers, in front of real backends (``a``, ``b``, ``counted``) and a dead port; and a ``Client``
+per protocol.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from certs import CA
+from h3_client import H3Transport
 from harness import Backend, Gateway, free_port
 
-PROTOCOLS = ("http1", "h2c", "h2-tls")
+PROTOCOLS = ("http1", "h2c", "h2-tls", "h3")
+VERSIONS = {"http1": "HTTP/1.1", "h2c": "HTTP/2", "h2-tls": "HTTP/2", "h3": "HTTP/3"}
 SECRET = "both-protocols-hmac-key-" + "k" * 40
 TLS_NAME = "localhost"          # the TLS entrypoint's certificate; resolves to loopback
 
@@ -24,6 +27,7 @@ CONFIG = """
 address = "127.0.0.1:{web}"
 [entrypoints.secure]
 address = "127.0.0.1:{secure}"
+http3 = true
 [entrypoints.secure.tls]
 cert_file = "%(cert)s"
 key_file = "%(key)s"
@@ -166,7 +170,7 @@ max_retries = 2
 retry_interval_ms = 10
 [middlewares.unprefix]
 type = "strip-prefix"
-prefixes = ["/gz", "/retry", "/rstatus", "/cb-http1", "/cb-h2c", "/cb-h2-tls"]
+prefixes = ["/gz", "/retry", "/rstatus", "/cb-http1", "/cb-h2c", "/cb-h2-tls", "/cb-h3"]
 """
 ROUTES: dict[str, tuple[str, list[str]]] = {
     "hdr": ("a", ["hdr"]), "strip": ("a", ["strip"]), "add": ("a", ["add"]), "replace": ("a", ["replace"]),
@@ -223,7 +227,12 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def new_client(env: Env, proto: str) -> httpx.Client:
-    """A client speaking ``proto`` to the gateway: HTTP/1.1 or h2c to the plain entrypoint, h2 by ALPN to TLS."""
+    """A client speaking ``proto`` to the gateway: HTTP/1.1 or h2c to the plain entrypoint, h2 by ALPN to TLS,
+    HTTP/3 (aioquic) to the TLS entrypoint's QUIC side."""
+    if proto == "h3":
+        port = env.gw.ports["secure"]
+        return httpx.Client(transport=H3Transport(port, str(env.ca.path), TLS_NAME),
+                            base_url=f"https://{TLS_NAME}:{port}", timeout=10)
     if proto == "http1":
         return httpx.Client(base_url=env.gw.url, timeout=10)
     if proto == "h2c":
@@ -241,8 +250,8 @@ class Client:
         if proto not in env.clients:
             env.clients[proto] = new_client(env, proto)
         self.http = env.clients[proto]
-        self.version = "HTTP/1.1" if proto == "http1" else "HTTP/2"
-        self.scheme = "https" if proto == "h2-tls" else "http"
+        self.version = VERSIONS[proto]
+        self.scheme = "https" if proto in ("h2-tls", "h3") else "http"
         self.authority = self.http.base_url.netloc.decode()
 
     def request(self, method: str, path: str, fresh: bool = False, **kw: Any) -> httpx.Response:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from both_protocols import PROTOCOLS, TLS_NAME, Client, Env, gateway_env, routed_to
 from h2_client import client_connection
+from h3_client import H3Transport
 from harness import wait_until
 from mw_support import assert_error, echoed
 from recording_backend import RawClient
@@ -105,7 +106,7 @@ def test_whoami_internal_echoes_the_request(client: Client) -> None:
     assert (who["method"], who["path"], who["client"]["ip"]) == ("GET", "/whoami/x?y=1", "127.0.0.1")
     # header names as received: the client's case over HTTP/1.1, lowercase (as HTTP/2 requires) over HTTP/2
     assert {k.lower(): v for k, v in who["headers"].items()}["x-who"] == ["me"]
-    assert who["proto"] == ("HTTP/1.1" if client.proto == "http1" else "HTTP/2.0")
+    assert who["proto"] == {"http1": "HTTP/1.1", "h3": "HTTP/3"}.get(client.proto, "HTTP/2.0")
 
 
 def test_whoami_internal_lists_header_fields_without_http2_pseudo_headers(client: Client) -> None:
@@ -169,7 +170,7 @@ def test_response_header_timeout_is_504_json_and_the_connection_stays_usable(cli
 def post_with_trailers(client: Client, path: str, chunks: list[bytes],
                        trailers: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
     """A POST whose streamed body ends with a trailer section (chunked over HTTP/1.1, a HEADERS block after the
-    DATA frames over HTTP/2), sent by hand as no high-level client sends trailers: (status, JSON body)."""
+    DATA frames over HTTP/2 and HTTP/3), sent by hand as no high-level client sends trailers: (status, JSON body)."""
     gw = client.env.gw
     if client.proto == "http1":
         raw = RawClient(gw.port)
@@ -183,6 +184,15 @@ def post_with_trailers(client: Client, path: str, chunks: list[bytes],
             raw.close()
         assert answer is not None, "no response"
         return answer[0], json.loads(answer[2])
+    if client.proto == "h3":
+        h3 = H3Transport(gw.ports["secure"], str(client.env.ca.path), TLS_NAME)
+        try:
+            got = h3.request_with_trailers("POST", client.authority, path, chunks,
+                                           [(k.encode(), v.encode()) for k, v in trailers])
+        finally:
+            h3.close()
+        assert got.reset is None, f"stream reset with {got.reset:#x}"
+        return got.status, json.loads(got.body)
     conn = client_connection()
     sock = socket.create_connection(("127.0.0.1", gw.port if client.proto == "h2c" else gw.ports["secure"]),
                                     timeout=10)

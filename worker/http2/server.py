@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import h2.config
@@ -31,14 +30,11 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ...shared import log as gwlog
-from .. import exchange, responses
-from ..exchange import Exchange
 from ..hop_headers import forwarded_const
-from ..responses import Answer
 from .endpoint import H2Endpoint
 from .field_coding import install_hpack
-from .fields import read_request, valid_trailers
-from .stream import Stream
+from .fields import valid_trailers
+from .stream import Stream, serve_request
 
 if TYPE_CHECKING:
     from ..limits import Limits
@@ -74,6 +70,9 @@ class H2Server(H2Endpoint):
     """The server side of one HTTP/2 connection."""
 
     client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
+    stream_class = Stream
+    websocket = True                          # extended CONNECT (RFC 8441) for WebSocket
+    websocket_refusal = "Only the websocket protocol is supported"
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         super().__init__()
@@ -100,6 +99,7 @@ class H2Server(H2Endpoint):
         self.client_ip = ""
         self.peer = b""
         self.fwd_const = b""
+        self.alt_svc = worker.alt_svc.get(entrypoint)     # this entrypoint's HTTP/3 side (http3/__init__.py)
         self.resets = 0
         self.reset_window = worker.now
         self.goaway = False
@@ -206,39 +206,20 @@ class H2Server(H2Endpoint):
             stream.cancel()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
         if self.worker.draining:
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.reset(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        ex = Exchange()
-        read = read_request(ex, event.headers)
-        if read is None:
-            return self.malformed(stream_id)
-        raw, is_grpc, length = read
-        ex.keep_alive = True
-        ex.xff = ex.xff_in + b", " + self.peer if ex.xff_in is not None and self.xff_trusted else self.peer
-        ex.req_has_body = event.stream_ended is None and length != 0 and (length > 0 or not self._ends_empty(event))
-        stream = self.streams[stream_id] = Stream(self, stream_id, ex, is_grpc, length)
-        ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
-        if event.stream_ended is not None:
-            ex.req_done = True
-        if ex.upgrade and ex.method != b"GET":     # an extended CONNECT for another protocol than websocket
-            return stream.answer(ex, responses.error_answer(501, "Only the websocket protocol is supported"))
-        limit = self.worker.limits.max_body_bytes
-        # as for HTTP/1.1: a declared length at once, else as it streams (a WebSocket's DATA is no body)
-        if limit and ex.req_has_body and not ex.upgrade:
-            if length > limit:
-                return stream.answer(ex, responses.too_large(limit))
-            ex.req_limit = limit
-        reply = exchange.route(ex, stream, raw)
-        if reply is None:
-            exchange.start(ex, stream)
-        elif reply.__class__ is Answer:
-            stream.answer(ex, reply)  # type: ignore[arg-type]
-        else:
-            self.worker.loop.create_task(self._resume_chain(stream, reply))  # type: ignore[arg-type]
+        serve_request(self, event.stream_id, event.headers, event.stream_ended is not None, event)
 
-    def _ends_empty(self, event: h2.events.RequestReceived) -> bool:
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False) -> bool:
+        """A HEADERS block on a stream; False when the client reset it meanwhile."""
+        try:
+            self.conn.send_headers(stream_id, headers, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
+
+    def ends_empty(self, event: h2.events.RequestReceived) -> bool:
         """Whether this read already ends the request with no body bytes (HEADERS, then an empty DATA frame with
         END_STREAM): the request then goes to an HTTP/1.1 backend without a body, not as an empty chunked one."""
         batch = self.batch
@@ -249,21 +230,6 @@ class H2Server(H2Endpoint):
                 if not isinstance(later, h2.events.DataReceived) or later.data:
                     return False
         return False
-
-    async def _resume_chain(self, stream: Stream, pending: Awaitable[Answer | None]) -> None:
-        """The end of an asynchronous request phase (forward-auth...): answer with its reply, or proxy."""
-        ex = stream.ex
-        try:
-            reply = await pending
-        except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
-            reply = exchange.middleware_failed(ex)
-        if not stream.current(ex):
-            return                             # the client reset the stream meanwhile
-        if reply is not None:
-            stream.answer(ex, reply)
-        else:
-            exchange.start(ex, stream)
-        self.flush()
 
     def sweep(self, now: float, limits: Limits) -> None:
         """The worker's sweep: the body timeout per stream, the idle timeout of a connection without streams."""

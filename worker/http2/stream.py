@@ -19,10 +19,10 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ...shared.errors import UpstreamError
@@ -33,6 +33,7 @@ from ..responses import Answer
 from ..upstream import http1 as upstream_http1
 from ..upstream import http2 as upstream_http2
 from .endpoint import header_value
+from .fields import read_request
 
 if TYPE_CHECKING:
     from ..process import Worker
@@ -50,8 +51,8 @@ class Stream:
     It is also the ``conn`` that ``Observability.finish`` and the middlewares read (client_ip, entrypoint,
     ``protocol``), so a stream is counted, logged and traced like an HTTP/1.1 request."""
 
-    __slots__ = ("server", "worker", "entrypoint", "client_ip", "peer", "scheme", "port", "fwd_const", "id", "ex",
-                 "grpc", "length", "head_sent", "hold", "held", "unacked", "request_trailers", "body_mark",
+    __slots__ = ("server", "worker", "entrypoint", "client_ip", "peer", "scheme", "port", "fwd_const", "alt_svc", "id",
+                 "ex", "grpc", "length", "head_sent", "hold", "held", "unacked", "request_trailers", "body_mark",
                  "body_since")
     protocol = b"HTTP/2.0"                    # what the access log and whoami say
 
@@ -64,6 +65,7 @@ class Stream:
         self.scheme = server.scheme
         self.port = server.port
         self.fwd_const = server.fwd_const
+        self.alt_svc = server.alt_svc
         self.id = stream_id
         self.ex = ex
         self.grpc = grpc_request
@@ -174,12 +176,8 @@ class Stream:
     # -- Downstream: the response
     def send_interim(self, status: int, reason: bytes, fields: Fields) -> None:
         """A 1xx response (100 Continue, 103 Early Hints): an informational HEADERS block (RFC 9113 §8.1)."""
-        if self.head_sent:
-            return
-        try:
-            self.server.conn.send_headers(self.id, _h2_fields(status, fields))
-        except h2.exceptions.ProtocolError:
-            pass                               # the client reset the stream meanwhile
+        if not self.head_sent:
+            self.server.send_headers(self.id, _h2_fields(status, fields))
 
     def send_head(self, ex: Exchange, status: int, reason: bytes, fields: Fields, length_known: bool,
                   end: bool = False) -> None:
@@ -189,11 +187,7 @@ class Stream:
         headers = _h2_fields(status, fields)
         if end:
             self.note_grpc_status(headers)
-        try:
-            self.server.conn.send_headers(self.id, headers, end_stream=end)
-        except h2.exceptions.ProtocolError:
-            self.server.drop_outbox(self.id)   # the client reset the stream meanwhile
-        if end:
+        if not self.server.send_headers(self.id, headers, end) or end:
             self.server.drop_outbox(self.id)
 
     def send_body(self, ex: Exchange, data: bytes) -> None:
@@ -359,3 +353,53 @@ def _h2_fields(status: int, fields: Fields) -> Fields:
     """HEADERS for a response: ``:status`` first, names in lowercase (responders and HTTP/1.1 backends name fields
     in any case)."""
     return [(b":status", b"%d" % status), *[(name.lower(), value) for name, value in fields]]
+
+
+def serve_request(server: Any, stream_id: int, fields: Fields, ended: bool, event: Any) -> None:
+    """A request's HEADERS opened stream ``stream_id`` of ``server`` (an ``H2Server``, or an HTTP/3 connection that
+    offers the same calls): make its exchange and ``server.stream_class`` stream, check it, route it and start it.
+    ``ended``: the HEADERS ended the request; ``server.ends_empty(event)`` says whether what was already read ends
+    it with no body bytes (asked only when it matters)."""
+    ex = Exchange()
+    read = read_request(ex, fields)
+    if read is None:
+        return server.malformed(stream_id)
+    raw, is_grpc, length = read
+    ex.keep_alive = True
+    ex.xff = ex.xff_in + b", " + server.peer if ex.xff_in is not None and server.xff_trusted else server.peer
+    ex.req_has_body = not ended and length != 0 and (length > 0 or not server.ends_empty(event))
+    stream = server.streams[stream_id] = server.stream_class(server, stream_id, ex, is_grpc, length)
+    ex.conn = stream                       # what middlewares read: client_ip, scheme, entrypoint
+    if ended:
+        ex.req_done = True
+    if ex.upgrade and (ex.method != b"GET" or not server.websocket):   # an extended CONNECT it cannot serve
+        return stream.answer(ex, responses.error_answer(501, server.websocket_refusal))
+    limit = server.worker.limits.max_body_bytes
+    # as for HTTP/1.1: a declared length at once, else as it streams (a WebSocket's DATA is no body)
+    if limit and ex.req_has_body and not ex.upgrade:
+        if length > limit:
+            return stream.answer(ex, responses.too_large(limit))
+        ex.req_limit = limit
+    reply = exchange.route(ex, stream, raw)
+    if reply is None:
+        exchange.start(ex, stream)
+    elif reply.__class__ is Answer:
+        stream.answer(ex, reply)  # type: ignore[arg-type]
+    else:
+        server.worker.loop.create_task(resume_chain(stream, reply))  # type: ignore[arg-type]
+
+
+async def resume_chain(stream: Stream, pending: Awaitable[Answer | None]) -> None:
+    """The end of an asynchronous request phase (forward-auth...): answer with its reply, or proxy."""
+    ex = stream.ex
+    try:
+        reply = await pending
+    except Exception:  # noqa: BLE001 — a middleware bug answers 500, never kills the connection
+        reply = exchange.middleware_failed(ex)
+    if not stream.current(ex):
+        return                             # the client reset the stream meanwhile
+    if reply is not None:
+        stream.answer(ex, reply)
+    else:
+        exchange.start(ex, stream)
+    stream.server.flush()
