@@ -25,6 +25,21 @@ def _extensions_module():
     return module
 
 
+def _package_tree(ext) -> Path:
+    """``build/cython/a3s_gateway``: the installed package layout as symlinks into the source folders, so Cython
+    names each module and resolves each ``cimport`` under its package name (``a3s_gateway.worker.exchange``)."""
+    root = HERE / "build" / "cython"
+    package = root / "a3s_gateway"
+    package.mkdir(parents=True, exist_ok=True)
+    links = {"__init__.py": "master/_a3s_gateway/__init__.py", "worker": "worker", "shared": "shared",
+             "master": "master"}
+    for name, target in links.items():
+        link = package / name
+        if not link.is_symlink():
+            link.symlink_to(HERE / target)
+    return root
+
+
 def _warn(why: str) -> None:
     print(f"a3s-gateway: building pure Python ({why})", file=sys.stderr)
 
@@ -39,14 +54,16 @@ def ext_modules() -> list[Extension]:
     except ImportError:
         _warn("Cython is not installed")
         return []
-    modules = [Extension(name, [path]) for name, path in ext.COMPILED.items()]
     try:
-        return cythonize(modules, quiet=True, compiler_directives={
+        tree = _package_tree(ext)
+        modules = [Extension(name, [str(tree.joinpath(*name.split(".")).with_suffix(".py"))])
+                   for name in ext.COMPILED]
+        return cythonize(modules, quiet=True, include_path=[str(tree)], compiler_directives={
             "language_level": 3,
             "annotation_typing": False,    # types come from the .pxd files; annotations stay documentation
             "binding": True,               # functions introspect like Python's (signatures, __wrapped__)
         })
-    except Exception as e:                 # a Cython error: the pure build still works
+    except Exception as e:                 # a Cython error (or no symlinks): the pure build still works
         _warn(f"Cython failed: {e}")
         return []
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 SWITCH = "A3S_GATEWAY_NO_EXTENSIONS"
 
-# Module name → source path in the repository (package-dir mapping of pyproject.toml). Only what measures
-# faster compiled (loadtest/icount.sh): the HTTP/1.1 client protocol compiled costs more instructions than it
-# saves while ``Exchange`` is a Python object (docs/operations/capacity.md).
+# Module name → source path in the repository (package-dir mapping of pyproject.toml). Together: the protocols
+# pay compiled only with ``Exchange`` native too (docs/operations/capacity.md).
 COMPILED = {
+    "a3s_gateway.worker.exchange": "worker/exchange.py",
+    "a3s_gateway.worker.http1": "worker/http1.py",
     "a3s_gateway.worker.upstream.http1": "worker/upstream/http1.py",
 }
 
