@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import uvloop
 
+from .. import extensions
 from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.errors import ConfigError, GatewayError
@@ -148,7 +149,7 @@ def serve(argv: list[str]) -> int:
     ap.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to let requests finish on stop")
     ap.add_argument("--user", help="drop privileges to this user after binding")
     ap.add_argument("--group", help="drop privileges to this group after binding")
-    ap.add_argument("--version", action="version", version=f"a3s-gateway {_version()}")
+    ap.add_argument("--version", action="version", version=f"a3s-gateway {_version()}, {extensions.build()}")
     args = ap.parse_args(argv)
     log = gwlog.setup(args.log_level, args.log_format, proc="master")
     if args.workers is not None and args.workers < 1:

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from .. import extensions
 from ..shared import log as gwlog
 from ..shared.config import GatewayConfig
 from ..shared.config.redact import redact_urls
@@ -98,6 +99,7 @@ class Gateway:
             "generation": self._generation,
             "config_source": self._config.source,
             "pid": os.getpid(),
+            "build": extensions.build(),  # what the workers load: the compiled hot path or pure Python
             "plane": self._plane.name if self._plane is not None else None,
             "workers": self._arbiter.snapshot() if self._arbiter else [],
             "last_reload": dict(self._last_reload),

@@ -156,78 +156,90 @@ class Downstream(Protocol):
 class Exchange:
     """One request/response pair; its states are in the module docstring.
 
-    Deliberately without ``__slots__``: most fields keep their class-level default for most requests (they
-    belong to middlewares, retries, upgrades, tracing), so a new exchange only stores what differs — creating
-    one is a small dict, not thirty-odd slot stores. The protocol sets the request fields.
+    Deliberately without ``__slots__``: in pure Python most fields keep their class-level default for most
+    requests (they belong to middlewares, retries, upgrades, tracing), so a new exchange only stores what differs
+    — creating one is a small dict, not thirty-odd slot stores. Compiled, it is a native class (exchange.pxd):
+    the fields are a zeroed struct, and the protocols read them without a lookup. The protocol sets the request
+    fields.
     """
 
+    # The fields that start as None, False or 0 (``_ZERO``); the others start in ``__init__``.
     # request (set by the protocol before ``route``)
-    method: bytes = b""
-    target: bytes = b""                      # origin form: path and query
-    host: bytes = b""                        # Host / :authority as received
-    xff: bytes = b""                         # the X-Forwarded-For the backend gets
-    xff_in: bytes | None = None              # the client's own X-Forwarded-For (ip-allow's trusted_proxies read it)
-    headers: Fields = ()  # type: ignore[assignment]  # what is forwarded: identity and framing fields removed
-    raw: Fields = ()  # type: ignore[assignment]      # the header fields as received (what the rules saw)
-    keep_alive: bool = False                 # the client connection may carry another request after this one
-    http11: bool = False                     # the client speaks HTTP/1.1 (False: HTTP/1.0, or HTTP/2 streams)
-    is_head: bool = False
-    expect_continue: bool = False            # an HTTP/1.1 client waits for 100 Continue before sending its body
-    req_chunked: bool = False                # the request body goes to an HTTP/1.1 backend chunk-framed
-    req_has_body: bool = False
-    conn: Downstream | None = None
-    runtime: Runtime | None = None
+    xff_in: bytes | None              # the client's own X-Forwarded-For (ip-allow's trusted_proxies)
+    keep_alive: bool                 # the client connection may carry another request after this one
+    http11: bool                     # the client speaks HTTP/1.1 (False: HTTP/1.0, or HTTP/2 streams)
+    is_head: bool
+    expect_continue: bool            # an HTTP/1.1 client waits for 100 Continue before sending its body
+    req_chunked: bool                # the request body goes to an HTTP/1.1 backend chunk-framed
+    req_has_body: bool
+    conn: Downstream | None
+    runtime: Runtime | None
     # progress
-    req_done: bool = False
-    pending: list[bytes] | None = None       # request body read before an upstream was bound
-    pending_bytes: int = 0
-    req_bytes: int = 0
-    upstream: UpstreamProtocol | None = None  # the bound HTTP/1.1 upstream connection (HTTP/1.1 backends)
-    h2up: UpstreamStream | None = None       # the bound stream on an HTTP/2 backend connection (``upstream.http2``)
-    resp_started: bool = False
-    resp_chunked: bool = False               # the HTTP/1.1 client gets the response body chunk-framed
-    retried: bool = False
-    status: int = 0
-    resp_bytes: int = 0
-    counted: bool = False
+    req_done: bool
+    pending: list[bytes] | None       # request body read before an upstream was bound
+    pending_bytes: int
+    req_bytes: int
+    upstream: UpstreamProtocol | None  # the bound HTTP/1.1 upstream connection (HTTP/1.1 backends)
+    h2up: UpstreamStream | None       # the bound stream on an HTTP/2 backend (``upstream.http2``)
+    resp_started: bool
+    resp_chunked: bool               # the HTTP/1.1 client gets the response body chunk-framed
+    retried: bool
+    status: int
+    resp_bytes: int
+    counted: bool
     # routing result
-    route: Route | None = None
-    service: Service | None = None
-    backend: Backend | None = None
-    local: Answer | None = None              # the gateway's own answer instead of a proxied response
-    middleware: str | None = None            # the name of the middleware whose reply ``local`` is (chain.py)
-    set_cookie: bytes | tuple[bytes, ...] | None = None  # sticky-session cookies (Set-Cookie values) to send
-    resp_fields: Fields | None = None        # fields the response gets (the activator's X-A3S-Cold-Start)
-    upgrade: bool = False                    # a WebSocket upgrade: proxied by proxy/websocket.py
+    route: Route | None
+    service: Service | None
+    backend: Backend | None
+    local: Answer | None              # the gateway's own answer instead of a proxied response
+    middleware: str | None            # the name of the middleware whose reply ``local`` is (chain.py)
+    set_cookie: bytes | tuple[bytes, ...] | None  # sticky-session cookies (Set-Cookie values) to send
+    resp_fields: Fields | None        # fields the response gets (the activator's X-A3S-Cold-Start)
+    upgrade: bool                    # a WebSocket upgrade: proxied by proxy/websocket.py
     # set by middlewares (see chain.py): the exchange waits for an async request phase; a response body
     # transformation; a streamed request body limit; retry state and the replayable request body so far;
     # a middleware reading the whole body first (middlewares/_support/body_buffer.py)
-    suspended: bool = False
-    filter: BodyFilter | None = None
-    req_limit: int = 0
-    retry: Retry | None = None
-    attempts: int = 0
-    replay: bytearray | None = None
-    budget_service: int = -1                 # the service whose retry budget this exchange holds a slot of
-    sink: Any = None
-    on_done: list | None = None              # callables(ex) run once when the exchange is accounted (finished)
-    usage_tap: Any = None                    # token-meter's response tap and charge (middlewares/token_meter.py)
-    meter: Any = None
-    ai_body: Any = None                      # the parsed JSON body or its error (middlewares/_support/ai_body.py)
-    ai_cache: Any = None                     # semantic-cache's lookup of this request (middlewares/semantic_cache.py)
-    translation: Any = None                  # a provider's wire format (middlewares/_support/anthropic.py)
-    ai_attempts: list | None = None          # ai-fallback's [target, model, outcome] per attempt (access log)
-    ai_tokens: int = 0                       # ai-fallback's estimate of the prompt's tokens
-    ai_target: int = -1                      # ai-fallback's current target, its next one, the client's path
-    ai_next: Any = None
-    ai_path: bytes = b""
+    suspended: bool
+    filter: BodyFilter | None
+    req_limit: int
+    retry: Retry | None
+    attempts: int
+    replay: bytearray | None
+    sink: Any
+    on_done: list | None              # callables(ex) run once when the exchange is accounted (finished)
+    usage_tap: Any                    # token-meter's response tap and charge (token_meter.py)
+    meter: Any
+    ai_body: Any                      # the parsed JSON body or its error (_support/ai_body.py)
+    ai_cache: Any                     # semantic-cache's lookup of this request (semantic_cache.py)
+    translation: Any                  # a provider's wire format (middlewares/_support/anthropic.py)
+    ai_attempts: list | None          # ai-fallback's [target, model, outcome] per attempt (access log)
+    ai_tokens: int                       # ai-fallback's estimate of the prompt's tokens
+    ai_next: Any
     # observability (worker/observability): start, upstream bind, trace span, a gRPC call's grpc-status
-    t_up: float = 0.0
-    span: Any = None
-    grpc_status: int | None = None           # set on HTTP/2 gRPC streams (http2.Stream.note_grpc_status)
+    t_up: float
+    span: Any
+    grpc_status: int | None           # set on HTTP/2 gRPC streams (http2.Stream.note_grpc_status)
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
+        # the fields that start otherwise (set per exchange on either build)
+        self.method: bytes = b""
+        self.target: bytes = b""  # origin form: path and query
+        self.host: bytes = b""  # Host / :authority as received
+        self.xff: bytes = b""  # the X-Forwarded-For the backend gets
+        self.headers: Fields = ()  # type: ignore[assignment]  # what is forwarded: identity, framing fields removed
+        self.raw: Fields = ()  # type: ignore[assignment]      # the header fields as received (what rules saw)
+        self.budget_service: int = -1  # the service whose retry budget this exchange holds a slot of
+        self.ai_target: int = -1  # ai-fallback's current target, its next one, the client's path
+        self.ai_path: bytes = b""
+
+
+# Pure Python: the zero-start fields as class attributes, so a new exchange only stores what differs. Compiled, they
+# are the native class's fields (exchange.pxd), zeroed at creation; a class attribute would shadow them.
+_ZERO = {"bool": False, "int": 0, "float": 0.0}
+if __file__.endswith(".py"):
+    for _field, _annotation in Exchange.__annotations__.items():
+        setattr(Exchange, _field, _ZERO.get(_annotation))
 
 
 # -- request side

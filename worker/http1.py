@@ -46,23 +46,8 @@ HIGH_WATER = 64 * 1024
 LINGER_BYTES = 1 << 20
 LINGER_SECONDS = 2.0
 
-class ClientProtocol(asyncio.Protocol):
+class ClientProtocol:
     """One client connection (the ``Downstream`` of its exchanges, one at a time)."""
-
-    # limits (worker/limits.py): the head in progress must complete by ``head_deadline`` (0: no head in
-    # progress); ``unparsed`` counts bytes fed since the parser last completed an element (a head, a chunk-size
-    # line, a body piece), bounding what llhttp/httptools hold for a line that never ends; ``halted``: a request
-    # was refused, nothing after it is parsed
-    head_deadline = 0.0
-    unparsed = 0
-    halted = False
-    write_paused = False
-    lingering = 0.0                           # closing: when to stop reading and dropping (``close_lingering``)
-    linger_left = LINGER_BYTES
-    # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
-    protocol = b"HTTP/1.0"
-    request_trailers: Fields | None = None    # a chunked request's trailers are not forwarded (httptools)
-    client: tuple[str, int] | None = None     # the client a trusted PROXY protocol header named
 
     def __init__(self, worker: Worker, entrypoint: str, scheme: bytes, port: int) -> None:
         self.worker = worker
@@ -88,6 +73,21 @@ class ClientProtocol(asyncio.Protocol):
         self.alt_svc = worker.alt_svc.get(entrypoint)     # this entrypoint's HTTP/3 side (http3/__init__.py)
         self.closed = False
         self.last_active = worker.now
+        # limits (worker/limits.py): the head in progress must complete by ``head_deadline`` (0: no head in
+        # progress); ``unparsed`` counts bytes fed since the parser last completed an element (a head, a chunk-size
+        # line, a body piece), bounding what llhttp/httptools hold for a line that never ends; ``halted``: a request
+        # was refused, nothing after it is parsed. (Set here, not as class attributes: compiled, this is a native
+        # class, whose fields a class attribute would shadow; see http1.pxd.)
+        self.head_deadline = 0.0
+        self.unparsed = 0
+        self.halted = False
+        self.write_paused = False
+        self.xff_trusted = False
+        self.lingering = 0.0                  # closing: when to stop reading and dropping (``close_lingering``)
+        self.linger_left = LINGER_BYTES
+        self.protocol = b"HTTP/1.0"           # the protocol of an exchange that is not HTTP/1.1 (access log, whoami)
+        self.request_trailers: Fields | None = None   # a chunked request's trailers are not forwarded (httptools)
+        self.client: tuple[str, int] | None = None    # the client a trusted PROXY protocol header named
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

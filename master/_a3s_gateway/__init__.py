@@ -15,6 +15,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from . import extensions
+
+extensions.install()          # A3S_GATEWAY_NO_EXTENSIONS: before any compiled module can load
+
 _EXPORTS = {
     "Gateway": "a3s_gateway.master.gateway",
     "GatewayConfig": "a3s_gateway.shared.config",

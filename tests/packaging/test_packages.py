@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from a3s_gateway.extensions import COMPILED
 
 pytestmark = pytest.mark.packaging
 
@@ -169,9 +170,10 @@ def test_deb_creates_system_user_owning_state_and_enables_the_service(installed_
     assert run("pgrep", "-f", "/opt/a3s-gateway/bin/", check=False).stdout == ""
 
 
-def test_deb_binary_reports_the_package_version(installed_deb: Path) -> None:
+def test_deb_binary_reports_the_package_version_and_runs_compiled(installed_deb: Path) -> None:
     r = run(BIN, "--version")
-    assert r.stdout.strip() == f"a3s-gateway {VERSION}"
+    n = len(COMPILED)
+    assert r.stdout.strip() == f"a3s-gateway {VERSION}, compiled ({n} of {n} modules)"
 
 
 def test_deb_default_config_validates_with_the_packaged_binary(installed_deb: Path) -> None:

@@ -79,7 +79,7 @@ def request_head(ex: Exchange, conn: Downstream) -> bytes:
     return b"".join(parts)
 
 
-class UpstreamProtocol(asyncio.Protocol):
+class UpstreamProtocol:
     __slots__ = ("pool", "transport", "parser", "alive", "client", "ex", "reason", "headers", "mode",
                  "reused", "got_bytes", "client_paused", "reading_paused", "waiting_head", "deadline", "idle_since",
                  "head_bytes", "raw_head", "peeked")
