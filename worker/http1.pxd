@@ -10,7 +10,7 @@ from a3s_gateway.worker.exchange cimport Exchange
 cdef class ClientProtocol:
     cdef public object worker, limits, entrypoint, scheme, transport, parser, url, headers, queue, out
     cdef public Exchange cur
-    cdef public object client_ip, peer, fwd_const, protocol, request_trailers, client
+    cdef public object client_ip, peer, fwd_const, protocol, request_trailers, client, alt_svc
     cdef public bint closed, halted, write_paused, xff_trusted
     cdef public Py_ssize_t port, max_header_bytes, max_header_count, max_pipeline, header_bytes, unparsed
     cdef public Py_ssize_t linger_left
