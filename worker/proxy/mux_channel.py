@@ -61,6 +61,7 @@ class Channel:
     """One logical channel: the Downstream of its exchange and the flow-control state of both directions."""
 
     protocol = b"HTTP/1.1"
+    alt_svc = None                             # a channel's responses are WebSocket messages: no Alt-Svc
 
     def __init__(self, mux: MuxConnection, ch: int, websocket: bool) -> None:
         client = mux.client
