@@ -56,8 +56,9 @@ def ext_modules() -> list[Extension]:
         return []
     try:
         tree = _package_tree(ext)
-        modules = [Extension(name, [str(tree.joinpath(*name.split(".")).with_suffix(".py"))])
-                   for name in ext.COMPILED]
+        # -g0: no debug info, which would name the build folder (packages must not: packaging/build checks)
+        modules = [Extension(name, [str(tree.joinpath(*name.split(".")).with_suffix(".py"))],
+                             extra_compile_args=["-g0"]) for name in ext.COMPILED]
         return cythonize(modules, quiet=True, include_path=[str(tree)], compiler_directives={
             "language_level": 3,
             "annotation_typing": False,    # types come from the .pxd files; annotations stay documentation
