@@ -25,6 +25,7 @@ from typing import Any
 
 from ..shared import log as gwlog
 from ..shared.ipmatch import IPSet
+from .peek import peek_until
 
 log = gwlog.get("worker.proxy_protocol")
 
@@ -130,27 +131,10 @@ def send(transport: asyncio.BaseTransport, version: int, client: Any) -> None:
 async def read(loop: asyncio.AbstractEventLoop, conn: socket.socket, timeout: float) -> Address | None:
     """The client address a trusted peer's header names (None: no header, or LOCAL/UNKNOWN), the header consumed
     from ``conn`` and nothing after it. Raises ``HeaderError``, ``TimeoutError`` or ``ConnectionError``."""
-    deadline = loop.time() + timeout
-    fd = conn.fileno()
-    while True:
-        readable = asyncio.Event()
-        loop.add_reader(fd, readable.set)
-        try:
-            await asyncio.wait_for(readable.wait(), max(0.0, deadline - loop.time()))
-        finally:
-            loop.remove_reader(fd)
-        data = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
-        if not data:
-            raise ConnectionError("closed before a PROXY header")
-        parsed = parse(data)
-        if parsed is not None:
-            size, client = parsed
-            if size:
-                conn.recv(size)                # the header only: what follows is the client's
-            return client
-        await asyncio.sleep(0.005)             # a partial header stays readable: wait for the rest
-        if loop.time() > deadline:
-            raise TimeoutError
+    size, client = await peek_until(loop, conn, PEEK_BYTES, timeout, parse, None, "closed before a PROXY header")
+    if size:
+        conn.recv(size)                        # the header only: what follows is the client's
+    return client
 
 
 class ProxyProtocolListener:

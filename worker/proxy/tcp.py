@@ -29,6 +29,7 @@ from ...shared import log as gwlog
 from ...shared.ipmatch import IPSet
 from ...shared.rules import Rule, parse_rule
 from .. import proxy_protocol
+from ..peek import peek_until
 from ..retire import accept_queued
 from ..tls import CertStore
 from . import clienthello
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 log = gwlog.get("worker.tcp")
 
 HELLO_TIMEOUT = 5.0
-PEEK_RETRY = 0.005
 PEEK_BYTES = clienthello.MAX_HELLO + 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
@@ -213,26 +213,6 @@ class TcpEntrypoint:
 
     async def _peek_hello(self, conn: socket.socket) -> clienthello.Hello | Any:
         """Wait (up to HELLO_TIMEOUT) until the peeked bytes are a complete ClientHello or clearly not TLS."""
-        loop = self.worker.loop
-        deadline = loop.time() + HELLO_TIMEOUT
-        readable = asyncio.Event()
-        fd = conn.fileno()
-        while True:
-            readable.clear()
-            loop.add_reader(fd, readable.set)
-            try:
-                await asyncio.wait_for(readable.wait(), max(0.0, deadline - loop.time()))
-            finally:
-                loop.remove_reader(fd)
-            data = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
-            if not data:
-                raise ConnectionError("client closed before sending anything")
-            result = clienthello.parse(data)
-            if result is not clienthello.NEED_MORE:
-                return result
-            # Partial ClientHello: the socket stays readable (peeked bytes are not consumed), so wait a little
-            # for the rest instead of spinning.
-            await asyncio.sleep(PEEK_RETRY)
-            if loop.time() > deadline:
-                raise TimeoutError
+        return await peek_until(self.worker.loop, conn, PEEK_BYTES, HELLO_TIMEOUT, clienthello.parse,
+                                clienthello.NEED_MORE, "client closed before sending anything")
 
