@@ -95,7 +95,10 @@ def main() -> None:
     app = web.Application(client_max_size=1 << 40)
     app["name"] = args.name
     app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, handle_signals=True)
+    # backlog: a burst of 1000 connections (test_mirroring) must not overflow the backend's accept
+    # queue (aiohttp's default is 128): the gateway is under test, not this backend
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, handle_signals=True,
+                backlog=2048)
 
 
 if __name__ == "__main__":
