@@ -68,7 +68,7 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(int(__import__("os").environ.get("TOP", "25")))
         what = f"{args.routers} routers" if args.routers else args.config
         what += " +access-log" if args.access_log else ""
         what += " +tracing" if args.tracing else ""
