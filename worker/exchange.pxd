@@ -16,3 +16,18 @@ cdef class Exchange:
     cdef public Py_ssize_t ai_tokens, ai_target
     cdef public double t_up, t0
     cdef dict __dict__            # attributes the .py does not name (tests, future middlewares)
+
+
+# The steps every protocol runs, typed on the native Exchange (its fields are struct reads here) and called as C
+# functions from the protocols (http1.pxd and upstream/http1.pxd cimport this module).
+cpdef route(Exchange ex, conn, raw)
+cpdef _routed(Exchange ex, conn, matched)
+cpdef start(Exchange ex, conn)
+cpdef dispatch(Exchange ex, conn, backend)
+cpdef error_for(Exchange ex, status, message=*)
+cpdef response_head(Exchange ex, conn, Py_ssize_t status, fields)
+cpdef passive_failure(Exchange ex, now)
+cpdef failed(Exchange ex, conn, error, reached)
+cpdef retry_later(Exchange ex, conn)
+cpdef account(Exchange ex, conn)
+cpdef release_backend(Exchange ex)

@@ -3,6 +3,7 @@
 # per-call check for an override), and the exchange it serves is typed (exchange.pxd), so its fields are struct
 # reads too. Every attribute the class or others set must be declared here.
 cimport cython
+from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.exchange cimport Exchange
 
 

@@ -3,6 +3,7 @@
 # per-call check for an override); the exchange it serves is typed (exchange.pxd). Every attribute set on it must
 # be declared here (the .py lists them in __slots__).
 cimport cython
+from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.exchange cimport Exchange
 
 
