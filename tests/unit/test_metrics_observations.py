@@ -11,6 +11,7 @@ import pytest
 from a3s_gateway.master import metrics
 from a3s_gateway.shared.plane import Plane, PlaneError, PlaneLayout
 from a3s_gateway.shared.plane.observations import BOUNDS, METHOD_INDEX, NB, entrypoint_indices
+from a3s_gateway.worker.exchange import Exchange
 from a3s_gateway.worker.observability import tracing
 from a3s_gateway.worker.observability.access_log import Clock
 from a3s_gateway.worker.responses import Answer
@@ -188,9 +189,16 @@ def test_b3_parsing():
                                    b"x-b3-sampled": b"1"}) == (tid, sid, True)
 
 
-def _ex(headers):
-    ex = types.SimpleNamespace(headers=list(headers), span=None)
+def _exchange(**fields):
+    """A real ``Exchange`` (native when compiled: the tracer and the access log take no stand-in)."""
+    ex = Exchange()
+    for name, value in fields.items():
+        setattr(ex, name, value)
     return ex
+
+
+def _ex(headers):
+    return _exchange(headers=list(headers))
 
 
 def test_tracer_continues_w3c_and_injects_every_format():
@@ -246,12 +254,12 @@ def test_access_log_fast_path_matches_the_dict_path():
     span = types.SimpleNamespace(trace_id="a" * 32, span_id="b" * 16)
     local = Answer(502, [(b"Content-Length", b"20")], b'{"error":"x \\"y\\""}')
     for ex in (
-        types.SimpleNamespace(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
+        _exchange(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
                               headers=[(b"User-Agent", b'ua "1"')], host=b"h", http11=True, req_bytes=5,
                               resp_bytes=7, route=types.SimpleNamespace(name='r"'), service=None,
                               backend=types.SimpleNamespace(url="http://b", shown_url="http://b"), span=span,
                               local=None),
-        types.SimpleNamespace(t0=1.0, t_up=0.0, status=502, target=b"/", method=b"POST", headers=[], host=b"h",
+        _exchange(t0=1.0, t_up=0.0, status=502, target=b"/", method=b"POST", headers=[], host=b"h",
                               http11=False, req_bytes=0, resp_bytes=0, route=None, service=None, backend=None,
                               span=None, local=local),
     ):

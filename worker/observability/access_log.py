@@ -233,8 +233,9 @@ class AccessLog:
         self.min_duration = cfg["filters"]["min_duration"]
         self.filtered = bool(self.ranges) or self.min_duration > 0
         # the line format, chosen once: Common Log Format, the JSON fast path, or a dict for field selections
-        self.format = (self._common if cfg["format"] == "common" else
-                       self._json_dict if self.only is not None or self.capture else self._json)
+        self.json = cfg["format"] != "common"
+        self.format = (self._json_dict if self.only is not None or self.capture else self._json) if self.json \
+            else self._common
         self.buffer_size = cfg["buffer_size"]
         self.flush_interval = cfg["flush_interval"]
         self.buf: list[bytes] = []
@@ -252,7 +253,7 @@ class AccessLog:
         if self.filtered and not self._wanted(status, seconds):
             return
         line = self.format(ex, conn, now, seconds, status)
-        if ex.ai_attempts is not None and self.format is not self._common and self._wants_ai:
+        if ex.ai_attempts is not None and self.json and self._wants_ai:
             line = line[:-2] + b',"ai":' + _dumps(_ai(ex)) + b"}\n"
         self.buf.append(line)
         self.size += len(line)
