@@ -4,6 +4,7 @@
 # reads too. Every attribute the class or others set must be declared here.
 cimport cython
 from a3s_gateway.worker cimport exchange
+from a3s_gateway.worker.upstream cimport http1 as upstream_http1
 from a3s_gateway.worker.exchange cimport Exchange
 
 
@@ -64,3 +65,6 @@ cdef class ClientProtocol:
     cpdef bind(self, ex, up)
     @cython.locals(ex=Exchange)
     cpdef connect_upstream(self, ex)
+
+
+cpdef _drop_upstream(Exchange ex)

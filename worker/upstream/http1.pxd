@@ -35,3 +35,9 @@ cdef class UpstreamProtocol:
     cpdef on_message_complete(self)
     @cython.locals(ex=Exchange)
     cpdef bind(self, client, ex, timeout)
+
+
+# The module's steps, typed on the native Exchange (struct reads) and called as C functions (http1.pxd cimports
+# this module).
+cpdef proxy(conn, Exchange ex)
+cpdef bytes request_head(Exchange ex, conn)
