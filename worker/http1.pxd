@@ -5,6 +5,7 @@
 cimport cython
 from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.upstream cimport http1 as upstream_http1
+from a3s_gateway.worker.http1_request cimport read_request
 from a3s_gateway.worker.exchange cimport Exchange
 
 

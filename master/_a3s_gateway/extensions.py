@@ -25,6 +25,7 @@ SWITCH = "A3S_GATEWAY_NO_EXTENSIONS"
 COMPILED = {
     "a3s_gateway.worker.exchange": "worker/exchange.py",
     "a3s_gateway.worker.http1": "worker/http1.py",
+    "a3s_gateway.worker.http1_request": "worker/http1_request.py",
     "a3s_gateway.worker.upstream.http1": "worker/upstream/http1.py",
     "a3s_gateway.worker.observability.access_log": "worker/observability/access_log.py",
     "a3s_gateway.worker.observability.tracing": "worker/observability/tracing.py",
