@@ -24,6 +24,7 @@ SWITCH = "A3S_GATEWAY_NO_EXTENSIONS"
 # pay compiled only with ``Exchange`` native too (docs/operations/capacity.md).
 COMPILED = {
     "a3s_gateway.worker.exchange": "worker/exchange.py",
+    "a3s_gateway.worker.chain": "worker/chain.py",
     "a3s_gateway.worker.http1": "worker/http1.py",
     "a3s_gateway.worker.http1_request": "worker/http1_request.py",
     "a3s_gateway.worker.upstream.http1": "worker/upstream/http1.py",
