@@ -548,7 +548,7 @@ def account(ex: Exchange, conn: Downstream) -> None:
                 done(ex)
             except Exception:  # noqa: BLE001 — a middleware bug must not break accounting
                 log.exception("on_done hook failed")
-    conn.worker.obs.finish(ex, conn)         # the plane's counters and observations, access log, spans
+    conn.worker.obs.recorder.finish(ex, conn)  # the plane's counters and observations, access log, spans
 
 
 def release_backend(ex: Exchange) -> None:

@@ -33,7 +33,6 @@ import atexit
 import os
 import secrets
 import time
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -52,7 +51,6 @@ from .counters import (
     CONNECTION_FAILURES,
     CONNECTION_MS,
     CONNECTIONS,
-    ERR,
     CounterTable,
     status_col,
 )
@@ -68,10 +66,11 @@ from .health import REASONS as _REASONS
 from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
+from .ledger import Ledger
 from .locks import RangeLocks
 from .middlewares import MiddlewareTable
 from .names import NameTable
-from .observations import BOUNDS, CLASSES, HW, LOCAL_INDEX, NLOCAL, SUM, ObservationTable
+from .observations import ObservationTable
 from .ratelimit import RateLimitTable
 from .segments import (
     PREFIX,
@@ -180,16 +179,11 @@ class Plane:
             self._hb = slot * ROW + HEARTBEAT
         self._svc = self.counters.svc_base
         self._be = self.counters.be_base
-        # ``account``: absolute word offsets of this process's rows in both tables, computed once
-        obs = self.observations
-        self._oq = obs.q
-        self._c_svc = self._crow + self._svc
-        self._c_be = self._crow + self._be
-        self._o_rt = obs.base
-        self._o_svc = obs.base + obs.svc_base
-        self._o_req = obs.base + obs.req_base
-        self._o_local = obs.base + obs.local_base
-        self._o_retry = obs.base + obs.retry_base
+        # ``account(router, service, backend, ep_method, status, bytes_in, bytes_out, seconds, local, retries)``:
+        # one finished exchange on this worker's rows of both tables (``ledger.py``, compiled: a native call)
+        self.ledger = Ledger(self.counters, slot, self.observations) if writable and slot is not None else None
+        if self.ledger is not None:
+            self.account = self.ledger.account
         refuse = []
         if not writable:
             refuse = _WORKER_WRITES + _LOCKING + _ANY_WRITES + _MASTER_WRITES
@@ -280,6 +274,8 @@ class Plane:
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
+        if self.ledger is not None:
+            self.ledger.close()               # compiled, its typed views hold exports of the segments' buffers
         for seg in self._segs.values():
             seg.close()
         self._segs = {}
@@ -393,55 +389,14 @@ class Plane:
             q[i + 6] = q[i + 6] + bytes_in
             q[i + 7] = q[i + 7] + bytes_out
 
-    def account(self, router: int, service: int, backend: int, ep_method: int, status: int, bytes_in: int,
-                bytes_out: int, seconds: float, local: bool, retries: int) -> None:
-        """One finished exchange, in one call: ``record`` (status-class counts and bytes per router, service
-        and backend, ``counters``) and ``observe`` (duration histograms, the entrypoint/method/class count,
-        gateway-written responses, retries, ``observations``). ``ep_method`` is
-        ``entrypoint * NMETHODS + method``. Both tables keep their layouts; every offset is precomputed."""
-        cls = status // 100 - 1 if 100 <= status < 600 else ERR
-        q = self._cq
-        o = self._oq
-        b = bisect_left(BOUNDS, seconds)
-        us = int(seconds * 1e6)
-        if router >= 0:
-            i = self._crow + router * COLS
-            q[i + cls] += 1
-            if bytes_in:                 # most requests have no body: skip adding 0
-                q[i + 6] += bytes_in
-            q[i + 7] += bytes_out
-            i = self._o_rt + router * HW
-            o[i + b] += 1
-            o[i + SUM] += us
-            if local:
-                o[self._o_local + router * NLOCAL + LOCAL_INDEX.get(status, NLOCAL - 1)] += 1
-            if retries:
-                o[self._o_retry + router] += retries
-        if service >= 0:
-            i = self._c_svc + service * COLS
-            q[i + cls] += 1
-            if bytes_in:
-                q[i + 6] += bytes_in
-            q[i + 7] += bytes_out
-            i = self._o_svc + service * HW
-            o[i + b] += 1
-            o[i + SUM] += us
-        if backend >= 0:
-            i = self._c_be + backend * COLS
-            q[i + cls] += 1
-            if bytes_in:
-                q[i + 6] += bytes_in
-            q[i + 7] += bytes_out
-        o[self._o_req + ep_method * CLASSES + cls] += 1
-
     def relay(self, router: int, service: int, backend: int, bytes_in: int, bytes_out: int, seconds: float,
               reached: bool) -> None:
         """One TCP connection or UDP session that ended, for each index that is not -1: relayed (``reached``: a
         backend was connected; its bytes each way and how long it lasted) or a failure (no backend reached)."""
         q = self._cq
         for i in (self._crow + router * COLS if router >= 0 else -1,
-                  self._c_svc + service * COLS if service >= 0 else -1,
-                  self._c_be + backend * COLS if backend >= 0 else -1):
+                  self._crow + self._svc + service * COLS if service >= 0 else -1,
+                  self._crow + self._be + backend * COLS if backend >= 0 else -1):
             if i < 0:
                 continue
             if not reached:

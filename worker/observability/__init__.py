@@ -3,11 +3,11 @@ the access log and distributed tracing.
 
 ``Observability`` is one per worker (``worker.obs``). The protocol calls two hooks:
 - ``tracer.start(ex)`` when a request head is parsed, only when ``tracer`` is not None (tracing on);
-- ``finish(ex, conn)`` exactly once per exchange, from ``exchange.account`` (an HTTP/2 stream's ``conn``
-  is its ``http2.Stream``, so streams are counted, logged and traced alike): one ``plane.account`` call
+- ``recorder.finish(ex, conn)`` exactly once per exchange, from ``exchange.account`` (an HTTP/2 stream's
+  ``conn`` is its ``http2.Stream``, so streams are counted, logged and traced alike): the plane's ledger
   writes the status-class counts and bytes per router/service/backend, the duration histograms, request counts
   by entrypoint/method/status class, gateway-written responses and retries to this worker's rows on the plane
-  (aligned stores, no lock), then the access log line and the spans.
+  (aligned stores, no lock), then the access log line and the spans (``recorder.py``).
 
 ``configure`` runs at every generation (reload): the access log and tracer follow the new ``[access_log]``
 and ``[tracing]`` tables, while the writer thread (per path) and the span exporter are kept and reused.
@@ -17,27 +17,22 @@ A worker's open connections (by entrypoint and protocol) are written to the plan
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ...shared import log as gwlog
 from ...shared.plane.observations import (
     GAUGES,
-    METHOD_INDEX,
     MISC_NAMES,
     NMETHODS,
-    OTHER_METHOD,
     PROTOCOLS,
     entrypoint_indices,
 )
 from .access_log import AccessLog, Writer
+from .recorder import Recorder
 from .tracing import OtlpExporter, Tracer
 
 if TYPE_CHECKING:
-    from ..exchange import Downstream, Exchange
     from ..process import Worker
 
-log = gwlog.get("worker")
 CONNECTIONS_INTERVAL = 1.0
 _MISC = {name: i for i, name in enumerate(MISC_NAMES)}
 
@@ -52,7 +47,7 @@ class Observability:
         self.ep_index: dict[str, int] = {}
         self.ep_base: dict[str, int] = {}          # entrypoint -> its first word in the requests block
         self._gauges: asyncio.Task | None = None
-        self.failures = 0
+        self.recorder: Recorder | None = None      # ``recorder.finish(ex, conn)``: once per exchange, per generation
 
     # -- per generation
     def configure(self, config: dict[str, Any]) -> None:
@@ -92,27 +87,8 @@ class Observability:
             if self.exporter is not None:
                 self.exporter.close()
                 self.exporter = None
-
-    # -- hot path
-    def finish(self, ex: Exchange, conn: Downstream) -> None:
-        now = perf_counter()
-        route, service, backend = ex.route, ex.service, ex.backend
-        status = ex.status
-        self.worker.plane.account(route.idx if route is not None else -1, service.idx if service is not None else -1,
-                                  backend.idx if backend is not None else -1,
-                                  self.ep_base.get(conn.entrypoint, 0) + METHOD_INDEX.get(ex.method, OTHER_METHOD),
-                                  status, ex.req_bytes, ex.resp_bytes, now - ex.t0,
-                                  ex.local is not None and status >= 400, ex.attempts)
-        try:
-            if self.access_log is not None:
-                self.access_log.log(ex, conn, now)
-            span = ex.span
-            if span is not None and self.tracer is not None:
-                self.tracer.finish(ex, span, now, conn.entrypoint)
-        except Exception:
-            self.failures += 1
-            if self.failures in (1, 10, 100, 1000):
-                log.exception("access log / tracing failed (%d times so far)", self.failures)
+        failures = self.recorder.failures if self.recorder is not None else 0
+        self.recorder = Recorder(w.plane.ledger, self.ep_base, self.access_log, self.tracer, failures)
 
     # -- plane counters
     def _count_log(self, kind: str, n: int) -> None:
