@@ -31,6 +31,7 @@ COMPILED = {
     "a3s_gateway.worker.observability.access_log": "worker/observability/access_log.py",
     "a3s_gateway.worker.observability.tracing": "worker/observability/tracing.py",
     "a3s_gateway.shared.plane.ledger": "shared/plane/ledger.py",
+    "a3s_gateway.shared.plane.ratelimit": "shared/plane/ratelimit.py",
     "a3s_gateway.worker.observability.recorder": "worker/observability/recorder.py",
 }
 

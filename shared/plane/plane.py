@@ -71,7 +71,7 @@ from .locks import RangeLocks
 from .middlewares import MiddlewareTable
 from .names import NameTable
 from .observations import ObservationTable
-from .ratelimit import RateLimitTable
+from .ratelimit import RateLimitTable, Taker
 from .segments import (
     PREFIX,
     SHM_DIR,
@@ -184,6 +184,11 @@ class Plane:
         self.ledger = Ledger(self.counters, slot, self.observations) if writable and slot is not None else None
         if self.ledger is not None:
             self.account = self.ledger.account
+        # ``ratelimit_take(limiter_idx, key, rate, burst, now)``: one token from the node-wide bucket of
+        # (limiter, key): (admitted, remaining, retry_after s) (``ratelimit.Taker``, compiled: a native call)
+        self._taker = Taker(self.ratelimits, self._hdr, self._rows_i, self._col) if writable else None
+        if self._taker is not None:
+            self.ratelimit_take = self._taker.take
         refuse = []
         if not writable:
             refuse = _WORKER_WRITES + _LOCKING + _ANY_WRITES + _MASTER_WRITES
@@ -274,8 +279,9 @@ class Plane:
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
-        if self.ledger is not None:
-            self.ledger.close()               # compiled, its typed views hold exports of the segments' buffers
+        for holder in (self.ledger, self._taker):  # compiled, their typed views hold exports of the buffers
+            if holder is not None:
+                holder.close()
         for seg in self._segs.values():
             seg.close()
         self._segs = {}
@@ -456,11 +462,6 @@ class Plane:
 
     def down_until(self, backend_idx: int) -> float:
         return self.health.down_until(backend_idx)
-
-    def ratelimit_take(self, limiter_idx: int, key: bytes, rate: float, burst: float,
-                       now: float) -> tuple[bool, int, float]:
-        """Take one token from the node-wide bucket of (limiter, key): (admitted, remaining, retry_after s)."""
-        return self.ratelimits.take(limiter_idx, key, rate, burst, now, self._col, self._hdr[self._rows_i])
 
     def breaker_allow(self, breaker_idx: int, now: float, cooldown: float) -> bool:
         return self.breakers.allow(breaker_idx, now, cooldown)

@@ -108,59 +108,6 @@ class RateLimitTable(BucketTable):
         self._where[limiter, key] = (gen, fp, e)
         return e, anchor
 
-    def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float, col: int,
-             rows: int) -> tuple[bool, int, float]:
-        q, d = self.q, self.d
-        where = self._where.get((limiter, key))
-        e = -1
-        if where is not None and where[0] == self.gen[limiter]:
-            # the remembered entry, read seqlock-consistent in one try (a writer in progress: the slow path)
-            e = where[2]
-            r = e * REC
-            seq = q[r + SEQ]
-            if not seq & 1 and q[r + FP] == where[1] and d[r + RATE] == rate:
-                anchor = d[r + ANCHOR]
-                if q[r + SEQ] != seq:
-                    e = -1
-            else:
-                e = -1
-        if e < 0:
-            e, anchor = self._entry(limiter, key, rate, now, rows)
-        cnt = self.cnt
-        s = e * self.W1
-        c = sum(cnt[s : s + 1 + rows])
-        tokens = burst + rate * now + anchor - c
-        full = tokens > burst
-        if full:
-            tokens = burst
-        if tokens < 1.0:
-            return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
-        i = s + col
-        r = e * REC
-        if full:
-            # Full: admit, and re-anchor to "full at ``now`` minus our token" for the sum we read. Claims made by
-            # others since that read are subtracted on top (stricter, never looser); the store is made only if
-            # it lowers ANCHOR (removes tokens), so a stale or racing re-anchor can never add tokens.
-            cnt[i] = cnt[i] + 1
-            new = c - rate * now
-            if new < d[r + ANCHOR]:  # noqa: PLR1730 (store only when lowering)
-                d[r + ANCHOR] = new
-            after = burst - 1.0
-        elif tokens >= rows + 1.0:
-            # At least one token per worker that could be claiming right now: ours cannot be the one that
-            # drives the bucket negative, so no verify is needed.
-            cnt[i] = cnt[i] + 1
-            after = tokens - 1.0
-        else:
-            cnt[i] = cnt[i] + 1        # claim, then verify against a fresh sum (another worker may race us)
-            after = burst + rate * now + d[r + ANCHOR] - sum(cnt[s : s + 1 + rows])
-            if after < 0.0:
-                cnt[i] = cnt[i] - 1
-                return False, 0, (-after) / rate if rate > 0 else 1.0
-        if now - d[r + LAST] > 0.05:
-            d[r + LAST] = now
-        return True, int(after), 0.0
-
     def _install_at(self, fp: int, b0: int, rate: float, now: float, rows: int) -> tuple[int, float]:
         """The entry of fp anchored at ``rate`` and its ANCHOR: the one installed meanwhile by another process,
         else (re)written under the bucket's lock with a full bucket at ``now``."""
@@ -197,3 +144,89 @@ class RateLimitTable(BucketTable):
         used = sum(1 for f in fps if f)
         active = sum(1 for f, t in zip(fps, last) if f and now - t <= active_window)
         return {"entries": self.E, "used": used, "active_last_60s": active}
+
+
+class Taker:
+    """``take`` for one writing process (``Plane.ratelimit_take``): the hot path, a native class when compiled
+    (``ratelimit.pxd``). There the counts, generations and header are typed views, while the entry's words are
+    read as before, one interpreted ``memoryview`` item per load: each load is then a call the C compiler cannot
+    reorder or merge, so the seqlock's two SEQ loads stay two loads around the payload's."""
+
+    def __init__(self, table: RateLimitTable, hdr: memoryview, rows_i: int, col: int) -> None:
+        self.table = table
+        self.q = table.q
+        self.d = table.d
+        self.gen = table.gen
+        self.cnt = table.cnt
+        self.where = table._where
+        self.W1 = table.W1
+        self.hdr = hdr                 # the plane header: ROWS, the worker rows readers sum
+        self.rows_i = rows_i
+        self.col = col                 # the counts column this process writes (0 = retired = master)
+
+    def take(self, limiter: int, key: bytes, rate: float, burst: float, now: float) -> tuple[bool, int, float]:
+        """Take one token from the bucket of (limiter, key): (admitted, tokens left, seconds until one is back)."""
+        q, d = self.q, self.d
+        rows = self.hdr[self.rows_i]
+        where = self.where.get((limiter, key))
+        e = -1
+        anchor = 0.0
+        if where is not None and where[0] == self.gen[limiter]:
+            # the remembered entry, read seqlock-consistent in one try (a writer in progress: the slow path)
+            e = where[2]
+            r = e * REC
+            seq = q[r + SEQ]
+            if not seq & 1 and q[r + FP] == where[1] and d[r + RATE] == rate:
+                anchor = d[r + ANCHOR]
+                if q[r + SEQ] != seq:
+                    e = -1
+            else:
+                e = -1
+        if e < 0:
+            e, anchor = self.table._entry(limiter, key, rate, now, rows)
+        s = e * self.W1
+        c = self.admitted(s, rows)
+        tokens = burst + rate * now + anchor - c
+        full = tokens > burst
+        if full:
+            tokens = burst
+        if tokens < 1.0:
+            return False, 0, (1.0 - tokens) / rate if rate > 0 else 1.0
+        cnt = self.cnt
+        i = s + self.col
+        r = e * REC
+        if full:
+            # Full: admit, and re-anchor to "full at ``now`` minus our token" for the sum we read. Claims made by
+            # others since that read are subtracted on top (stricter, never looser); the store is made only if
+            # it lowers ANCHOR (removes tokens), so a stale or racing re-anchor can never add tokens.
+            cnt[i] += 1
+            new = c - rate * now
+            if new < d[r + ANCHOR]:  # noqa: PLR1730 (store only when lowering)
+                d[r + ANCHOR] = new
+            after = burst - 1.0
+        elif tokens >= rows + 1.0:
+            # At least one token per worker that could be claiming right now: ours cannot be the one that
+            # drives the bucket negative, so no verify is needed.
+            cnt[i] += 1
+            after = tokens - 1.0
+        else:
+            cnt[i] += 1                # claim, then verify against a fresh sum (another worker may race us)
+            after = burst + rate * now + d[r + ANCHOR] - self.admitted(s, rows)
+            if after < 0.0:
+                cnt[i] -= 1
+                return False, 0, (-after) / rate if rate > 0 else 1.0
+        if now - d[r + LAST] > 0.05:
+            d[r + LAST] = now
+        return True, int(after), 0.0
+
+    def admitted(self, s: int, rows: int) -> int:
+        """Admissions of the entry whose counts start at word ``s``: retired plus every worker row in use."""
+        cnt = self.cnt
+        c = 0
+        for j in range(s, s + 1 + rows):
+            c += cnt[j]
+        return c
+
+    def close(self) -> None:
+        """Let go of the views (``Plane.close``: a typed view holds an export of the segment's buffer)."""
+        self.q = self.d = self.gen = self.cnt = self.hdr = None
