@@ -219,6 +219,20 @@ class H2Server(H2Endpoint):
             return False
         return True
 
+    def end_stream(self, stream_id: int, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The response is complete, though its last bytes may still wait for the client's window: its source
+        feeds the outbox no more, and is let go (resumed if paused, so an HTTP/2 backend gets its held window
+        back). An HTTP/1.1 backend connection is back in its pool by now: paused through this outbox (``pump``
+        past the high water mark, ``pause_writing``), it would stay paused once the stream is reset or the client
+        leaves, and the next request sent on it would get no answer."""
+        super().end_stream(stream_id, trailers)
+        box = self.outboxes.get(stream_id)
+        if box is not None and box.source is not None:
+            if box.paused:
+                box.paused = False
+                box.source.resume_reading()
+            box.source = None
+
     def ends_empty(self, event: h2.events.RequestReceived) -> bool:
         """Whether this read already ends the request with no body bytes (HEADERS, then an empty DATA frame with
         END_STREAM): the request then goes to an HTTP/1.1 backend without a body, not as an empty chunked one."""
