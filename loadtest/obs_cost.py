@@ -15,8 +15,9 @@ with its parent in one interleaved run (it is compared with ``off@REV`` when tha
 ``--variants off,access_log,off@HEAD~1,access_log@HEAD~1``.
 
 Variants:
-    no_metrics      this checkout with the observability hook removed from the worker (a patched copy
-                    in a temporary folder, on PYTHONPATH): the baseline for the metrics cost
+    no_metrics      this checkout with the observability hooks removed from the exchange (a patched copy
+                    in a temporary folder, on PYTHONPATH), pure Python: the baseline for the metrics cost,
+                    to compare with a run of ``off`` under A3S_GATEWAY_NO_EXTENSIONS=1 (not a default variant)
     off             metrics on (always), access log and tracing off: the default config
     access_log      + JSON access log to a file
     access_log_null + JSON access log to /dev/null (what the in-memory hotpath.py measures; the difference
@@ -58,11 +59,12 @@ REPO = Path(__file__).resolve().parent.parent
 GATEWAY = [sys.executable, "-c", "from a3s_gateway.master.cli import main; raise SystemExit(main())"]
 # the hooks removed for no_metrics, and what replaces them (the plane's request counters stay)
 HOOK_LINES = {
-    "        self.worker.obs.finish(ex, self)       # the plane's counters and observations, access log, spans\n":
-        "        r, s, b = ex.route, ex.service, ex.backend\n"
-        "        self.worker.plane.record(r.idx if r is not None else -1, s.idx if s is not None else -1,\n"
-        "                                 b.idx if b is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)\n",
-    "        if self.worker.obs.tracer is not None:\n            self.worker.obs.tracer.start(ex)\n": "",
+    "    conn.worker.obs.recorder.finish(ex, conn)  # the plane's counters and observations, access log, spans\n":
+        "    r, s, b = ex.route, ex.service, ex.backend\n"
+        "    conn.worker.plane.record(r.idx if r is not None else -1, s.idx if s is not None else -1,\n"
+        "                             b.idx if b is not None else -1, ex.status, ex.req_bytes, ex.resp_bytes)\n",
+    "    tracer = conn.worker.obs.tracer\n    if tracer is not None:":
+        "    tracer = conn.worker.obs.tracer\n    if False:",
 }
 
 
@@ -132,15 +134,18 @@ def package_tree(src: Path, dest: Path) -> Path:
 
 
 def patched_tree(tmp: Path) -> Path:
-    """A copy of the package without the observability hook in the HTTP/1.1 protocol."""
+    """A copy of the package without the observability hooks of the exchange, pure Python (the hooks are in the
+    compiled exchange, which the other compiled modules are built against: the copy drops every extension)."""
     root = package_tree(REPO, tmp / "nohook")
-    http1 = root / "a3s_gateway" / "worker" / "http1.py"
-    text = http1.read_text()
+    for ext in root.rglob("*.so"):
+        ext.unlink()
+    exchange = root / "a3s_gateway" / "worker" / "exchange.py"
+    text = exchange.read_text()
     for line, replacement in HOOK_LINES.items():
         if line not in text:
-            raise SystemExit(f"cannot build the no_metrics tree: {line.strip()!r} not found in worker/http1.py")
+            raise SystemExit(f"cannot build the no_metrics tree: {line.strip()!r} not found in worker/exchange.py")
         text = text.replace(line, replacement)
-    http1.write_text(text)
+    exchange.write_text(text)
     return root
 
 
@@ -242,7 +247,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--variants", default="no_metrics,off,access_log,tracing,both,both_otlp")
+    ap.add_argument("--variants", default="off,access_log,tracing,both,both_otlp")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed (apt-get install wrk)")

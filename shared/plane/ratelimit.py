@@ -33,9 +33,9 @@ which only the CPU store buffer can cause, for nanoseconds. Measured with 4 proc
 (``tests/unit/test_plane_stress.py``), admissions stay within ±5% of ``burst + rate * t`` (the issue's 1,050
 for 10 s at rate 100, burst 50).
 
-Why no lock: an fcntl stripe lock per request would cost two syscalls, measured at ~1.6 µs per
-lock/unlock pair (``loadtest/plane_bench.py``; a lock-free take is ~2.5 µs), i.e. +65% on every take,
-and it would serialise every worker on a hot key. Measured accuracy without it: 4 processes flooding one
+Why no lock: an fcntl stripe lock per request would cost two syscalls, measured at ~1.3 µs per
+lock/unlock pair (``loadtest/plane_bench.py``; a lock-free take is ~1.6 µs compiled, ``Taker``), i.e. +80% on
+every take, and it would serialise every worker on a hot key. Measured accuracy without it: 4 processes flooding one
 key for 10 s at rate 100, burst 50 admitted 1,049 (target 1,050 ±5%). Locks are taken only to create an
 entry (a new key), to re-anchor after a ``rate`` change, and to evict.
 
