@@ -47,7 +47,7 @@ class Clock(Protocol):
 class Backend:
     """One server of a service, as seen by this worker. Health and in-flight counts live on the shared-memory
     plane (slot ``idx``), so every worker sees the same values; the per-request operations are the plane's
-    precomputed closures (``Plane.backend_ops``)."""
+    (``Plane.backend_ops``, native when compiled)."""
 
     __slots__ = ("acquire", "h2", "host", "host_header", "idx", "is_healthy", "passive_success", "plane", "pool",
                  "port", "release", "scheme", "shown_url", "url", "weight")
@@ -72,9 +72,8 @@ class Backend:
         else:                                  # no host name to send: what curl --unix-socket sends
             self.host, self.port = "localhost", 0
             self.host_header = b"localhost"
-        ops = plane.backend_ops(idx)
-        healthy = ops.is_healthy
-        self.is_healthy: Callable[[], bool] = lambda: healthy(clock.now)
+        ops = plane.backend_ops(idx, clock)
+        self.is_healthy: Callable[[], bool] = ops.is_healthy
         self.acquire: Callable[[], None] = ops.inc
         self.release: Callable[[], None] = ops.dec
         # a good answer ends the failure streak(s) outlier detection counts (``services/outliers.py``)

@@ -32,6 +32,7 @@ COMPILED = {
     "a3s_gateway.worker.observability.tracing": "worker/observability/tracing.py",
     "a3s_gateway.shared.plane.ledger": "shared/plane/ledger.py",
     "a3s_gateway.shared.plane.ratelimit": "shared/plane/ratelimit.py",
+    "a3s_gateway.shared.plane.backend_ops": "shared/plane/backend_ops.py",
     "a3s_gateway.worker.observability.recorder": "worker/observability/recorder.py",
 }
 

@@ -43,6 +43,7 @@ from .activator import QUEUED as _Q_QUEUED
 from .activator import TIMEOUT as _Q_TIMEOUT
 from .activator import ActivatorTable
 from .ai import AiTable
+from .backend_ops import BackendOps, Clock, Words
 from .breaker import BreakerTable
 from .counters import (
     BYTES_IN,
@@ -56,14 +57,7 @@ from .counters import (
 )
 from .ejection import EjectionPolicy
 from .errors import PlaneError
-from .health import ACTIVE_DOWN as _ACTIVE_DOWN
-from .health import BASE as _BASE
-from .health import DOWN_UNTIL as _DOWN_UNTIL
-from .health import GW_BASE as _GW_BASE
-from .health import GW_LAST as _GW_LAST
-from .health import LAST_FAIL as _LAST_FAIL
 from .health import REASONS as _REASONS
-from .health import REC as _HEALTH_REC
 from .health import HealthTable
 from .layout import BUCKET, PlaneLayout
 from .ledger import Ledger
@@ -187,6 +181,7 @@ class Plane:
         # ``ratelimit_take(limiter_idx, key, rate, burst, now)``: one token from the node-wide bucket of
         # (limiter, key): (admitted, remaining, retry_after s) (``ratelimit.Taker``, compiled: a native call)
         self._taker = Taker(self.ratelimits, self._hdr, self._rows_i, self._col) if writable else None
+        self._words = Words(self.health.q, self.health.d, self._inf) if writable else None   # ``backend_ops``
         if self._taker is not None:
             self.ratelimit_take = self._taker.take
         refuse = []
@@ -279,7 +274,7 @@ class Plane:
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
-        for holder in (self.ledger, self._taker):  # compiled, their typed views hold exports of the buffers
+        for holder in (self.ledger, self._taker, self._words):  # compiled, their typed views hold exports
             if holder is not None:
                 holder.close()
         for seg in self._segs.values():
@@ -350,10 +345,15 @@ class Plane:
         v = self._inf
         v[i] = v[i] - 1
 
-    def backend_ops(self, backend_idx: int) -> BackendOps:
-        """The per-request operations on one backend, as closures with their offsets computed once: the
-        hot path calls these instead of the general methods above (same words, same single-writer rules)."""
-        return BackendOps(self, backend_idx)
+    def backend_ops(self, backend_idx: int, clock: Clock) -> BackendOps:
+        """The per-request operations on one backend, with their offsets computed once (``backend_ops.py``): the
+        hot path calls these instead of the general methods above (same words, same single-writer rules).
+        ``clock``: whatever has the ``now`` that ``is_healthy`` compares the passive ``down_until`` with."""
+        if self._words is None:
+            raise PlaneError("Plane.backend_ops() is not allowed through a read-only attachment")
+        if self.worker_slot is None:             # only workers count in-flight requests: inc/dec refuse
+            return BackendOps(self._words, backend_idx, -1, clock, self.inflight_inc)
+        return BackendOps(self._words, backend_idx, backend_idx * self._W + self.worker_slot, clock, None)
 
     def inflight(self, backend_idx: int) -> int:
         s = backend_idx * self._W
@@ -733,58 +733,6 @@ class Plane:
         named = self.names.named("breakers")
         return [{"idx": i, "name": named.get(i), **self.breakers.info(i, rows)}
                 for i in sorted(set(self.breakers.active()) | set(named))]
-
-
-class BackendOps:
-    """``Plane.backend_ops(idx)``: health check, in-flight +1/-1 and passive success for one backend.
-
-    Each is a closure over the backend's offsets and the memoryviews, so a call is one Python frame and a few
-    aligned loads/stores. ``is_healthy(now)`` takes the caller's clock (the worker's coarse one); the rest
-    need no time at all.
-    """
-
-    __slots__ = ("is_healthy", "inc", "dec", "passive_success", "outlier_success")
-
-    def __init__(self, plane: Plane, b: int) -> None:
-        hq, hd = plane.health.q, plane.health.d
-        r = b * _HEALTH_REC
-        active, down_until, base, last_fail = r + _ACTIVE_DOWN, r + _DOWN_UNTIL, r + _BASE, r + _LAST_FAIL
-
-        def is_healthy(now: float) -> bool:
-            return not hq[active] and now >= hd[down_until]
-
-        def passive_success() -> None:
-            last = hq[last_fail]
-            if hq[base] != last:
-                hq[base] = last
-
-        gw_base, gw_last = r + _GW_BASE, r + _GW_LAST
-
-        def outlier_success() -> None:
-            """Both streaks end (``consecutive_gateway_failure`` on: any answer but a failure ends it)."""
-            last = hq[last_fail]
-            if hq[base] != last:
-                hq[base] = last
-            last = hq[gw_last]
-            if hq[gw_base] != last:
-                hq[gw_base] = last
-
-        self.is_healthy = is_healthy
-        self.passive_success = passive_success
-        self.outlier_success = outlier_success
-        if plane.worker_slot is None:
-            self.inc = self.dec = plane.inflight_inc     # refuses: only workers count in-flight requests
-            return
-        inf, i = plane._inf, b * plane._W + plane.worker_slot
-
-        def inc() -> None:
-            inf[i] = inf[i] + 1
-
-        def dec() -> None:
-            inf[i] = inf[i] - 1
-
-        self.inc = inc
-        self.dec = dec
 
 
 def _started_elsewhen(prefix: str, pid: int) -> bool:
