@@ -36,40 +36,36 @@ class Ledger:
         duration histograms, the entrypoint/method/class count, gateway-written responses and retries
         (``observations``), for each index that is not -1. ``ep_method`` is ``entrypoint * NMETHODS + method``."""
         cls = status // 100 - 1 if 100 <= status < 600 else ERR
-        q = self.q
-        o = self.o
         b = bisect_left(BOUNDS, seconds)
         us = int(seconds * 1e6)
         if router >= 0:
-            i = self.c_rt + router * COLS
-            q[i + cls] += 1
-            if bytes_in:                 # most requests have no body: skip adding 0
-                q[i + BYTES_IN] += bytes_in
-            q[i + BYTES_OUT] += bytes_out
-            i = self.o_rt + router * HW
-            o[i + b] += 1
-            o[i + SUM] += us
+            self._counts(self.c_rt + router * COLS, cls, bytes_in, bytes_out)
+            self._duration(self.o_rt + router * HW, b, us)
             if local:
                 code = LOCAL_INDEX.get(status, NLOCAL - 1)
-                o[self.o_local + router * NLOCAL + code] += 1
+                self.o[self.o_local + router * NLOCAL + code] += 1
             if retries:
-                o[self.o_retry + router] += retries
+                self.o[self.o_retry + router] += retries
         if service >= 0:
-            i = self.c_svc + service * COLS
-            q[i + cls] += 1
-            if bytes_in:
-                q[i + BYTES_IN] += bytes_in
-            q[i + BYTES_OUT] += bytes_out
-            i = self.o_svc + service * HW
-            o[i + b] += 1
-            o[i + SUM] += us
+            self._counts(self.c_svc + service * COLS, cls, bytes_in, bytes_out)
+            self._duration(self.o_svc + service * HW, b, us)
         if backend >= 0:
-            i = self.c_be + backend * COLS
-            q[i + cls] += 1
-            if bytes_in:
-                q[i + BYTES_IN] += bytes_in
-            q[i + BYTES_OUT] += bytes_out
-        o[self.o_req + ep_method * CLASSES + cls] += 1
+            self._counts(self.c_be + backend * COLS, cls, bytes_in, bytes_out)
+        self.o[self.o_req + ep_method * CLASSES + cls] += 1
+
+    def _counts(self, i: int, cls: int, bytes_in: int, bytes_out: int) -> None:
+        """One request of status class ``cls`` and its bytes, in the counters row at word ``i``."""
+        q = self.q
+        q[i + cls] += 1
+        if bytes_in:                     # most requests have no body: skip adding 0
+            q[i + BYTES_IN] += bytes_in
+        q[i + BYTES_OUT] += bytes_out
+
+    def _duration(self, i: int, b: int, us: int) -> None:
+        """One duration (histogram bucket ``b``, ``us`` microseconds) in the histogram at word ``i``."""
+        o = self.o
+        o[i + b] += 1
+        o[i + SUM] += us
 
     def close(self) -> None:
         """Let go of both tables (``Plane.close``: a typed view holds an export of the segment's buffer)."""
