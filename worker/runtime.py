@@ -11,13 +11,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..shared import transport
 from ..shared.config.gateway_schema import load_balancers
 from ..shared.config.redact import redact_url
 from ..shared.ipmatch import IPSet
 from ..shared.plane import Plane
+from ..shared.plane.backend_ops import Clock
 from ..shared.rules import Rule, parse_rule
 from . import tls
 from .chain import Chain
@@ -38,10 +39,6 @@ INTERNAL_WHOAMI = "whoami@internal"
 INTERNAL_UNRESOLVED = "unresolved@internal"   # answers 500: a Gateway API rule whose backends cannot be resolved
 INTERNAL_UNAVAILABLE = "unavailable@internal"  # answers 503: a Kubernetes Service with no ready endpoint
 INTERNAL_ACME = "acme-http01@internal"     # answers ACME HTTP-01 challenges (router added by master/acme.py)
-
-
-class Clock(Protocol):
-    now: float       # the worker's coarse monotonic clock, advanced by its sweep
 
 
 class Backend:
