@@ -6,8 +6,12 @@ middleware chain, balancer, shared-memory plane and observability of a generatio
 The kernel's share (~10 µs per proxied request on loopback, see shared/bench/RESULTS.md) is not included, so
 this isolates what our code adds; compare variants and commits with it, not with wall-clock benchmarks.
 
-    python loadtest/hotpath.py [plain|full|CONFIG.toml] [--requests N] [--profile]
+    python loadtest/hotpath.py [plain|full|minproxy|CONFIG.toml] [--requests N] [--profile]
                                [--access-log PATH] [--tracing] [--routers N]
+
+``minproxy`` drives the minimal uvloop+httptools proxy of ``../shared/bench/minproxy.py`` the same way (its
+protocols, its pool, the same request and response, the same in-memory transports): the anchor the gateway's
+figures compare with, in instructions (``loadtest/icount.sh minproxy``) and in time.
 
 ``--access-log PATH`` (e.g. /dev/null) and ``--tracing`` (every request sampled, no exporter) add the
 ``[access_log]`` / ``[tracing]`` tables to the config, to measure what they cost. ``--routers N`` replaces the
@@ -18,10 +22,13 @@ one's host, to measure routing cost against the router count (compare N=10 with 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -40,6 +47,8 @@ def main() -> None:
     ap.add_argument("--routers", type=int, default=0, metavar="N",
                     help="N host-rule routers instead of the config's; requests go to the last one's host")
     args = ap.parse_args()
+    if args.config == "minproxy":
+        return run(args, minproxy_exchange(), "minproxy")
     cfg = load_config(args.config, args.routers, args.access_log, args.tracing)
     request = REQUEST
     if args.routers:
@@ -57,23 +66,50 @@ def main() -> None:
                 raise SystemExit(f"request was not proxied (answered locally: {ex and ex.local!r})")
             up.data_received(RESPONSE)
 
-        for _ in range(200):
-            one()
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        t0 = time.perf_counter()
-        for _ in range(args.requests):
-            one()
-        elapsed = time.perf_counter() - t0
-        if profiler:
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(int(__import__("os").environ.get("TOP", "25")))
         what = f"{args.routers} routers" if args.routers else args.config
         what += " +access-log" if args.access_log else ""
         what += " +tracing" if args.tracing else ""
-        print(f"{what}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
-              f"({args.requests} requests{', under cProfile' if profiler else ''})")
+        run(args, one, what)
+
+
+def minproxy_exchange() -> Callable[[], None]:
+    """One request and response through ``../shared/bench/minproxy.py``'s protocols, with one pooled upstream."""
+    bench = Path(__file__).resolve().parents[2] / "shared" / "bench"     # beside the repository, as loadtest/bench
+    if not (bench / "minproxy.py").is_file():
+        raise SystemExit(f"minproxy: {bench / 'minproxy.py'} not found (the reference benchmark's folder)")
+    sys.path.insert(0, str(bench))
+    import minproxy  # noqa: PLC0415  (outside the repository: only this profile needs it)
+
+    pool = minproxy.Pool(asyncio.new_event_loop(), "127.0.0.1", 9001, 100)
+    up = minproxy.UpstreamProtocol(pool)
+    up.connection_made(Transport())
+    pool.idle.append(up)
+    client = minproxy.ClientProtocol(pool, pool.loop)
+    client.connection_made(Transport())
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        client.queue[0].upstream.data_received(RESPONSE)
+
+    return one
+
+
+def run(args: argparse.Namespace, one: Callable[[], None], what: str) -> None:
+    """Warm up, then time (or profile) ``args.requests`` exchanges and print the one-line figure."""
+    for _ in range(200):
+        one()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    t0 = time.perf_counter()
+    for _ in range(args.requests):
+        one()
+    elapsed = time.perf_counter() - t0
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(int(os.environ.get("TOP", "25")))
+    print(f"{what}: {elapsed / args.requests * 1e6:.2f} µs of Python per proxied request "
+          f"({args.requests} requests{', under cProfile' if profiler else ''})")
 
 
 if __name__ == "__main__":

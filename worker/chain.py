@@ -88,8 +88,11 @@ class Middleware:
         """Release what the instance holds (connections); it may be used again afterwards and reopen them."""
 
 
+_SILENT = Middleware.__dict__["on_response"]   # the class's own entry (compiled: its method descriptor)
+
+
 def responds(m: Middleware) -> bool:
-    return type(m).on_response is not Middleware.on_response
+    return type(m).on_response is not _SILENT
 
 
 class Chain:
@@ -112,7 +115,8 @@ class Chain:
         after an asynchronous one)."""
         middlewares = self.middlewares
         for i in range(start, len(middlewares)):
-            result = middlewares[i].on_request(ex)
+            m = middlewares[i]
+            result = m.on_request(ex)
             if result is None:
                 continue
             if result.__class__ is Reply:

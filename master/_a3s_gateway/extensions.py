@@ -34,6 +34,10 @@ COMPILED = {
     "a3s_gateway.shared.plane.ratelimit": "shared/plane/ratelimit.py",
     "a3s_gateway.shared.plane.backend_ops": "shared/plane/backend_ops.py",
     "a3s_gateway.worker.observability.recorder": "worker/observability/recorder.py",
+    "a3s_gateway.worker.middlewares.headers": "worker/middlewares/headers.py",
+    "a3s_gateway.worker.middlewares.rate_limit": "worker/middlewares/rate_limit.py",
+    "a3s_gateway.worker.middlewares._support.limit_key": "worker/middlewares/_support/limit_key.py",
+    "a3s_gateway.worker.services.upstream_pool": "worker/services/upstream_pool.py",
 }
 
 

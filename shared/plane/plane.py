@@ -180,10 +180,10 @@ class Plane:
             self.account = self.ledger.account
         # ``ratelimit_take(limiter_idx, key, rate, burst, now)``: one token from the node-wide bucket of
         # (limiter, key): (admitted, remaining, retry_after s) (``ratelimit.Taker``, compiled: a native call)
-        self._taker = Taker(self.ratelimits, self._hdr, self._rows_i, self._col) if writable else None
+        self.taker = Taker(self.ratelimits, self._hdr, self._rows_i, self._col) if writable else None
         self._words = Words(self.health.q, self.health.d, self._inf) if writable else None   # ``backend_ops``
-        if self._taker is not None:
-            self.ratelimit_take = self._taker.take
+        if self.taker is not None:
+            self.ratelimit_take = self.taker.take
         refuse = []
         if not writable:
             refuse = _WORKER_WRITES + _LOCKING + _ANY_WRITES + _MASTER_WRITES
@@ -274,7 +274,7 @@ class Plane:
             t.__dict__.clear()
         for k in [k for k, v in self.__dict__.items() if isinstance(v, memoryview)]:
             del self.__dict__[k]
-        for holder in (self.ledger, self._taker, self._words):  # compiled, their typed views hold exports
+        for holder in (self.ledger, self.taker, self._words):  # compiled, their typed views hold exports
             if holder is not None:
                 holder.close()
         for seg in self._segs.values():

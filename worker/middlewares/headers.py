@@ -40,16 +40,15 @@ class Headers(Middleware):
     def on_request(self, ex: Exchange) -> None:
         if self.request_host is not None:
             ex.host = self.request_host
-        drop, put, add = self.request
-        headers = ex.headers
-        if drop:
-            remove_headers(headers, drop)
-        headers += put
-        headers += add
+        _apply(self.request, ex.headers)
 
     def on_response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        drop, put, add = self.response
-        if drop:
-            remove_headers(headers, drop)
-        headers += put
-        headers += add
+        _apply(self.response, headers)
+
+
+def _apply(edit: Edit, headers: list[tuple[bytes, bytes]]) -> None:
+    drop, put, add = edit
+    if drop:
+        remove_headers(headers, drop)
+    headers += put
+    headers += add

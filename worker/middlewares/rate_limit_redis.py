@@ -24,7 +24,7 @@ from ...shared import log as gwlog
 from ..chain import Middleware, Reply, error_reply
 from ._support.fail_open import FailOpen
 from ._support.lazy_client import LazyClient
-from ._support.limit_key import key_func
+from ._support.limit_key import LimitKey
 from ._support.ratelimit_fields import RateLimitFields
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class RateLimitRedis(Middleware):
         self.burst = params["burst"]
         self.fields = RateLimitFields(name, params["rate"], params["period"])
         self.timeout = params["timeout_ms"] / 1000
-        self.key = key_func(params["key"])
+        self.key = LimitKey(params["key"])
         self.prefix = b"a3s:ratelimit:" if params["key"] == "router" else b"a3s:ratelimit:%s:" % name.encode()
         self.script: LazyClient[Any] = LazyClient(self._open, lambda script: script.registered_client.aclose())
         self.fail_open = FailOpen(name, worker, self.url, "allowing requests")
@@ -84,7 +84,7 @@ class RateLimitRedis(Middleware):
     async def take(self, ex: Exchange) -> Reply | None:
         try:
             admitted, wait = await asyncio.wait_for(
-                self.script.get()(keys=[self.prefix + self.key(ex)], args=[repr(self.rate), repr(self.burst)]),
+                self.script.get()(keys=[self.prefix + self.key.of(ex)], args=[repr(self.rate), repr(self.burst)]),
                 self.timeout)
         except (TimeoutError, RedisError, OSError) as e:
             self.fail_open.failed(e)

@@ -5,11 +5,13 @@
 cimport cython
 from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.exchange cimport Exchange
+from a3s_gateway.worker.services.upstream_pool cimport UpstreamPool
 
 
 @cython.final
 cdef class UpstreamProtocol:
-    cdef public object pool, transport, parser, client, reason, headers, peeked
+    cdef public UpstreamPool pool
+    cdef public object transport, parser, client, reason, headers, peeked
     cdef public Exchange ex
     cdef public bint alive, reused, got_bytes, client_paused, reading_paused, waiting_head
     cdef public int mode
@@ -39,5 +41,6 @@ cdef class UpstreamProtocol:
 
 # The module's steps, typed on the native Exchange (struct reads) and called as C functions (http1.pxd cimports
 # this module).
+@cython.locals(pool=UpstreamPool)
 cpdef proxy(conn, Exchange ex)
 cpdef bytes request_head(Exchange ex, conn)
