@@ -9,6 +9,7 @@ the routers for its host plus the host-independent ones, merged in global order 
 path and method, and building a dict per request would cost more than matching. ``model`` is the JSON body's
 ``model`` (``Model()`` rules): the exchange reads the body first only when ``RouterTable.needs_body`` says a
 candidate router of the request's host uses ``Model()`` (``worker/exchange.py``, docs/ai/model-routing.md).
+Compiled, both are native classes (``router.pxd``) and a rule's test is a C call (``shared/rules/matchers.pxd``).
 """
 
 from __future__ import annotations
@@ -50,27 +51,28 @@ class RequestView:
 
 
 class RouterTable:
-    """The routers of one entrypoint, ready for matching."""
+    """The routers of one entrypoint, ready for matching: per host, the (rule predicate, route) pairs to test."""
 
     def __init__(self, routes: Iterable[Any]) -> None:
         ordered = sorted(routes, key=lambda r: (-r.priority, r.name))
-        self.generic = [r for r in ordered if r.rule.hosts is None]
+        self.generic = [(r.rule.predicate, r) for r in ordered if r.rule.hosts is None]
         hosts: set[str] = set()
         for r in ordered:
             if r.rule.hosts is not None:
                 hosts.update(r.rule.hosts)
         self.by_host = {
-            h: [r for r in ordered if r.rule.hosts is None or h in r.rule.hosts] for h in hosts
+            h: [(r.rule.predicate, r) for r in ordered if r.rule.hosts is None or h in r.rule.hosts] for h in hosts
         }
-        self.generic_body = any(r.rule.needs_body for r in self.generic)
-        self.body_hosts = frozenset(h for h, rs in self.by_host.items() if any(r.rule.needs_body for r in rs))
+        self.generic_body = any(r.rule.needs_body for _, r in self.generic)
+        self.body_hosts = frozenset(h for h, rs in self.by_host.items() if any(r.rule.needs_body for _, r in rs))
 
     def needs_body(self, host: str) -> bool:
         """Whether a router that ``host``'s requests are tested against uses ``Model()``."""
         return host in self.body_hosts if host in self.by_host else self.generic_body
 
     def match(self, req: RequestView) -> Any | None:
-        for route in self.by_host.get(req.host, self.generic):
-            if route.rule.matches(req):
+        candidates = self.by_host.get(req.host)
+        for predicate, route in self.generic if candidates is None else candidates:
+            if predicate.test(req):
                 return route
         return None

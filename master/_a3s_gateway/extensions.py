@@ -38,6 +38,8 @@ COMPILED = {
     "a3s_gateway.worker.middlewares.rate_limit": "worker/middlewares/rate_limit.py",
     "a3s_gateway.worker.middlewares._support.limit_key": "worker/middlewares/_support/limit_key.py",
     "a3s_gateway.worker.services.upstream_pool": "worker/services/upstream_pool.py",
+    "a3s_gateway.worker.router": "worker/router.py",
+    "a3s_gateway.shared.rules.matchers": "shared/rules/matchers.py",
 }
 
 

@@ -1,4 +1,8 @@
-"""Compile a parsed rule into a ``Rule``: one closure that answers "does this request match?".
+"""Compile a parsed rule into a ``Rule``: one predicate that answers "does this request match?".
+
+The predicates of the matchers every router uses (Host, Path, PathPrefix, Method, and the operators) are small
+classes, native when compiled (``matchers.pxd``): a rule's test is then C calls over the request's fields. The
+other matchers (regexes, headers, query, ClientIP, Model, the TCP ones) are closures wrapped in ``Call``.
 
 Requests are duck-typed; the closures read only these attributes:
 
@@ -33,27 +37,131 @@ from ..ipmatch import IPSet, parse_network
 from .lexer import RuleSyntaxError
 from .parser import And, Arg, Matcher, Node, Not, Or, parse
 
-Predicate = Callable[[Any], bool]
+Closure = Callable[[Any], bool]
+
+
+class Predicate:
+    """A compiled rule or part of one: ``test(req)``."""
+
+    def test(self, req: Any) -> bool:
+        raise NotImplementedError
+
+
+class Call(Predicate):
+    """A matcher compiled to a closure."""
+
+    def __init__(self, fn: Callable[[Any], bool]) -> None:
+        self.fn = fn
+
+    def test(self, req: Any) -> bool:
+        return self.fn(req)
+
+
+class HostIs(Predicate):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def test(self, req: Any) -> bool:
+        return req.host == self.name
+
+
+class HostIn(Predicate):
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def test(self, req: Any) -> bool:
+        return req.host in self.names
+
+
+class PathIs(Predicate):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def test(self, req: Any) -> bool:
+        return req.path == self.path
+
+
+class PathIn(Predicate):
+    def __init__(self, paths: frozenset[str]) -> None:
+        self.paths = paths
+
+    def test(self, req: Any) -> bool:
+        return req.path in self.paths
+
+
+class PathPrefix(Predicate):
+    def __init__(self, prefix: str | tuple[str, ...]) -> None:
+        self.prefix = prefix                 # str.startswith takes either
+
+    def test(self, req: Any) -> bool:
+        return req.path.startswith(self.prefix)
+
+
+class MethodIs(Predicate):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def test(self, req: Any) -> bool:
+        return req.method == self.method
+
+
+class MethodIn(Predicate):
+    def __init__(self, methods: frozenset[str]) -> None:
+        self.methods = methods
+
+    def test(self, req: Any) -> bool:
+        return req.method in self.methods
+
+
+class Negation(Predicate):
+    def __init__(self, inner: Predicate) -> None:
+        self.inner = inner
+
+    def test(self, req: Any) -> bool:
+        return not self.inner.test(req)
+
+
+class AllOf(Predicate):
+    def __init__(self, parts: tuple[Predicate, ...]) -> None:
+        self.parts = parts
+
+    def test(self, req: Any) -> bool:
+        for part in self.parts:
+            if not part.test(req):
+                return False
+        return True
+
+
+class AnyOf(Predicate):
+    def __init__(self, parts: tuple[Predicate, ...]) -> None:
+        self.parts = parts
+
+    def test(self, req: Any) -> bool:
+        for part in self.parts:
+            if part.test(req):
+                return True
+        return False
 
 
 class Rule:
     """A compiled router rule.
 
-    ``matches`` is the compiled closure itself (an instance attribute, not a method), so calling
-    ``rule.matches(req)`` costs one call.  ``hosts`` is the set of lowercase hosts the rule can only
+    ``predicate`` is the compiled rule; ``matches`` is its ``test``, bound once (an instance attribute), so
+    calling ``rule.matches(req)`` costs one call. ``hosts`` is the set of lowercase hosts the rule can only
     match on, for indexing routers by host, or None when the rule is not restricted that way.
     ``needs_body``: the rule uses ``Model()``, so the request body must be read before matching.
     """
 
-    __slots__ = ("hosts", "kind", "length", "matches", "needs_body", "text")
+    __slots__ = ("hosts", "kind", "length", "matches", "needs_body", "predicate", "text")
 
-    def __init__(self, text: str, kind: str, hosts: frozenset[str] | None, matches: Predicate,
+    def __init__(self, text: str, kind: str, hosts: frozenset[str] | None, predicate: Predicate,
                  needs_body: bool = False) -> None:
         self.text = text
         self.kind = kind
         self.length = len(text)  # Traefik's default router priority
         self.hosts = hosts
-        self.matches = matches
+        self.predicate = predicate
+        self.matches = predicate.test
         self.needs_body = needs_body
 
     def __repr__(self) -> str:
@@ -104,34 +212,12 @@ def required_hosts(node: Node) -> frozenset[str] | None:
 def compile_node(node: Node) -> Predicate:
     """Turn a (validated) AST into a predicate over requests."""
     if isinstance(node, Matcher):
-        return _COMPILERS[node.name](node)
+        compiled = _COMPILERS[node.name](node)
+        return compiled if isinstance(compiled, Predicate) else Call(compiled)
     if isinstance(node, Not):
-        inner = compile_node(node.operand)
-        return lambda req: not inner(req)
+        return Negation(compile_node(node.operand))
     parts = tuple(compile_node(operand) for operand in node.operands)
-    if isinstance(node, And):
-        if len(parts) == 2:
-            first, second = parts
-            return lambda req: first(req) and second(req)
-
-        def all_of(req: Any) -> bool:
-            for part in parts:
-                if not part(req):
-                    return False
-            return True
-
-        return all_of
-    if len(parts) == 2:
-        first, second = parts
-        return lambda req: first(req) or second(req)
-
-    def any_of(req: Any) -> bool:
-        for part in parts:
-            if part(req):
-                return True
-        return False
-
-    return any_of
+    return AllOf(parts) if isinstance(node, And) else AnyOf(parts)
 
 
 # -- argument checks ------------------------------------------------------------------------------
@@ -170,48 +256,35 @@ def _path(arg: Arg, matcher: str) -> str:
 
 def _host(m: Matcher) -> Predicate:
     names = [_host_name(arg, m.name) for arg in m.args]
-    if len(names) == 1:
-        (name,) = names
-        return lambda req: req.host == name
-    choices = frozenset(names)
-    return lambda req: req.host in choices
+    return HostIs(names[0]) if len(names) == 1 else HostIn(frozenset(names))
 
 
-def _host_regexp(m: Matcher) -> Predicate:
+def _host_regexp(m: Matcher) -> Closure:
     fullmatch = _regex(m.args[0], m.name, re.IGNORECASE).fullmatch
     return lambda req: fullmatch(req.host) is not None
 
 
 def _path_exact(m: Matcher) -> Predicate:
     paths = [_path(arg, m.name) for arg in m.args]
-    if len(paths) == 1:
-        (path,) = paths
-        return lambda req: req.path == path
-    choices = frozenset(paths)
-    return lambda req: req.path in choices
+    return PathIs(paths[0]) if len(paths) == 1 else PathIn(frozenset(paths))
 
 
 def _path_prefix(m: Matcher) -> Predicate:
     prefixes = tuple(_path(arg, m.name) for arg in m.args)
-    prefix = prefixes[0] if len(prefixes) == 1 else prefixes  # str.startswith takes either
-    return lambda req: req.path.startswith(prefix)
+    return PathPrefix(prefixes[0] if len(prefixes) == 1 else prefixes)
 
 
-def _path_regexp(m: Matcher) -> Predicate:
+def _path_regexp(m: Matcher) -> Closure:
     match = _regex(m.args[0], m.name).match
     return lambda req: match(req.path) is not None
 
 
 def _method(m: Matcher) -> Predicate:
     methods = [arg.value.upper() for arg in m.args]
-    if len(methods) == 1:
-        (method,) = methods
-        return lambda req: req.method == method
-    choices = frozenset(methods)
-    return lambda req: req.method in choices
+    return MethodIs(methods[0]) if len(methods) == 1 else MethodIn(frozenset(methods))
 
 
-def _header(m: Matcher) -> Predicate:
+def _header(m: Matcher) -> Closure:
     name, value = m.args[0].value.lower(), m.args[1].value
 
     def header(req: Any) -> bool:
@@ -221,7 +294,7 @@ def _header(m: Matcher) -> Predicate:
     return header
 
 
-def _header_regexp(m: Matcher) -> Predicate:
+def _header_regexp(m: Matcher) -> Closure:
     name, fullmatch = m.args[0].value.lower(), _regex(m.args[1], m.name).fullmatch
 
     def header_regexp(req: Any) -> bool:
@@ -231,7 +304,7 @@ def _header_regexp(m: Matcher) -> Predicate:
     return header_regexp
 
 
-def _query(m: Matcher) -> Predicate:
+def _query(m: Matcher) -> Closure:
     name = m.args[0].value
     if len(m.args) == 1:
         return lambda req: name in req.query
@@ -244,7 +317,7 @@ def _query(m: Matcher) -> Predicate:
     return query
 
 
-def _query_regexp(m: Matcher) -> Predicate:
+def _query_regexp(m: Matcher) -> Closure:
     name, fullmatch = m.args[0].value, _regex(m.args[1], m.name).fullmatch
 
     def query_regexp(req: Any) -> bool:
@@ -254,7 +327,7 @@ def _query_regexp(m: Matcher) -> Predicate:
     return query_regexp
 
 
-def _model(m: Matcher) -> Predicate:
+def _model(m: Matcher) -> Closure:
     """Exact names in a set; ``*`` / ``?`` / ``[...]`` globs (fnmatch, case-sensitive) in one regex."""
     exact = frozenset(arg.value for arg in m.args if not any(c in arg.value for c in "*?["))
     globs = [fnmatch.translate(arg.value) for arg in m.args if arg.value not in exact]
@@ -272,7 +345,7 @@ def _model(m: Matcher) -> Predicate:
 # -- ClientIP (http and tcp) ----------------------------------------------------------------------
 
 
-def _client_ip(m: Matcher) -> Predicate:
+def _client_ip(m: Matcher) -> Closure:
     for arg in m.args:
         try:
             parse_network(arg.value)
@@ -293,7 +366,7 @@ def _client_ip(m: Matcher) -> Predicate:
 # -- tcp matchers ---------------------------------------------------------------------------------
 
 
-def _host_sni(m: Matcher) -> Predicate:
+def _host_sni(m: Matcher) -> Closure:
     exact: set[str] = set()
     suffixes: list[str] = []
     for arg in m.args:
@@ -327,17 +400,17 @@ def _host_sni(m: Matcher) -> Predicate:
     return host_sni
 
 
-def _host_sni_regexp(m: Matcher) -> Predicate:
+def _host_sni_regexp(m: Matcher) -> Closure:
     fullmatch = _regex(m.args[0], m.name, re.IGNORECASE).fullmatch
     return lambda req: bool(req.sni) and fullmatch(req.sni) is not None
 
 
-def _alpn(m: Matcher) -> Predicate:
+def _alpn(m: Matcher) -> Closure:
     protocol = m.args[0].value
     return lambda req: protocol in req.alpn
 
 
-_COMPILERS: dict[str, Callable[[Matcher], Predicate]] = {
+_COMPILERS: dict[str, Callable[[Matcher], Predicate | Closure]] = {
     "Host": _host,
     "HostRegexp": _host_regexp,
     "Path": _path_exact,

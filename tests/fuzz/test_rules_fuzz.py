@@ -78,6 +78,7 @@ class Req:
     headers: dict[str, list[str]] = field(default_factory=dict)
     query: dict[str, list[str]] = field(default_factory=dict)
     client_ip: str = "10.0.0.1"
+    model: str | None = None             # the JSON body's model, as worker/router.py's RequestView has
 
 
 @dataclass

@@ -69,10 +69,10 @@ def test_rule_attributes() -> None:
     assert not rule.matches(Req(host="example.com", path="/web"))
 
 
-def test_matches_is_the_closure_itself_not_a_bound_method() -> None:
+def test_matches_is_the_predicates_test_bound_once() -> None:
     rule = parse_rule("Path(`/`)")
-    assert rule.matches is rule.matches  # a bound method would be a fresh object each time
-    assert not hasattr(rule.matches, "__self__")
+    assert rule.matches is rule.matches  # bound once at compile time, not per call
+    assert rule.matches.__self__ is rule.predicate
 
 
 def test_unknown_kind_is_a_programming_error() -> None:
