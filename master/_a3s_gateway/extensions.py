@@ -40,6 +40,7 @@ COMPILED = {
     "a3s_gateway.worker.services.upstream_pool": "worker/services/upstream_pool.py",
     "a3s_gateway.worker.router": "worker/router.py",
     "a3s_gateway.shared.rules.matchers": "shared/rules/matchers.py",
+    "a3s_gateway.worker.services.balancer": "worker/services/balancer.py",
 }
 
 

@@ -11,6 +11,8 @@ failures, or both via the shared-memory plane).
 - ``least-connections``: fewest requests in flight (summed over all workers when the plane is on), ties
   broken by rotation so equal backends share load.
 - ``random``: uniform choice from ``random.SystemRandom``-seeded ``random.Random`` (a real PRNG, not a clock).
+
+Compiled, the strategies are native classes (``balancer.pxd``); a strategy in plain Python extends the base.
 """
 
 from __future__ import annotations
