@@ -208,21 +208,26 @@ def test_status_of_class_gateway_and_routes_is_written_once_per_change(api, back
                http_route("wrong-section", [route_rule(None, "v1")],
                           parents=[{"name": "same-namespace", "namespace": "default", "sectionName": "nope"}]),
                listeners=[listener("http", web), listener("other-port", web + 1)], web=web)
+    # one pass writes the objects one after another: wait for the last of them, then check them all
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "ok", "default")) == {
-        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}, timeout=20, what="route status")
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+        and conditions(api.get("GatewayClass", "a3s")) == {"Accepted": ("True", "Accepted")}
+        and conditions(api.get("Gateway", "same-namespace", "default")) == {
+            "Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}
+        and "Accepted" in parent_conditions(api.get("HTTPRoute", "wrong-section", "default")),
+        timeout=20, what="status of the class, the gateway and both routes")
     assert api.get("HTTPRoute", "ok", "default")["status"]["parents"][0] == theirs    # another controller's: kept
-    assert conditions(api.get("GatewayClass", "a3s")) == {"Accepted": ("True", "Accepted")}
     gw_obj = api.get("Gateway", "same-namespace", "default")
-    assert conditions(gw_obj) == {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}
     by_listener = {li["name"]: li for li in gw_obj["status"]["listeners"]}
     assert by_listener["http"]["attachedRoutes"] == 1
     assert {c["type"]: c["reason"] for c in by_listener["other-port"]["conditions"]}["Accepted"] == "PortUnavailable"
     assert parent_conditions(api.get("HTTPRoute", "wrong-section", "default"))["Accepted"] == (
         "False", "NoMatchingParent")
-    writes = len(api.status_writes)
     lease = api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"]
     wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
-               what="lease renewed")
+               what="lease renewed")     # a renewal starts a pass: the one that wrote everything has ended
+    writes = len(api.status_writes)
+    lease = api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"]
     wait_until(lambda: api.get("Lease", "a3s-gateway", "default")["metadata"]["resourceVersion"] != lease,
                what="lease renewed")
     assert len(api.status_writes) == writes           # nothing changed: nothing written again
@@ -368,14 +373,17 @@ def test_conformance_invalid_parent_and_backend_refs_are_reported_per_route(api,
         ("not-matching-port", "NoMatchingParent"), ("not-matching-section", "NoMatchingParent"))}
     wait_until(lambda: parent_conditions(api.get("HTTPRoute", "reference-grant", "default")) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}, what="RefNotPermitted")
+    # one pass writes the routes one after another: wait for each
     for name, (kind, status, reason) in statuses.items():
-        assert parent_conditions(api.get("HTTPRoute", name, "default")) == {
-            kind: (status, reason), "ResolvedRefs": ("True", "ResolvedRefs")}, name
-    assert parent_conditions(api.get("HTTPRoute", "cross-namespace-parent", "gateway-conformance-web-backend"))[
-        "Accepted"] == ("False", "NotAllowedByListeners")
+        wanted = {kind: (status, reason), "ResolvedRefs": ("True", "ResolvedRefs")}
+        wait_until(lambda name=name, wanted=wanted: parent_conditions(api.get("HTTPRoute", name, "default")) == wanted,
+                   what=f"{name}'s status")
+    wait_until(lambda: parent_conditions(api.get("HTTPRoute", "cross-namespace-parent",
+                                                 "gateway-conformance-web-backend")).get("Accepted")
+               == ("False", "NotAllowedByListeners"), what="cross-namespace-parent's status")
     assert [ask(gw, {"host": h}).status_code for h in ("port.test", "section.test", "cross.test")] == [404] * 3
-    by_listener = api.get("Gateway", "same-namespace", "default")["status"]["listeners"]
-    assert [li["attachedRoutes"] for li in by_listener] == [1]       # only the reference-grant route
+    wait_until(lambda: [li["attachedRoutes"] for li in api.get("Gateway", "same-namespace", "default")["status"][
+        "listeners"]] == [1], what="one attached route")     # only the reference-grant route
 
 
 def test_conformance_observed_generation_follows_a_route_update(api, backends, gateway, tmp_path):
