@@ -248,10 +248,12 @@ def test_access_log_fast_path_matches_the_dict_path():
     import orjson
     from a3s_gateway.shared.config import GatewayConfig
     from a3s_gateway.worker.observability.access_log import AccessLog
+    from a3s_gateway.worker.observability.tracing import Span
 
     cfg = GatewayConfig.from_toml("[access_log]\nenabled = true\n").data["access_log"]
     al = AccessLog(cfg, None, asyncio.new_event_loop(), 3, lambda k, n: None)  # type: ignore[arg-type]
-    span = types.SimpleNamespace(trace_id="a" * 32, span_id="b" * 16)
+    span = Span.__new__(Span)
+    span.trace_id, span.span_id = "a" * 32, "b" * 16
     local = Answer(502, [(b"Content-Length", b"20")], b'{"error":"x \\"y\\""}')
     for ex in (
         _exchange(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
@@ -263,7 +265,8 @@ def test_access_log_fast_path_matches_the_dict_path():
                               http11=False, req_bytes=0, resp_bytes=0, route=None, service=None, backend=None,
                               span=None, local=local),
     ):
-        conn = types.SimpleNamespace(client_ip="10.0.0.1", entrypoint="web", protocol=b"HTTP/1.0")  # ClientProtocol's
+        conn = types.SimpleNamespace(client_ip="10.0.0.1", peer=b"10.0.0.1", entrypoint="web",
+                                     protocol=b"HTTP/1.0")  # ClientProtocol's
         fast = orjson.loads(al._json(ex, conn, 2.0, 1.0, ex.status))
         slow = orjson.loads(al._json_dict(ex, conn, 2.0, 1.0, ex.status))
         assert fast.pop("time")[:16] == slow.pop("time")[:16]

@@ -3,17 +3,26 @@
 # settings are struct fields. Every attribute set on it must be declared here.
 cimport cython
 from a3s_gateway.worker.exchange cimport Exchange
+from a3s_gateway.worker.observability.tracing cimport Span
 
 cdef list _DEC, _FRAC
 
 
 @cython.final
+cdef class Clock:
+    cdef public Py_ssize_t sec
+    cdef public str rfc, clf
+    cdef public bytes rfcb
+
+
+@cython.final
 cdef class AccessLog:
-    cdef public object writer, loop, count, only, capture, redact, ranges, format, buf, timer, clock
+    cdef public object writer, loop, count, only, capture, redact, ranges, format, buf, timer
+    cdef public Clock clock
     cdef public dict consts, escaped
     cdef public object slot
     cdef public Py_ssize_t buffer_size, size
-    cdef public bint drop_query, filtered, json, _wants_ai
+    cdef public bint drop_query, filtered, json, fast, _wants_ai
     cdef public double min_duration, flush_interval
 
     @cython.locals(ex=Exchange)
@@ -22,6 +31,6 @@ cdef class AccessLog:
     @cython.locals(ex=Exchange)
     cpdef _const(self, ex, conn, key)
     @cython.locals(ex=Exchange, us=Py_ssize_t, ms=Py_ssize_t, up=Py_ssize_t, n_in=Py_ssize_t, n_out=Py_ssize_t,
-                   sec=Py_ssize_t, t=double)
+                   sec=Py_ssize_t, t=double, clock=Clock, span=Span, path=bytes, query=bytes)
     cpdef bytes _json(self, ex, conn, double now, double seconds, Py_ssize_t status)
     cpdef flush(self)

@@ -24,7 +24,6 @@ each attempt's target, model and outcome, in order).
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import stat
 import threading
@@ -51,15 +50,9 @@ ESCAPED_MAX = 4096              # distinct host/path/user-agent values kept JSON
 ESCAPED_LEN = 256               # ... of at most this many bytes each (at most ~2 MiB in all)
 _dumps = orjson.dumps
 _time = time.time
-_floor = math.floor    # int() of a non-negative float, at half the cost of int()
-# Every field in the documented order (the fast path of ``AccessLog._json``).
-# Only %s conversions: numbers come pre-formatted from _DEC/_FRAC (``b"%d" % n`` costs several times a list
-# index, and a float's repr even more); milliseconds are written as integer.3-digits ("1.500" = 1.5).
-# The trace_id argument also carries span_id: _NO_SPAN, or both ids formatted at once.
-_LINE = (b'{"time":"%s.%sZ","client_ip":"%s","method":"%s","host":%s,"path":%s,"query":%s,"protocol":"%s",'
-         b'"status":%s,"request_bytes":%s,"response_bytes":%s,"duration_ms":%s.%s,"upstream_ms":%s,%s,'
-         b'"trace_id":%s,"user_agent":%s,"reason":%s}\n')
-_NO_SPAN = b'null,"span_id":null'
+# Numbers come pre-formatted from _DEC/_FRAC (``b"%d" % n`` costs several times a list index, and a float's repr
+# even more); milliseconds are written as integer.3-digits ("1.500" = 1.5). The fast path (``AccessLog._json``)
+# joins the line from literal pieces and these: a join copies, ``%`` formatting parses its template every time.
 _DEC = [b"%d" % i for i in range(10000)]
 _FRAC = [b"%03d" % i for i in range(1000)]
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -234,8 +227,8 @@ class AccessLog:
         self.filtered = bool(self.ranges) or self.min_duration > 0
         # the line format, chosen once: Common Log Format, the JSON fast path, or a dict for field selections
         self.json = cfg["format"] != "common"
-        self.format = (self._json_dict if self.only is not None or self.capture else self._json) if self.json \
-            else self._common
+        self.fast = self.json and self.only is None and not self.capture
+        self.format = self._json if self.fast else self._json_dict if self.json else self._common
         self.buffer_size = cfg["buffer_size"]
         self.flush_interval = cfg["flush_interval"]
         self.buf: list[bytes] = []
@@ -252,7 +245,7 @@ class AccessLog:
         status = ex.status
         if self.filtered and not self._wanted(status, seconds):
             return
-        line = self.format(ex, conn, now, seconds, status)
+        line = self._json(ex, conn, now, seconds, status) if self.fast else self.format(ex, conn, now, seconds, status)
         if ex.ai_attempts is not None and self.json and self._wants_ai:
             line = line[:-2] + b',"ai":' + _dumps(_ai(ex)) + b"}\n"
         self.buf.append(line)
@@ -289,9 +282,9 @@ class AccessLog:
         return const
 
     def _json(self, ex: Exchange, conn: Downstream, now: float, seconds: float, status: int) -> bytes:
-        """The default line (every field, no captured headers): one bytes template; strings that come from
-        the request are escaped by orjson (and remembered), the per-route names are encoded once. Same output
-        as ``_json_dict`` (tests/unit/test_metrics_observations.py checks it)."""
+        """The default line (every field, no captured headers), joined from literal pieces in the documented
+        order; strings that come from the request are escaped by orjson (and remembered), the per-route names are
+        encoded once. Same output as ``_json_dict`` (tests/unit/test_metrics_observations.py checks it)."""
         path, _, query = ex.target.partition(b"?")
         esc = self.escaped
         ua = b"null"
@@ -303,27 +296,32 @@ class AccessLog:
         key = (id(ex.route), id(ex.backend), conn.entrypoint)
         span = ex.span
         t = _time()
-        sec = _floor(t)
+        sec = int(t)
         clock = self.clock
         if sec != clock.sec:
             clock._set(sec)
-        us = _floor(seconds * 1e6)
+        us = int(seconds * 1e6)
         ms = us // 1000
         upstream = b"null"
         if ex.t_up:
-            up = _floor((now - ex.t_up) * 1e6)
+            up = int((now - ex.t_up) * 1e6)
             upstream = (_DEC[up // 1000] if up < 10000000 else b"%d" % (up // 1000)) + b"." + _FRAC[up % 1000]
         n_in, n_out = ex.req_bytes, ex.resp_bytes
-        return _LINE % (
-            clock.rfcb, _FRAC[_floor((t - sec) * 1000)], conn.client_ip.encode(), ex.method,
-            esc.get(host) or self._escape(host), esc.get(path) or self._escape(path),
-            b"null" if not query or self.drop_query else _dumps(query.decode("latin-1")),
-            b"HTTP/1.1" if ex.http11 else conn.protocol, _DEC[status] if status < 10000 else b"%d" % status,
-            _DEC[n_in] if n_in < 10000 else b"%d" % n_in, _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
-            _DEC[ms] if ms < 10000 else b"%d" % ms, _FRAC[us % 1000], upstream,
-            self.consts.get(key) or self._const(ex, conn, key),
-            _NO_SPAN if span is None else f'"{span.trace_id}","span_id":"{span.span_id}"'.encode(),
-            ua, _dumps(_reason(ex)) if ex.local is not None else b"null")
+        return b"".join((
+            b'{"time":"', clock.rfcb, b".", _FRAC[int((t - sec) * 1000)], b'Z","client_ip":"', conn.peer,
+            b'","method":"', ex.method, b'","host":', esc.get(host) or self._escape(host),
+            b',"path":', esc.get(path) or self._escape(path),
+            b',"query":', b"null" if not query or self.drop_query else _dumps(query.decode("latin-1")),
+            b',"protocol":"', b"HTTP/1.1" if ex.http11 else conn.protocol,
+            b'","status":', _DEC[status] if status < 10000 else b"%d" % status,
+            b',"request_bytes":', _DEC[n_in] if n_in < 10000 else b"%d" % n_in,
+            b',"response_bytes":', _DEC[n_out] if n_out < 10000 else b"%d" % n_out,
+            b',"duration_ms":', _DEC[ms] if ms < 10000 else b"%d" % ms, b".", _FRAC[us % 1000],
+            b',"upstream_ms":', upstream, b",", self.consts.get(key) or self._const(ex, conn, key),
+            b',"trace_id":', b'null,"span_id":null' if span is None else b"".join((
+                b'"', span.trace_id.encode(), b'","span_id":"', span.span_id.encode(), b'"')),
+            b',"user_agent":', ua, b',"reason":', _dumps(_reason(ex)) if ex.local is not None else b"null",
+            b"}\n"))
 
     def _json_dict(self, ex: Exchange, conn: Downstream, now: float, seconds: float, status: int) -> bytes:
         target = getattr(ex, "target", b"")

@@ -28,7 +28,6 @@ import os
 import random
 import socket
 import time
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +42,6 @@ log = gwlog.get("tracing")
 _getrandbits = random.getrandbits
 _TRACE_HEADERS = frozenset((b"traceparent", b"tracestate", b"b3", b"x-b3-traceid", b"x-b3-spanid",
                             b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"))
-_FIRST = frozenset(b"tbx")
 _ZERO = "0" * 16
 _ZERO32 = "0" * 32
 POOL_BYTES = 4096               # random bytes drawn from the OS at a time for ids (as hex: 128 requests' worth)
@@ -55,25 +53,18 @@ SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
 STATUS_UNSET, STATUS_ERROR = 0, 2
 
 
-class Span(tuple):
-    """The trace state of one exchange (``ex.span``), read-only. A tuple: ``Tracer.start`` makes one with
-    ``tuple.__new__`` (no Python frame), the fields are C-level item getters."""
+class Span:
+    """The trace state of one exchange (``ex.span``): made by ``Tracer.start``, read-only after. A native class
+    (tracing.pxd): ``start`` fills its fields as struct writes, the access log and ``finish`` read them so."""
 
-    __slots__ = ()
+    __slots__ = ("client_id", "parent_id", "sampled", "span_id", "trace_id", "tracestate")
 
-    def __new__(cls, trace_id: str, span_id: str, parent_id: str, client_id: str, sampled: bool,
-                tracestate: bytes | None) -> Span:
-        return _tuple_new(cls, (trace_id, span_id, parent_id, client_id, sampled, tracestate))
-
-    trace_id = property(itemgetter(0))
-    span_id = property(itemgetter(1))
-    parent_id = property(itemgetter(2))
-    client_id = property(itemgetter(3))
-    sampled = property(itemgetter(4))
-    tracestate = property(itemgetter(5))
-
-
-_tuple_new = tuple.__new__
+    trace_id: str
+    span_id: str                # the gateway's server span
+    parent_id: str              # the caller's span ("" when the request carried no context)
+    client_id: str              # the gateway's client span (the backend's parent)
+    sampled: bool
+    tracestate: bytes | None
 
 
 def _is_hex(value: bytes, n: int) -> bool:
@@ -149,7 +140,7 @@ class Tracer:
         kept = ex.headers
         for name, value in kept:
             # every tracing header starts with t, b or x: one byte test before lowercasing the name
-            if (name[0] | 0x20) in _FIRST and name.lower() in _TRACE_HEADERS:
+            if (name[0] | 0x20) in b"tbx" and name.lower() in _TRACE_HEADERS:
                 if found is None:
                     found = {}
                 found.setdefault(name.lower(), value)
@@ -188,7 +179,10 @@ class Tracer:
         if span_id == _ZERO or client_id == _ZERO:    # all-zero ids are invalid (probability 2**-63)
             span_id, client_id = self._new_id(64), self._new_id(64)
         # no clock read here: the span's times are derived from the exchange's when it is exported (finish)
-        ex.span = _tuple_new(Span, (trace_id, span_id, parent_id, client_id, sampled, tracestate))
+        span = Span.__new__(Span)
+        span.trace_id, span.span_id, span.parent_id, span.client_id = trace_id, span_id, parent_id, client_id
+        span.sampled, span.tracestate = sampled, tracestate
+        ex.span = span
         flag = "1" if sampled else "0"
         if self.w3c:
             kept.append((b"traceparent", f"00-{trace_id}-{client_id}-0{flag}".encode()))
