@@ -26,6 +26,13 @@ REQUEST_SPECIAL = HOP_BY_HOP | GATEWAY_SET | {b"host", b"x-forwarded-for", b"con
 RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 
 
+def length_table(names: frozenset[bytes]) -> bytes:
+    """``table[n]`` is 1 when a name in ``names`` is ``n`` bytes long (0 past the end): a field whose name has
+    another length is none of them, known without a lower-cased copy of the name."""
+    lengths = {len(n) for n in names}
+    return bytes(1 if n in lengths else 0 for n in range(max(lengths) + 1))
+
+
 def named_by_connection(tokens: set[bytes]) -> set[bytes] | None:
     """The extra headers a Connection header's options name (RFC 9110 §7.6.1), or None when they name none.
     Callers skip it when Connection had no options beyond the plain ones (the common case)."""

@@ -7,6 +7,7 @@ from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.upstream cimport http1 as upstream_http1
 from a3s_gateway.worker.http1_request cimport read_request
 from a3s_gateway.worker.exchange cimport Exchange
+from a3s_gateway.worker.runtime cimport Backend
 
 
 @cython.final
@@ -45,7 +46,7 @@ cdef class ClientProtocol:
     @cython.locals(ex=Exchange)
     cpdef expect_continue(self, ex)
     cpdef fail_request(self, status, message=*)
-    @cython.locals(ex=Exchange)
+    @cython.locals(ex=Exchange, backend=Backend)
     cpdef finish(self, ex, trailers=*)
     cpdef flush(self)
     cpdef head_timed_out(self)

@@ -4,6 +4,9 @@
 cimport cython
 from a3s_gateway.worker.exchange cimport Exchange
 
+cdef bytes _SPECIAL_LENGTHS
 
-@cython.locals(kept=list, field=tuple, ln=bytes, chunked=bint, has_body=bint, limit=Py_ssize_t)
+
+@cython.locals(kept=list, field=tuple, name=bytes, size=Py_ssize_t, ln=bytes, chunked=bint, has_body=bint,
+               limit=Py_ssize_t)
 cpdef read_request(Exchange ex, raw, bytes url, Py_ssize_t max_body_bytes)

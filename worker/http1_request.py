@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 from . import framing
 from .exchange import Exchange, Fields
-from .hop_headers import PLAIN_CONNECTION_OPTIONS, REQUEST_SPECIAL, connection_tokens, named_by_connection
+from .hop_headers import PLAIN_CONNECTION_OPTIONS, REQUEST_SPECIAL, connection_tokens, length_table, named_by_connection
 
 # headers the request loop looks at: the proxy's own, Expect, and underscore spellings of framing headers
 # (framing.py)
 _SPECIAL = REQUEST_SPECIAL | framing.UNDERSCORE_ALIASES | {b"expect"}
+_SPECIAL_LENGTHS = length_table(_SPECIAL)
 
 
 class Refused(Exception):
@@ -31,8 +32,13 @@ def read_request(ex: Exchange, raw: Fields, url: bytes, max_body_bytes: int) -> 
     host = xff = cl = tokens = None
     chunked = has_body = False
     kept = []
-    for field in raw:        # one pass; ordinary fields cost one set lookup
-        ln = field[0].lower()
+    for field in raw:        # one pass; many fields are told ordinary by their name's length, others by a set lookup
+        name = field[0]
+        size = len(name)
+        if size >= len(_SPECIAL_LENGTHS) or not _SPECIAL_LENGTHS[size]:
+            kept.append(field)
+            continue
+        ln = name.lower()
         if ln not in _SPECIAL:
             kept.append(field)
         elif ln == b"host":

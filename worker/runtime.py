@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..shared import transport
@@ -80,20 +79,29 @@ class Backend:
         return self.plane.inflight(self.idx)
 
 
-@dataclass
 class Service:
-    name: str
-    backends: list[Backend]
-    balancer: balancer.Balancer
-    pass_host_header: bool
-    connect_timeout: float
-    response_timeout: float
-    idx: int = -1
-    internal: str | None = None
-    outliers: Outliers | None = None        # passive health / outlier detection; None = counts nothing
-    sticky: Sticky | Affinity | None = None
-    kind: Weighted | Failover | Mirroring | None = None  # a service of services: picks through to a leaf
-    activator: Activator | None = None      # a served revision's admission and queue (services/activator.py)
+    """A service as the exchange uses it: a leaf (``backends`` and their ``balancer``), a service of services
+    (``kind`` picks through to a leaf) or an internal one (``internal``: the gateway answers). Native when
+    compiled (``runtime.pxd``): the exchange reads its fields as struct fields."""
+
+    def __init__(self, name: str, backends: list[Backend], balancer: balancer.Balancer, pass_host_header: bool,
+                 connect_timeout: float, response_timeout: float, idx: int = -1, internal: str | None = None,
+                 outliers: Outliers | None = None, kind: Weighted | Failover | Mirroring | None = None) -> None:
+        self.name = name
+        self.backends = backends
+        self.balancer = balancer
+        self.pass_host_header = pass_host_header
+        self.connect_timeout = connect_timeout
+        self.response_timeout = response_timeout
+        self.idx = idx
+        self.internal = internal
+        self.outliers = outliers        # passive health / outlier detection; None = counts nothing
+        self.sticky: Sticky | Affinity | None = None
+        self.kind = kind                # a service of services: picks through to a leaf
+        self.activator: Activator | None = None  # a served revision's admission and queue (services/activator.py)
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
 
     def pick(self, headers: Fields | None, now: float) -> Picked | None:
         """(leaf service, backend, Set-Cookie values) for a request with ``headers`` (None: a bare pick, no
@@ -109,15 +117,22 @@ class Service:
         return self, backend, () if cookie is None else (cookie,)
 
 
-@dataclass
 class Route:
-    name: str
-    rule: Rule
-    priority: int
-    service: Service
-    chain: Chain
-    entrypoints: list[str] = field(default_factory=list)
-    idx: int = -1
+    """A router of one generation: its rule, the service it sends to and its middleware chain. Native when
+    compiled (``runtime.pxd``), like ``Service``."""
+
+    def __init__(self, name: str, rule: Rule, priority: int, service: Service, chain: Chain,
+                 entrypoints: list[str] | None = None, idx: int = -1) -> None:
+        self.name = name
+        self.rule = rule
+        self.priority = priority
+        self.service = service
+        self.chain = chain
+        self.entrypoints = entrypoints if entrypoints is not None else []
+        self.idx = idx
+
+    def __repr__(self) -> str:
+        return f"Route({self.name!r})"
 
 
 class Runtime:

@@ -41,6 +41,7 @@ COMPILED = {
     "a3s_gateway.worker.router": "worker/router.py",
     "a3s_gateway.shared.rules.matchers": "shared/rules/matchers.py",
     "a3s_gateway.worker.services.balancer": "worker/services/balancer.py",
+    "a3s_gateway.worker.runtime": "worker/runtime.py",
 }
 
 

@@ -249,17 +249,20 @@ def test_access_log_fast_path_matches_the_dict_path():
     from a3s_gateway.shared.config import GatewayConfig
     from a3s_gateway.worker.observability.access_log import AccessLog
     from a3s_gateway.worker.observability.tracing import Span
+    from a3s_gateway.worker.runtime import Backend, Route
 
     cfg = GatewayConfig.from_toml("[access_log]\nenabled = true\n").data["access_log"]
     al = AccessLog(cfg, None, asyncio.new_event_loop(), 3, lambda k, n: None)  # type: ignore[arg-type]
     span = Span.__new__(Span)
     span.trace_id, span.span_id = "a" * 32, "b" * 16
+    backend = Backend.__new__(Backend)          # its plane words are not read here
+    backend.url = backend.shown_url = "http://b"
     local = Answer(502, [(b"Content-Length", b"20")], b'{"error":"x \\"y\\""}')
     for ex in (
         _exchange(t0=1.0, t_up=1.5, status=200, target=b'/p"\\\xe9?q=1', method=b"GET",
                               headers=[(b"User-Agent", b'ua "1"')], host=b"h", http11=True, req_bytes=5,
-                              resp_bytes=7, route=types.SimpleNamespace(name='r"'), service=None,
-                              backend=types.SimpleNamespace(url="http://b", shown_url="http://b"), span=span,
+                              resp_bytes=7, route=Route('r"', None, 0, None, None), service=None,
+                              backend=backend, span=span,
                               local=None),
         _exchange(t0=1.0, t_up=0.0, status=502, target=b"/", method=b"POST", headers=[], host=b"h",
                               http11=False, req_bytes=0, resp_bytes=0, route=None, service=None, backend=None,

@@ -3,6 +3,7 @@
 cimport cython
 from a3s_gateway.shared.plane.ledger cimport Ledger
 from a3s_gateway.worker.exchange cimport Exchange
+from a3s_gateway.worker.runtime cimport Backend, Route, Service
 from a3s_gateway.worker.observability.access_log cimport AccessLog
 from a3s_gateway.worker.observability.tracing cimport Tracer
 
@@ -15,5 +16,6 @@ cdef class Recorder:
     cdef public Tracer tracer
     cdef public Py_ssize_t failures
 
-    @cython.locals(ex=Exchange, status=Py_ssize_t, access_log=AccessLog, tracer=Tracer)
+    @cython.locals(ex=Exchange, status=Py_ssize_t, access_log=AccessLog, tracer=Tracer, route=Route, service=Service,
+                   backend=Backend)
     cpdef finish(self, ex, conn)

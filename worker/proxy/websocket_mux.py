@@ -63,11 +63,12 @@ class MuxLimits:
     max_message_bytes: int
 
 
-@dataclass
 class MuxService(Service):
     """The service a mux upgrade is given: the gateway answers it and multiplexes (``exchange.start``)."""
 
-    limits: MuxLimits | None = None
+    def __init__(self, *args: Any, limits: MuxLimits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
 
     def accept(self, ex: Exchange, client: Any) -> None:
         """Answer the upgrade with 101 ``a3s-mux.v1`` and turn the client connection into a ``MuxConnection``."""

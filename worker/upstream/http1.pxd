@@ -7,6 +7,8 @@ from a3s_gateway.worker cimport exchange
 from a3s_gateway.worker.exchange cimport Exchange
 from a3s_gateway.worker.services.upstream_pool cimport UpstreamPool
 
+cdef bytes _SPECIAL_LENGTHS
+
 
 @cython.final
 cdef class UpstreamProtocol:
@@ -20,6 +22,7 @@ cdef class UpstreamProtocol:
 
     @cython.locals(ex=Exchange)
     cpdef _drop_for_retry(self, client, ex)
+    @cython.locals(field=tuple, name=bytes, size=Py_ssize_t, ln=bytes, fields=list)
     cpdef _fields(self, version)
     @cython.locals(ex=Exchange)
     cpdef _filter_tail(self, client, ex)

@@ -28,7 +28,13 @@ import httptools
 
 from ...shared.errors import BadUpstreamResponse, ConnectError, UpstreamTimeout
 from .. import exchange, framing, proxy_protocol
-from ..hop_headers import PLAIN_CONNECTION_OPTIONS, RESPONSE_SPECIAL, connection_tokens, named_by_connection
+from ..hop_headers import (
+    PLAIN_CONNECTION_OPTIONS,
+    RESPONSE_SPECIAL,
+    connection_tokens,
+    length_table,
+    named_by_connection,
+)
 
 if TYPE_CHECKING:
     from ..exchange import Downstream, Exchange
@@ -41,6 +47,7 @@ MAX_RESPONSE_HEAD = 64 * 1024
 # A response the retry path peeks at (``Retry.peek_statuses``: ai-fallback's context-window errors) is read up to
 # this many body bytes before it decides; a longer body is not what it looks for and goes to the client.
 MAX_PEEK = 64 * 1024
+_SPECIAL_LENGTHS = length_table(RESPONSE_SPECIAL)
 
 
 def proxy(conn: Downstream, ex: Exchange) -> None:
@@ -302,8 +309,13 @@ class UpstreamProtocol:
         fields = []
         has_cl = up_chunked = False
         tokens = None
-        for field in self.headers:           # one pass; ordinary fields cost one set lookup
-            ln = field[0].lower()
+        for field in self.headers:           # one pass; most fields are told ordinary by their name's length
+            name = field[0]
+            size = len(name)
+            if size >= len(_SPECIAL_LENGTHS) or not _SPECIAL_LENGTHS[size]:
+                fields.append(field)
+                continue
+            ln = name.lower()
             if ln not in RESPONSE_SPECIAL:
                 fields.append(field)
             elif ln == b"content-length":
