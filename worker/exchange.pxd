@@ -2,7 +2,8 @@
 # struct the protocols (http1.pxd, upstream/http1.pxd) read without a lookup. Fields a middleware sets beyond these
 # go to the instance __dict__.
 cimport cython
-from a3s_gateway.worker.runtime cimport Backend, Route, Service
+from a3s_gateway.worker.runtime cimport Backend, Route, Runtime, Service
+from a3s_gateway.worker.router cimport RequestView, RouterTable
 
 
 @cython.final
@@ -24,6 +25,8 @@ cdef class Exchange:
 
 # The steps every protocol runs, typed on the native Exchange (its fields are struct reads here) and called as C
 # functions from the protocols (http1.pxd and upstream/http1.pxd cimport this module).
+@cython.locals(runtime=Runtime, table=RouterTable, view=RequestView, target=bytes, path=bytes, query=bytes, host=bytes,
+               method=bytes)
 cpdef route(Exchange ex, conn, raw)
 cpdef _routed(Exchange ex, conn, Route matched)
 @cython.locals(service=Service, backend=Backend)

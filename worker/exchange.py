@@ -254,10 +254,10 @@ def route(ex: Exchange, conn: Downstream, raw: Fields) -> Answer | Awaitable[Ans
     table = runtime.tables.get(conn.entrypoint)
     if table is None:
         return _routed(ex, conn, None)
-    path, _, query = ex.target.partition(b"?")
-    host = ex.host
+    target, host, method = ex.target, ex.host, ex.method
+    path, _, query = target.partition(b"?")
     host = host[: host.find(b"]") + 1] if host[:1] == b"[" else host.partition(b":")[0]
-    view = RequestView(host.decode("latin-1").lower(), path.decode("latin-1"), ex.method.decode("latin-1"), raw,
+    view = RequestView(host.decode("latin-1").lower(), path.decode("latin-1"), method.decode("latin-1"), raw,
                        query, conn.client_ip)
     if (ex.req_has_body or ex.pending) and table.needs_body(view.host):
         return _route_on_body(ex, conn, table, view)

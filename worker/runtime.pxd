@@ -33,3 +33,9 @@ cdef class Route:
     cdef public Service service
     cdef public Py_ssize_t priority, idx
     cdef dict __dict__
+
+
+@cython.final
+cdef class Runtime:
+    cdef public object generation, config, last_resort
+    cdef public dict tables, services, trusted_forwarders

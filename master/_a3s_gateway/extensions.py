@@ -42,6 +42,9 @@ COMPILED = {
     "a3s_gateway.shared.rules.matchers": "shared/rules/matchers.py",
     "a3s_gateway.worker.services.balancer": "worker/services/balancer.py",
     "a3s_gateway.worker.runtime": "worker/runtime.py",
+    "a3s_gateway.worker.http2.fields": "worker/http2/fields.py",
+    "a3s_gateway.worker.http2.endpoint": "worker/http2/endpoint.py",
+    "a3s_gateway.worker.http2.stream": "worker/http2/stream.py",
 }
 
 

@@ -55,17 +55,20 @@ class Outbox:
         self.done = False                      # END_STREAM sent (or the stream was reset)
 
 
-class H2Endpoint(asyncio.Protocol):
-    """Base of both HTTP/2 sides; subclasses handle the events of ``self.conn``."""
-
-    conn: h2.connection.H2Connection
+class H2Endpoint:
+    """Base of both HTTP/2 sides (an asyncio protocol); subclasses make ``self.conn`` and handle its events."""
 
     def __init__(self) -> None:
+        self.conn: h2.connection.H2Connection = None  # type: ignore[assignment]
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.outboxes: dict[int, Outbox] = {}
         self.closed = False
         self.flush_scheduled = False
         self.queued: dict[int, Outbox] = {}    # outboxes given DATA or an end since the last flush
+
+    def eof_received(self) -> None:
+        """The peer half-closed: None, so the transport closes (an HTTP/2 peer that stops sending is done)."""
+        return None
 
     def flush(self) -> None:
         if not self.flush_scheduled:
