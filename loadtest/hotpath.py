@@ -13,6 +13,11 @@ this isolates what our code adds; compare variants and commits with it, not with
 protocols, its pool, the same request and response, the same in-memory transports): the anchor the gateway's
 figures compare with, in instructions (``loadtest/icount.sh minproxy``) and in time.
 
+``--sockets`` serves the requests over loopback sockets instead, on uvloop, from a client process (10 keep-alive
+connections) to the reference origin on 127.0.0.1:9001 (``loadtest/bench`` starts it; ``nginx -p ../shared/bench/
+-c conf/origin.conf`` alone): the event loop, the transports and the real upstream pool are then counted too
+(``loadtest/icount.sh full --sockets``), as they are in a worker, which callgrind cannot follow itself.
+
 ``--access-log PATH`` (e.g. /dev/null) and ``--tracing`` (every request sampled, no exporter) add the
 ``[access_log]`` / ``[tracing]`` tables to the config, to measure what they cost. ``--routers N`` replaces the
 routers with N host-rule routers (``Host(`svcI.example.com`)``, one service) and sends the requests to the last
@@ -26,10 +31,14 @@ import asyncio
 import cProfile
 import os
 import pstats
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -46,15 +55,22 @@ def main() -> None:
     ap.add_argument("--tracing", action="store_true", help="add tracing (every request sampled, no exporter)")
     ap.add_argument("--routers", type=int, default=0, metavar="N",
                     help="N host-rule routers instead of the config's; requests go to the last one's host")
+    ap.add_argument("--sockets", action="store_true", help="over loopback sockets, from a client process")
+    ap.add_argument("--drive", nargs=2, type=int, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.drive:
+        return asyncio.run(drive(*args.drive))
     if args.config == "minproxy":
-        return run(args, minproxy_exchange(), "minproxy")
+        return minproxy_sockets(args) if args.sockets else run(args, minproxy_exchange(), "minproxy")
     cfg = load_config(args.config, args.routers, args.access_log, args.tracing)
     request = REQUEST
     if args.routers:
         request = REQUEST.replace(b"127.0.0.1:8090", b"svc%d.example.com" % (args.routers - 1))
-    with loaded_worker(cfg, "hotpath") as worker:
+    loop = uvloop.new_event_loop() if args.sockets else None
+    with loaded_worker(cfg, "hotpath", connections=0 if args.sockets else 1, loop=loop) as worker:
         ep = next(iter(cfg.entrypoints))
+        if args.sockets:
+            return serve(args, worker.loop, lambda: ClientProtocol(worker, ep, b"http", 8090))
         client = ClientProtocol(worker, ep, b"http", 8090)
         client.connection_made(Transport())
 
@@ -72,14 +88,20 @@ def main() -> None:
         run(args, one, what)
 
 
-def minproxy_exchange() -> Callable[[], None]:
-    """One request and response through ``../shared/bench/minproxy.py``'s protocols, with one pooled upstream."""
+def _minproxy() -> Any:
+    """``../shared/bench/minproxy.py``, the anchor (outside the repository: only its profile needs it)."""
     bench = Path(__file__).resolve().parents[2] / "shared" / "bench"     # beside the repository, as loadtest/bench
     if not (bench / "minproxy.py").is_file():
         raise SystemExit(f"minproxy: {bench / 'minproxy.py'} not found (the reference benchmark's folder)")
     sys.path.insert(0, str(bench))
-    import minproxy  # noqa: PLC0415  (outside the repository: only this profile needs it)
+    import minproxy  # noqa: PLC0415
 
+    return minproxy
+
+
+def minproxy_exchange() -> Callable[[], None]:
+    """One request and response through the minimal proxy's protocols, with one pooled upstream."""
+    minproxy = _minproxy()
     pool = minproxy.Pool(asyncio.new_event_loop(), "127.0.0.1", 9001, 100)
     up = minproxy.UpstreamProtocol(pool)
     up.connection_made(Transport())
@@ -92,6 +114,45 @@ def minproxy_exchange() -> Callable[[], None]:
         client.queue[0].upstream.data_received(RESPONSE)
 
     return one
+
+
+def minproxy_sockets(args: argparse.Namespace) -> None:
+    minproxy = _minproxy()
+    loop = uvloop.new_event_loop()
+    pool = minproxy.Pool(loop, "127.0.0.1", 9001, 100)
+    serve(args, loop, lambda: minproxy.ClientProtocol(pool, loop))
+
+
+def serve(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, factory: Callable[[], Any]) -> None:
+    """``--sockets``: listen on a free loopback port and serve a client process's ``args.requests`` requests."""
+    server = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    t0 = time.perf_counter()
+    client = loop.run_until_complete(asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--drive", str(port), str(args.requests)))
+    if loop.run_until_complete(client.wait()) != 0:
+        raise SystemExit("the client process failed")
+    elapsed = time.perf_counter() - t0
+    server.close()
+    print(f"{args.config} over sockets: {elapsed / args.requests * 1e6:.2f} µs wall per request, client included "
+          f"({args.requests} requests)")
+
+
+async def drive(port: int, requests: int, connections: int = 10) -> None:
+    """The client of ``--sockets``: ``requests`` GETs over ``connections`` keep-alive connections, each answered
+    200 with its whole body read."""
+    async def one_connection(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(n):
+            writer.write(REQUEST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200 ") or length is None:
+                raise SystemExit(f"unexpected response: {head[:200]!r}")
+            await reader.readexactly(int(length[1]))
+        writer.close()
+
+    await asyncio.gather(*(one_connection(requests // connections) for _ in range(connections)))
 
 
 def run(args: argparse.Namespace, one: Callable[[], None], what: str) -> None:

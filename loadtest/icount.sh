@@ -2,20 +2,31 @@
 # Instructions per proxied request on the hot path (callgrind; deterministic, unlike timings on a busy box).
 #
 #     loadtest/icount.sh [CONFIG] [hotpath.py flags...]     e.g. loadtest/icount.sh plain --access-log /dev/null --tracing
+#                                                                loadtest/icount.sh full --sockets
 #
 # Runs loadtest/hotpath.py under valgrind --tool=callgrind for two request counts and prints the difference
 # divided by the difference of the counts, so start-up and warm-up cancel out. PYTHON overrides the interpreter.
+# CACHE=1 adds callgrind's cache model and prints, beside the instructions, the data reads and writes and the
+# simulated first-level misses (instruction fetch, data read, data write) per request: what the instructions
+# cannot show, the memory traffic of more code and more objects touched per request.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-$(command -v python3)}
 [ -x /work/venv/bin/python ] && [ -z "${PYTHON:-}" ] && py=/work/venv/bin/python
 cfg=${1:-plain}; shift || true
 n1=${N1:-500}; n2=${N2:-1500}
+sim=(); [ "${CACHE:-0}" = "1" ] && sim=(--cache-sim=yes)
 count() {
     local out; out=$(mktemp)
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$py" "$here/hotpath.py" "$cfg" "$@" 2>&1 \
-        | grep -oE "Collected : [0-9]+" | awk '{print $3}'
+    valgrind --tool=callgrind "${sim[@]}" --callgrind-out-file="$out" "$py" "$here/hotpath.py" "$cfg" "$@" 2>&1 \
+        | grep -oE "Collected : [0-9 ]+" | cut -d: -f2
     rm -f "$out"
 }
-a=$(count "$@" --requests "$n1"); b=$(count "$@" --requests "$n2")
-echo "$cfg $*: $(( (b - a) / (n2 - n1) )) instructions/request"
+a=($(count "$@" --requests "$n1")); b=($(count "$@" --requests "$n2"))
+per() { echo $(( (b[$1] - a[$1]) / (n2 - n1) )); }
+if [ ${#a[@]} -gt 1 ]; then      # Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    echo "$cfg $*: $(per 0) instructions/request, reads $(per 1), writes $(per 2); first-level misses:" \
+         "instructions $(per 3), data reads $(per 4), data writes $(per 5)"
+else
+    echo "$cfg $*: $(per 0) instructions/request"
+fi

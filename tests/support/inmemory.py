@@ -124,10 +124,12 @@ def load_config(config: str, routers: int = 0, access_log: str | None = None, tr
 
 
 @contextmanager
-def loaded_worker(cfg: GatewayConfig, tag: str, connections: int = 1) -> Iterator[Worker]:
+def loaded_worker(cfg: GatewayConfig, tag: str, connections: int = 1,
+                  loop: asyncio.AbstractEventLoop | None = None) -> Iterator[Worker]:
     """A worker in this process with ``cfg`` compiled and loaded on a fresh plane (removed afterwards), its event
-    loop set as current, and ``connections`` idle upstream connections (fake transports) per backend."""
-    loop = asyncio.new_event_loop()
+    loop (``loop``, or a new asyncio one) set as current, and ``connections`` idle upstream connections (fake
+    transports) per backend."""
+    loop = loop or asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     master_plane = Plane.create(PlaneLayout(max_workers=1), tag=tag)
     try:
