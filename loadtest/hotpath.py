@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--sockets", action="store_true", help="over loopback sockets, from a client process")
     ap.add_argument("--drive", nargs=2, type=int, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sockets and args.routers:
+        ap.error("--sockets sends the profiles' request (Host 127.0.0.1:8090): it does not combine with --routers")
     if args.drive:
         return asyncio.run(drive(*args.drive))
     if args.config == "minproxy":
@@ -117,6 +119,7 @@ def minproxy_exchange() -> Callable[[], None]:
 
 
 def minproxy_sockets(args: argparse.Namespace) -> None:
+    """``--sockets`` for the anchor: the minimal proxy's protocols on uvloop, its pool connecting to the origin."""
     minproxy = _minproxy()
     loop = uvloop.new_event_loop()
     pool = minproxy.Pool(loop, "127.0.0.1", 9001, 100)
