@@ -232,8 +232,10 @@ def test_with_a_shared_executor_only_the_leader_calls_scale_until_the_other_take
         leader = next(n for n, v in views.items() if v["cluster"]["role"] == "leader")
         follower = "b" if leader == "a" else "a"
         wait_until(lambda: box.by(leader) == [2], 15, what="the leader's scale call")
-        fv = cluster({"a": a, "b": b}[follower])["revisions"]["v1"]
-        assert box.by(follower) == [] and fv["desired"] == 2 and fv["cluster"]["desired"] == 2
+        # the follower reads the leader's published count on its own next tick: poll for it
+        fv = wait_until(lambda: (r := cluster({"a": a, "b": b}[follower])["revisions"]["v1"])["cluster"]["desired"]
+                        == 2 and r, 15, what="the follower reading the leader's count")
+        assert box.by(follower) == [] and fv["desired"] == 2
         {"a": a, "b": b}[leader].signal(signal.SIGSTOP)       # the leader hangs: the other takes over and scales
         try:
             wait_until(lambda: box.by(follower) == [2], 15, what="the new leader's scale call")
