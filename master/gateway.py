@@ -80,6 +80,7 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         self._signals: list[int] = []
         self._stop_after_start: bool | None = None    # a stop signal that arrived while starting
+        self._reload_after_start = False              # a SIGHUP that arrived while starting
 
     # -- queries
     def state(self) -> str:
@@ -148,7 +149,7 @@ class Gateway:
         self._started_at = time.monotonic()
         self._shutdown_requested = asyncio.Event()
         if self.handle_signals:
-            self._install_signals()      # before workers start: a SIGTERM/SIGINT during start is kept, not lost
+            self._install_signals()      # before workers start: a stop or reload signal during start is kept
         try:
             for name in Plane.cleanup_stale():
                 log.info(f"removed a stale shared-memory segment of a dead gateway: {name}")
@@ -191,6 +192,8 @@ class Gateway:
                  extra={"fields": {"workers": self.workers, "generation": 1, "listening": addresses}})
         if self._stop_after_start is not None:
             self._spawn(self.shutdown(graceful=self._stop_after_start))
+        elif self._reload_after_start:                # the file may have changed after start() read it
+            self._spawn(self.request_reload("SIGHUP"))
 
     async def wait_for_shutdown(self) -> None:
         """Return once the gateway has stopped (after SIGINT/SIGTERM or ``shutdown()``)."""
@@ -286,7 +289,7 @@ class Gateway:
             signal.SIGTERM: lambda: self._stop_on_signal(graceful=True),
             signal.SIGINT: lambda: self._stop_on_signal(graceful=True),
             signal.SIGQUIT: lambda: self._stop_on_signal(graceful=False),
-            signal.SIGHUP: lambda: self._spawn(self.request_reload("SIGHUP")),
+            signal.SIGHUP: self._reload_on_signal,
             signal.SIGUSR1: self._reopen_logs,
         }
         for sig, handler in handlers.items():
@@ -299,6 +302,15 @@ class Gateway:
             self._stop_after_start = graceful if self._stop_after_start is None else self._stop_after_start and graceful
             return
         self._spawn(self.shutdown(graceful=graceful))
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: reload now, or as soon as a start in progress has finished (a signal has no one to tell
+        "try again": workers may already serve while the others start, and the file may change meanwhile)."""
+        if self._state == STARTING:
+            log.info("SIGHUP reload deferred until the start has finished")
+            self._reload_after_start = True
+            return
+        self._spawn(self.request_reload("SIGHUP"))
 
     def _reopen_logs(self) -> None:
         """SIGUSR1 (logrotate): every worker reopens its access log file."""

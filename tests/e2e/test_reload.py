@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import httpx
+import psutil
 import pytest
 from harness import free_port, port_open, wait_until
 
@@ -120,6 +121,34 @@ def test_twenty_reloads_under_keepalive_load_drop_nothing(gateway, backends):
     assert load.bad == []
     assert load.connections == 50            # no connection was closed by a reload
     assert g.health()["last_reload"]["ok"] is True
+
+
+def test_a_sighup_while_starting_is_kept_and_reloads_once_running(gateway, backends):
+    """A SIGHUP that comes while workers are still booting (some may already serve) is not dropped: the reload
+    runs once the start has finished, from the file as it is then."""
+    b = backends()
+    g = gateway(BASE.replace("BACKEND", b.url), workers=2, wait=False)
+    master = psutil.Process(g.proc.pid)
+    frozen = wait_until(lambda: master.children(), 20, what="a worker spawned")[0]
+    frozen.suspend()                    # a worker boot takes far longer than this poll: it is not ready yet
+    try:
+        wait_until(lambda: _state(g) == "starting", 20, what="the admin API up while starting")
+        g.write_config(BASE.replace("BACKEND", b.url) + TWO)
+        g.signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP reload deferred" in g.logs(), 10, what="the reload deferred")
+        assert _state(g) == "starting"
+    finally:
+        frozen.resume()
+    wait_until(lambda: g.health()["generation"] == 2, 30, what="the deferred reload")
+    assert httpx.get(g.url + "/two").status_code == 200
+    assert g.health()["last_reload"]["ok"] is True
+
+
+def _state(g) -> str | None:
+    try:
+        return g.health_any()["state"]  # 503 until running
+    except OSError:                     # the admin API is not listening yet
+        return None
 
 
 def test_streaming_response_and_keepalive_survive_reloads(gateway, backends):
