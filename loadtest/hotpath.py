@@ -15,8 +15,9 @@ figures compare with, in instructions (``loadtest/icount.sh minproxy``) and in t
 
 ``--sockets`` serves the requests over loopback sockets instead, on uvloop, from a client process (10 keep-alive
 connections) to the reference origin on 127.0.0.1:9001 (``loadtest/bench`` starts it; ``nginx -p ../shared/bench/
--c conf/origin.conf`` alone): the event loop, the transports and the real upstream pool are then counted too
-(``loadtest/icount.sh full --sockets``), as they are in a worker, which callgrind cannot follow itself.
+-c conf/origin.conf`` alone; ``--origin HOST:PORT`` names another): the event loop, the transports and the real
+upstream pool are then counted too (``loadtest/icount.sh full --sockets``), as they are in a worker, which
+callgrind cannot follow itself.
 
 ``--access-log PATH`` (e.g. /dev/null) and ``--tracing`` (every request sampled, no exporter) add the
 ``[access_log]`` / ``[tracing]`` tables to the config, to measure what they cost. ``--routers N`` replaces the
@@ -43,7 +44,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from a3s_gateway.worker.http1 import ClientProtocol  # noqa: E402
-from support.inmemory import REQUEST, RESPONSE, Transport, load_config, loaded_worker  # noqa: E402
+from support.inmemory import ORIGIN, REQUEST, RESPONSE, Transport, load_config, loaded_worker  # noqa: E402
 
 
 def main() -> None:
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--routers", type=int, default=0, metavar="N",
                     help="N host-rule routers instead of the config's; requests go to the last one's host")
     ap.add_argument("--sockets", action="store_true", help="over loopback sockets, from a client process")
+    ap.add_argument("--origin", default=ORIGIN, metavar="HOST:PORT",
+                    help=f"with --sockets: the origin the backend connections go to (default {ORIGIN})")
     ap.add_argument("--drive", nargs=2, type=int, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sockets and args.routers:
@@ -64,7 +67,7 @@ def main() -> None:
         return asyncio.run(drive(*args.drive))
     if args.config == "minproxy":
         return minproxy_sockets(args) if args.sockets else run(args, minproxy_exchange(), "minproxy")
-    cfg = load_config(args.config, args.routers, args.access_log, args.tracing)
+    cfg = load_config(args.config, args.routers, args.access_log, args.tracing, args.origin)
     request = REQUEST
     if args.routers:
         request = REQUEST.replace(b"127.0.0.1:8090", b"svc%d.example.com" % (args.routers - 1))
@@ -122,7 +125,8 @@ def minproxy_sockets(args: argparse.Namespace) -> None:
     """``--sockets`` for the anchor: the minimal proxy's protocols on uvloop, its pool connecting to the origin."""
     minproxy = _minproxy()
     loop = uvloop.new_event_loop()
-    pool = minproxy.Pool(loop, "127.0.0.1", 9001, 100)
+    host, _, port = args.origin.rpartition(":")
+    pool = minproxy.Pool(loop, host, int(port), 100)
     serve(args, loop, lambda: minproxy.ClientProtocol(pool, loop))
 
 

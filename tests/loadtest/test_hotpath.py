@@ -41,14 +41,15 @@ class _Origin(http.server.BaseHTTPRequestHandler):
 
 
 def test_hotpath_over_sockets_serves_a_client_process_through_the_real_pool() -> None:
-    """``--sockets``: the worker listens on loopback and its upstream pool connects to the origin on
-    127.0.0.1:9001 (the bench configs' backend), here a threaded stand-in."""
-    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 9001), _Origin)
+    """``--sockets``: the worker listens on loopback and its upstream pool connects to the origin (``--origin``;
+    by default the reference origin on 127.0.0.1:9001), here a threaded stand-in on a free port."""
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
     origin.daemon_threads = True
     threading.Thread(target=origin.serve_forever, daemon=True).start()
     try:
         done = subprocess.run([sys.executable, str(ROOT / "loadtest" / "hotpath.py"), "plain", "--sockets",
-                               "--requests", "200"], capture_output=True, text=True, timeout=120, check=False)
+                               "--origin", f"127.0.0.1:{origin.server_port}", "--requests", "200"],
+                              capture_output=True, text=True, timeout=120, check=False)
     finally:
         origin.shutdown()
         origin.server_close()

@@ -103,10 +103,14 @@ class OneInstance(Idle):
         return ["127.0.0.1:9001"]
 
 
-def load_config(config: str, routers: int = 0, access_log: str | None = None, tracing: bool = False) -> GatewayConfig:
+ORIGIN = "127.0.0.1:9001"        # the reference origin, the profiles' backend
+
+
+def load_config(config: str, routers: int = 0, access_log: str | None = None, tracing: bool = False,
+                origin: str = ORIGIN) -> GatewayConfig:
     """``config`` (a profile or a file), or ``routers`` host-rule routers instead, plus an ``[access_log]`` to
-    ``access_log`` and/or ``[tracing]`` (every request sampled) when asked."""
-    text = routers_config(routers) if routers else config_text(config)
+    ``access_log`` and/or ``[tracing]`` (every request sampled) when asked; the profiles' backend at ``origin``."""
+    text = (routers_config(routers) if routers else config_text(config)).replace(ORIGIN, origin)
     if access_log:
         text += f'\n[access_log]\nenabled = true\npath = "{access_log}"\n'
     if tracing:
