@@ -69,10 +69,11 @@ def callers(path: str, target: str) -> dict[str, list[int]]:
     return out
 
 
-def per_request(a: dict[str, list[int]], b: dict[str, list[int]], requests: int) -> list[tuple[list[float], str]]:
-    width = len(next(iter(a.values()), next(iter(b.values()), [])))
-    return [([(y - x) / requests for x, y in zip(a.get(k, [0] * width), b.get(k, [0] * width))], k)
-            for k in set(a) | set(b)]
+def per_request(a: dict[str, list[int]], b: dict[str, list[int]], requests: int,
+                width: int) -> list[tuple[list[float], str]]:
+    """(values per request, function) for every function of either run; ``width`` values each."""
+    zero = [0] * width
+    return [([(y - x) / requests for x, y in zip(a.get(k, zero), b.get(k, zero))], k) for k in set(a) | set(b)]
 
 
 def main() -> None:
@@ -85,14 +86,14 @@ def main() -> None:
     ap.add_argument("--callers", metavar="FUNCTION", help="list the callers of FUNCTION instead")
     args = ap.parse_args()
     if args.callers:
-        rows = per_request(callers(args.fewer, args.callers), callers(args.more, args.callers), args.requests)
+        rows = per_request(callers(args.fewer, args.callers), callers(args.more, args.callers), args.requests, 2)
         print(f"callers of *{args.callers}*, per request: calls, inclusive instructions of those calls")
         for (calls, cost), name in sorted(rows, reverse=True)[: args.top]:
             if calls >= 0.05:
                 print(f"{calls:7.2f} {cost:9.0f}  {name}")
         return
     events = ["Ir"] if args.sort == "Ir" else ["Ir", args.sort]
-    rows = per_request(functions(args.fewer, events), functions(args.more, events), args.requests)
+    rows = per_request(functions(args.fewer, events), functions(args.more, events), args.requests, len(events))
     totals = [sum(r[0][i] for r in rows) for i in range(len(events))]
     print("per request, own cost: " + ", ".join(f"{e} {t:.0f}" for e, t in zip(events, totals)))
     print("  ".join(f"{e:>9}" for e in events) + "  function")

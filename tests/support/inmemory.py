@@ -24,6 +24,7 @@ from a3s_gateway.worker.upstream.http1 import UpstreamProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_CONFIG = ROOT / "loadtest" / "bench_config.py"
+ORIGIN = "127.0.0.1:9001"        # the reference origin, the profiles' backend
 
 REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 04:00:00 GMT\r\n"
@@ -90,20 +91,20 @@ def config_text(which: str) -> str:
 def routers_config(n: int) -> str:
     """N host-rule routers over one service; the requests go to the last one's host."""
     parts = ['[entrypoints.web]\naddress = "127.0.0.1:8090"\n[services.origin.load_balancer]\n'
-             'servers = [{url = "http://127.0.0.1:9001"}]\n']
+             f'servers = [{{url = "http://{ORIGIN}"}}]\n']
     for i in range(n):
         parts.append(f'[routers.r{i}]\nrule = "Host(`svc{i}.example.com`)"\nservice = "origin"\n')
     return "".join(parts)
 
 
 class OneInstance(Idle):
-    """Every revision has one ready instance: the reference origin."""
+    """Every revision has one ready instance: the origin."""
+
+    def __init__(self, origin: str = ORIGIN) -> None:
+        self.origin = origin
 
     def ready(self, service: str, revision: str) -> list[str]:
-        return ["127.0.0.1:9001"]
-
-
-ORIGIN = "127.0.0.1:9001"        # the reference origin, the profiles' backend
+        return [self.origin]
 
 
 def load_config(config: str, routers: int = 0, access_log: str | None = None, tracing: bool = False,
@@ -122,7 +123,7 @@ def load_config(config: str, routers: int = 0, access_log: str | None = None, tr
     cfg = GatewayConfig.from_toml(text, source=f"<{config}>")
     if served(cfg.services):       # what the master's serving controller compiles: one ready instance each
         data = cfg.to_dict()
-        expand(data, OneInstance())
+        expand(data, OneInstance(origin))
         cfg = GatewayConfig(data, cfg.source)
     return cfg
 
